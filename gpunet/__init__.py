@@ -1,0 +1,86 @@
+"""gpunet: neural networks on NumPy (CPU) or CuPy (CUDA GPU), with Keras-style
+``Sequential``/``compile``/``fit``, scikit-learn estimators and a PyTorch-style loop.
+
+Example:
+    >>> import numpy as np, gpunet as gn
+    >>> model = gn.Sequential([gn.layers.Dense(8, activation="relu", input_shape=(4,)),
+    ...                        gn.layers.Dense(1, activation="sigmoid")])
+    >>> model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    >>> history = model.fit(np.zeros((8, 4)), np.zeros(8), epochs=1, verbose=0)
+    >>> sorted(history.history)
+    ['accuracy', 'loss']
+"""
+
+from gpunet import (
+    activations,
+    callbacks,
+    config,
+    errors,
+    functional,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    nn,
+    optim,
+    optimizers,
+    random,
+    regularizers,
+    schedules,
+    utils,
+)
+from gpunet.autograd import Tensor, enable_grad, is_grad_enabled, no_grad
+from gpunet.backend import available_devices, get_ops
+from gpunet.models import Model, Sequential
+
+optimizers.schedules = schedules  # type: ignore[attr-defined]  # Keras path
+
+__version__ = "0.1.0"
+
+
+def tensor(data: object, *, device: object = None, dtype: object = None,
+           requires_grad: bool = False) -> Tensor:  # fmt: skip
+    """A tensor from array-like ``data`` on ``device`` (``"cpu"`` by default).
+
+    Example:
+        >>> import gpunet as gn
+        >>> gn.tensor([1.0, 2.0]).shape
+        (2,)
+    """
+    import numpy as np
+
+    ops = get_ops(device)
+    arr = np.asarray(data)
+    if dtype is None and arr.dtype.kind in "iub":
+        dtype = arr.dtype
+    return Tensor(ops.asarray(arr, dtype=dtype or (arr.dtype if arr.dtype.kind == "f" else config.floatx())),
+                  ops, requires_grad=requires_grad)  # fmt: skip
+
+
+__all__ = [
+    "Model",
+    "Sequential",
+    "Tensor",
+    "activations",
+    "available_devices",
+    "callbacks",
+    "config",
+    "enable_grad",
+    "errors",
+    "functional",
+    "get_ops",
+    "initializers",
+    "is_grad_enabled",
+    "layers",
+    "losses",
+    "metrics",
+    "nn",
+    "no_grad",
+    "optim",
+    "optimizers",
+    "random",
+    "regularizers",
+    "schedules",
+    "tensor",
+    "utils",
+]

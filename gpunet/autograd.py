@@ -1,0 +1,379 @@
+"""Define-by-run autograd at coarse op granularity (Chainer/micrograd style).
+
+Each op records one ``Node``: its parent tensors and a closure mapping the
+output gradient to the parents' gradients. ``Tensor.backward()`` walks the graph
+once in reverse topological order. A Dense layer with its activation is one node,
+so a training step of an MLP records a handful of nodes.
+
+Gradient accumulation: as in PyTorch, ``backward()`` *adds* into the ``.grad`` of
+every leaf that requires a gradient (parameters, or tensors made with
+``requires_grad=True``); call ``optimizer.zero_grad()`` (or ``model.zero_grad()``)
+between steps. Gradients of intermediate tensors are not kept, and a graph can be
+walked once: its nodes are freed by ``backward()``.
+
+Example:
+    >>> import numpy as np, gpunet as gn
+    >>> x = gn.tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
+    >>> y = (x * x).sum()
+    >>> y.backward()
+    >>> x.grad
+    array([ 2., -4.,  6.])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from gpunet.errors import DeviceError
+
+Array = Any
+Backward = Callable[[Any], tuple[Any, ...]]
+
+_state = {"grad": True}
+
+
+def is_grad_enabled() -> bool:
+    """True unless inside ``no_grad()``."""
+    return _state["grad"]
+
+
+class no_grad(contextlib.ContextDecorator):  # noqa: N801 - named as in PyTorch
+    """Context manager and decorator: ops inside record no graph.
+
+    Example:
+        >>> import gpunet as gn
+        >>> with gn.no_grad():
+        ...     gn.is_grad_enabled()
+        False
+    """
+
+    def __enter__(self) -> None:
+        self._prev = _state["grad"]
+        _state["grad"] = False
+
+    def __exit__(self, *exc: object) -> None:
+        _state["grad"] = self._prev
+
+
+@contextlib.contextmanager
+def enable_grad() -> Iterator[None]:
+    """Re-enable graph recording inside a ``no_grad`` block."""
+    prev = _state["grad"]
+    _state["grad"] = True
+    try:
+        yield
+    finally:
+        _state["grad"] = prev
+
+
+class Node:
+    """One recorded op: its parents and the closure that backprops through it."""
+
+    __slots__ = ("backward", "name", "parents")
+
+    def __init__(self, parents: tuple[Tensor, ...], backward: Backward, name: str) -> None:
+        self.parents = parents
+        self.backward = backward
+        self.name = name
+
+
+def _freed(dY: Any) -> tuple[Any, ...]:
+    raise RuntimeError(
+        "trying to backward through the graph a second time: its buffers were "
+        "freed by the first backward(); recompute the forward pass"
+    )
+
+
+class Tensor:
+    """An array on a device, with an optional gradient and the op that made it.
+
+    ``data`` is the backend array (NumPy on ``"cpu"``, CuPy on ``"cuda"``);
+    ``grad`` is an array of the same shape, or None.
+    """
+
+    __slots__ = ("__weakref__", "_gbuf", "_grad", "_logits", "_node", "data", "name",
+                 "ops", "requires_grad")  # fmt: skip
+    __array_priority__ = 1000  # so ndarray + Tensor defers to Tensor.__radd__
+
+    def __init__(
+        self, data: Array, ops: Any = None, *, requires_grad: bool = False,
+        name: str | None = None,
+    ) -> None:
+        if ops is None:
+            from gpunet.backend import get_ops
+
+            ops = get_ops("cpu")
+        self.data = data
+        self.ops = ops
+        self.requires_grad = requires_grad
+        self.name = name
+        self._node: Node | None = None
+        self._grad: Array | None = None
+        self._gbuf: Array | None = None  # a view into an optimizer's flat buffer
+        self._logits: tuple[Tensor, str] | None = None  # (logits, "sigmoid"|"softmax")
+
+    # -- array-like surface -------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> Any:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.data.shape)
+
+    @property
+    def device(self) -> str:
+        return str(self.ops.device)
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    def numpy(self) -> Any:
+        """The values as a host NumPy array (copied from the device if needed)."""
+        return self.ops.to_numpy(self.data)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        import numpy as np
+
+        out = self.numpy()
+        return out if dtype is None else np.asarray(out, dtype=dtype)
+
+    def item(self) -> float:
+        """The value of a one-element tensor as a Python float."""
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return float(self.numpy().reshape(()))
+
+    def __float__(self) -> float:
+        return self.item()
+
+    def __repr__(self) -> str:
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({self.numpy()!r}, device={self.device!r}{grad})"
+
+    def detach(self) -> Tensor:
+        """The same data, cut from the graph."""
+        return Tensor(self.data, self.ops)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._node is None
+
+    # -- gradients ----------------------------------------------------------------
+    @property
+    def grad(self) -> Array | None:
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Array | None) -> None:
+        if value is None:
+            self._grad = None
+        elif self._gbuf is not None:
+            self.ops.assign(self._gbuf, value)
+            self._grad = self._gbuf
+        else:
+            self._grad = value
+
+    def zero_grad(self) -> None:
+        """Forget the gradient (PyTorch's ``set_to_none=True``)."""
+        self._grad = None
+
+    def accumulate_grad(self, g: Array) -> None:
+        """Add ``g`` to ``.grad`` (the leaf end of ``backward``)."""
+        if tuple(g.shape) != self.shape:
+            raise ValueError(
+                f"gradient of shape {tuple(g.shape)} for a tensor of shape {self.shape}"
+            )
+        if self._grad is None:
+            if self._gbuf is not None:
+                self.ops.assign(self._gbuf, g)
+                self._grad = self._gbuf
+            else:
+                self._grad = g
+        elif self._grad is self._gbuf:
+            self.ops.iadd(self._gbuf, g)
+        else:  # g may alias an array the graph still holds: never add in place
+            self._grad = self._grad + g
+
+    def backward(self, grad: Array | None = None) -> None:
+        """Backpropagate from this tensor into every leaf that requires a gradient.
+
+        ``grad`` defaults to 1 for a one-element tensor (a loss).
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "this tensor does not require a gradient: it was computed from "
+                "tensors with requires_grad=False, or inside no_grad()"
+            )
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"grad can be implied only for a one-element tensor, not {self.shape}"
+                )
+            seed: Any = 1.0
+        else:
+            seed = grad.data if isinstance(grad, Tensor) else self.ops.asarray(grad)
+        run_backward(self, seed)
+
+    # -- operators (the graph ops live in gpunet.functional) ------------------------
+    def __add__(self, other: Any) -> Tensor:
+        return _F().add(self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return _F().add(other, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return _F().sub(self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return _F().sub(other, self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return _F().mul(self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return _F().mul(other, self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return _F().div(self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return _F().div(other, self)
+
+    def __neg__(self) -> Tensor:
+        return _F().mul(self, -1.0)
+
+    def __pow__(self, exponent: float) -> Tensor:
+        return _F().power(self, exponent)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return _F().matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return _F().matmul(other, self)
+
+    def __getitem__(self, key: Any) -> Tensor:
+        return _F().getitem(self, key)
+
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return _F().sum(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return _F().mean(self, axis=axis, keepdims=keepdims)
+
+    def reshape(self, *shape: Any) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return _F().reshape(self, shape)
+
+    @property
+    def T(self) -> Tensor:
+        return _F().transpose(self)
+
+    def exp(self) -> Tensor:
+        return _F().exp(self)
+
+    def log(self) -> Tensor:
+        return _F().log(self)
+
+    def relu(self) -> Tensor:
+        return _F().activation(self, "relu")
+
+    def sigmoid(self) -> Tensor:
+        return _F().activation(self, "sigmoid")
+
+    def tanh(self) -> Tensor:
+        return _F().activation(self, "tanh")
+
+
+@functools.cache
+def _F() -> Any:
+    from gpunet import functional
+
+    return functional
+
+
+def record(
+    data: Array, ops: Any, parents: tuple[Tensor, ...], backward: Backward, name: str
+) -> Tensor:
+    """Wrap an op's output; link it to the graph when a parent needs a gradient."""
+    out = Tensor(data, ops)
+    if _state["grad"]:
+        for p in parents:
+            if p.requires_grad:
+                out.requires_grad = True
+                out._node = Node(parents, backward, name)
+                break
+    return out
+
+
+def needs_grad(*tensors: Tensor | None) -> bool:
+    """True if recording is on and one of ``tensors`` requires a gradient."""
+    return _state["grad"] and any(t is not None and t.requires_grad for t in tensors)
+
+
+def as_tensor(value: Any, ops: Any, dtype: Any = None) -> Tensor:
+    """A constant tensor on ``ops``'s device; host arrays move only to the CPU."""
+    if isinstance(value, Tensor):
+        if value.ops is not ops:
+            raise DeviceError(
+                f"tensors on different devices: {value.device!r} and {ops.device!r}; "
+                "move one with .to(device) first"
+            )
+        return value
+    if ops.device != "cpu" and hasattr(value, "__array_interface__"):
+        raise DeviceError(
+            f"a host (NumPy) array was mixed with a tensor on {ops.device!r}; "
+            f"move it explicitly with gn.tensor(array, device={ops.device!r})"
+        )
+    return Tensor(ops.asarray(value, dtype=dtype), ops)
+
+
+def run_backward(root: Tensor, seed: Any) -> None:
+    """Walk the graph below ``root`` once, in reverse topological order."""
+    order: list[Tensor] = []
+    seen: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:  # iterative post-order DFS: deep graphs need no recursion
+        t, done = stack.pop()
+        if done:
+            order.append(t)
+            continue
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        stack.append((t, True))
+        if t._node is not None:
+            for p in t._node.parents:
+                if p.requires_grad and id(p) not in seen:
+                    stack.append((p, False))
+    if isinstance(seed, float):
+        seed = root.ops.full(root.shape, seed, root.dtype)
+    grads: dict[int, Any] = {id(root): seed}
+    for t in reversed(order):
+        g = grads.pop(id(t), None)
+        if g is None:
+            continue
+        node = t._node
+        if node is None:  # backward() called on a leaf itself
+            t.accumulate_grad(g)
+            continue
+        parent_grads = node.backward(g)
+        node.backward = _freed
+        for p, pg in zip(node.parents, parent_grads, strict=True):
+            if pg is None or not p.requires_grad:
+                continue
+            if p._node is None:
+                p.accumulate_grad(pg)
+            elif id(p) in grads:
+                grads[id(p)] = grads[id(p)] + pg
+            else:
+                grads[id(p)] = pg
+        node.parents = ()

@@ -1,0 +1,174 @@
+"""Activations and their backprops, written once against ``self.xp``.
+
+Every ``backprop_<name>(dY, X, Y)`` takes the forward input ``X`` and output ``Y``;
+each reads only what makes it cheapest, and ``NEEDS_X`` lists those that read
+``X`` (the others may be given ``X=None``, so a fused layer can drop ``X``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from gpunet.backend._special import erf
+
+Array = Any
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_TANH_C = math.sqrt(2.0 / math.pi)
+
+# activations whose backward needs the forward input X (the rest use Y only)
+NEEDS_X = frozenset({"gelu", "swish", "silu", "softplus"})
+ACTIVATIONS = (
+    "linear", "relu", "leaky_relu", "elu", "selu", "gelu", "swish", "silu",
+    "sigmoid", "tanh", "softplus", "softmax", "log_softmax",
+)  # fmt: skip
+
+
+class ActivationOps:
+    xp: Any
+
+    def activation(self, name: str, X: Array, **kw: Any) -> Array:
+        """Apply activation ``name`` (one of ``ACTIVATIONS``) to ``X``."""
+        return getattr(self, _METHOD[name])(X, **kw)
+
+    def backprop_activation(
+        self, name: str, dY: Array, X: Array | None, Y: Array, **kw: Any
+    ) -> Array:
+        """Gradient of activation ``name`` given ``dY``, input ``X`` and output ``Y``."""
+        return getattr(self, "backprop_" + _METHOD[name])(dY, X, Y, **kw)
+
+    def linear(self, X: Array) -> Array:
+        return X
+
+    def backprop_linear(self, dY: Array, X: Array | None, Y: Array) -> Array:
+        return dY
+
+    def relu(self, X: Array) -> Array:
+        # NOTE: maximum propagates NaN, as the kernels do.
+        return self.xp.maximum(X, 0.0)
+
+    def backprop_relu(self, dY: Array, X: Array | None, Y: Array) -> Array:
+        # The gradient at exactly 0 is 0, matching max(X, 0) (Keras, PyTorch).
+        return dY * self.xp.astype(Y > 0, dY.dtype)
+
+    def leaky_relu(self, X: Array, *, alpha: float = 0.2) -> Array:
+        return self.xp.where(X > 0, X, X * alpha)
+
+    def backprop_leaky_relu(
+        self, dY: Array, X: Array | None, Y: Array, *, alpha: float = 0.2
+    ) -> Array:
+        # sign(Y) == sign(X) for alpha > 0, so Y is enough
+        return self.xp.where(Y > 0, dY, dY * alpha)
+
+    def elu(self, X: Array, *, alpha: float = 1.0) -> Array:
+        xp = self.xp
+        return xp.where(X > 0, X, alpha * xp.expm1(xp.minimum(X, 0.0)))
+
+    def backprop_elu(
+        self, dY: Array, X: Array | None, Y: Array, *, alpha: float = 1.0
+    ) -> Array:
+        # for X <= 0: d/dX alpha*(exp(X)-1) = alpha*exp(X) = Y + alpha
+        return self.xp.where(Y > 0, dY, dY * (Y + alpha))
+
+    def selu(self, X: Array) -> Array:
+        return SELU_SCALE * self.elu(X, alpha=SELU_ALPHA)
+
+    def backprop_selu(self, dY: Array, X: Array | None, Y: Array) -> Array:
+        return self.xp.where(Y > 0, dY * SELU_SCALE, dY * (Y + SELU_SCALE * SELU_ALPHA))
+
+    def gelu(self, X: Array, *, approximate: bool = False) -> Array:
+        xp = self.xp
+        if approximate:  # Hendrycks & Gimpel tanh form: https://arxiv.org/abs/1606.08415
+            return 0.5 * X * (1.0 + xp.tanh(_TANH_C * (X + 0.044715 * X * X * X)))
+        return 0.5 * X * (1.0 + erf(xp, X * _INV_SQRT2))
+
+    def backprop_gelu(
+        self, dY: Array, X: Array | None, Y: Array, *, approximate: bool = False
+    ) -> Array:
+        xp = self.xp
+        assert X is not None
+        if approximate:
+            inner = _TANH_C * (X + 0.044715 * X * X * X)
+            t = xp.tanh(inner)
+            dinner = _TANH_C * (1.0 + 3 * 0.044715 * X * X)
+            return dY * (0.5 * (1.0 + t) + 0.5 * X * (1.0 - t * t) * dinner)
+        cdf = 0.5 * (1.0 + erf(xp, X * _INV_SQRT2))
+        pdf = _INV_SQRT_2PI * xp.exp(-0.5 * X * X)
+        return dY * (cdf + X * pdf)
+
+    def swish(self, X: Array) -> Array:
+        return X * self.sigmoid(X)
+
+    def backprop_swish(self, dY: Array, X: Array | None, Y: Array) -> Array:
+        assert X is not None
+        s = self.sigmoid(X)
+        return dY * (s * (1.0 + X * (1.0 - s)))
+
+    def sigmoid(self, X: Array) -> Array:
+        # exp(-|X|) never overflows: 1/(1+e) for X >= 0 and e/(1+e) below, so
+        # sigmoid(-1e4) is 0 without a warning and tiny values keep full precision.
+        xp = self.xp
+        e = xp.exp(-xp.abs(X))
+        return xp.where(X >= 0, 1.0, e) / (1.0 + e)
+
+    def backprop_sigmoid(self, dY: Array, X: Array | None, Y: Array) -> Array:
+        return dY * (Y * (1.0 - Y))
+
+    def tanh(self, X: Array) -> Array:
+        return self.xp.tanh(X)
+
+    def backprop_tanh(self, dY: Array, X: Array | None, Y: Array) -> Array:
+        return dY * (1.0 - Y * Y)
+
+    def softplus(self, X: Array) -> Array:
+        # log(1 + e^X) = max(X, 0) + log1p(e^-|X|): exact for |X| >= 1e4 too
+        xp = self.xp
+        return xp.maximum(X, 0.0) + xp.log1p(xp.exp(-xp.abs(X)))
+
+    def backprop_softplus(self, dY: Array, X: Array | None, Y: Array) -> Array:
+        assert X is not None
+        return dY * self.sigmoid(X)
+
+    def softmax(self, X: Array, *, axis: int = -1) -> Array:
+        xp = self.xp
+        Z = X - self._finite_max(X, axis)
+        E = xp.exp(Z)
+        return E / xp.sum(E, axis=axis, keepdims=True)
+
+    def backprop_softmax(
+        self, dY: Array, X: Array | None, Y: Array, *, axis: int = -1
+    ) -> Array:
+        return Y * (dY - self.xp.sum(dY * Y, axis=axis, keepdims=True))
+
+    def log_softmax(self, X: Array, *, axis: int = -1) -> Array:
+        xp = self.xp
+        Z = X - self._finite_max(X, axis)
+        return Z - xp.log(xp.sum(xp.exp(Z), axis=axis, keepdims=True))
+
+    def backprop_log_softmax(
+        self, dY: Array, X: Array | None, Y: Array, *, axis: int = -1
+    ) -> Array:
+        xp = self.xp
+        return dY - xp.exp(Y) * xp.sum(dY, axis=axis, keepdims=True)
+
+    def logsumexp(self, X: Array, *, axis: int = -1) -> Array:
+        """log(sum(exp(X))) along ``axis``, kept as a size-1 axis."""
+        xp = self.xp
+        M = self._finite_max(X, axis)
+        return M + xp.log(xp.sum(xp.exp(X - M), axis=axis, keepdims=True))
+
+    def _finite_max(self, X: Array, axis: int) -> Array:
+        # Shift by the row max only where it is finite (as scipy.special.logsumexp),
+        # so a row of -inf gives -inf/NaN by the usual rules, never inf - inf.
+        xp = self.xp
+        if X.shape[axis] == 0:
+            return xp.zeros_like(xp.sum(X, axis=axis, keepdims=True))
+        M = xp.max(X, axis=axis, keepdims=True)
+        return xp.where(xp.isfinite(M), M, 0.0)
+
+
+_METHOD = {name: name for name in ACTIVATIONS} | {"silu": "swish"}

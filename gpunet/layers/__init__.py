@@ -1,0 +1,26 @@
+"""Layers, in Keras vocabulary.
+
+Example:
+    >>> import gpunet as gn
+    >>> gn.layers.Dense(64, activation="relu", input_shape=(10,)).kernel.shape
+    (10, 64)
+"""
+
+from gpunet.layers.base import Layer, Parameter
+from gpunet.layers.core import Activation, Dropout, Flatten
+from gpunet.layers.dense import Dense
+from gpunet.layers.merge import Add, Concatenate
+from gpunet.layers.normalization import BatchNormalization, LayerNormalization
+
+__all__ = [
+    "Activation",
+    "Add",
+    "BatchNormalization",
+    "Concatenate",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "Layer",
+    "LayerNormalization",
+    "Parameter",
+]

@@ -1,0 +1,131 @@
+"""BatchNormalization and LayerNormalization (Keras arguments and defaults)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpunet.autograd import Tensor, needs_grad, record
+from gpunet.errors import InputValidationError, InvalidParameterError
+from gpunet.layers.base import Layer
+
+
+def _check_features(layer: Layer, x: Tensor, n: int) -> None:
+    if x.ndim < 2 or x.shape[-1] != n:
+        raise InputValidationError(
+            f"layer {layer.name!r} expects inputs with {n} features on the last axis, "
+            f"got shape {x.shape}"
+        )
+
+
+class BatchNormalization(Layer):
+    """Normalise each feature with batch statistics while training, and with
+    moving averages (``momentum``) in inference; then scale and shift.
+
+    Args:
+        momentum: Weight of the old value in the moving averages (Keras: 0.99).
+        epsilon: Added to the variance (Keras: 1e-3).
+        center: Learn the shift ``beta``.
+        scale: Learn the scale ``gamma``.
+
+    Example:
+        >>> import numpy as np, gpunet as gn
+        >>> y = gn.layers.BatchNormalization()(np.arange(6.0).reshape(3, 2), training=True)
+        >>> np.round(y.numpy()[:, 0], 3)
+        array([-1.225,  0.   ,  1.225], dtype=float32)
+    """
+
+    def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
+                 scale: bool = True, **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(**kwargs)
+        if not 0.0 <= momentum <= 1.0 or epsilon <= 0:
+            raise InvalidParameterError(
+                f"BatchNormalization needs 0 <= momentum <= 1 and epsilon > 0, "
+                f"got momentum={momentum!r}, epsilon={epsilon!r}"
+            )
+        self.momentum, self.epsilon = float(momentum), float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        if self.input_shape_hint is not None:
+            self.build((None, *self.input_shape_hint))
+            self.built = True
+
+    def build(self, input_shape: Any) -> None:
+        n = (int(input_shape[-1]),)
+        self.gamma = self.add_weight("gamma", n, "ones", trainable=self.scale)
+        self.beta = self.add_weight("beta", n, "zeros", trainable=self.center)
+        self.moving_mean = self.add_weight("moving_mean", n, "zeros", trainable=False)
+        self.moving_variance = self.add_weight("moving_variance", n, "ones", trainable=False)
+
+    def check_input(self, x: Any) -> None:
+        _check_features(self, x, self.gamma.shape[0])
+
+    def call(self, x: Tensor, training: bool = False) -> Tensor:
+        ops, g, b = x.ops, self.gamma, self.beta
+        if training:
+            Y, Xhat, inv, mean, var = ops.batchnorm(x.data, g.data, b.data, epsilon=self.epsilon)
+            n = 1
+            for d in x.shape[:-1]:
+                n *= d
+            m = self.momentum
+            unbiased = var * (n / max(n - 1, 1))  # moving variance is unbiased (Keras)
+            ops.assign(self.moving_mean.data, self.moving_mean.data * m + mean * (1.0 - m))
+            ops.assign(self.moving_variance.data,
+                       self.moving_variance.data * m + unbiased * (1.0 - m))  # fmt: skip
+            backprop = ops.backprop_batchnorm
+        else:
+            Y, Xhat, inv = ops.batchnorm_inference(
+                x.data, g.data, b.data, self.moving_mean.data, self.moving_variance.data,
+                epsilon=self.epsilon,
+            )
+            backprop = ops.backprop_batchnorm_inference
+        if not needs_grad(x, g, b):
+            return Tensor(Y, ops)
+        gd = g.data
+
+        def backward(dY: Any) -> tuple[Any, Any, Any]:
+            return backprop(dY, Xhat, inv, gd)
+
+        return record(Y, ops, (x, g, b), backward, "batchnorm")
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale}  # fmt: skip
+
+
+class LayerNormalization(Layer):
+    """Normalise each sample over its last axis, then scale and shift.
+
+    Example:
+        >>> import numpy as np, gpunet as gn
+        >>> y = gn.layers.LayerNormalization()(np.array([[1.0, 3.0]]))
+        >>> np.round(y.numpy(), 3)
+        array([[-0.999,  0.999]], dtype=float32)
+    """
+
+    def __init__(self, epsilon: float = 1e-3, center: bool = True, scale: bool = True,
+                 **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(**kwargs)
+        if epsilon <= 0:
+            raise InvalidParameterError(f"LayerNormalization epsilon must be > 0, got {epsilon!r}")
+        self.epsilon, self.center, self.scale = float(epsilon), bool(center), bool(scale)
+        if self.input_shape_hint is not None:
+            self.build((None, *self.input_shape_hint))
+            self.built = True
+
+    def build(self, input_shape: Any) -> None:
+        n = (int(input_shape[-1]),)
+        self.gamma = self.add_weight("gamma", n, "ones", trainable=self.scale)
+        self.beta = self.add_weight("beta", n, "zeros", trainable=self.center)
+
+    def check_input(self, x: Any) -> None:
+        _check_features(self, x, self.gamma.shape[0])
+
+    def call(self, x: Tensor) -> Tensor:
+        ops, g, b = x.ops, self.gamma, self.beta
+        Y, Xhat, inv = ops.layernorm(x.data, g.data, b.data, epsilon=self.epsilon)
+        gd = g.data
+        return record(Y, ops, (x, g, b),
+                      lambda dY: ops.backprop_layernorm(dY, Xhat, inv, gd), "layernorm")  # fmt: skip
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "epsilon": self.epsilon, "center": self.center,
+                "scale": self.scale}  # fmt: skip

@@ -1,0 +1,341 @@
+"""Losses (Keras names and classes). Each is one fused graph op that returns the
+loss and, in the same call, its gradient.
+
+A sigmoid or softmax output followed by its cross-entropy is computed from the
+logits (gradient ``p - y``), never as exp-then-log: the output tensor remembers
+its logits, and the loss uses them when ``from_logits=False``.
+
+Example:
+    >>> import numpy as np, gpunet as gn
+    >>> loss = gn.losses.get("mse")
+    >>> float(loss(np.array([[1.0]]), np.array([[3.0]])))
+    4.0
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gpunet import config
+from gpunet import functional as F
+from gpunet.autograd import Tensor, as_tensor, record
+from gpunet.errors import InputValidationError, InvalidParameterError
+
+
+class Loss:
+    """Base: ``loss(y_true, y_pred, sample_weight=None) -> Tensor`` (a scalar).
+
+    Args:
+        reduction: ``"sum_over_batch_size"`` (mean over samples, default), ``"sum"``
+            or ``"none"`` (one value per sample).
+    """
+
+    name = "loss"
+    kind = ""  # the backend op of the probability / regression path
+
+    def __init__(self, reduction: str = "sum_over_batch_size", name: str | None = None) -> None:
+        if reduction not in ("sum_over_batch_size", "sum", "none"):
+            raise InvalidParameterError(
+                f"unknown reduction {reduction!r}; expected 'sum_over_batch_size', 'sum' or 'none'"
+            )
+        self.reduction = reduction
+        self.name = name or self.name
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Tensor:
+        if not isinstance(y_pred, Tensor):
+            y_pred = as_tensor(np.asarray(y_pred, dtype=config.floatx()), _cpu())
+        if y_pred.ndim == 1:
+            y_pred = F.reshape(y_pred, (-1, 1))
+        T = self.target(y_true, y_pred)
+        B = y_pred.shape[0]
+        if self.reduction == "none":
+            return self._per_sample(y_pred, T)
+        denom = 1.0 if self.reduction == "sum" else 1.0 / max(B, 1)
+        scale: Any = denom
+        if sample_weight is not None:
+            w = sample_weight.data if isinstance(sample_weight, Tensor) else sample_weight
+            if hasattr(w, "__array_interface__") or isinstance(w, (list, tuple)):
+                w = np.asarray(w, dtype=y_pred.dtype).reshape(-1)
+                if w.shape[0] != B:
+                    raise InputValidationError(
+                        f"sample_weight has {w.shape[0]} entries for a batch of {B}"
+                    )
+                w = y_pred.ops.asarray(w)
+            scale = w * denom
+        return self.compute(y_pred, T, scale)
+
+    # -- the parts subclasses choose ----------------------------------------------------
+    def target(self, y_true: Any, y_pred: Tensor) -> Any:
+        """``y_true`` as a device array shaped like ``y_pred``."""
+        T = _device_array(y_true, y_pred)
+        if T.ndim == 1 and y_pred.shape[-1] == 1:
+            T = y_pred.ops.xp.reshape(T, (-1, 1))
+        if tuple(T.shape) != y_pred.shape:
+            raise InputValidationError(
+                f"{self.name}: y_true has shape {tuple(T.shape)} but the model output has "
+                f"shape {y_pred.shape}"
+            )
+        return T
+
+    def compute(self, y_pred: Tensor, T: Any, scale: Any) -> Tensor:
+        return F.fused_loss(self.kind, y_pred, T, scale, **self.kwargs())
+
+    def kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def _per_sample(self, y_pred: Tensor, T: Any) -> Tensor:
+        ops = y_pred.ops
+        L, dP = getattr(ops, self.kind)(y_pred.data, T, scale=1.0, **self.kwargs())
+        xp = ops.xp
+        return record(L, ops, (y_pred,), lambda g: (dP * xp.reshape(g, (-1, 1)),), self.kind)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"reduction": self.reduction, "name": self.name}
+
+
+class MeanSquaredError(Loss):
+    name, kind = "mean_squared_error", "mean_squared_error"
+
+
+class MeanAbsoluteError(Loss):
+    name, kind = "mean_absolute_error", "mean_absolute_error"
+
+
+class Huber(Loss):
+    name, kind = "huber_loss", "huber"
+
+    def __init__(self, delta: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if delta <= 0:
+            raise InvalidParameterError(f"Huber delta must be > 0, got {delta!r}")
+        self.delta = float(delta)
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"delta": self.delta}
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "delta": self.delta}
+
+
+class Poisson(Loss):
+    name, kind = "poisson", "poisson"
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"epsilon": config.epsilon()}
+
+
+class _CrossEntropy(Loss):
+    fused = ""  # the activation whose logits this loss fuses with
+    logits_kind = ""
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0,
+                 **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(**kwargs)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise InvalidParameterError(
+                f"label_smoothing must be in [0, 1], got {label_smoothing!r}"
+            )
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = float(label_smoothing)
+
+    def compute(self, y_pred: Tensor, T: Any, scale: Any) -> Tensor:
+        logits = self._logits(y_pred)
+        if logits is not None:
+            return F.fused_loss(self.logits_kind, logits, T, scale,
+                                label_smoothing=self.label_smoothing)  # fmt: skip
+        _check_probabilities(self.name, y_pred)
+        return F.fused_loss(self.kind, y_pred, T, scale, epsilon=config.epsilon(),
+                            label_smoothing=self.label_smoothing)  # fmt: skip
+
+    def _per_sample(self, y_pred: Tensor, T: Any) -> Tensor:
+        ops = y_pred.ops
+        logits = self._logits(y_pred)
+        src, kind = (logits, self.logits_kind) if logits is not None else (y_pred, self.kind)
+        kw: dict[str, Any] = {"label_smoothing": self.label_smoothing}
+        if logits is None:
+            _check_probabilities(self.name, y_pred)
+            kw["epsilon"] = config.epsilon()
+        L, dP = getattr(ops, kind)(src.data, T, scale=1.0, **kw)
+        xp = ops.xp
+        return record(L, ops, (src,), lambda g: (dP * xp.reshape(g, (-1, 1)),), kind)
+
+    def _logits(self, y_pred: Tensor) -> Tensor | None:
+        if self.from_logits:
+            return y_pred
+        link = y_pred._logits
+        return link[0] if link is not None and link[1] == self.fused else None
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}  # fmt: skip
+
+
+class BinaryCrossentropy(_CrossEntropy):
+    name, kind, fused, logits_kind = (
+        "binary_crossentropy", "binary_cross_entropy", "sigmoid", "sigmoid_cross_entropy"
+    )
+
+    def target(self, y_true: Any, y_pred: Tensor) -> Any:
+        if _is_host(y_true):
+            y = np.asarray(y_true)
+            if y.size and (np.nanmin(y) < 0 or np.nanmax(y) > 1):
+                raise InputValidationError(
+                    f"{self.name}: y_true must be in [0, 1], got values in "
+                    f"[{np.nanmin(y):g}, {np.nanmax(y):g}]"
+                )
+        return super().target(y_true, y_pred)
+
+
+class CategoricalCrossentropy(_CrossEntropy):
+    name, kind, fused, logits_kind = (
+        "categorical_crossentropy", "categorical_cross_entropy", "softmax",
+        "softmax_cross_entropy",
+    )
+
+    def target(self, y_true: Any, y_pred: Tensor) -> Any:
+        T = _device_array(y_true, y_pred)
+        if T.ndim != 2 or T.shape[1] != y_pred.shape[-1]:
+            raise InputValidationError(
+                f"{self.name}: y has {T.shape[-1] if T.ndim else 1} columns but the output "
+                f"layer has {y_pred.shape[-1]} units; one-hot encode y, or use "
+                "sparse_categorical_crossentropy for integer labels"
+            )
+        return T
+
+
+class SparseCategoricalCrossentropy(_CrossEntropy):
+    """Cross-entropy with integer class labels of shape ``(batch,)``."""
+
+    name, fused = "sparse_categorical_crossentropy", "softmax"
+    kind, logits_kind = "categorical_cross_entropy", "softmax_cross_entropy"
+
+    def target(self, y_true: Any, y_pred: Tensor) -> Any:
+        C = y_pred.shape[-1]
+        ops = y_pred.ops
+        if _is_host(y_true):
+            y = check_labels(np.asarray(y_true), C, name=self.name)
+            labels = ops.asarray(y.reshape(-1), dtype="int64")
+        else:
+            labels = y_true.data if isinstance(y_true, Tensor) else y_true
+            labels = ops.xp.reshape(ops.xp.astype(labels, ops.dtype("int64")), (-1,))
+        if labels.shape[0] != y_pred.shape[0]:
+            raise InputValidationError(
+                f"{self.name}: {labels.shape[0]} labels for {y_pred.shape[0]} predictions"
+            )
+        return labels
+
+    def compute(self, y_pred: Tensor, T: Any, scale: Any) -> Tensor:
+        logits = self._logits(y_pred)
+        if logits is not None:  # integer labels straight into the fused kernel
+            return F.fused_loss("sparse_softmax_cross_entropy", logits, T, scale,
+                                label_smoothing=self.label_smoothing)  # fmt: skip
+        return super().compute(y_pred, self._onehot(T, y_pred), scale)
+
+    def _per_sample(self, y_pred: Tensor, T: Any) -> Tensor:
+        return super()._per_sample(y_pred, self._onehot(T, y_pred))
+
+    def _onehot(self, labels: Any, y_pred: Tensor) -> Any:
+        return y_pred.ops.onehot(labels, y_pred.shape[-1], y_pred.dtype)
+
+
+def check_labels(y: np.ndarray, n_classes: int, *, name: str) -> np.ndarray:
+    """Integer class labels in ``[0, n_classes)``, checked on the host."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise InputValidationError(
+            f"{name}: expected integer labels of shape (n,), got shape {y.shape}; "
+            "for one-hot targets use categorical_crossentropy"
+        )
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)):
+            raise InputValidationError(f"{name}: y contains NaN or infinity")
+        if np.any(y != np.round(y)):
+            bad = y[y != np.round(y)][0]
+            raise InputValidationError(f"{name}: labels must be integers, got {bad!r}")
+    elif y.dtype.kind not in "iub":
+        raise InputValidationError(f"{name}: labels must be integers, got dtype {y.dtype}")
+    if y.size:
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= n_classes:
+            bad = lo if lo < 0 else hi
+            raise InputValidationError(
+                f"y contains label {bad} outside [0, {n_classes}) "
+                f"(the output layer has {n_classes} units)"
+            )
+    return y.astype(np.int64)
+
+
+def _check_probabilities(name: str, y_pred: Tensor) -> None:
+    ops = y_pred.ops
+    xp = ops.xp
+    bad = xp.any((y_pred.data < 0) | (y_pred.data > 1))
+    if ops.to_host(bad):
+        lo, hi = ops.to_host(xp.min(y_pred.data)), ops.to_host(xp.max(y_pred.data))
+        raise InputValidationError(
+            f"{name}: y_pred must be probabilities in [0, 1] when from_logits=False, "
+            f"got values in [{lo:g}, {hi:g}]; pass from_logits=True if the model "
+            "outputs logits"
+        )
+
+
+def _is_host(y: Any) -> bool:
+    return isinstance(y, (np.ndarray, list, tuple, int, float, np.generic))
+
+
+def _device_array(y: Any, like: Tensor) -> Any:
+    if isinstance(y, Tensor):
+        return as_tensor(y, like.ops).data
+    if _is_host(y):
+        return like.ops.asarray(np.asarray(y, dtype=like.dtype))
+    return like.ops.xp.astype(y, like.dtype)
+
+
+def _cpu() -> Any:
+    from gpunet.backend import get_ops
+
+    return get_ops("cpu")
+
+
+_REGISTRY: dict[str, Any] = {
+    "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError,
+    "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError,
+    "huber": Huber, "huber_loss": Huber, "poisson": Poisson,
+    "binary_crossentropy": BinaryCrossentropy, "bce": BinaryCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+}  # fmt: skip
+CLASSES = {cls.__name__: cls for cls in set(_REGISTRY.values())}
+
+
+def get(spec: Any) -> Loss:
+    """A loss from a name, an instance, or a callable ``f(y_true, y_pred) -> Tensor``."""
+    if isinstance(spec, Loss):
+        return spec
+    if isinstance(spec, str) and spec in _REGISTRY:
+        return _REGISTRY[spec]()  # type: ignore[no-any-return]
+    if isinstance(spec, str):
+        raise InvalidParameterError(
+            f"unknown loss {spec!r}; expected one of {', '.join(sorted(_REGISTRY))}"
+        )
+    if callable(spec):
+        return _FunctionLoss(spec)
+    raise InvalidParameterError(f"loss must be a name, a Loss or a callable, got {spec!r}")
+
+
+class _FunctionLoss(Loss):
+    def __init__(self, fn: Any) -> None:
+        super().__init__(name=getattr(fn, "__name__", "loss"))
+        self.fn = fn
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Tensor:
+        if sample_weight is not None:
+            raise InvalidParameterError(f"custom loss {self.name!r} takes no sample_weight")
+        if not isinstance(y_true, Tensor) and isinstance(y_pred, Tensor):
+            y_true = Tensor(_device_array(y_true, y_pred), y_pred.ops)
+        out = self.fn(y_true, y_pred)
+        if not isinstance(out, Tensor):
+            raise InvalidParameterError(f"custom loss {self.name!r} must return a Tensor")
+        return out if out.ndim == 0 else F.mean(out)

@@ -1,0 +1,156 @@
+"""``Model`` (subclass it: write ``call`` or ``forward``) and ``Sequential``.
+
+Example:
+    >>> import numpy as np, gpunet as gn
+    >>> model = gn.Sequential([gn.layers.Dense(4, activation="relu", input_shape=(3,)),
+    ...                        gn.layers.Dense(1)])
+    >>> model.predict(np.zeros((2, 3))).shape
+    (2, 1)
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from gpunet.autograd import Tensor, no_grad
+from gpunet.backend import get_ops
+from gpunet.errors import InputValidationError, InvalidParameterError
+from gpunet.layers.base import Layer
+from gpunet.training import TrainingMixin
+
+
+class Model(TrainingMixin, Layer):
+    """A network: layers composed in ``call`` (Keras) or ``forward`` (PyTorch).
+
+    Args:
+        device: ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+
+    Example:
+        >>> import numpy as np, gpunet as gn
+        >>> class Residual(gn.Model):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.inner = gn.layers.Dense(3, activation="relu")
+        ...     def call(self, x):
+        ...         return x + self.inner(x)
+        >>> Residual()(np.ones((2, 3))).shape
+        (2, 3)
+    """
+
+    def __init__(self, *, device: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.compiled_metrics = []
+        self._n_outputs = 0
+        if device is not None:
+            self._ops = get_ops(device)
+
+    def call(self, x: Any, training: bool = False) -> Any:
+        forward = getattr(self, "forward", None)
+        if forward is None:
+            raise NotImplementedError(f"{type(self).__name__} must define call() or forward()")
+        if "training" in inspect.signature(forward).parameters:
+            return forward(x, training=training)
+        return forward(x)
+
+    def to(self, device: Any) -> Model:
+        """Move parameters, gradients, buffers and optimizer state to ``device``."""
+        super().to(device)
+        if self.optimizer is not None and self.optimizer.built:
+            self.optimizer.to(device)
+        return self
+
+    def _ensure_built(self, X: np.ndarray) -> None:
+        """Build from one sample and record the output width (no state changes)."""
+        if self._n_outputs and self.built:
+            return
+        with no_grad():
+            out = self(X[:1], training=False)
+        if not isinstance(out, Tensor):
+            raise InvalidParameterError("the model must return a single tensor")
+        self._n_outputs = int(out.shape[-1]) if out.ndim > 1 else 1
+
+    def summary(self, print_fn: Callable[[str], Any] | None = None) -> None:
+        """Print a table of layers, output shapes and parameter counts."""
+        from gpunet.summary import summary_lines
+
+        first = self._layers[0] if self._layers else None
+        hint = getattr(first, "input_shape_hint", None)
+        if hint is not None and None not in hint and any(
+            layer.output_shape is None for layer in self._layers
+        ):
+            self._ensure_built(np.zeros((1, *hint), dtype=self.dtype))
+        emit = print_fn or print
+        for line in summary_lines(self):
+            emit(line)
+
+
+class Sequential(Model):
+    """A plain stack of layers, each fed the previous one's output.
+
+    Example:
+        >>> import gpunet as gn
+        >>> model = gn.Sequential()
+        >>> model.add(gn.layers.Dense(8, input_shape=(4,)))
+        >>> model.count_params()
+        40
+    """
+
+    def __init__(self, layers: list[Layer] | None = None, *, name: str | None = None,
+                 device: Any = None, **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(name=name, device=device, **kwargs)
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer: Layer) -> None:
+        """Append ``layer`` to the stack."""
+        if not isinstance(layer, Layer):
+            raise InvalidParameterError(
+                f"Sequential.add expects a gpunet layer, got {type(layer).__name__}"
+            )
+        self._layers.append(layer)
+        if self._ops is not None:
+            layer.to(self._ops)
+        self.built = False
+        self._n_outputs = 0
+
+    def pop(self) -> Layer:
+        """Remove and return the last layer."""
+        if not self._layers:
+            raise InputValidationError("pop() on an empty Sequential model")
+        self.built = False
+        self._n_outputs = 0
+        return self._layers.pop()
+
+    def build(self, input_shape: Any) -> None:
+        if not self._layers:
+            raise InputValidationError(f"model {self.name!r} has no layers: add some first")
+
+    def check_input(self, inputs: Any) -> None:
+        first = self._layers[0] if self._layers else None
+        if first is None or not first.built:
+            return
+        kernel = getattr(first, "kernel", None)
+        if kernel is not None and isinstance(inputs, Tensor) and (
+            inputs.ndim < 2 or inputs.shape[-1] != kernel.shape[0]
+        ):
+            got = inputs.shape[-1] if inputs.ndim else inputs.shape
+            raise InputValidationError(
+                f"X has {got} features, but Sequential {self.name!r} expects "
+                f"{kernel.shape[0]} (from {type(first).__name__} {first.name!r}, input "
+                f"shape (batch, {kernel.shape[0]}))"
+            )
+
+    def call(self, x: Any, training: bool = False) -> Any:
+        for layer in self._layers:
+            x = layer(x, training=training)
+        return x
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "layers": [
+            {"class_name": type(layer).__name__, "config": layer.get_config()}
+            for layer in self._layers
+        ]}  # fmt: skip

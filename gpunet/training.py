@@ -1,0 +1,340 @@
+"""``compile``, ``fit``, ``evaluate``, ``predict`` and the ``*_on_batch`` methods.
+
+Data is validated once on the host, then moved to the model's device once; each
+batch is sliced (or gathered through a shuffled index) on the device. Loss and
+metrics accumulate on the device: the loop itself reads nothing back, the
+progress bar does, at most every 0.1 s, and so does the epoch end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from gpunet import callbacks as cbks
+from gpunet import data
+from gpunet import functional as F
+from gpunet import losses as losses_mod
+from gpunet import metrics as metrics_mod
+from gpunet import optimizers as optimizers_mod
+from gpunet import random as grandom
+from gpunet.autograd import Tensor, no_grad
+from gpunet.errors import InputValidationError, InvalidParameterError, NotCompiledError
+from gpunet.progbar import ProgbarLogger
+
+SPARSE = "sparse_categorical_crossentropy"
+
+
+def _int_param(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise InvalidParameterError(
+            f"The {name!r} parameter must be an int in the range [{low}, inf). Got {value!r} instead."
+        )
+    return int(value)
+
+
+class _Batch:
+    """One batch's device arrays: inputs, targets, per-sample loss scale."""
+
+    __slots__ = ("n", "sw", "x", "y")
+
+    def __init__(self, x: Any, y: Any, sw: Any, n: int) -> None:
+        self.x, self.y, self.sw, self.n = x, y, sw, n
+
+
+class TrainingMixin:
+    """The Keras training API, mixed into ``Model``."""
+
+    optimizer: Any = None
+    compiled_loss: Any = None
+    compiled_metrics: list[Any]
+    stop_training: bool = False
+    history: Any = None
+
+    # -- compile -----------------------------------------------------------------------
+    def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None,
+                loss_weights: Any = None, **kwargs: Any) -> None:  # fmt: skip
+        """Choose the optimizer, loss and metrics (``compile(optimizer="adam",
+        loss="binary_crossentropy", metrics=["accuracy"])``)."""
+        if loss is None:
+            raise InvalidParameterError("compile needs a loss, e.g. loss='mse'")
+        if kwargs:
+            raise InvalidParameterError(f"compile got unknown arguments: {sorted(kwargs)}")
+        self.optimizer = optimizers_mod.get(optimizer)
+        self.compiled_loss = losses_mod.get(loss)
+        self._metric_specs = list(metrics or [])
+        self.compiled_metrics = [metrics_mod.get(m, self.compiled_loss) for m in self._metric_specs]
+        self._loss_tracker = metrics_mod.Mean(name="loss")
+
+    def _require_compiled(self, what: str) -> None:
+        if self.compiled_loss is None:
+            raise NotCompiledError(
+                f"model must be compiled before {what}: call model.compile(optimizer=..., loss=...)"
+            )
+
+    # -- data --------------------------------------------------------------------------
+    def _inputs(self, x: Any) -> np.ndarray:
+        arr = data.as_float_array(x, name="X", dtype=self.dtype, ndim=None)  # type: ignore[attr-defined]
+        if arr.ndim < 2:
+            data.as_float_array(arr, name="X", dtype=self.dtype, ndim=2)  # type: ignore[attr-defined]
+        self._ensure_built(arr)  # type: ignore[attr-defined]
+        return arr
+
+    def _targets(self, y: Any, n_out: int) -> np.ndarray:
+        loss = self.compiled_loss
+        if getattr(loss, "name", "") == SPARSE:
+            y_arr = np.asarray(y)
+            if y_arr.dtype.kind == "f":
+                data.check_finite(y_arr, "y")
+            return losses_mod.check_labels(y_arr, n_out, name=SPARSE)
+        arr = data.as_float_array(y, name="y", dtype=self.dtype, ndim=None)  # type: ignore[attr-defined]
+        if arr.ndim == 1:
+            arr = arr.reshape(-1, 1)
+        if arr.ndim != 2 or arr.shape[1] != n_out:
+            raise InputValidationError(
+                f"y has {arr.shape[1] if arr.ndim == 2 else arr.shape} columns but the output "
+                f"layer has {n_out} units" + ("; one-hot encode y or use "
+                "sparse_categorical_crossentropy" if n_out > 1 and arr.shape[-1] == 1 else "")
+            )
+        if getattr(loss, "name", "") in ("binary_crossentropy", "categorical_crossentropy"):
+            loss.target(arr, Tensor(self.ops.asarray(arr[:1]), self.ops))  # type: ignore[attr-defined]
+            if np.any((arr < 0) | (arr > 1)):
+                raise InputValidationError(
+                    f"{loss.name}: y must hold probabilities in [0, 1], got values in "
+                    f"[{arr.min():g}, {arr.max():g}]"
+                )
+        return arr
+
+    def _weights(self, y: np.ndarray, n: int, sample_weight: Any, class_weight: Any) -> Any:
+        w = None if sample_weight is None else data.as_sample_weight(sample_weight, n)
+        if class_weight is not None:
+            labels = y if y.ndim == 1 else (np.argmax(y, 1) if y.shape[1] > 1 else y[:, 0].round())
+            cw = np.ones(n)
+            for cls, weight in dict(class_weight).items():
+                cw[labels == cls] = float(weight)
+            w = cw if w is None else w * cw
+        return w
+
+    def _prepare(self, x: Any, y: Any, sample_weight: Any = None,
+                 class_weight: Any = None) -> tuple[np.ndarray, np.ndarray, Any]:  # fmt: skip
+        X = self._inputs(x)
+        if y is None:
+            raise InputValidationError("y is required (targets for the loss)")
+        data.check_consistent_length(X, np.asarray(y) if not hasattr(y, "shape") else y)
+        Y = self._targets(y, self._n_outputs)  # type: ignore[attr-defined]
+        return X, Y, self._weights(Y, len(X), sample_weight, class_weight)
+
+    def _batches(self, X: Any, Y: Any, W: Any, batch_size: int,
+                 order: Any = None) -> Iterator[_Batch]:  # fmt: skip
+        ops = self.ops  # type: ignore[attr-defined]
+        n = int(X.shape[0])
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            if order is None:
+                pick: Any = slice(start, stop)
+                xb, yb = X[pick, ...], (None if Y is None else Y[pick, ...])
+                wb = None if W is None else W[pick]
+            else:
+                idx = order[start:stop]
+                xb, yb = ops.take_rows(X, idx), (None if Y is None else ops.take_rows(Y, idx))
+                wb = None if W is None else ops.take_rows(W, idx)
+            yield _Batch(xb, yb, wb, stop - start)
+
+    # -- one step ------------------------------------------------------------------------
+    def _loss(self, b: _Batch, y_pred: Tensor) -> Tensor:
+        scale: Any = 1.0 / b.n if b.sw is None else b.sw * (1.0 / b.n)
+        loss = self.compiled_loss
+        if isinstance(loss, losses_mod._FunctionLoss) or loss.reduction != "sum_over_batch_size":
+            return loss(Tensor(b.y, self.ops), y_pred, None if b.sw is None else Tensor(b.sw, self.ops))  # type: ignore[attr-defined]
+        T = b.y if loss.name == SPARSE else loss.target(Tensor(b.y, self.ops), y_pred)  # type: ignore[attr-defined]
+        out: Tensor = loss.compute(y_pred, T, scale)
+        return out
+
+    def _track(self, b: _Batch, y_pred: Tensor, loss: Tensor) -> None:
+        self._loss_tracker.update_state(loss.detach(), weight=float(b.n))
+        for m in self.compiled_metrics:
+            m.update_state(Tensor(b.y, self.ops), y_pred.detach(), b.sw)  # type: ignore[attr-defined]
+
+    def _train_step(self, b: _Batch) -> Tensor:
+        y_pred = self(Tensor(b.x, self.ops), training=True)  # type: ignore[operator, attr-defined]
+        loss = self._loss(b, y_pred)
+        total = loss
+        for extra in self.collect_losses():  # type: ignore[attr-defined]
+            total = F.add(total, extra)
+        self.optimizer.zero_grad()
+        total.backward()
+        self.optimizer.step()
+        self._track(b, y_pred, loss)
+        return loss
+
+    def _reset_metrics(self) -> None:
+        self._loss_tracker.reset_state()
+        for m in self.compiled_metrics:
+            m.reset_state()
+
+    def _read_metrics(self, prefix: str = "") -> dict[str, float]:
+        logs = {prefix + "loss": self._loss_tracker.result()}
+        for m in self.compiled_metrics:
+            logs[prefix + m.name] = m.result()
+        return logs
+
+    def _build_optimizer(self) -> None:
+        if not self.optimizer.built:
+            self.optimizer.build(self.trainable_weights)  # type: ignore[attr-defined]
+
+    # -- fit -----------------------------------------------------------------------------
+    def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
+            verbose: Any = "auto", callbacks: list[Any] | None = None,
+            validation_split: float = 0.0, validation_data: Any = None, shuffle: bool = True,
+            class_weight: Any = None, sample_weight: Any = None, initial_epoch: int = 0,
+            validation_batch_size: int | None = None, validation_freq: int = 1,
+            validation_shuffle: bool = False) -> cbks.History:  # fmt: skip
+        """Train for ``epochs`` epochs; returns a ``History``.
+
+        ``validation_split`` holds out the last fraction of the data, as Keras does;
+        ``validation_shuffle=True`` shuffles (with the seeded ``shuffle`` stream)
+        before splitting, for data sorted by label.
+        """
+        self._require_compiled("fit")
+        batch_size = _int_param("batch_size", 32 if batch_size is None else batch_size, 1)
+        epochs = _int_param("epochs", epochs, 0)
+        initial_epoch = _int_param("initial_epoch", initial_epoch, 0)
+        validation_freq = _int_param("validation_freq", validation_freq, 1)
+        verbose = 1 if verbose == "auto" else verbose
+        if verbose not in (0, 1, 2):
+            raise InvalidParameterError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+        if not 0.0 <= validation_split < 1.0:
+            raise InvalidParameterError(f"validation_split must be in [0, 1), got {validation_split!r}")
+        X, Y, W = self._prepare(x, y, sample_weight, class_weight)
+        val = None
+        if validation_data is not None:
+            vx, vy, *vw = validation_data
+            val = self._prepare(vx, vy, vw[0] if vw else None)
+        elif validation_split:
+            if validation_shuffle:
+                perm = grandom.generator("shuffle").permutation(len(X))
+                X, Y, W = X[perm], Y[perm], (None if W is None else W[perm])
+            cut = int(len(X) * (1.0 - validation_split))
+            if cut == 0 or cut == len(X):
+                raise InputValidationError(
+                    f"validation_split={validation_split} leaves no training or no validation "
+                    f"samples out of {len(X)}"
+                )
+            val = (X[cut:], Y[cut:], None if W is None else W[cut:])
+            X, Y, W = X[:cut], Y[:cut], (None if W is None else W[:cut])
+        return self._fit_loop(X, Y, W, val, batch_size, epochs, verbose, callbacks, shuffle,
+                              initial_epoch, validation_batch_size or batch_size, validation_freq)  # fmt: skip
+
+    def _fit_loop(self, X: np.ndarray, Y: np.ndarray, W: Any, val: Any, batch_size: int,
+                  epochs: int, verbose: int, callbacks: Any, shuffle: bool,
+                  initial_epoch: int, val_batch: int, validation_freq: int) -> cbks.History:  # fmt: skip
+        ops = self.ops  # type: ignore[attr-defined]
+        Xd, Yd = ops.asarray(X), ops.asarray(Y)
+        Wd = None if W is None else ops.asarray(W, dtype=self.dtype)  # type: ignore[attr-defined]
+        steps = math.ceil(len(X) / batch_size)
+        self.history = cbks.History()
+        cb_list = list(callbacks or []) + [self.history]
+        if verbose:
+            cb_list.append(ProgbarLogger(verbose))
+        cbs = cbks.CallbackList(cb_list, self, {"epochs": epochs, "steps": steps, "verbose": verbose})
+        self._build_optimizer()
+        self.stop_training = False
+        was_training = self.training  # type: ignore[has-type]
+        cbs.on_train_begin()
+        try:
+            for epoch in range(initial_epoch, epochs):
+                cbs.on_epoch_begin(epoch)
+                self._reset_metrics()
+                order = None
+                if shuffle:
+                    order = ops.asarray(grandom.generator("shuffle").permutation(len(X)))
+                for step, b in enumerate(self._batches(Xd, Yd, Wd, batch_size, order)):
+                    cbs.on_train_batch_begin(step)
+                    self._train_step(b)
+                    cbs.on_train_batch_end(step, cbks.LazyLogs(self._read_metrics))
+                    if self.stop_training:
+                        break
+                logs = self._read_metrics()
+                if val is not None and (epoch + 1) % validation_freq == 0:
+                    logs.update(self._evaluate_arrays(*val, val_batch, prefix="val_"))
+                cbs.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        finally:
+            self.train(was_training)  # type: ignore[attr-defined]
+        cbs.on_train_end()
+        return self.history
+
+    # -- evaluate / predict ----------------------------------------------------------
+    def _evaluate_arrays(self, X: np.ndarray, Y: np.ndarray, W: Any, batch_size: int,
+                         prefix: str = "") -> dict[str, float]:  # fmt: skip
+        ops = self.ops  # type: ignore[attr-defined]
+        Xd, Yd = ops.asarray(X), ops.asarray(Y)
+        Wd = None if W is None else ops.asarray(W, dtype=self.dtype)  # type: ignore[attr-defined]
+        self._reset_metrics()
+        with no_grad():
+            for b in self._batches(Xd, Yd, Wd, batch_size):
+                y_pred = self(Tensor(b.x, ops), training=False)  # type: ignore[operator]
+                self._track(b, y_pred, self._loss(b, y_pred))
+        return self._read_metrics(prefix)
+
+    def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
+                 verbose: Any = "auto", sample_weight: Any = None,
+                 return_dict: bool = False) -> Any:  # fmt: skip
+        """Loss (and metrics) on ``x, y``: a float, a list ``[loss, *metrics]`` or a dict."""
+        self._require_compiled("evaluate")
+        batch_size = _int_param("batch_size", 32 if batch_size is None else batch_size, 1)
+        X, Y, W = self._prepare(x, y, sample_weight)
+        logs = self._evaluate_arrays(X, Y, W, batch_size)
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0) -> np.ndarray:
+        """Outputs for ``x`` in inference mode, batched, as a NumPy array."""
+        batch_size = _int_param("batch_size", 32 if batch_size is None else batch_size, 1)
+        X = self._inputs(x)
+        ops = self.ops  # type: ignore[attr-defined]
+        Xd = ops.asarray(X)
+        outs = []
+        with no_grad():
+            for b in self._batches(Xd, None, None, batch_size):
+                outs.append(self(Tensor(b.x, ops), training=False).data)  # type: ignore[operator]
+        return ops.to_numpy(outs[0] if len(outs) == 1 else ops.xp.concat(outs, axis=0))
+
+    def train_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
+                       class_weight: Any = None, return_dict: bool = False) -> Any:  # fmt: skip
+        """One optimizer step on one batch; returns the loss (and metrics) of it."""
+        self._require_compiled("train_on_batch")
+        X, Y, W = self._prepare(x, y, sample_weight, class_weight)
+        ops = self.ops  # type: ignore[attr-defined]
+        self._build_optimizer()
+        self._reset_metrics()
+        b = _Batch(ops.asarray(X), ops.asarray(Y),
+                   None if W is None else ops.asarray(W, dtype=self.dtype), len(X))  # type: ignore[attr-defined]  # fmt: skip
+        self._train_step(b)
+        return self._result(return_dict)
+
+    def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
+                      return_dict: bool = False) -> Any:  # fmt: skip
+        self._require_compiled("test_on_batch")
+        X, Y, W = self._prepare(x, y, sample_weight)
+        self._evaluate_arrays(X, Y, W, len(X))
+        return self._result(return_dict)
+
+    def predict_on_batch(self, x: Any) -> np.ndarray:
+        X = self._inputs(x)
+        return self.predict(X, batch_size=len(X))
+
+    def _result(self, return_dict: bool) -> Any:
+        logs = self._read_metrics()
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
