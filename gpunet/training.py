@@ -9,6 +9,8 @@ progress bar does, at most every 0.1 s, and so does the epoch end.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +24,12 @@ from gpunet import metrics as metrics_mod
 from gpunet import optimizers as optimizers_mod
 from gpunet import random as grandom
 from gpunet.autograd import Tensor, no_grad
-from gpunet.errors import InputValidationError, InvalidParameterError, NotCompiledError
+from gpunet.errors import (
+    InputValidationError,
+    InvalidParameterError,
+    NonFiniteError,
+    NotCompiledError,
+)
 from gpunet.progbar import ProgbarLogger
 
 SPARSE = "sparse_categorical_crossentropy"
@@ -37,12 +44,62 @@ def _int_param(name: str, value: Any, low: int) -> int:
 
 
 class _Batch:
-    """One batch's device arrays: inputs, targets, per-sample loss scale."""
+    """One batch's device arrays. ``n`` rows are here; the loss is divided by
+    ``denom``, the size of the global batch (``n`` unless training is distributed)."""
 
-    __slots__ = ("n", "sw", "x", "y")
+    __slots__ = ("denom", "n", "sw", "x", "y")
 
-    def __init__(self, x: Any, y: Any, sw: Any, n: int) -> None:
+    def __init__(self, x: Any, y: Any, sw: Any, n: int, denom: int | None = None) -> None:
         self.x, self.y, self.sw, self.n = x, y, sw, n
+        self.denom = n if denom is None else denom
+
+
+class LocalStrategy:
+    """How ``fit`` splits work across processes: here, not at all.
+
+    ``gpunet.distributed`` subclasses it; ``fit`` only calls these hooks.
+    """
+
+    rank, size = 0, 1
+
+    @property
+    def is_chief(self) -> bool:
+        """The process that prints progress and writes files."""
+        return self.rank == 0
+
+    def setup(self, model: Any) -> None:
+        """Called once per ``fit`` after the optimizer is built (sync initial state)."""
+
+    def local_rows(self, start: int, stop: int) -> tuple[int, int]:
+        """The rows of global batch ``[start, stop)`` this process trains on."""
+        return start, stop
+
+    def reduce_gradients(self, optimizer: Any) -> None:
+        """Combine gradients across processes before the optimizer step."""
+
+    def read_metrics(self, model: Any, prefix: str) -> dict[str, float]:
+        """Epoch or batch logs, combined across processes."""
+        return model._read_local_metrics(prefix)  # type: ignore[no-any-return]
+
+
+class _DeferInterrupt:
+    """Hold Ctrl-C during an optimizer step, so weights and optimizer state always
+    come from the same step; the KeyboardInterrupt is raised right after it."""
+
+    def __enter__(self) -> None:
+        self.pending = False
+        self.old: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, self._hold)
+
+    def _hold(self, signum: int, frame: Any) -> None:
+        self.pending = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+        if self.pending:
+            raise KeyboardInterrupt
 
 
 class TrainingMixin:
@@ -53,12 +110,15 @@ class TrainingMixin:
     compiled_metrics: list[Any]
     stop_training: bool = False
     history: Any = None
+    strategy: Any = LocalStrategy()
+    _resume_epoch: int | None = None  # set by a restoring callback in on_train_begin
 
     # -- compile -----------------------------------------------------------------------
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None,
-                loss_weights: Any = None, **kwargs: Any) -> None:  # fmt: skip
+                loss_weights: Any = None, strategy: Any = None, **kwargs: Any) -> None:  # fmt: skip
         """Choose the optimizer, loss and metrics (``compile(optimizer="adam",
-        loss="binary_crossentropy", metrics=["accuracy"])``)."""
+        loss="binary_crossentropy", metrics=["accuracy"])``); ``strategy`` spreads
+        ``fit`` over processes (see ``gpunet.distributed``)."""
         if loss is None:
             raise InvalidParameterError("compile needs a loss, e.g. loss='mse'")
         if kwargs:
@@ -68,6 +128,7 @@ class TrainingMixin:
         self._metric_specs = list(metrics or [])
         self.compiled_metrics = [metrics_mod.get(m, self.compiled_loss) for m in self._metric_specs]
         self._loss_tracker = metrics_mod.Mean(name="loss")
+        self.strategy = strategy if strategy is not None else LocalStrategy()
 
     def _require_compiled(self, what: str) -> None:
         if self.compiled_loss is None:
@@ -131,8 +192,9 @@ class TrainingMixin:
                  order: Any = None) -> Iterator[_Batch]:  # fmt: skip
         ops = self.ops  # type: ignore[attr-defined]
         n = int(X.shape[0])
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
+        for g_start in range(0, n, batch_size):
+            g_stop = min(g_start + batch_size, n)
+            start, stop = self.strategy.local_rows(g_start, g_stop)
             if order is None:
                 pick: Any = slice(start, stop)
                 xb, yb = X[pick, ...], (None if Y is None else Y[pick, ...])
@@ -141,11 +203,11 @@ class TrainingMixin:
                 idx = order[start:stop]
                 xb, yb = ops.take_rows(X, idx), (None if Y is None else ops.take_rows(Y, idx))
                 wb = None if W is None else ops.take_rows(W, idx)
-            yield _Batch(xb, yb, wb, stop - start)
+            yield _Batch(xb, yb, wb, stop - start, g_stop - g_start)
 
     # -- one step ------------------------------------------------------------------------
     def _loss(self, b: _Batch, y_pred: Tensor) -> Tensor:
-        scale: Any = 1.0 / b.n if b.sw is None else b.sw * (1.0 / b.n)
+        scale: Any = 1.0 / b.denom if b.sw is None else b.sw * (1.0 / b.denom)
         loss = self.compiled_loss
         if isinstance(loss, losses_mod._FunctionLoss) or loss.reduction != "sum_over_batch_size":
             return loss(Tensor(b.y, self.ops), y_pred, None if b.sw is None else Tensor(b.sw, self.ops))  # type: ignore[attr-defined]
@@ -158,17 +220,55 @@ class TrainingMixin:
         for m in self.compiled_metrics:
             m.update_state(Tensor(b.y, self.ops), y_pred.detach(), b.sw)  # type: ignore[attr-defined]
 
-    def _train_step(self, b: _Batch) -> Tensor:
+    def _train_step(self, b: _Batch, on_nan: str = "ignore", where: str = "") -> bool:
+        """One forward, backward and update; False when ``on_nan="stop"`` stopped it."""
         y_pred = self(Tensor(b.x, self.ops), training=True)  # type: ignore[operator, attr-defined]
         loss = self._loss(b, y_pred)
         total = loss
         for extra in self.collect_losses():  # type: ignore[attr-defined]
             total = F.add(total, extra)
+        if on_nan != "ignore" and not self._finite(total):
+            self._track(b, y_pred, loss)
+            if on_nan == "stop":
+                self.stop_training = True
+                return False
+            raise NonFiniteError(
+                f"loss became {self.ops.to_host(total.data)} at {where}; "  # type: ignore[attr-defined]
+                f"{self._first_nonfinite_layer(b)}; the last finite weights are kept "
+                "(pass on_nan='stop' to end training quietly, 'ignore' to go on)"
+            )
         self.optimizer.zero_grad()
         total.backward()
-        self.optimizer.step()
+        self.strategy.reduce_gradients(self.optimizer)
+        with _DeferInterrupt():
+            self.optimizer.step()
         self._track(b, y_pred, loss)
-        return loss
+        return True
+
+    def _finite(self, loss: Tensor) -> bool:
+        # one host read per batch: free for NumPy arrays, a sync on a device
+        return bool(loss.ops.to_host(loss.ops.all_finite(loss.data)))
+
+    def _first_nonfinite_layer(self, b: _Batch) -> str:
+        """Re-run the batch's forward pass and name the first layer whose output
+        is not finite (the dropout draws of the probe do not matter: we stop)."""
+        from gpunet.layers import base
+
+        found: list[str] = []
+
+        def probe(layer: Any, out: Any) -> None:
+            if not found and isinstance(out, Tensor) and not self._finite(out):
+                found.append(f"{type(layer).__name__} {layer.name!r}")
+
+        base.call_hooks.append(probe)
+        try:
+            with no_grad():
+                self(Tensor(b.x, self.ops), training=True)  # type: ignore[operator, attr-defined]
+        finally:
+            base.call_hooks.remove(probe)
+        if found:
+            return f"the first non-finite output came from layer {found[0]}"
+        return "every layer output was finite, so the loss itself overflowed"
 
     def _reset_metrics(self) -> None:
         self._loss_tracker.reset_state()
@@ -176,6 +276,9 @@ class TrainingMixin:
             m.reset_state()
 
     def _read_metrics(self, prefix: str = "") -> dict[str, float]:
+        return self.strategy.read_metrics(self, prefix)  # type: ignore[no-any-return]
+
+    def _read_local_metrics(self, prefix: str = "") -> dict[str, float]:
         logs = {prefix + "loss": self._loss_tracker.result()}
         for m in self.compiled_metrics:
             logs[prefix + m.name] = m.result()
@@ -191,13 +294,26 @@ class TrainingMixin:
             validation_split: float = 0.0, validation_data: Any = None, shuffle: bool = True,
             class_weight: Any = None, sample_weight: Any = None, initial_epoch: int = 0,
             validation_batch_size: int | None = None, validation_freq: int = 1,
-            validation_shuffle: bool = False) -> cbks.History:  # fmt: skip
+            validation_shuffle: bool = False, on_nan: str = "raise") -> cbks.History:  # fmt: skip
         """Train for ``epochs`` epochs; returns a ``History``.
 
         ``validation_split`` holds out the last fraction of the data, as Keras does;
         ``validation_shuffle=True`` shuffles (with the seeded ``shuffle`` stream)
         before splitting, for data sorted by label.
+
+        ``on_nan``: what a NaN or infinite loss does, checked before the update so
+        the weights stay the last finite ones: ``"raise"`` (default) raises
+        ``NonFiniteError`` naming the epoch, the batch and the first layer whose
+        output went non-finite; ``"stop"`` ends training like ``TerminateOnNaN``;
+        ``"ignore"`` trains on.
+
+        A ``KeyboardInterrupt`` propagates with the model at a step boundary and
+        ``model.history`` holding the finished epochs.
         """
+        if on_nan not in ("raise", "stop", "ignore"):
+            raise InvalidParameterError(
+                f"on_nan must be 'raise', 'stop' or 'ignore', got {on_nan!r}"
+            )
         self._require_compiled("fit")
         batch_size = _int_param("batch_size", 32 if batch_size is None else batch_size, 1)
         epochs = _int_param("epochs", epochs, 0)
@@ -226,25 +342,34 @@ class TrainingMixin:
             val = (X[cut:], Y[cut:], None if W is None else W[cut:])
             X, Y, W = X[:cut], Y[:cut], (None if W is None else W[:cut])
         return self._fit_loop(X, Y, W, val, batch_size, epochs, verbose, callbacks, shuffle,
-                              initial_epoch, validation_batch_size or batch_size, validation_freq)  # fmt: skip
+                              initial_epoch, validation_batch_size or batch_size, validation_freq,
+                              on_nan)  # fmt: skip
 
     def _fit_loop(self, X: np.ndarray, Y: np.ndarray, W: Any, val: Any, batch_size: int,
                   epochs: int, verbose: int, callbacks: Any, shuffle: bool,
-                  initial_epoch: int, val_batch: int, validation_freq: int) -> cbks.History:  # fmt: skip
+                  initial_epoch: int, val_batch: int, validation_freq: int,
+                  on_nan: str = "raise") -> cbks.History:  # fmt: skip
         ops = self.ops  # type: ignore[attr-defined]
         Xd, Yd = ops.asarray(X), ops.asarray(Y)
         Wd = None if W is None else ops.asarray(W, dtype=self.dtype)  # type: ignore[attr-defined]
         steps = math.ceil(len(X) / batch_size)
         self.history = cbks.History()
         cb_list = list(callbacks or []) + [self.history]
-        if verbose:
+        if verbose and self.strategy.is_chief:
             cb_list.append(ProgbarLogger(verbose))
         cbs = cbks.CallbackList(cb_list, self, {"epochs": epochs, "steps": steps, "verbose": verbose})
         self._build_optimizer()
+        self.strategy.setup(self)
         self.stop_training = False
         was_training = self.training  # type: ignore[has-type]
+        self._resume_epoch = None
         cbs.on_train_begin()
+        if self._resume_epoch is not None:  # a callback restored a backup
+            initial_epoch, self._resume_epoch = self._resume_epoch, None
+        # overflow is detected (on_nan) rather than warned about per ufunc
+        errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore")
         try:
+            errstate.__enter__()
             for epoch in range(initial_epoch, epochs):
                 cbs.on_epoch_begin(epoch)
                 self._reset_metrics()
@@ -253,7 +378,8 @@ class TrainingMixin:
                     order = ops.asarray(grandom.generator("shuffle").permutation(len(X)))
                 for step, b in enumerate(self._batches(Xd, Yd, Wd, batch_size, order)):
                     cbs.on_train_batch_begin(step)
-                    self._train_step(b)
+                    where = f"epoch {epoch + 1}, batch {step + 1}"
+                    self._train_step(b, on_nan, where)
                     cbs.on_train_batch_end(step, cbks.LazyLogs(self._read_metrics))
                     if self.stop_training:
                         break
@@ -264,6 +390,7 @@ class TrainingMixin:
                 if self.stop_training:
                     break
         finally:
+            errstate.__exit__(None, None, None)
             self.train(was_training)  # type: ignore[attr-defined]
         cbs.on_train_end()
         return self.history

@@ -23,6 +23,7 @@ from gpunet.errors import InputValidationError, InvalidParameterError
 
 _name_counts: defaultdict[str, itertools.count[int]] = defaultdict(itertools.count)
 _call_training: list[bool] = []  # the training flag of the outermost call
+call_hooks: list[Any] = []  # f(layer, output) after every layer call (NaN probing)
 
 
 def _snake(name: str) -> str:
@@ -189,6 +190,8 @@ class Layer:
         finally:
             _call_training.pop()
         self.output_shape = _shapes(out)
+        for hook in call_hooks:
+            hook(self, out)
         return out
 
     def _convert(self, x: Any) -> Any:
