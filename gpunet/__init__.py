@@ -38,8 +38,9 @@ optimizers.schedules = schedules  # type: ignore[attr-defined]  # Keras path
 __version__ = "0.1.0"
 
 
-def tensor(data: object, *, device: object = None, dtype: object = None,
-           requires_grad: bool = False) -> Tensor:  # fmt: skip
+def tensor(
+    data: object, *, device: object = None, dtype: object = None, requires_grad: bool = False
+) -> Tensor:
     """A tensor from array-like ``data`` on ``device`` (``"cpu"`` by default).
 
     Example:
@@ -53,8 +54,11 @@ def tensor(data: object, *, device: object = None, dtype: object = None,
     arr = np.asarray(data)
     if dtype is None and arr.dtype.kind in "iub":
         dtype = arr.dtype
-    return Tensor(ops.asarray(arr, dtype=dtype or (arr.dtype if arr.dtype.kind == "f" else config.floatx())),
-                  ops, requires_grad=requires_grad)  # fmt: skip
+    return Tensor(
+        ops.asarray(arr, dtype=dtype or (arr.dtype if arr.dtype.kind == "f" else config.floatx())),
+        ops,
+        requires_grad=requires_grad,
+    )
 
 
 __all__ = [

@@ -40,7 +40,7 @@ def is_grad_enabled() -> bool:
     return _state["grad"]
 
 
-class no_grad(contextlib.ContextDecorator):  # noqa: N801 - named as in PyTorch
+class no_grad(contextlib.ContextDecorator):
     """Context manager and decorator: ops inside record no graph.
 
     Example:
@@ -94,12 +94,25 @@ class Tensor:
     ``grad`` is an array of the same shape, or None.
     """
 
-    __slots__ = ("__weakref__", "_gbuf", "_grad", "_logits", "_node", "data", "name",
-                 "ops", "requires_grad")  # fmt: skip
+    __slots__ = (
+        "__weakref__",
+        "_gbuf",
+        "_grad",
+        "_logits",
+        "_node",
+        "data",
+        "name",
+        "ops",
+        "requires_grad",
+    )
     __array_priority__ = 1000  # so ndarray + Tensor defers to Tensor.__radd__
 
     def __init__(
-        self, data: Array, ops: Any = None, *, requires_grad: bool = False,
+        self,
+        data: Array,
+        ops: Any = None,
+        *,
+        requires_grad: bool = False,
         name: str | None = None,
     ) -> None:
         if ops is None:

@@ -128,9 +128,17 @@ def _mode(mode: str, monitor: str) -> Callable[[float, float], bool]:
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
 
-    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
-                 verbose: int = 0, mode: str = "auto", baseline: float | None = None,
-                 restore_best_weights: bool = False, start_from_epoch: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        min_delta: float = 0.0,
+        patience: int = 0,
+        verbose: int = 0,
+        mode: str = "auto",
+        baseline: float | None = None,
+        restore_best_weights: bool = False,
+        start_from_epoch: int = 0,
+    ) -> None:
         super().__init__()
         if patience < 0:
             raise InvalidParameterError(f"patience must be >= 0, got {patience}")
@@ -181,9 +189,17 @@ class TerminateOnNaN(Callback):
 class ReduceLROnPlateau(Callback):
     """Multiply the learning rate by ``factor`` when ``monitor`` stops improving."""
 
-    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
-                 verbose: int = 0, mode: str = "auto", min_delta: float = 1e-4,
-                 cooldown: int = 0, min_lr: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        factor: float = 0.1,
+        patience: int = 10,
+        verbose: int = 0,
+        mode: str = "auto",
+        min_delta: float = 1e-4,
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+    ) -> None:
         super().__init__()
         if not 0.0 < factor < 1.0:
             raise InvalidParameterError(f"ReduceLROnPlateau factor must be in (0, 1), got {factor}")
@@ -215,7 +231,10 @@ class ReduceLROnPlateau(Callback):
                 if new < old:
                     opt.learning_rate = new
                     if self.verbose:
-                        print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new:g}.")
+                        print(
+                            f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
+                            f"to {new:g}."
+                        )
                 self.cooldown_left, self.wait = self.cooldown, 0
 
 
@@ -241,14 +260,15 @@ class LearningRateScheduler(Callback):
 class CSVLogger(Callback):
     """Append each epoch's logs as a row of a CSV file."""
 
-    def __init__(self, filename: str | os.PathLike[str], separator: str = ",",
-                 append: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, filename: str | os.PathLike[str], separator: str = ",", append: bool = False
+    ) -> None:
         super().__init__()
         self.filename, self.sep, self.append = os.fspath(filename), separator, append
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename)
-        self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
+        self._file = open(self.filename, "a" if self.append else "w", newline="")
         self._writer: Any = None
         self._header_done = bool(exists)
 

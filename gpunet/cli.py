@@ -14,8 +14,10 @@ def demo(args: argparse.Namespace) -> int:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
     except ImportError:
-        print("gpunet demo needs scikit-learn for its dataset: pip install 'gpunet[demo]'",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "gpunet demo needs scikit-learn for its dataset: pip install 'gpunet[demo]'",
+            file=sys.stderr,
+        )
         return 2
     import gpunet as gn
 
@@ -25,19 +27,31 @@ def demo(args: argparse.Namespace) -> int:
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=0.2, random_state=args.seed, stratify=y
     )
-    print(f"digits: {len(X_train)} training and {len(X_test)} test images of 8x8 pixels, "
-          f"10 classes; device {args.device}")  # fmt: skip
-    model = gn.Sequential([
-        gn.layers.Dense(128, activation="relu", input_shape=(64,)),
-        gn.layers.Dropout(0.2),
-        gn.layers.Dense(64, activation="relu"),
-        gn.layers.Dense(10, activation="softmax"),
-    ], device=args.device)  # fmt: skip
+    print(
+        f"digits: {len(X_train)} training and {len(X_test)} test images of 8x8 pixels, "
+        f"10 classes; device {args.device}"
+    )
+    model = gn.Sequential(
+        [
+            gn.layers.Dense(128, activation="relu", input_shape=(64,)),
+            gn.layers.Dropout(0.2),
+            gn.layers.Dense(64, activation="relu"),
+            gn.layers.Dense(10, activation="softmax"),
+        ],
+        device=args.device,
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.summary()
     start = time.perf_counter()
-    history = model.fit(X_train, y_train, epochs=args.epochs, batch_size=32,
-                        validation_split=0.1, validation_shuffle=True, verbose=1)  # fmt: skip
+    history = model.fit(
+        X_train,
+        y_train,
+        epochs=args.epochs,
+        batch_size=32,
+        validation_split=0.1,
+        validation_shuffle=True,
+        verbose=1,
+    )
     took = time.perf_counter() - start
     loss, acc = model.evaluate(X_test, y_test, verbose=0)
     epochs = len(history.epoch)

@@ -11,15 +11,18 @@ import numpy as np
 from gpunet.errors import InputValidationError
 
 
-def as_float_array(X: Any, *, name: str = "X", dtype: Any = "float32",
-                   ndim: int | None = 2) -> np.ndarray:  # fmt: skip
+def as_float_array(
+    X: Any, *, name: str = "X", dtype: Any = "float32", ndim: int | None = 2
+) -> np.ndarray:
     """``X`` as a finite float array of ``dtype``, or a clear error.
 
     Raises:
         InputValidationError: for strings, complex numbers, NaN/inf (or values too
             large for ``dtype``), empty arrays and the wrong number of dimensions.
     """
-    if hasattr(X, "__cuda_array_interface__") or hasattr(X, "__dlpack_device__") and not isinstance(X, np.ndarray):
+    if hasattr(X, "__cuda_array_interface__") or (
+        hasattr(X, "__dlpack_device__") and not isinstance(X, np.ndarray)
+    ):
         X = _to_host(X)
     try:
         arr = np.asarray(X)
@@ -59,7 +62,8 @@ def as_float_array(X: Any, *, name: str = "X", dtype: Any = "float32",
     out = arr.astype(dtype, copy=False)
     if out.dtype.kind == "f" and not np.all(np.isfinite(out)):
         raise InputValidationError(
-            f"Input {name} contains infinity or a value too large for dtype({np.dtype(dtype).name!r})."
+            f"Input {name} contains infinity or a value too large for "
+            f"dtype({np.dtype(dtype).name!r})."
         )
     return out
 

@@ -60,14 +60,16 @@ def sub(a: Any, b: Any) -> Tensor:
 
 
 def mul(a: Any, b: Any) -> Tensor:
-    return _binary(
-        a, b, lambda A, B: A * B, lambda g, A, B: g * B, lambda g, A, B: g * A, "mul"
-    )
+    return _binary(a, b, lambda A, B: A * B, lambda g, A, B: g * B, lambda g, A, B: g * A, "mul")
 
 
 def div(a: Any, b: Any) -> Tensor:
     return _binary(
-        a, b, lambda A, B: A / B, lambda g, A, B: g / B, lambda g, A, B: -g * A / (B * B),
+        a,
+        b,
+        lambda A, B: A / B,
+        lambda g, A, B: g / B,
+        lambda g, A, B: -g * A / (B * B),
         "div",
     )
 
@@ -94,9 +96,7 @@ def cast(x: Tensor, dtype: Any) -> Tensor:
     dt = ops.dtype(dtype)
     if src == dt:
         return x
-    return record(
-        ops.xp.astype(x.data, dt), ops, (x,), lambda g: (ops.xp.astype(g, src),), "cast"
-    )
+    return record(ops.xp.astype(x.data, dt), ops, (x,), lambda g: (ops.xp.astype(g, src),), "cast")
 
 
 def matmul(a: Any, b: Any) -> Tensor:
@@ -113,7 +113,7 @@ def matmul(a: Any, b: Any) -> Tensor:
     return record(ops.gemm(A, B), ops, (ta, tb), backward, "matmul")
 
 
-def sum(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+def sum(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
     ops, shape = x.ops, x.shape
     xp = ops.xp
     Y = xp.sum(x.data, axis=axis, keepdims=keepdims)
@@ -121,8 +121,10 @@ def sum(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa:
     def backward(g: Array) -> tuple[Array]:
         if not keepdims and axis is not None:
             axes = (axis,) if isinstance(axis, int) else tuple(axis)
-            g = xp.reshape(g, tuple(1 if i in {a % len(shape) for a in axes} else n
-                                    for i, n in enumerate(shape)))
+            g = xp.reshape(
+                g,
+                tuple(1 if i in {a % len(shape) for a in axes} else n for i, n in enumerate(shape)),
+            )
         elif not keepdims:
             g = xp.reshape(g, (1,) * len(shape))
         return (ops.zeros(shape, x.dtype) + g,)

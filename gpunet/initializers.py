@@ -103,8 +103,11 @@ class VarianceScaling(Initializer):
     """``scale / n`` variance with ``n`` the fan in, out or their mean (Keras)."""
 
     def __init__(
-        self, scale: float = 1.0, mode: str = "fan_in",
-        distribution: str = "truncated_normal", seed: int | None = None,
+        self,
+        scale: float = 1.0,
+        mode: str = "fan_in",
+        distribution: str = "truncated_normal",
+        seed: int | None = None,
     ) -> None:
         super().__init__(seed)
         if mode not in ("fan_in", "fan_out", "fan_avg"):
@@ -132,8 +135,12 @@ class VarianceScaling(Initializer):
         return out * std
 
     def get_config(self) -> dict[str, Any]:
-        return {"scale": self.scale, "mode": self.mode,
-                "distribution": self.distribution, **super().get_config()}  # fmt: skip
+        return {
+            "scale": self.scale,
+            "mode": self.mode,
+            "distribution": self.distribution,
+            **super().get_config(),
+        }
 
 
 def _vs(scale: float, mode: str, distribution: str) -> Any:
@@ -151,13 +158,19 @@ LecunNormal = _vs(1.0, "fan_in", "truncated_normal")
 LecunUniform = _vs(1.0, "fan_in", "uniform")
 
 _REGISTRY: dict[str, Any] = {
-    "zeros": Zeros, "ones": Ones, "constant": Constant,
-    "random_normal": RandomNormal, "random_uniform": RandomUniform,
-    "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal,
-    "he_normal": HeNormal, "he_uniform": HeUniform,
-    "lecun_normal": LecunNormal, "lecun_uniform": LecunUniform,
+    "zeros": Zeros,
+    "ones": Ones,
+    "constant": Constant,
+    "random_normal": RandomNormal,
+    "random_uniform": RandomUniform,
+    "glorot_uniform": GlorotUniform,
+    "glorot_normal": GlorotNormal,
+    "he_normal": HeNormal,
+    "he_uniform": HeUniform,
+    "lecun_normal": LecunNormal,
+    "lecun_uniform": LecunUniform,
     "variance_scaling": VarianceScaling,
-}  # fmt: skip
+}
 
 
 def get(spec: Any) -> Initializer:
@@ -186,7 +199,9 @@ def name_of(init: Initializer) -> dict[str, Any]:
             if callable(factory) and not isinstance(factory, type):
                 ref = factory()
                 if (ref.scale, ref.mode, ref.distribution) == (
-                    init.scale, init.mode, init.distribution
+                    init.scale,
+                    init.mode,
+                    init.distribution,
                 ):
                     return {"name": name, "config": super(VarianceScaling, init).get_config()}
         return {"name": "variance_scaling", "config": init.get_config()}

@@ -130,8 +130,9 @@ class _CrossEntropy(Loss):
     fused = ""  # the activation whose logits this loss fuses with
     logits_kind = ""
 
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0,
-                 **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self, from_logits: bool = False, label_smoothing: float = 0.0, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if not 0.0 <= label_smoothing <= 1.0:
             raise InvalidParameterError(
@@ -143,11 +144,18 @@ class _CrossEntropy(Loss):
     def compute(self, y_pred: Tensor, T: Any, scale: Any) -> Tensor:
         logits = self._logits(y_pred)
         if logits is not None:
-            return F.fused_loss(self.logits_kind, logits, T, scale,
-                                label_smoothing=self.label_smoothing)  # fmt: skip
+            return F.fused_loss(
+                self.logits_kind, logits, T, scale, label_smoothing=self.label_smoothing
+            )
         _check_probabilities(self.name, y_pred)
-        return F.fused_loss(self.kind, y_pred, T, scale, epsilon=config.epsilon(),
-                            label_smoothing=self.label_smoothing)  # fmt: skip
+        return F.fused_loss(
+            self.kind,
+            y_pred,
+            T,
+            scale,
+            epsilon=config.epsilon(),
+            label_smoothing=self.label_smoothing,
+        )
 
     def _per_sample(self, y_pred: Tensor, T: Any) -> Tensor:
         ops = y_pred.ops
@@ -168,13 +176,19 @@ class _CrossEntropy(Loss):
         return link[0] if link is not None and link[1] == self.fused else None
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing}  # fmt: skip
+        return {
+            **super().get_config(),
+            "from_logits": self.from_logits,
+            "label_smoothing": self.label_smoothing,
+        }
 
 
 class BinaryCrossentropy(_CrossEntropy):
     name, kind, fused, logits_kind = (
-        "binary_crossentropy", "binary_cross_entropy", "sigmoid", "sigmoid_cross_entropy"
+        "binary_crossentropy",
+        "binary_cross_entropy",
+        "sigmoid",
+        "sigmoid_cross_entropy",
     )
 
     def target(self, y_true: Any, y_pred: Tensor) -> Any:
@@ -190,7 +204,9 @@ class BinaryCrossentropy(_CrossEntropy):
 
 class CategoricalCrossentropy(_CrossEntropy):
     name, kind, fused, logits_kind = (
-        "categorical_crossentropy", "categorical_cross_entropy", "softmax",
+        "categorical_crossentropy",
+        "categorical_cross_entropy",
+        "softmax",
         "softmax_cross_entropy",
     )
 
@@ -229,8 +245,13 @@ class SparseCategoricalCrossentropy(_CrossEntropy):
     def compute(self, y_pred: Tensor, T: Any, scale: Any) -> Tensor:
         logits = self._logits(y_pred)
         if logits is not None:  # integer labels straight into the fused kernel
-            return F.fused_loss("sparse_softmax_cross_entropy", logits, T, scale,
-                                label_smoothing=self.label_smoothing)  # fmt: skip
+            return F.fused_loss(
+                "sparse_softmax_cross_entropy",
+                logits,
+                T,
+                scale,
+                label_smoothing=self.label_smoothing,
+            )
         return super().compute(y_pred, self._onehot(T, y_pred), scale)
 
     def _per_sample(self, y_pred: Tensor, T: Any) -> Tensor:
@@ -300,13 +321,18 @@ def _cpu() -> Any:
 
 
 _REGISTRY: dict[str, Any] = {
-    "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError,
-    "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError,
-    "huber": Huber, "huber_loss": Huber, "poisson": Poisson,
-    "binary_crossentropy": BinaryCrossentropy, "bce": BinaryCrossentropy,
+    "mean_squared_error": MeanSquaredError,
+    "mse": MeanSquaredError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "mae": MeanAbsoluteError,
+    "huber": Huber,
+    "huber_loss": Huber,
+    "poisson": Poisson,
+    "binary_crossentropy": BinaryCrossentropy,
+    "bce": BinaryCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
-}  # fmt: skip
+}
 CLASSES = {cls.__name__: cls for cls in set(_REGISTRY.values())}
 
 

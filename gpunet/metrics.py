@@ -190,8 +190,9 @@ class _Confusion(Metric):
 
     state_names = ("tp", "fp", "fn", "tn")
 
-    def __init__(self, name: str | None = None, thresholds: Any = 0.5,
-                 from_logits: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, name: str | None = None, thresholds: Any = 0.5, from_logits: bool = False
+    ) -> None:
         super().__init__(name)
         self.thresholds = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
         self.from_logits = bool(from_logits)
@@ -209,15 +210,24 @@ class _Confusion(Metric):
         above = xp.reshape(P, (-1, 1)) > th
         w = 1.0
         if sample_weight is not None:
-            sw = sample_weight.data if isinstance(sample_weight, Tensor) else ops.asarray(sample_weight)
+            sw = (
+                sample_weight.data
+                if isinstance(sample_weight, Tensor)
+                else ops.asarray(sample_weight)
+            )
             reps = P.shape[-1] if P.ndim == 2 else 1
             w = xp.reshape(xp.astype(xp.stack([sw] * reps, axis=-1), P.dtype), (-1, 1))
 
         def count(mask: Any) -> Any:
             return xp.sum(xp.astype(mask, P.dtype) * w, axis=0)
 
-        self._add(ops, tp=count(pos & above), fp=count(~pos & above),
-                  fn=count(pos & ~above), tn=count(~pos & ~above))  # fmt: skip
+        self._add(
+            ops,
+            tp=count(pos & above),
+            fp=count(~pos & above),
+            fn=count(pos & ~above),
+            tn=count(~pos & ~above),
+        )
 
     def counts(self) -> dict[str, Any]:
         return {k: np.asarray(self._read(k)) for k in self.state_names}
@@ -250,8 +260,9 @@ class AUC(_Confusion):
 
     name = "auc"
 
-    def __init__(self, num_thresholds: int = 200, name: str | None = None,
-                 from_logits: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, num_thresholds: int = 200, name: str | None = None, from_logits: bool = False
+    ) -> None:
         if num_thresholds < 2:
             raise InvalidParameterError(f"num_thresholds must be > 1, got {num_thresholds}")
         eps = 1e-7
@@ -262,10 +273,12 @@ class AUC(_Confusion):
         if not self.state:
             return 0.0
         c = self.counts()
-        tpr = np.divide(c["tp"], c["tp"] + c["fn"], out=np.zeros_like(c["tp"]),
-                        where=(c["tp"] + c["fn"]) > 0)  # fmt: skip
-        fpr = np.divide(c["fp"], c["fp"] + c["tn"], out=np.zeros_like(c["fp"]),
-                        where=(c["fp"] + c["tn"]) > 0)  # fmt: skip
+        tpr = np.divide(
+            c["tp"], c["tp"] + c["fn"], out=np.zeros_like(c["tp"]), where=(c["tp"] + c["fn"]) > 0
+        )
+        fpr = np.divide(
+            c["fp"], c["fp"] + c["tn"], out=np.zeros_like(c["fp"]), where=(c["fp"] + c["tn"]) > 0
+        )
         # thresholds ascend, so both rates descend: integrate right to left
         return float(np.sum((fpr[:-1] - fpr[1:]) * (tpr[:-1] + tpr[1:]) / 2.0))
 
@@ -284,12 +297,20 @@ class R2Score(Metric):
         xp = ops.xp
         T = xp.reshape(xp.astype(T, P.dtype), P.shape)
         self._k = P.shape[-1]
-        w = 1.0 if sample_weight is None else xp.reshape(
-            xp.astype(ops.asarray(sample_weight), P.dtype), (-1, 1))  # fmt: skip
+        w = (
+            1.0
+            if sample_weight is None
+            else xp.reshape(xp.astype(ops.asarray(sample_weight), P.dtype), (-1, 1))
+        )
         n = float(P.shape[0]) if sample_weight is None else xp.sum(w)
         E = T - P
-        self._add(ops, n=n, sy=xp.sum(T * w, axis=0), syy=xp.sum(T * T * w, axis=0),
-                  sres=xp.sum(E * E * w, axis=0))  # fmt: skip
+        self._add(
+            ops,
+            n=n,
+            sy=xp.sum(T * w, axis=0),
+            syy=xp.sum(T * T * w, axis=0),
+            sres=xp.sum(E * E * w, axis=0),
+        )
 
     def result(self) -> float:
         if not self.state:
@@ -297,20 +318,28 @@ class R2Score(Metric):
         n = self._read("n")
         sy, syy, sres = (np.atleast_1d(self._read(k)) for k in ("sy", "syy", "sres"))
         stot = syy - sy * sy / n
-        r2 = np.where(stot > 0, 1.0 - sres / np.where(stot > 0, stot, 1.0),
-                      np.where(sres > 0, 0.0, 1.0))  # fmt: skip
+        r2 = np.where(
+            stot > 0, 1.0 - sres / np.where(stot > 0, stot, 1.0), np.where(sres > 0, 0.0, 1.0)
+        )
         return float(np.mean(r2))
 
 
 _REGISTRY: dict[str, Any] = {
-    "binary_accuracy": BinaryAccuracy, "categorical_accuracy": CategoricalAccuracy,
+    "binary_accuracy": BinaryAccuracy,
+    "categorical_accuracy": CategoricalAccuracy,
     "sparse_categorical_accuracy": SparseCategoricalAccuracy,
-    "precision": Precision, "recall": Recall, "auc": AUC,
-    "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
-    "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
-    "rmse": RootMeanSquaredError, "root_mean_squared_error": RootMeanSquaredError,
-    "r2": R2Score, "r2_score": R2Score,
-}  # fmt: skip
+    "precision": Precision,
+    "recall": Recall,
+    "auc": AUC,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+    "rmse": RootMeanSquaredError,
+    "root_mean_squared_error": RootMeanSquaredError,
+    "r2": R2Score,
+    "r2_score": R2Score,
+}
 
 
 def get(spec: Any, loss: Any = None) -> Metric:

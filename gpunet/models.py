@@ -79,8 +79,10 @@ class Model(TrainingMixin, Layer):
 
         first = self._layers[0] if self._layers else None
         hint = getattr(first, "input_shape_hint", None)
-        if hint is not None and None not in hint and any(
-            layer.output_shape is None for layer in self._layers
+        if (
+            hint is not None
+            and None not in hint
+            and any(layer.output_shape is None for layer in self._layers)
         ):
             self._ensure_built(np.zeros((1, *hint), dtype=self.dtype))
         emit = print_fn or print
@@ -99,8 +101,14 @@ class Sequential(Model):
         40
     """
 
-    def __init__(self, layers: list[Layer] | None = None, *, name: str | None = None,
-                 device: Any = None, **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        layers: list[Layer] | None = None,
+        *,
+        name: str | None = None,
+        device: Any = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(name=name, device=device, **kwargs)
         for layer in layers or []:
             self.add(layer)
@@ -134,8 +142,10 @@ class Sequential(Model):
         if first is None or not first.built:
             return
         kernel = getattr(first, "kernel", None)
-        if kernel is not None and isinstance(inputs, Tensor) and (
-            inputs.ndim < 2 or inputs.shape[-1] != kernel.shape[0]
+        if (
+            kernel is not None
+            and isinstance(inputs, Tensor)
+            and (inputs.ndim < 2 or inputs.shape[-1] != kernel.shape[0])
         ):
             got = inputs.shape[-1] if inputs.ndim else inputs.shape
             raise InputValidationError(
@@ -150,7 +160,10 @@ class Sequential(Model):
         return x
 
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, "layers": [
-            {"class_name": type(layer).__name__, "config": layer.get_config()}
-            for layer in self._layers
-        ]}  # fmt: skip
+        return {
+            "name": self.name,
+            "layers": [
+                {"class_name": type(layer).__name__, "config": layer.get_config()}
+                for layer in self._layers
+            ],
+        }

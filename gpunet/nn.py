@@ -35,7 +35,7 @@ class Sequential(_Sequential):
         return self.call(x)
 
 
-def Linear(in_features: int, out_features: int, bias: bool = True) -> Dense:  # noqa: N802
+def Linear(in_features: int, out_features: int, bias: bool = True) -> Dense:
     """``nn.Linear(in, out)``: a Dense layer of ``out`` units on ``in`` inputs.
 
     Note: the weight is stored as Keras does, ``kernel`` of shape ``(in, out)``.
@@ -61,28 +61,28 @@ SELU = _act("selu")
 Softplus = _act("softplus")
 
 
-def LeakyReLU(negative_slope: float = 0.01) -> Activation:  # noqa: N802
+def LeakyReLU(negative_slope: float = 0.01) -> Activation:
     return Activation({"name": "leaky_relu", "alpha": float(negative_slope)})
 
 
-def Softmax(dim: int = -1) -> Activation:  # noqa: N802
+def Softmax(dim: int = -1) -> Activation:
     return Activation({"name": "softmax", "axis": int(dim)})
 
 
-def LogSoftmax(dim: int = -1) -> Activation:  # noqa: N802
+def LogSoftmax(dim: int = -1) -> Activation:
     return Activation({"name": "log_softmax", "axis": int(dim)})
 
 
-def Dropout(p: float = 0.5) -> _Dropout:  # noqa: N802
+def Dropout(p: float = 0.5) -> _Dropout:
     return _Dropout(p)
 
 
-def BatchNorm1d(num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> BatchNormalization:  # noqa: N802
+def BatchNorm1d(num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> BatchNormalization:
     """PyTorch's momentum is the weight of the *new* value: 0.1 here is Keras' 0.9."""
     return BatchNormalization(momentum=1.0 - momentum, epsilon=eps, input_dim=num_features)
 
 
-def LayerNorm(normalized_shape: int, eps: float = 1e-5) -> _LayerNorm:  # noqa: N802
+def LayerNorm(normalized_shape: int, eps: float = 1e-5) -> _LayerNorm:
     return _LayerNorm(epsilon=eps, input_dim=int(normalized_shape))
 
 
@@ -92,39 +92,60 @@ class _TorchLoss:
     def __init__(self, loss: losses.Loss) -> None:
         self.loss = loss
 
-    def __call__(self, input: Tensor, target: Any) -> Tensor:  # noqa: A002
+    def __call__(self, input: Tensor, target: Any) -> Tensor:
         return self.loss(target, input)
 
 
-def CrossEntropyLoss(label_smoothing: float = 0.0) -> _TorchLoss:  # noqa: N802
+def CrossEntropyLoss(label_smoothing: float = 0.0) -> _TorchLoss:
     """Softmax cross-entropy of logits against integer class labels."""
-    return _TorchLoss(losses.SparseCategoricalCrossentropy(from_logits=True,
-                                                           label_smoothing=label_smoothing))  # fmt: skip
+    return _TorchLoss(
+        losses.SparseCategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing)
+    )
 
 
-def MSELoss() -> _TorchLoss:  # noqa: N802
+def MSELoss() -> _TorchLoss:
     return _TorchLoss(losses.MeanSquaredError())
 
 
-def L1Loss() -> _TorchLoss:  # noqa: N802
+def L1Loss() -> _TorchLoss:
     return _TorchLoss(losses.MeanAbsoluteError())
 
 
-def HuberLoss(delta: float = 1.0) -> _TorchLoss:  # noqa: N802
+def HuberLoss(delta: float = 1.0) -> _TorchLoss:
     return _TorchLoss(losses.Huber(delta=delta))
 
 
-def BCELoss() -> _TorchLoss:  # noqa: N802
+def BCELoss() -> _TorchLoss:
     return _TorchLoss(losses.BinaryCrossentropy())
 
 
-def BCEWithLogitsLoss() -> _TorchLoss:  # noqa: N802
+def BCEWithLogitsLoss() -> _TorchLoss:
     return _TorchLoss(losses.BinaryCrossentropy(from_logits=True))
 
 
 __all__ = [
-    "ELU", "GELU", "SELU", "BCELoss", "BCEWithLogitsLoss", "BatchNorm1d", "CrossEntropyLoss",
+    "ELU",
+    "GELU",
+    "SELU",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "BatchNorm1d",
+    "CrossEntropyLoss",
     "Dropout",
-    "Flatten", "HuberLoss", "L1Loss", "LayerNorm", "LeakyReLU", "Linear", "LogSoftmax",
-    "MSELoss", "Module", "ReLU", "Sequential", "SiLU", "Sigmoid", "Softmax", "Softplus", "Tanh",
-]  # fmt: skip
+    "Flatten",
+    "HuberLoss",
+    "L1Loss",
+    "LayerNorm",
+    "LeakyReLU",
+    "Linear",
+    "LogSoftmax",
+    "MSELoss",
+    "Module",
+    "ReLU",
+    "Sequential",
+    "SiLU",
+    "Sigmoid",
+    "Softmax",
+    "Softplus",
+    "Tanh",
+]

@@ -28,8 +28,14 @@ def _params(params: Any) -> list[Any]:
 
 
 class SGD(optimizers.SGD):
-    def __init__(self, params: Any, lr: float = 1e-3, momentum: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
         super().__init__(lr, momentum=momentum, nesterov=nesterov, params=None)
         self.l2 = float(weight_decay)
         self.build(_params(params))
@@ -38,8 +44,14 @@ class SGD(optimizers.SGD):
 class Adam(optimizers.Adam):
     torch_eps = True
 
-    def __init__(self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
         super().__init__(lr, beta_1=betas[0], beta_2=betas[1], epsilon=eps)
         self.l2 = float(weight_decay)
         self.build(_params(params))
@@ -48,25 +60,44 @@ class Adam(optimizers.Adam):
 class AdamW(optimizers.Adam):
     torch_eps = True
 
-    def __init__(self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.01) -> None:  # fmt: skip
-        super().__init__(lr, beta_1=betas[0], beta_2=betas[1], epsilon=eps,
-                         weight_decay=weight_decay)  # fmt: skip
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ) -> None:
+        super().__init__(
+            lr, beta_1=betas[0], beta_2=betas[1], epsilon=eps, weight_decay=weight_decay
+        )
         self.build(_params(params))
 
 
 class RMSprop(optimizers.RMSprop):
     """PyTorch RMSprop adds eps outside the root: close to Keras' inside form."""
 
-    def __init__(self, params: Any, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
-                 momentum: float = 0.0, centered: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        momentum: float = 0.0,
+        centered: bool = False,
+    ) -> None:
         super().__init__(lr, rho=alpha, momentum=momentum, epsilon=eps, centered=centered)
         self.build(_params(params))
 
 
 class Adagrad(optimizers.Adagrad):
-    def __init__(self, params: Any, lr: float = 1e-2, initial_accumulator_value: float = 0.0,
-                 eps: float = 1e-10) -> None:  # fmt: skip
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-2,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+    ) -> None:
         super().__init__(lr, initial_accumulator_value=initial_accumulator_value, epsilon=eps)
         self.build(_params(params))
 

@@ -25,8 +25,6 @@ from gpunet import schedules
 from gpunet.errors import InvalidParameterError
 from gpunet.schedules import LearningRateSchedule
 
-SLOT_INIT: dict[str, float] = {}
-
 
 class _FlatGroup:
     """Parameters of one device and dtype, packed into flat ``P``, ``G`` and slots."""
@@ -73,15 +71,26 @@ class Optimizer:
             model's otherwise.
     """
 
-    slots: dict[str, float] = {}
+    slots: dict[str, float]  # state arrays and their initial values, set per instance
 
-    def __init__(self, learning_rate: Any = 0.001, *, weight_decay: float | None = None,
-                 clipnorm: float | None = None, clipvalue: float | None = None,
-                 global_clipnorm: float | None = None, params: Any = None,
-                 name: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        learning_rate: Any = 0.001,
+        *,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        params: Any = None,
+        name: str | None = None,
+    ) -> None:
         self.learning_rate = learning_rate
-        for key, v in (("weight_decay", weight_decay), ("clipnorm", clipnorm),
-                       ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):  # fmt: skip
+        for key, v in (
+            ("weight_decay", weight_decay),
+            ("clipnorm", clipnorm),
+            ("clipvalue", clipvalue),
+            ("global_clipnorm", global_clipnorm),
+        ):
             if v is not None and not (isinstance(v, (int, float)) and v >= 0):
                 raise InvalidParameterError(f"{key} must be a number >= 0, got {v!r}")
         if clipnorm is not None and global_clipnorm is not None:
@@ -89,6 +98,8 @@ class Optimizer:
         self.weight_decay = float(weight_decay or 0.0)
         self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
         self.l2 = 0.0  # coupled L2 (PyTorch's weight_decay), added to the gradient
+        if not hasattr(self, "slots"):
+            self.slots = {}
         self.name = name or type(self).__name__.lower()
         self.iterations = 0
         self.groups: list[_FlatGroup] = []
@@ -176,7 +187,9 @@ class Optimizer:
                     self._update_group(g, lr, g.views(g.P, i), grad, slots)
         self.iterations += 1
 
-    def _update_group(self, g: _FlatGroup, lr: float, P: Any, G: Any, slots: dict[str, Any]) -> None:
+    def _update_group(
+        self, g: _FlatGroup, lr: float, P: Any, G: Any, slots: dict[str, Any]
+    ) -> None:
         ops, xp = g.ops, g.ops.xp
         if self.clipvalue is not None:
             ops.assign(G, xp.clip(G, -self.clipvalue, self.clipvalue))
@@ -222,16 +235,26 @@ class Optimizer:
     # -- config and state -------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         lr = self._lr
-        lr_cfg: Any = lr if not isinstance(lr, LearningRateSchedule) else {
-            "class_name": type(lr).__name__, "config": lr.get_config()}  # fmt: skip
-        return {"learning_rate": lr_cfg, "weight_decay": self.weight_decay,
-                "clipnorm": self.clipnorm, "clipvalue": self.clipvalue,
-                "global_clipnorm": self.global_clipnorm}  # fmt: skip
+        lr_cfg: Any = (
+            lr
+            if not isinstance(lr, LearningRateSchedule)
+            else {"class_name": type(lr).__name__, "config": lr.get_config()}
+        )
+        return {
+            "learning_rate": lr_cfg,
+            "weight_decay": self.weight_decay,
+            "clipnorm": self.clipnorm,
+            "clipvalue": self.clipvalue,
+            "global_clipnorm": self.global_clipnorm,
+        }
 
     def state_arrays(self) -> dict[str, Any]:
         """Slots as NumPy arrays, named ``<slot>.<group index>``."""
-        return {f"{k}.{i}": g.ops.to_numpy(v) for i, g in enumerate(self.groups)
-                for k, v in g.slots.items()}  # fmt: skip
+        return {
+            f"{k}.{i}": g.ops.to_numpy(v)
+            for i, g in enumerate(self.groups)
+            for k, v in g.slots.items()
+        }
 
     def load_state_arrays(self, arrays: dict[str, Any]) -> None:
         for i, g in enumerate(self.groups):
@@ -252,8 +275,13 @@ class SGD(Optimizer):
     ``v <- momentum * v - lr * g``; ``w <- w + v`` (Nesterov: ``w + momentum*v - lr*g``).
     """
 
-    def __init__(self, learning_rate: Any = 0.01, momentum: float = 0.0,
-                 nesterov: bool = False, **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        learning_rate: Any = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        **kwargs: Any,
+    ) -> None:
         self.momentum = _prob("momentum", momentum, closed=True)
         self.nesterov = bool(nesterov)
         self.slots = {"velocity": 0.0} if self.momentum else {}
@@ -261,8 +289,15 @@ class SGD(Optimizer):
 
     def update(self, ops: Any, P: Any, G: Any, slots: dict[str, Any], lr: float) -> None:
         vel = slots.get("velocity")
-        newP, newV = ops.sgd(P, G, vel, lr=lr, momentum=self.momentum,
-                             nesterov=self.nesterov, decay=lr * self.weight_decay)  # fmt: skip
+        newP, newV = ops.sgd(
+            P,
+            G,
+            vel,
+            lr=lr,
+            momentum=self.momentum,
+            nesterov=self.nesterov,
+            decay=lr * self.weight_decay,
+        )
         self._write(ops, (P, vel), (newP, newV))
 
     def get_config(self) -> dict[str, Any]:
@@ -277,15 +312,21 @@ class Adam(Optimizer):
         epsilon: Added to ``sqrt(v)`` (Keras default 1e-7).
     """
 
-    slots = {"m": 0.0, "v": 0.0}
     torch_eps = False  # PyTorch adds eps to sqrt(v_hat), not to sqrt(v)
 
-    def __init__(self, learning_rate: Any = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-7, **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        learning_rate: Any = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        **kwargs: Any,
+    ) -> None:
         self.beta_1, self.beta_2 = _prob("beta_1", beta_1), _prob("beta_2", beta_2)
         if not epsilon >= 0:
             raise InvalidParameterError(f"epsilon must be >= 0, got {epsilon!r}")
         self.epsilon = float(epsilon)
+        self.slots = {"m": 0.0, "v": 0.0}
         super().__init__(learning_rate, **kwargs)
 
     def update(self, ops: Any, P: Any, G: Any, slots: dict[str, Any], lr: float) -> None:
@@ -294,29 +335,50 @@ class Adam(Optimizer):
         lr_t = lr * c2 / (1.0 - self.beta_1**t)
         eps = self.epsilon * c2 if self.torch_eps else self.epsilon
         M, V = slots["m"], slots["v"]
-        res = ops.adam(P, G, M, V, lr_t=lr_t, beta1=self.beta_1, beta2=self.beta_2, eps=eps,
-                       decay=lr * self.weight_decay)  # fmt: skip
+        res = ops.adam(
+            P,
+            G,
+            M,
+            V,
+            lr_t=lr_t,
+            beta1=self.beta_1,
+            beta2=self.beta_2,
+            eps=eps,
+            decay=lr * self.weight_decay,
+        )
         self._write(ops, (P, M, V), res)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}  # fmt: skip
+        return {
+            **super().get_config(),
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+        }
 
 
 class AdamW(Adam):
     """Adam with decoupled weight decay (https://arxiv.org/abs/1711.05101); Keras
     default ``weight_decay=0.004``."""
 
-    def __init__(self, learning_rate: Any = 0.001, weight_decay: float = 0.004,
-                 **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self, learning_rate: Any = 0.001, weight_decay: float = 0.004, **kwargs: Any
+    ) -> None:
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
 
 
 class RMSprop(Optimizer):
     """RMSprop (Keras 3 form): ``a <- rho a + (1-rho) g^2``; ``w -= lr g / sqrt(a + eps)``."""
 
-    def __init__(self, learning_rate: Any = 0.001, rho: float = 0.9, momentum: float = 0.0,
-                 epsilon: float = 1e-7, centered: bool = False, **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        learning_rate: Any = 0.001,
+        rho: float = 0.9,
+        momentum: float = 0.0,
+        epsilon: float = 1e-7,
+        centered: bool = False,
+        **kwargs: Any,
+    ) -> None:
         self.rho, self.momentum = _prob("rho", rho), _prob("momentum", momentum)
         self.epsilon, self.centered = float(epsilon), bool(centered)
         self.slots = {"velocity": 0.0}
@@ -328,20 +390,40 @@ class RMSprop(Optimizer):
 
     def update(self, ops: Any, P: Any, G: Any, slots: dict[str, Any], lr: float) -> None:
         A, Mom, Mg = slots["velocity"], slots.get("momentum"), slots.get("average_gradient")
-        res = ops.rmsprop(P, G, A, Mom, Mg, lr=lr, rho=self.rho, eps=self.epsilon,
-                          momentum=self.momentum, decay=lr * self.weight_decay)  # fmt: skip
+        res = ops.rmsprop(
+            P,
+            G,
+            A,
+            Mom,
+            Mg,
+            lr=lr,
+            rho=self.rho,
+            eps=self.epsilon,
+            momentum=self.momentum,
+            decay=lr * self.weight_decay,
+        )
         self._write(ops, (P, A, Mom, Mg), res)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
-                "epsilon": self.epsilon, "centered": self.centered}  # fmt: skip
+        return {
+            **super().get_config(),
+            "rho": self.rho,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "centered": self.centered,
+        }
 
 
 class Adagrad(Optimizer):
     """Adagrad: ``a <- a + g^2``; ``w -= lr g / sqrt(a + eps)`` (Keras defaults)."""
 
-    def __init__(self, learning_rate: Any = 0.001, initial_accumulator_value: float = 0.1,
-                 epsilon: float = 1e-7, **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        learning_rate: Any = 0.001,
+        initial_accumulator_value: float = 0.1,
+        epsilon: float = 1e-7,
+        **kwargs: Any,
+    ) -> None:
         if initial_accumulator_value < 0:
             raise InvalidParameterError("initial_accumulator_value must be >= 0")
         self.initial_accumulator_value = float(initial_accumulator_value)
@@ -355,12 +437,20 @@ class Adagrad(Optimizer):
         self._write(ops, (P, A), res)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "epsilon": self.epsilon,
-                "initial_accumulator_value": self.initial_accumulator_value}  # fmt: skip
+        return {
+            **super().get_config(),
+            "epsilon": self.epsilon,
+            "initial_accumulator_value": self.initial_accumulator_value,
+        }
 
 
-_REGISTRY: dict[str, Any] = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop,
-                             "adagrad": Adagrad}  # fmt: skip
+_REGISTRY: dict[str, Any] = {
+    "sgd": SGD,
+    "adam": Adam,
+    "adamw": AdamW,
+    "rmsprop": RMSprop,
+    "adagrad": Adagrad,
+}
 CLASSES = {cls.__name__: cls for cls in _REGISTRY.values()}
 
 

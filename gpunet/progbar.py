@@ -34,8 +34,14 @@ class ProgbarLogger(Callback):
             try:
                 from tqdm.auto import tqdm
 
-                self._bar = tqdm(total=self.steps, desc=desc, unit="batch", leave=True,
-                                 dynamic_ncols=True, file=sys.stdout)  # fmt: skip
+                self._bar = tqdm(
+                    total=self.steps,
+                    desc=desc,
+                    unit="batch",
+                    leave=True,
+                    dynamic_ncols=True,
+                    file=sys.stdout,
+                )
             except ImportError:
                 self._bar = None
                 print(desc)
@@ -64,5 +70,6 @@ class ProgbarLogger(Callback):
         elif self.verbose == 1:
             print(f"\r{self.steps}/{self.steps} - {took:.1f}s - {text}", flush=True)
         else:
-            print(f"Epoch {epoch + 1}/{self.params.get('epochs')} - {took:.1f}s - {text}",
-                  flush=True)  # fmt: skip
+            print(
+                f"Epoch {epoch + 1}/{self.params.get('epochs')} - {took:.1f}s - {text}", flush=True
+            )

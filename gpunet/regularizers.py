@@ -42,11 +42,11 @@ class L1L2:
         return {"l1": self.l1, "l2": self.l2}
 
 
-def L1(l1: float = 0.01) -> L1L2:  # noqa: N802 - Keras class names
+def L1(l1: float = 0.01) -> L1L2:
     return L1L2(l1=l1)
 
 
-def L2(l2: float = 0.01) -> L1L2:  # noqa: N802
+def L2(l2: float = 0.01) -> L1L2:
     return L1L2(l2=l2)
 
 

@@ -36,10 +36,18 @@ def _positive(**values: float) -> None:
 class ExponentialDecay(LearningRateSchedule):
     """``initial_learning_rate * decay_rate ** (step / decay_steps)``."""
 
-    def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float,
-                 staircase: bool = False) -> None:  # fmt: skip
-        _positive(initial_learning_rate=initial_learning_rate, decay_steps=decay_steps,
-                  decay_rate=decay_rate)  # fmt: skip
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: int,
+        decay_rate: float,
+        staircase: bool = False,
+    ) -> None:
+        _positive(
+            initial_learning_rate=initial_learning_rate,
+            decay_steps=decay_steps,
+            decay_rate=decay_rate,
+        )
         self.initial_learning_rate = float(initial_learning_rate)
         self.decay_steps, self.decay_rate = int(decay_steps), float(decay_rate)
         self.staircase = bool(staircase)
@@ -54,8 +62,13 @@ class ExponentialDecay(LearningRateSchedule):
 class InverseTimeDecay(LearningRateSchedule):
     """``initial_learning_rate / (1 + decay_rate * step / decay_steps)``."""
 
-    def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float,
-                 staircase: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: int,
+        decay_rate: float,
+        staircase: bool = False,
+    ) -> None:
         _positive(initial_learning_rate=initial_learning_rate, decay_steps=decay_steps)
         self.initial_learning_rate = float(initial_learning_rate)
         self.decay_steps, self.decay_rate = int(decay_steps), float(decay_rate)
@@ -72,8 +85,14 @@ class CosineDecay(LearningRateSchedule):
     """Optional linear warmup to ``warmup_target``, then a cosine from there down
     to ``alpha`` times it over ``decay_steps`` (Keras 3 semantics)."""
 
-    def __init__(self, initial_learning_rate: float, decay_steps: int, alpha: float = 0.0,
-                 warmup_target: float | None = None, warmup_steps: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: int,
+        alpha: float = 0.0,
+        warmup_target: float | None = None,
+        warmup_steps: int = 0,
+    ) -> None:
         _positive(decay_steps=decay_steps)
         if initial_learning_rate < 0 or not 0.0 <= alpha <= 1.0 or warmup_steps < 0:
             raise InvalidParameterError(
@@ -116,5 +135,6 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         return self.values[-1]
 
 
-CLASSES = {c.__name__: c for c in (ExponentialDecay, InverseTimeDecay, CosineDecay,
-                                    PiecewiseConstantDecay)}  # fmt: skip
+CLASSES = {
+    c.__name__: c for c in (ExponentialDecay, InverseTimeDecay, CosineDecay, PiecewiseConstantDecay)
+}

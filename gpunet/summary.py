@@ -19,7 +19,9 @@ def summary_lines(model: Any) -> list[str]:
     rows = [("Layer (type)", "Output Shape", "Param #")]
     for layer in model.layers:
         n = sum(int(np.prod(p.shape)) for p in layer.weights)
-        rows.append((f"{layer.name} ({type(layer).__name__})", _shape(layer.output_shape), f"{n:,}"))
+        rows.append(
+            (f"{layer.name} ({type(layer).__name__})", _shape(layer.output_shape), f"{n:,}")
+        )
     widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
     widths = [max(w, m) for w, m in zip(widths, (30, 22, 10), strict=True)]
     line = "─" * sum(widths)
@@ -31,8 +33,13 @@ def summary_lines(model: Any) -> list[str]:
     trainable = int(sum(int(np.prod(p.shape)) for p in model.trainable_weights))
     out = [f'Model: "{model.name}" (device: {model.device})', line, fmt(rows[0]), line]
     out += [fmt(r) for r in rows[1:]]
-    out += [line, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-            f"Non-trainable params: {total - trainable:,}", line]  # fmt: skip
+    out += [
+        line,
+        f"Total params: {total:,}",
+        f"Trainable params: {trainable:,}",
+        f"Non-trainable params: {total - trainable:,}",
+        line,
+    ]
     if not model.built:
         out.insert(1, "(not built yet: call fit, predict or the model once to see shapes)")
     return out

@@ -12,7 +12,7 @@ import math
 import signal
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,7 +38,8 @@ SPARSE = "sparse_categorical_crossentropy"
 def _int_param(name: str, value: Any, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise InvalidParameterError(
-            f"The {name!r} parameter must be an int in the range [{low}, inf). Got {value!r} instead."
+            f"The {name!r} parameter must be an int in the range [{low}, inf). "
+            f"Got {value!r} instead."
         )
     return int(value)
 
@@ -113,9 +114,32 @@ class TrainingMixin:
     strategy: Any = LocalStrategy()
     _resume_epoch: int | None = None  # set by a restoring callback in on_train_begin
 
+    if TYPE_CHECKING:  # provided by Layer, which Model mixes in after this class
+        ops: Any
+        dtype: str
+        training: bool
+        _n_outputs: int
+        trainable_weights: list[Any]
+
+        def __call__(self, *args: Any, training: bool | None = None, **kwargs: Any) -> Any: ...
+        def collect_losses(self) -> list[Tensor]: ...
+        def train(self, mode: bool = True) -> Any: ...
+        def _ensure_built(self, X: np.ndarray) -> None: ...
+
+    def _take_resume_epoch(self) -> int | None:
+        epoch, self._resume_epoch = self._resume_epoch, None
+        return epoch
+
     # -- compile -----------------------------------------------------------------------
-    def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None,
-                loss_weights: Any = None, strategy: Any = None, **kwargs: Any) -> None:  # fmt: skip
+    def compile(
+        self,
+        optimizer: Any = "rmsprop",
+        loss: Any = None,
+        metrics: Any = None,
+        loss_weights: Any = None,
+        strategy: Any = None,
+        **kwargs: Any,
+    ) -> None:
         """Choose the optimizer, loss and metrics (``compile(optimizer="adam",
         loss="binary_crossentropy", metrics=["accuracy"])``); ``strategy`` spreads
         ``fit`` over processes (see ``gpunet.distributed``)."""
@@ -138,10 +162,10 @@ class TrainingMixin:
 
     # -- data --------------------------------------------------------------------------
     def _inputs(self, x: Any) -> np.ndarray:
-        arr = data.as_float_array(x, name="X", dtype=self.dtype, ndim=None)  # type: ignore[attr-defined]
+        arr = data.as_float_array(x, name="X", dtype=self.dtype, ndim=None)
         if arr.ndim < 2:
-            data.as_float_array(arr, name="X", dtype=self.dtype, ndim=2)  # type: ignore[attr-defined]
-        self._ensure_built(arr)  # type: ignore[attr-defined]
+            data.as_float_array(arr, name="X", dtype=self.dtype, ndim=2)
+        self._ensure_built(arr)
         return arr
 
     def _targets(self, y: Any, n_out: int) -> np.ndarray:
@@ -151,17 +175,21 @@ class TrainingMixin:
             if y_arr.dtype.kind == "f":
                 data.check_finite(y_arr, "y")
             return losses_mod.check_labels(y_arr, n_out, name=SPARSE)
-        arr = data.as_float_array(y, name="y", dtype=self.dtype, ndim=None)  # type: ignore[attr-defined]
+        arr = data.as_float_array(y, name="y", dtype=self.dtype, ndim=None)
         if arr.ndim == 1:
             arr = arr.reshape(-1, 1)
         if arr.ndim != 2 or arr.shape[1] != n_out:
             raise InputValidationError(
                 f"y has {arr.shape[1] if arr.ndim == 2 else arr.shape} columns but the output "
-                f"layer has {n_out} units" + ("; one-hot encode y or use "
-                "sparse_categorical_crossentropy" if n_out > 1 and arr.shape[-1] == 1 else "")
+                f"layer has {n_out} units"
+                + (
+                    "; one-hot encode y or use sparse_categorical_crossentropy"
+                    if n_out > 1 and arr.shape[-1] == 1
+                    else ""
+                )
             )
         if getattr(loss, "name", "") in ("binary_crossentropy", "categorical_crossentropy"):
-            loss.target(arr, Tensor(self.ops.asarray(arr[:1]), self.ops))  # type: ignore[attr-defined]
+            loss.target(arr, Tensor(self.ops.asarray(arr[:1]), self.ops))
             if np.any((arr < 0) | (arr > 1)):
                 raise InputValidationError(
                     f"{loss.name}: y must hold probabilities in [0, 1], got values in "
@@ -179,18 +207,20 @@ class TrainingMixin:
             w = cw if w is None else w * cw
         return w
 
-    def _prepare(self, x: Any, y: Any, sample_weight: Any = None,
-                 class_weight: Any = None) -> tuple[np.ndarray, np.ndarray, Any]:  # fmt: skip
+    def _prepare(
+        self, x: Any, y: Any, sample_weight: Any = None, class_weight: Any = None
+    ) -> tuple[np.ndarray, np.ndarray, Any]:
         X = self._inputs(x)
         if y is None:
             raise InputValidationError("y is required (targets for the loss)")
         data.check_consistent_length(X, np.asarray(y) if not hasattr(y, "shape") else y)
-        Y = self._targets(y, self._n_outputs)  # type: ignore[attr-defined]
+        Y = self._targets(y, self._n_outputs)
         return X, Y, self._weights(Y, len(X), sample_weight, class_weight)
 
-    def _batches(self, X: Any, Y: Any, W: Any, batch_size: int,
-                 order: Any = None) -> Iterator[_Batch]:  # fmt: skip
-        ops = self.ops  # type: ignore[attr-defined]
+    def _batches(
+        self, X: Any, Y: Any, W: Any, batch_size: int, order: Any = None
+    ) -> Iterator[_Batch]:
+        ops = self.ops
         n = int(X.shape[0])
         for g_start in range(0, n, batch_size):
             g_stop = min(g_start + batch_size, n)
@@ -210,22 +240,24 @@ class TrainingMixin:
         scale: Any = 1.0 / b.denom if b.sw is None else b.sw * (1.0 / b.denom)
         loss = self.compiled_loss
         if isinstance(loss, losses_mod._FunctionLoss) or loss.reduction != "sum_over_batch_size":
-            return loss(Tensor(b.y, self.ops), y_pred, None if b.sw is None else Tensor(b.sw, self.ops))  # type: ignore[attr-defined]
-        T = b.y if loss.name == SPARSE else loss.target(Tensor(b.y, self.ops), y_pred)  # type: ignore[attr-defined]
+            return loss(
+                Tensor(b.y, self.ops), y_pred, None if b.sw is None else Tensor(b.sw, self.ops)
+            )
+        T = b.y if loss.name == SPARSE else loss.target(Tensor(b.y, self.ops), y_pred)
         out: Tensor = loss.compute(y_pred, T, scale)
         return out
 
     def _track(self, b: _Batch, y_pred: Tensor, loss: Tensor) -> None:
         self._loss_tracker.update_state(loss.detach(), weight=float(b.n))
         for m in self.compiled_metrics:
-            m.update_state(Tensor(b.y, self.ops), y_pred.detach(), b.sw)  # type: ignore[attr-defined]
+            m.update_state(Tensor(b.y, self.ops), y_pred.detach(), b.sw)
 
     def _train_step(self, b: _Batch, on_nan: str = "ignore", where: str = "") -> bool:
         """One forward, backward and update; False when ``on_nan="stop"`` stopped it."""
-        y_pred = self(Tensor(b.x, self.ops), training=True)  # type: ignore[operator, attr-defined]
+        y_pred = self(Tensor(b.x, self.ops), training=True)
         loss = self._loss(b, y_pred)
         total = loss
-        for extra in self.collect_losses():  # type: ignore[attr-defined]
+        for extra in self.collect_losses():
             total = F.add(total, extra)
         if on_nan != "ignore" and not self._finite(total):
             self._track(b, y_pred, loss)
@@ -233,7 +265,7 @@ class TrainingMixin:
                 self.stop_training = True
                 return False
             raise NonFiniteError(
-                f"loss became {self.ops.to_host(total.data)} at {where}; "  # type: ignore[attr-defined]
+                f"loss became {self.ops.to_host(total.data)} at {where}; "
                 f"{self._first_nonfinite_layer(b)}; the last finite weights are kept "
                 "(pass on_nan='stop' to end training quietly, 'ignore' to go on)"
             )
@@ -263,7 +295,7 @@ class TrainingMixin:
         base.call_hooks.append(probe)
         try:
             with no_grad():
-                self(Tensor(b.x, self.ops), training=True)  # type: ignore[operator, attr-defined]
+                self(Tensor(b.x, self.ops), training=True)
         finally:
             base.call_hooks.remove(probe)
         if found:
@@ -286,15 +318,28 @@ class TrainingMixin:
 
     def _build_optimizer(self) -> None:
         if not self.optimizer.built:
-            self.optimizer.build(self.trainable_weights)  # type: ignore[attr-defined]
+            self.optimizer.build(self.trainable_weights)
 
     # -- fit -----------------------------------------------------------------------------
-    def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
-            verbose: Any = "auto", callbacks: list[Any] | None = None,
-            validation_split: float = 0.0, validation_data: Any = None, shuffle: bool = True,
-            class_weight: Any = None, sample_weight: Any = None, initial_epoch: int = 0,
-            validation_batch_size: int | None = None, validation_freq: int = 1,
-            validation_shuffle: bool = False, on_nan: str = "raise") -> cbks.History:  # fmt: skip
+    def fit(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        epochs: int = 1,
+        verbose: Any = "auto",
+        callbacks: list[Any] | None = None,
+        validation_split: float = 0.0,
+        validation_data: Any = None,
+        shuffle: bool = True,
+        class_weight: Any = None,
+        sample_weight: Any = None,
+        initial_epoch: int = 0,
+        validation_batch_size: int | None = None,
+        validation_freq: int = 1,
+        validation_shuffle: bool = False,
+        on_nan: str = "raise",
+    ) -> cbks.History:
         """Train for ``epochs`` epochs; returns a ``History``.
 
         ``validation_split`` holds out the last fraction of the data, as Keras does;
@@ -323,7 +368,9 @@ class TrainingMixin:
         if verbose not in (0, 1, 2):
             raise InvalidParameterError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
         if not 0.0 <= validation_split < 1.0:
-            raise InvalidParameterError(f"validation_split must be in [0, 1), got {validation_split!r}")
+            raise InvalidParameterError(
+                f"validation_split must be in [0, 1), got {validation_split!r}"
+            )
         X, Y, W = self._prepare(x, y, sample_weight, class_weight)
         val = None
         if validation_data is not None:
@@ -341,31 +388,58 @@ class TrainingMixin:
                 )
             val = (X[cut:], Y[cut:], None if W is None else W[cut:])
             X, Y, W = X[:cut], Y[:cut], (None if W is None else W[:cut])
-        return self._fit_loop(X, Y, W, val, batch_size, epochs, verbose, callbacks, shuffle,
-                              initial_epoch, validation_batch_size or batch_size, validation_freq,
-                              on_nan)  # fmt: skip
+        return self._fit_loop(
+            X,
+            Y,
+            W,
+            val,
+            batch_size,
+            epochs,
+            verbose,
+            callbacks,
+            shuffle,
+            initial_epoch,
+            validation_batch_size or batch_size,
+            validation_freq,
+            on_nan,
+        )
 
-    def _fit_loop(self, X: np.ndarray, Y: np.ndarray, W: Any, val: Any, batch_size: int,
-                  epochs: int, verbose: int, callbacks: Any, shuffle: bool,
-                  initial_epoch: int, val_batch: int, validation_freq: int,
-                  on_nan: str = "raise") -> cbks.History:  # fmt: skip
-        ops = self.ops  # type: ignore[attr-defined]
+    def _fit_loop(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        W: Any,
+        val: Any,
+        batch_size: int,
+        epochs: int,
+        verbose: int,
+        callbacks: Any,
+        shuffle: bool,
+        initial_epoch: int,
+        val_batch: int,
+        validation_freq: int,
+        on_nan: str = "raise",
+    ) -> cbks.History:
+        ops = self.ops
         Xd, Yd = ops.asarray(X), ops.asarray(Y)
-        Wd = None if W is None else ops.asarray(W, dtype=self.dtype)  # type: ignore[attr-defined]
+        Wd = None if W is None else ops.asarray(W, dtype=self.dtype)
         steps = math.ceil(len(X) / batch_size)
         self.history = cbks.History()
-        cb_list = list(callbacks or []) + [self.history]
+        cb_list = [*(callbacks or []), self.history]
         if verbose and self.strategy.is_chief:
             cb_list.append(ProgbarLogger(verbose))
-        cbs = cbks.CallbackList(cb_list, self, {"epochs": epochs, "steps": steps, "verbose": verbose})
+        cbs = cbks.CallbackList(
+            cb_list, self, {"epochs": epochs, "steps": steps, "verbose": verbose}
+        )
         self._build_optimizer()
         self.strategy.setup(self)
         self.stop_training = False
-        was_training = self.training  # type: ignore[has-type]
+        was_training = self.training
         self._resume_epoch = None
         cbs.on_train_begin()
-        if self._resume_epoch is not None:  # a callback restored a backup
-            initial_epoch, self._resume_epoch = self._resume_epoch, None
+        resume = self._take_resume_epoch()
+        if resume is not None:  # a callback restored a backup
+            initial_epoch = resume
         # overflow is detected (on_nan) rather than warned about per ufunc
         errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore")
         try:
@@ -385,32 +459,40 @@ class TrainingMixin:
                         break
                 logs = self._read_metrics()
                 if val is not None and (epoch + 1) % validation_freq == 0:
-                    logs.update(self._evaluate_arrays(*val, val_batch, prefix="val_"))
+                    vX, vY, vW = val
+                    logs.update(self._evaluate_arrays(vX, vY, vW, val_batch, prefix="val_"))
                 cbs.on_epoch_end(epoch, logs)
                 if self.stop_training:
                     break
         finally:
             errstate.__exit__(None, None, None)
-            self.train(was_training)  # type: ignore[attr-defined]
+            self.train(was_training)
         cbs.on_train_end()
         return self.history
 
     # -- evaluate / predict ----------------------------------------------------------
-    def _evaluate_arrays(self, X: np.ndarray, Y: np.ndarray, W: Any, batch_size: int,
-                         prefix: str = "") -> dict[str, float]:  # fmt: skip
-        ops = self.ops  # type: ignore[attr-defined]
+    def _evaluate_arrays(
+        self, X: np.ndarray, Y: np.ndarray, W: Any, batch_size: int, prefix: str = ""
+    ) -> dict[str, float]:
+        ops = self.ops
         Xd, Yd = ops.asarray(X), ops.asarray(Y)
-        Wd = None if W is None else ops.asarray(W, dtype=self.dtype)  # type: ignore[attr-defined]
+        Wd = None if W is None else ops.asarray(W, dtype=self.dtype)
         self._reset_metrics()
         with no_grad():
             for b in self._batches(Xd, Yd, Wd, batch_size):
-                y_pred = self(Tensor(b.x, ops), training=False)  # type: ignore[operator]
+                y_pred = self(Tensor(b.x, ops), training=False)
                 self._track(b, y_pred, self._loss(b, y_pred))
         return self._read_metrics(prefix)
 
-    def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
-                 verbose: Any = "auto", sample_weight: Any = None,
-                 return_dict: bool = False) -> Any:  # fmt: skip
+    def evaluate(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        verbose: Any = "auto",
+        sample_weight: Any = None,
+        return_dict: bool = False,
+    ) -> Any:
         """Loss (and metrics) on ``x, y``: a float, a list ``[loss, *metrics]`` or a dict."""
         self._require_compiled("evaluate")
         batch_size = _int_param("batch_size", 32 if batch_size is None else batch_size, 1)
@@ -427,29 +509,40 @@ class TrainingMixin:
         """Outputs for ``x`` in inference mode, batched, as a NumPy array."""
         batch_size = _int_param("batch_size", 32 if batch_size is None else batch_size, 1)
         X = self._inputs(x)
-        ops = self.ops  # type: ignore[attr-defined]
+        ops = self.ops
         Xd = ops.asarray(X)
         outs = []
         with no_grad():
             for b in self._batches(Xd, None, None, batch_size):
-                outs.append(self(Tensor(b.x, ops), training=False).data)  # type: ignore[operator]
+                outs.append(self(Tensor(b.x, ops), training=False).data)
         return ops.to_numpy(outs[0] if len(outs) == 1 else ops.xp.concat(outs, axis=0))
 
-    def train_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
-                       class_weight: Any = None, return_dict: bool = False) -> Any:  # fmt: skip
+    def train_on_batch(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        class_weight: Any = None,
+        return_dict: bool = False,
+    ) -> Any:
         """One optimizer step on one batch; returns the loss (and metrics) of it."""
         self._require_compiled("train_on_batch")
         X, Y, W = self._prepare(x, y, sample_weight, class_weight)
-        ops = self.ops  # type: ignore[attr-defined]
+        ops = self.ops
         self._build_optimizer()
         self._reset_metrics()
-        b = _Batch(ops.asarray(X), ops.asarray(Y),
-                   None if W is None else ops.asarray(W, dtype=self.dtype), len(X))  # type: ignore[attr-defined]  # fmt: skip
+        b = _Batch(
+            ops.asarray(X),
+            ops.asarray(Y),
+            None if W is None else ops.asarray(W, dtype=self.dtype),
+            len(X),
+        )
         self._train_step(b)
         return self._result(return_dict)
 
-    def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
-                      return_dict: bool = False) -> Any:  # fmt: skip
+    def test_on_batch(
+        self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False
+    ) -> Any:
         self._require_compiled("test_on_batch")
         X, Y, W = self._prepare(x, y, sample_weight)
         self._evaluate_arrays(X, Y, W, len(X))

@@ -40,9 +40,7 @@ def parse_device(device: Any) -> str:
     spec = str(device).strip().lower()
     match = _DEVICE_RE.match(spec)
     if match is None:
-        raise DeviceError(
-            f"unknown device {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'"
-        )
+        raise DeviceError(f"unknown device {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
     kind, index = match.group(1), int(match.group(2) or 0)
     if kind == "cpu" or kind == "sim":
         return kind

@@ -23,9 +23,20 @@ _TANH_C = math.sqrt(2.0 / math.pi)
 # activations whose backward needs the forward input X (the rest use Y only)
 NEEDS_X = frozenset({"gelu", "swish", "silu", "softplus"})
 ACTIVATIONS = (
-    "linear", "relu", "leaky_relu", "elu", "selu", "gelu", "swish", "silu",
-    "sigmoid", "tanh", "softplus", "softmax", "log_softmax",
-)  # fmt: skip
+    "linear",
+    "relu",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "gelu",
+    "swish",
+    "silu",
+    "sigmoid",
+    "tanh",
+    "softplus",
+    "softmax",
+    "log_softmax",
+)
 
 
 class ActivationOps:
@@ -68,9 +79,7 @@ class ActivationOps:
         xp = self.xp
         return xp.where(X > 0, X, alpha * xp.expm1(xp.minimum(X, 0.0)))
 
-    def backprop_elu(
-        self, dY: Array, X: Array | None, Y: Array, *, alpha: float = 1.0
-    ) -> Array:
+    def backprop_elu(self, dY: Array, X: Array | None, Y: Array, *, alpha: float = 1.0) -> Array:
         # for X <= 0: d/dX alpha*(exp(X)-1) = alpha*exp(X) = Y + alpha
         return self.xp.where(Y > 0, dY, dY * (Y + alpha))
 
@@ -139,9 +148,7 @@ class ActivationOps:
         E = xp.exp(Z)
         return E / xp.sum(E, axis=axis, keepdims=True)
 
-    def backprop_softmax(
-        self, dY: Array, X: Array | None, Y: Array, *, axis: int = -1
-    ) -> Array:
+    def backprop_softmax(self, dY: Array, X: Array | None, Y: Array, *, axis: int = -1) -> Array:
         return Y * (dY - self.xp.sum(dY * Y, axis=axis, keepdims=True))
 
     def log_softmax(self, X: Array, *, axis: int = -1) -> Array:

@@ -7,8 +7,7 @@ from functools import cache
 from types import ModuleType
 
 INSTALL_HINT = (
-    "install CuPy for your CUDA version: pip install 'gpunet[cuda12]' "
-    "(or 'gpunet[cuda13]')"
+    "install CuPy for your CUDA version: pip install 'gpunet[cuda12]' (or 'gpunet[cuda13]')"
 )
 
 

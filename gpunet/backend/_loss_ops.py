@@ -55,9 +55,7 @@ class LossOps:
     ) -> tuple[Array, Array]:
         """As :meth:`softmax_cross_entropy` with integer ``labels`` of shape ``(B,)``."""
         T = self.onehot(labels, Z.shape[-1], Z.dtype)
-        return self.softmax_cross_entropy(
-            Z, T, scale=scale, label_smoothing=label_smoothing
-        )
+        return self.softmax_cross_entropy(Z, T, scale=scale, label_smoothing=label_smoothing)
 
     def sigmoid_cross_entropy(
         self, Z: Array, T: Array, *, scale: Any, label_smoothing: float = 0.0
@@ -115,9 +113,7 @@ class LossOps:
         E = P - T
         return xp.mean(xp.abs(E), axis=-1), xp.sign(E) * self._row_scale(scale, P.shape[-1])
 
-    def huber(
-        self, P: Array, T: Array, *, scale: Any, delta: float = 1.0
-    ) -> tuple[Array, Array]:
+    def huber(self, P: Array, T: Array, *, scale: Any, delta: float = 1.0) -> tuple[Array, Array]:
         xp = self.xp
         E = P - T
         A = xp.abs(E)
@@ -125,9 +121,7 @@ class LossOps:
         dP = xp.clip(E, -delta, delta) * self._row_scale(scale, P.shape[-1])
         return xp.mean(l, axis=-1), dP
 
-    def poisson(
-        self, P: Array, T: Array, *, scale: Any, epsilon: float
-    ) -> tuple[Array, Array]:
+    def poisson(self, P: Array, T: Array, *, scale: Any, epsilon: float) -> tuple[Array, Array]:
         """Keras ``poisson``: ``mean(P - T * log(P + eps))`` over the last axis."""
         xp = self.xp
         l = P - T * xp.log(P + epsilon)

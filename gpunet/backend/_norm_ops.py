@@ -46,8 +46,14 @@ class NormOps:
         return dX, dgamma, dbeta
 
     def batchnorm_inference(
-        self, X: Array, gamma: Array, beta: Array, mean: Array, var: Array,
-        *, epsilon: float,
+        self,
+        X: Array,
+        gamma: Array,
+        beta: Array,
+        mean: Array,
+        var: Array,
+        *,
+        epsilon: float,
     ) -> tuple[Array, Array, Array]:
         """Eval-mode batch norm with fixed statistics: ``(Y, Xhat, inv_std)``."""
         inv_std = 1.0 / self.xp.sqrt(var + epsilon)

@@ -17,8 +17,17 @@ class OptimizerOps:
     xp: Any
 
     def adam(
-        self, P: Array, G: Array, M: Array, V: Array,
-        *, lr_t: float, beta1: float, beta2: float, eps: float, decay: float = 0.0,
+        self,
+        P: Array,
+        G: Array,
+        M: Array,
+        V: Array,
+        *,
+        lr_t: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        decay: float = 0.0,
     ) -> tuple[Array, Array, Array]:
         """One Adam step (https://arxiv.org/abs/1412.6980, section 2 end).
 
@@ -35,8 +44,15 @@ class OptimizerOps:
         return P, M, V
 
     def sgd(
-        self, P: Array, G: Array, Vel: Array | None,
-        *, lr: float, momentum: float = 0.0, nesterov: bool = False, decay: float = 0.0,
+        self,
+        P: Array,
+        G: Array,
+        Vel: Array | None,
+        *,
+        lr: float,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        decay: float = 0.0,
     ) -> tuple[Array, Array | None]:
         """SGD with momentum in the Keras/scikit-learn form ``v <- m v - lr g``."""
         if decay:
@@ -48,8 +64,18 @@ class OptimizerOps:
         return P + step, Vel
 
     def rmsprop(
-        self, P: Array, G: Array, A: Array, Mom: Array | None, Mg: Array | None,
-        *, lr: float, rho: float, eps: float, momentum: float = 0.0, decay: float = 0.0,
+        self,
+        P: Array,
+        G: Array,
+        A: Array,
+        Mom: Array | None,
+        Mg: Array | None,
+        *,
+        lr: float,
+        rho: float,
+        eps: float,
+        momentum: float = 0.0,
+        decay: float = 0.0,
     ) -> tuple[Array, Array, Array | None, Array | None]:
         """RMSprop as Keras 3: ``A <- rho A + (1-rho) g^2``; ``P -= lr g / sqrt(A + eps)``.
 

@@ -123,8 +123,16 @@ class Ops(ActivationOps, LossOps, NormOps, OptimizerOps):
         return Y, (Z if activation in NEEDS_X else None)
 
     def backprop_dense(
-        self, dY: Array, X: Array, W: Array, Z: Array | None, Y: Array,
-        activation: str = "linear", *, need_dX: bool = True, need_db: bool = True,
+        self,
+        dY: Array,
+        X: Array,
+        W: Array,
+        Z: Array | None,
+        Y: Array,
+        activation: str = "linear",
+        *,
+        need_dX: bool = True,
+        need_db: bool = True,
         **kw: Any,
     ) -> tuple[Array | None, Array, Array | None]:
         """Returns ``(dX, dW, db)``; ``dX`` is None unless ``need_dX``."""

@@ -41,8 +41,9 @@ class Parameter(Tensor):
 
     __slots__ = ("regularizer", "trainable")
 
-    def __init__(self, data: Any, ops: Any, *, name: str, trainable: bool = True,
-                 regularizer: Any = None) -> None:  # fmt: skip
+    def __init__(
+        self, data: Any, ops: Any, *, name: str, trainable: bool = True, regularizer: Any = None
+    ) -> None:
         super().__init__(data, ops, requires_grad=trainable, name=name)
         self.trainable = trainable
         self.regularizer = regularizer
@@ -69,9 +70,19 @@ class Layer:
         input_dim: Same as ``input_shape=(input_dim,)``.
     """
 
-    def __init__(self, *, name: str | None = None, dtype: Any = None,
-                 trainable: bool = True, input_shape: Any = None,
-                 input_dim: int | None = None, batch_input_shape: Any = None) -> None:  # fmt: skip
+    _params: list[Parameter]
+    _layers: list[Layer]
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        dtype: Any = None,
+        trainable: bool = True,
+        input_shape: Any = None,
+        input_dim: int | None = None,
+        batch_input_shape: Any = None,
+    ) -> None:
         object.__setattr__(self, "_params", [])
         object.__setattr__(self, "_layers", [])
         self.name = name or unique_name(_snake(type(self).__name__))
@@ -152,13 +163,25 @@ class Layer:
     def count_params(self) -> int:
         return int(sum(int(np.prod(p.shape)) for p in self.weights))
 
-    def add_weight(self, name: str, shape: Any, initializer: Any = "zeros", *,
-                   regularizer: Any = None, trainable: bool = True) -> Parameter:  # fmt: skip
+    def add_weight(
+        self,
+        name: str,
+        shape: Any,
+        initializer: Any = "zeros",
+        *,
+        regularizer: Any = None,
+        trainable: bool = True,
+    ) -> Parameter:
         """Create a weight drawn on the host by ``initializer`` and put it on the device."""
         init = initializers.get(initializer)
         data = self.ops.asarray(init(tuple(shape), self.dtype), dtype=self.dtype)
-        p = Parameter(data, self.ops, name=f"{self.name}/{name}", trainable=trainable,
-                      regularizer=regs.get(regularizer))  # fmt: skip
+        p = Parameter(
+            data,
+            self.ops,
+            name=f"{self.name}/{name}",
+            trainable=trainable,
+            regularizer=regs.get(regularizer),
+        )
         p.requires_grad = trainable and self._trainable
         self._params.append(p)
         return p
@@ -167,7 +190,8 @@ class Layer:
     def build(self, input_shape: Any) -> None:
         """Create weights for inputs of ``input_shape`` (batch axis first)."""
 
-    def call(self, x: Any, training: bool = False) -> Any:
+    def call(self, *args: Any, **kwargs: Any) -> Any:
+        """The forward computation on tensors; subclasses define it."""
         raise NotImplementedError(f"{type(self).__name__} must define call()")
 
     def __call__(self, *args: Any, training: bool | None = None, **kwargs: Any) -> Any:

@@ -22,9 +22,7 @@ class Activation(Layer):
 
     def __init__(self, activation: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.activation_name, self.activation_kw, self.activation_fn = activations.get(
-            activation
-        )
+        self.activation_name, self.activation_kw, self.activation_fn = activations.get(activation)
 
     def call(self, x: Tensor) -> Tensor:
         if self.activation_fn is not None:
@@ -34,8 +32,10 @@ class Activation(Layer):
     def get_config(self) -> dict[str, Any]:
         if self.activation_fn is not None:
             raise InvalidParameterError(f"layer {self.name!r}: custom functions cannot be saved")
-        return {**super().get_config(),
-                "activation": {"name": self.activation_name, **self.activation_kw}}  # fmt: skip
+        return {
+            **super().get_config(),
+            "activation": {"name": self.activation_name, **self.activation_kw},
+        }
 
 
 class Dropout(Layer):

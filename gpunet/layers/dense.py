@@ -31,19 +31,24 @@ class Dense(Layer):
         (2, 4)
     """
 
-    def __init__(self, units: int, activation: Any = None, use_bias: bool = True,
-                 kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
-                 kernel_regularizer: Any = None, bias_regularizer: Any = None,
-                 **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        units: int,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
             raise InvalidParameterError(
                 f"Dense units must be a positive int, got {units!r} (layer {self.name!r})"
             )
         self.units = units
-        self.activation_name, self.activation_kw, self.activation_fn = activations.get(
-            activation
-        )
+        self.activation_name, self.activation_kw, self.activation_fn = activations.get(activation)
         self._activation_spec = activation
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
@@ -63,7 +68,9 @@ class Dense(Layer):
             )
         n_in = input_shape[-1]
         self.kernel = self.add_weight(
-            "kernel", (n_in, self.units), self.kernel_initializer,
+            "kernel",
+            (n_in, self.units),
+            self.kernel_initializer,
             regularizer=self.kernel_regularizer,
         )
         if self.use_bias:
@@ -101,14 +108,15 @@ class Dense(Layer):
                 "saved; use a named activation"
             )
         return {
-            **super().get_config(), "units": self.units,
+            **super().get_config(),
+            "units": self.units,
             "activation": {"name": self.activation_name, **self.activation_kw},
             "use_bias": self.use_bias,
             "kernel_initializer": initializers.name_of(self.kernel_initializer),
             "bias_initializer": initializers.name_of(self.bias_initializer),
             "kernel_regularizer": _reg_cfg(self.kernel_regularizer),
             "bias_regularizer": _reg_cfg(self.bias_regularizer),
-        }  # fmt: skip
+        }
 
 
 def _reg_cfg(r: Any) -> Any:

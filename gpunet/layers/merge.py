@@ -13,7 +13,8 @@ from gpunet.layers.base import Layer
 def _check_list(layer: Layer, inputs: Any) -> list[Tensor]:
     if not isinstance(inputs, list) or len(inputs) < 2:
         raise InputValidationError(
-            f"layer {layer.name!r} expects a list of at least 2 tensors, got {type(inputs).__name__}"
+            f"layer {layer.name!r} expects a list of at least 2 tensors, "
+            f"got {type(inputs).__name__}"
         )
     return inputs
 

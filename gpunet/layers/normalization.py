@@ -34,8 +34,14 @@ class BatchNormalization(Layer):
         array([-1.225,  0.   ,  1.225], dtype=float32)
     """
 
-    def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
-                 scale: bool = True, **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        momentum: float = 0.99,
+        epsilon: float = 1e-3,
+        center: bool = True,
+        scale: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if not 0.0 <= momentum <= 1.0 or epsilon <= 0:
             raise InvalidParameterError(
@@ -68,12 +74,17 @@ class BatchNormalization(Layer):
             m = self.momentum
             unbiased = var * (n / max(n - 1, 1))  # moving variance is unbiased (Keras)
             ops.assign(self.moving_mean.data, self.moving_mean.data * m + mean * (1.0 - m))
-            ops.assign(self.moving_variance.data,
-                       self.moving_variance.data * m + unbiased * (1.0 - m))  # fmt: skip
+            ops.assign(
+                self.moving_variance.data, self.moving_variance.data * m + unbiased * (1.0 - m)
+            )
             backprop = ops.backprop_batchnorm
         else:
             Y, Xhat, inv = ops.batchnorm_inference(
-                x.data, g.data, b.data, self.moving_mean.data, self.moving_variance.data,
+                x.data,
+                g.data,
+                b.data,
+                self.moving_mean.data,
+                self.moving_variance.data,
                 epsilon=self.epsilon,
             )
             backprop = ops.backprop_batchnorm_inference
@@ -87,8 +98,13 @@ class BatchNormalization(Layer):
         return record(Y, ops, (x, g, b), backward, "batchnorm")
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon,
-                "center": self.center, "scale": self.scale}  # fmt: skip
+        return {
+            **super().get_config(),
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+        }
 
 
 class LayerNormalization(Layer):
@@ -101,8 +117,9 @@ class LayerNormalization(Layer):
         array([[-0.999,  0.999]], dtype=float32)
     """
 
-    def __init__(self, epsilon: float = 1e-3, center: bool = True, scale: bool = True,
-                 **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self, epsilon: float = 1e-3, center: bool = True, scale: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if epsilon <= 0:
             raise InvalidParameterError(f"LayerNormalization epsilon must be > 0, got {epsilon!r}")
@@ -123,9 +140,14 @@ class LayerNormalization(Layer):
         ops, g, b = x.ops, self.gamma, self.beta
         Y, Xhat, inv = ops.layernorm(x.data, g.data, b.data, epsilon=self.epsilon)
         gd = g.data
-        return record(Y, ops, (x, g, b),
-                      lambda dY: ops.backprop_layernorm(dY, Xhat, inv, gd), "layernorm")  # fmt: skip
+        return record(
+            Y, ops, (x, g, b), lambda dY: ops.backprop_layernorm(dY, Xhat, inv, gd), "layernorm"
+        )
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "epsilon": self.epsilon, "center": self.center,
-                "scale": self.scale}  # fmt: skip
+        return {
+            **super().get_config(),
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+        }
