@@ -59,7 +59,8 @@ def as_float_array(
             f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required."
         )
     check_finite(arr, name)
-    out = arr.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):  # reported below, by name
+        out = arr.astype(dtype, copy=False)
     if out.dtype.kind == "f" and not np.all(np.isfinite(out)):
         raise InputValidationError(
             f"Input {name} contains infinity or a value too large for "

@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,7 @@ class Model(TrainingMixin, Layer):
 
     def __init__(self, *, device: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.compiled_metrics = []
+        self.compiled_metrics: list[Any] = []
         self._n_outputs = 0
         if device is not None:
             self._ops = get_ops(device)
@@ -63,6 +63,17 @@ class Model(TrainingMixin, Layer):
             self.optimizer.to(device)
         return self
 
+    def build_from_input_shape(self) -> None:
+        """Build every layer now when the first one declares ``input_shape`` (Keras
+        builds such a model at construction, so weights exist before any data)."""
+        first = self._layers[0] if self._layers else None
+        hint = getattr(first, "input_shape_hint", None)
+        if hint is None or None in hint:
+            return
+        if any(layer.output_shape is None for layer in self._layers) or not self._n_outputs:
+            self._n_outputs = 0
+            self._ensure_built(np.zeros((1, *hint), dtype=self.dtype))
+
     def _ensure_built(self, X: np.ndarray) -> None:
         """Build from one sample and record the output width (no state changes)."""
         if self._n_outputs and self.built:
@@ -77,14 +88,7 @@ class Model(TrainingMixin, Layer):
         """Print a table of layers, output shapes and parameter counts."""
         from gpunet.summary import summary_lines
 
-        first = self._layers[0] if self._layers else None
-        hint = getattr(first, "input_shape_hint", None)
-        if (
-            hint is not None
-            and None not in hint
-            and any(layer.output_shape is None for layer in self._layers)
-        ):
-            self._ensure_built(np.zeros((1, *hint), dtype=self.dtype))
+        self.build_from_input_shape()
         emit = print_fn or print
         for line in summary_lines(self):
             emit(line)
@@ -103,7 +107,7 @@ class Sequential(Model):
 
     def __init__(
         self,
-        layers: list[Layer] | None = None,
+        layers: Sequence[Layer] | None = None,
         *,
         name: str | None = None,
         device: Any = None,
@@ -124,6 +128,11 @@ class Sequential(Model):
             layer.to(self._ops)
         self.built = False
         self._n_outputs = 0
+
+    @property
+    def weights(self) -> list[Any]:
+        self.build_from_input_shape()
+        return super().weights
 
     def pop(self) -> Layer:
         """Remove and return the last layer."""

@@ -9,15 +9,11 @@ progress bar does, at most every 0.1 s, and so does the epoch end.
 from __future__ import annotations
 
 import math
-import signal
-import threading
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gpunet import callbacks as cbks
-from gpunet import data
 from gpunet import functional as F
 from gpunet import losses as losses_mod
 from gpunet import metrics as metrics_mod
@@ -30,80 +26,14 @@ from gpunet.errors import (
     NonFiniteError,
     NotCompiledError,
 )
+from gpunet.feeding import SPARSE, Batch, DataMixin, int_param
 from gpunet.progbar import ProgbarLogger
+from gpunet.strategy import DeferInterrupt, LocalStrategy
 
-SPARSE = "sparse_categorical_crossentropy"
-
-
-def _int_param(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise InvalidParameterError(
-            f"The {name!r} parameter must be an int in the range [{low}, inf). "
-            f"Got {value!r} instead."
-        )
-    return int(value)
+__all__ = ["LocalStrategy", "TrainingMixin"]
 
 
-class _Batch:
-    """One batch's device arrays. ``n`` rows are here; the loss is divided by
-    ``denom``, the size of the global batch (``n`` unless training is distributed)."""
-
-    __slots__ = ("denom", "n", "sw", "x", "y")
-
-    def __init__(self, x: Any, y: Any, sw: Any, n: int, denom: int | None = None) -> None:
-        self.x, self.y, self.sw, self.n = x, y, sw, n
-        self.denom = n if denom is None else denom
-
-
-class LocalStrategy:
-    """How ``fit`` splits work across processes: here, not at all.
-
-    ``gpunet.distributed`` subclasses it; ``fit`` only calls these hooks.
-    """
-
-    rank, size = 0, 1
-
-    @property
-    def is_chief(self) -> bool:
-        """The process that prints progress and writes files."""
-        return self.rank == 0
-
-    def setup(self, model: Any) -> None:
-        """Called once per ``fit`` after the optimizer is built (sync initial state)."""
-
-    def local_rows(self, start: int, stop: int) -> tuple[int, int]:
-        """The rows of global batch ``[start, stop)`` this process trains on."""
-        return start, stop
-
-    def reduce_gradients(self, optimizer: Any) -> None:
-        """Combine gradients across processes before the optimizer step."""
-
-    def read_metrics(self, model: Any, prefix: str) -> dict[str, float]:
-        """Epoch or batch logs, combined across processes."""
-        return model._read_local_metrics(prefix)  # type: ignore[no-any-return]
-
-
-class _DeferInterrupt:
-    """Hold Ctrl-C during an optimizer step, so weights and optimizer state always
-    come from the same step; the KeyboardInterrupt is raised right after it."""
-
-    def __enter__(self) -> None:
-        self.pending = False
-        self.old: Any = None
-        if threading.current_thread() is threading.main_thread():
-            self.old = signal.signal(signal.SIGINT, self._hold)
-
-    def _hold(self, signum: int, frame: Any) -> None:
-        self.pending = True
-
-    def __exit__(self, *exc: object) -> None:
-        if self.old is not None:
-            signal.signal(signal.SIGINT, self.old)
-        if self.pending:
-            raise KeyboardInterrupt
-
-
-class TrainingMixin:
+class TrainingMixin(DataMixin):
     """The Keras training API, mixed into ``Model``."""
 
     optimizer: Any = None
@@ -125,6 +55,7 @@ class TrainingMixin:
         def collect_losses(self) -> list[Tensor]: ...
         def train(self, mode: bool = True) -> Any: ...
         def _ensure_built(self, X: np.ndarray) -> None: ...
+        def build_from_input_shape(self) -> None: ...
 
     def _take_resume_epoch(self) -> int | None:
         epoch, self._resume_epoch = self._resume_epoch, None
@@ -153,6 +84,7 @@ class TrainingMixin:
         self.compiled_metrics = [metrics_mod.get(m, self.compiled_loss) for m in self._metric_specs]
         self._loss_tracker = metrics_mod.Mean(name="loss")
         self.strategy = strategy if strategy is not None else LocalStrategy()
+        self.build_from_input_shape()  # Keras: a model with input_shape is built by now
 
     def _require_compiled(self, what: str) -> None:
         if self.compiled_loss is None:
@@ -160,83 +92,8 @@ class TrainingMixin:
                 f"model must be compiled before {what}: call model.compile(optimizer=..., loss=...)"
             )
 
-    # -- data --------------------------------------------------------------------------
-    def _inputs(self, x: Any) -> np.ndarray:
-        arr = data.as_float_array(x, name="X", dtype=self.dtype, ndim=None)
-        if arr.ndim < 2:
-            data.as_float_array(arr, name="X", dtype=self.dtype, ndim=2)
-        self._ensure_built(arr)
-        return arr
-
-    def _targets(self, y: Any, n_out: int) -> np.ndarray:
-        loss = self.compiled_loss
-        if getattr(loss, "name", "") == SPARSE:
-            y_arr = np.asarray(y)
-            if y_arr.dtype.kind == "f":
-                data.check_finite(y_arr, "y")
-            return losses_mod.check_labels(y_arr, n_out, name=SPARSE)
-        arr = data.as_float_array(y, name="y", dtype=self.dtype, ndim=None)
-        if arr.ndim == 1:
-            arr = arr.reshape(-1, 1)
-        if arr.ndim != 2 or arr.shape[1] != n_out:
-            raise InputValidationError(
-                f"y has {arr.shape[1] if arr.ndim == 2 else arr.shape} columns but the output "
-                f"layer has {n_out} units"
-                + (
-                    "; one-hot encode y or use sparse_categorical_crossentropy"
-                    if n_out > 1 and arr.shape[-1] == 1
-                    else ""
-                )
-            )
-        if getattr(loss, "name", "") in ("binary_crossentropy", "categorical_crossentropy"):
-            loss.target(arr, Tensor(self.ops.asarray(arr[:1]), self.ops))
-            if np.any((arr < 0) | (arr > 1)):
-                raise InputValidationError(
-                    f"{loss.name}: y must hold probabilities in [0, 1], got values in "
-                    f"[{arr.min():g}, {arr.max():g}]"
-                )
-        return arr
-
-    def _weights(self, y: np.ndarray, n: int, sample_weight: Any, class_weight: Any) -> Any:
-        w = None if sample_weight is None else data.as_sample_weight(sample_weight, n)
-        if class_weight is not None:
-            labels = y if y.ndim == 1 else (np.argmax(y, 1) if y.shape[1] > 1 else y[:, 0].round())
-            cw = np.ones(n)
-            for cls, weight in dict(class_weight).items():
-                cw[labels == cls] = float(weight)
-            w = cw if w is None else w * cw
-        return w
-
-    def _prepare(
-        self, x: Any, y: Any, sample_weight: Any = None, class_weight: Any = None
-    ) -> tuple[np.ndarray, np.ndarray, Any]:
-        X = self._inputs(x)
-        if y is None:
-            raise InputValidationError("y is required (targets for the loss)")
-        data.check_consistent_length(X, np.asarray(y) if not hasattr(y, "shape") else y)
-        Y = self._targets(y, self._n_outputs)
-        return X, Y, self._weights(Y, len(X), sample_weight, class_weight)
-
-    def _batches(
-        self, X: Any, Y: Any, W: Any, batch_size: int, order: Any = None
-    ) -> Iterator[_Batch]:
-        ops = self.ops
-        n = int(X.shape[0])
-        for g_start in range(0, n, batch_size):
-            g_stop = min(g_start + batch_size, n)
-            start, stop = self.strategy.local_rows(g_start, g_stop)
-            if order is None:
-                pick: Any = slice(start, stop)
-                xb, yb = X[pick, ...], (None if Y is None else Y[pick, ...])
-                wb = None if W is None else W[pick]
-            else:
-                idx = order[start:stop]
-                xb, yb = ops.take_rows(X, idx), (None if Y is None else ops.take_rows(Y, idx))
-                wb = None if W is None else ops.take_rows(W, idx)
-            yield _Batch(xb, yb, wb, stop - start, g_stop - g_start)
-
     # -- one step ------------------------------------------------------------------------
-    def _loss(self, b: _Batch, y_pred: Tensor) -> Tensor:
+    def _loss(self, b: Batch, y_pred: Tensor) -> Tensor:
         scale: Any = 1.0 / b.denom if b.sw is None else b.sw * (1.0 / b.denom)
         loss = self.compiled_loss
         if isinstance(loss, losses_mod._FunctionLoss) or loss.reduction != "sum_over_batch_size":
@@ -247,12 +104,12 @@ class TrainingMixin:
         out: Tensor = loss.compute(y_pred, T, scale)
         return out
 
-    def _track(self, b: _Batch, y_pred: Tensor, loss: Tensor) -> None:
+    def _track(self, b: Batch, y_pred: Tensor, loss: Tensor) -> None:
         self._loss_tracker.update_state(loss.detach(), weight=float(b.n))
         for m in self.compiled_metrics:
             m.update_state(Tensor(b.y, self.ops), y_pred.detach(), b.sw)
 
-    def _train_step(self, b: _Batch, on_nan: str = "ignore", where: str = "") -> bool:
+    def _train_step(self, b: Batch, on_nan: str = "ignore", where: str = "") -> bool:
         """One forward, backward and update; False when ``on_nan="stop"`` stopped it."""
         y_pred = self(Tensor(b.x, self.ops), training=True)
         loss = self._loss(b, y_pred)
@@ -272,7 +129,7 @@ class TrainingMixin:
         self.optimizer.zero_grad()
         total.backward()
         self.strategy.reduce_gradients(self.optimizer)
-        with _DeferInterrupt():
+        with DeferInterrupt():
             self.optimizer.step()
         self._track(b, y_pred, loss)
         return True
@@ -281,7 +138,7 @@ class TrainingMixin:
         # one host read per batch: free for NumPy arrays, a sync on a device
         return bool(loss.ops.to_host(loss.ops.all_finite(loss.data)))
 
-    def _first_nonfinite_layer(self, b: _Batch) -> str:
+    def _first_nonfinite_layer(self, b: Batch) -> str:
         """Re-run the batch's forward pass and name the first layer whose output
         is not finite (the dropout draws of the probe do not matter: we stop)."""
         from gpunet.layers import base
@@ -360,10 +217,10 @@ class TrainingMixin:
                 f"on_nan must be 'raise', 'stop' or 'ignore', got {on_nan!r}"
             )
         self._require_compiled("fit")
-        batch_size = _int_param("batch_size", 32 if batch_size is None else batch_size, 1)
-        epochs = _int_param("epochs", epochs, 0)
-        initial_epoch = _int_param("initial_epoch", initial_epoch, 0)
-        validation_freq = _int_param("validation_freq", validation_freq, 1)
+        batch_size = int_param("batch_size", 32 if batch_size is None else batch_size, 1)
+        epochs = int_param("epochs", epochs, 0)
+        initial_epoch = int_param("initial_epoch", initial_epoch, 0)
+        validation_freq = int_param("validation_freq", validation_freq, 1)
         verbose = 1 if verbose == "auto" else verbose
         if verbose not in (0, 1, 2):
             raise InvalidParameterError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
@@ -495,7 +352,7 @@ class TrainingMixin:
     ) -> Any:
         """Loss (and metrics) on ``x, y``: a float, a list ``[loss, *metrics]`` or a dict."""
         self._require_compiled("evaluate")
-        batch_size = _int_param("batch_size", 32 if batch_size is None else batch_size, 1)
+        batch_size = int_param("batch_size", 32 if batch_size is None else batch_size, 1)
         X, Y, W = self._prepare(x, y, sample_weight)
         logs = self._evaluate_arrays(X, Y, W, batch_size)
         if verbose:
@@ -507,7 +364,7 @@ class TrainingMixin:
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0) -> np.ndarray:
         """Outputs for ``x`` in inference mode, batched, as a NumPy array."""
-        batch_size = _int_param("batch_size", 32 if batch_size is None else batch_size, 1)
+        batch_size = int_param("batch_size", 32 if batch_size is None else batch_size, 1)
         X = self._inputs(x)
         ops = self.ops
         Xd = ops.asarray(X)
@@ -531,7 +388,7 @@ class TrainingMixin:
         ops = self.ops
         self._build_optimizer()
         self._reset_metrics()
-        b = _Batch(
+        b = Batch(
             ops.asarray(X),
             ops.asarray(Y),
             None if W is None else ops.asarray(W, dtype=self.dtype),

@@ -120,8 +120,15 @@ class Layer:
         return str(self.ops.device)
 
     @property
-    def layers(self) -> list[Layer]:
-        return list(self._layers)
+    def layers(self) -> list[Any]:
+        """The sublayers, in order (a user attribute named ``layers`` takes precedence,
+        as PyTorch code often writes ``self.layers = nn.Sequential(...)``)."""
+        own = self.__dict__.get("_layers_attr")
+        return own if own is not None else list(self._layers)
+
+    @layers.setter
+    def layers(self, value: Any) -> None:
+        self.__dict__["_layers_attr"] = value
 
     def _walk(self) -> Iterator[Layer]:
         yield self

@@ -1,0 +1,169 @@
+"""The cases of the float64 finite-difference gradient check, one per op, activation,
+loss and layer configuration. Each case builds a function of some input tensors
+(and, for layers, of their parameters) returning a tensor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import gpunet as gn
+from gpunet import functional as F
+from gpunet.backend._activation_ops import ACTIVATIONS
+
+
+@dataclass
+class Case:
+    name: str
+    inputs: list[np.ndarray]
+    fn: Callable[..., Any]  # (*tensors) -> Tensor
+    layer: Any = None  # its parameters are checked too
+    reseed: bool = False  # re-seed the dropout stream before every evaluation
+    kinks: list[float] = field(default_factory=list)
+
+
+def _rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def _away_from(x: np.ndarray, points: list[float], gap: float = 0.05) -> np.ndarray:
+    for p in points:
+        close = np.abs(x - p) < gap
+        x = np.where(close, p + np.sign(x - p + 1e-12) * gap * 2, x)
+    return x
+
+
+def activation_cases() -> list[Case]:
+    cases = []
+    for name in [*ACTIVATIONS, "gelu_tanh", "leaky_relu_0.3", "elu_2"]:
+        kw: dict[str, Any] = {}
+        op = name
+        if name == "gelu_tanh":
+            op, kw = "gelu", {"approximate": True}
+        elif name == "leaky_relu_0.3":
+            op, kw = "leaky_relu", {"alpha": 0.3}
+        elif name == "elu_2":
+            op, kw = "elu", {"alpha": 2.0}
+        X = _away_from(_rng(1).normal(0, 2, (3, 5)), [0.0])
+        cases.append(Case(f"activation:{name}", [X], lambda x, op=op, kw=kw: F.activation(x, op, **kw)))
+    return cases
+
+
+def tensor_op_cases() -> list[Case]:
+    r = _rng(2)
+    A, B, v = r.normal(size=(3, 4)), r.normal(size=(3, 4)), r.normal(size=(4,))
+    M = r.normal(size=(4, 2))
+    pos = r.uniform(0.5, 2.0, size=(3, 4))
+    return [
+        Case("op:add_broadcast", [A, v], lambda a, b: a + b),
+        Case("op:sub_scalar", [A], lambda a: 2.0 - a),
+        Case("op:mul", [A, B], lambda a, b: a * b),
+        Case("op:div", [A, pos], lambda a, b: a / b),
+        Case("op:rdiv_scalar", [pos], lambda a: 3.0 / a),
+        Case("op:neg", [A], lambda a: -a),
+        Case("op:power", [pos], lambda a: a**1.7),
+        Case("op:exp", [A], lambda a: a.exp()),
+        Case("op:log", [pos], lambda a: a.log()),
+        Case("op:matmul", [A, M], lambda a, m: a @ m),
+        Case("op:sum_all", [A], lambda a: a.sum()),
+        Case("op:sum_axis0", [A], lambda a: a.sum(axis=0)),
+        Case("op:sum_keepdims", [A], lambda a: a.sum(axis=1, keepdims=True)),
+        Case("op:mean", [A], lambda a: a.mean(axis=-1)),
+        Case("op:reshape", [A], lambda a: a.reshape(2, 6)),
+        Case("op:transpose", [A], lambda a: a.T),
+        Case("op:getitem", [A], lambda a: a[1:, ::2]),
+        Case("op:concat", [A, B], lambda a, b: F.concat([a, b], axis=0)),
+        Case("op:dense_linear", [A, M], lambda a, m: F.dense(a, m, None, "linear")),
+        Case("op:dropout", [A], lambda a: F.dropout(a, 0.4, True), reseed=True),
+        Case("op:regularizer_l2", [A], lambda a: gn.regularizers.L2(0.3)(a)),
+        Case("op:regularizer_l1", [_away_from(A, [0.0])], lambda a: gn.regularizers.L1(0.2)(a)),
+    ]
+
+
+def _loss_case(name: str, loss: Any, P: np.ndarray, T: Any, w: Any = None) -> Case:
+    return Case(f"loss:{name}", [P], lambda p: loss(T, p, sample_weight=w))
+
+
+def loss_cases() -> list[Case]:
+    r = _rng(3)
+    Z = r.normal(0, 3, (5, 4))
+    probs = r.uniform(0.05, 0.95, (5, 3))
+    T_bin = (r.uniform(size=(5, 3)) > 0.5).astype(np.float64)
+    labels = np.array([0, 3, 1, 2, 3])
+    onehot = np.eye(4)[labels]
+    soft = r.dirichlet(np.ones(4), size=5)
+    y_reg = r.normal(size=(5, 3))
+    w = r.uniform(0.5, 2.0, size=5)
+    L = gn.losses
+    cases = [
+        _loss_case("mse", L.MeanSquaredError(), y_reg + r.normal(size=(5, 3)), y_reg),
+        _loss_case("mae", L.MeanAbsoluteError(), y_reg + r.choice([-1, 1], (5, 3)) * 0.5, y_reg),
+        _loss_case("huber", L.Huber(delta=0.7), y_reg + r.normal(0, 1.5, (5, 3)), y_reg),
+        _loss_case("poisson", L.Poisson(), probs * 3, np.abs(y_reg)),
+        _loss_case("bce_probs", L.BinaryCrossentropy(), probs, T_bin),
+        _loss_case("bce_logits", L.BinaryCrossentropy(from_logits=True), Z[:, :3], T_bin),
+        _loss_case("bce_logits_smooth", L.BinaryCrossentropy(from_logits=True, label_smoothing=0.2), Z[:, :3], T_bin),
+        _loss_case("cce_probs", L.CategoricalCrossentropy(), soft * 0.9 + 0.02, onehot),
+        _loss_case("cce_logits", L.CategoricalCrossentropy(from_logits=True), Z, soft),
+        _loss_case("cce_logits_smooth", L.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1), Z, onehot),
+        _loss_case("scce_logits", L.SparseCategoricalCrossentropy(from_logits=True), Z, labels),
+        _loss_case("scce_probs", L.SparseCategoricalCrossentropy(), soft * 0.9 + 0.02, labels),
+        _loss_case("scce_weighted", L.SparseCategoricalCrossentropy(from_logits=True), Z, labels, w),
+        _loss_case("mse_sum", L.MeanSquaredError(reduction="sum"), y_reg * 2, y_reg),
+        _loss_case("mse_none", L.MeanSquaredError(reduction="none"), y_reg * 2, y_reg),
+        _loss_case("scce_none", L.SparseCategoricalCrossentropy(from_logits=True, reduction="none"), Z, labels),
+    ]
+    # fused paths: the loss sees a sigmoid/softmax output and differentiates its logits
+    cases.append(Case("loss:fused_sigmoid_bce", [Z[:, :3]],
+                      lambda z: L.BinaryCrossentropy()(T_bin, F.activation(z, "sigmoid"))))
+    cases.append(Case("loss:fused_softmax_cce", [Z],
+                      lambda z: L.CategoricalCrossentropy()(soft, F.activation(z, "softmax"))))
+    cases.append(Case("loss:fused_softmax_scce", [Z],
+                      lambda z: L.SparseCategoricalCrossentropy(label_smoothing=0.05)(
+                          labels, F.activation(z, "softmax"))))
+    return cases
+
+
+def _layer_case(name: str, layer: Any, inputs: list[np.ndarray], training: bool = True,
+                reseed: bool = False) -> Case:
+    def fn(*xs: Any) -> Any:
+        arg = list(xs) if len(xs) > 1 else xs[0]
+        return layer(arg, training=training)
+
+    return Case(f"layer:{name}", inputs, fn, layer=layer, reseed=reseed)
+
+
+def layer_cases() -> list[Case]:
+    r = _rng(4)
+    X = r.normal(size=(4, 3))
+    X3 = r.normal(size=(2, 3, 3))
+    L = gn.layers
+    cases = []
+    for act in ("linear", "relu", "tanh", "gelu", "swish", "sigmoid", "softmax", "elu", "selu",
+                "softplus", "leaky_relu", "log_softmax"):
+        Xa = _away_from(X, [0.0]) if act in ("relu", "leaky_relu", "elu", "selu") else X
+        cases.append(_layer_case(f"Dense({act})", L.Dense(4, activation=act, dtype="float64",
+                                 bias_initializer="random_normal"), [Xa]))
+    cases += [
+        _layer_case("Dense(no bias)", L.Dense(3, use_bias=False, dtype="float64"), [X]),
+        _layer_case("Dense(3d input)", L.Dense(2, dtype="float64"), [X3]),
+        _layer_case("Dense(l1l2)", L.Dense(2, dtype="float64", kernel_regularizer=gn.regularizers.L1L2(0.0, 0.1)), [X]),
+        _layer_case("Activation(tanh)", L.Activation("tanh", dtype="float64"), [X]),
+        _layer_case("Dropout(train)", L.Dropout(0.3, dtype="float64"), [X], reseed=True),
+        _layer_case("Dropout(eval)", L.Dropout(0.3, dtype="float64"), [X], training=False),
+        _layer_case("BatchNormalization(train)", L.BatchNormalization(dtype="float64"), [X]),
+        _layer_case("BatchNormalization(eval)", L.BatchNormalization(dtype="float64"), [X], training=False),
+        _layer_case("BatchNormalization(3d)", L.BatchNormalization(dtype="float64"), [X3]),
+        _layer_case("LayerNormalization", L.LayerNormalization(dtype="float64"), [X]),
+        _layer_case("Flatten", L.Flatten(dtype="float64"), [X3]),
+        _layer_case("Add", L.Add(dtype="float64"), [X, r.normal(size=(4, 3))]),
+        _layer_case("Concatenate", L.Concatenate(dtype="float64"), [X, r.normal(size=(4, 2))]),
+    ]
+    return cases
+
+
+def all_cases() -> list[Case]:
+    return activation_cases() + tensor_op_cases() + loss_cases() + layer_cases()
