@@ -297,3 +297,6 @@ class LambdaCallback(Callback):
                     f"unknown hook {name!r}; expected one of {', '.join(sorted(allowed))}"
                 )
             setattr(self, name, fn)
+
+
+from gpunet.checkpoint import BackupAndRestore, ModelCheckpoint  # noqa: E402, F401 - needs Callback

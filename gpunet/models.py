@@ -84,6 +84,26 @@ class Model(TrainingMixin, Layer):
             raise InvalidParameterError("the model must return a single tensor")
         self._n_outputs = int(out.shape[-1]) if out.ndim > 1 else 1
 
+    def save(self, filepath: Any, include_optimizer: bool = True) -> None:
+        """Save a ``Sequential`` model to one safe ``.gpunet`` file, atomically
+        (see ``gpunet.saving``); subclassed models use ``save_weights``."""
+        from gpunet import saving
+
+        saving.save_model(self, filepath, include_optimizer=include_optimizer)
+
+    def save_weights(self, filepath: Any) -> None:
+        """Save every weight (subclassed models too) to a ``.gpunet`` file, atomically."""
+        from gpunet import saving
+
+        saving.save_weights(self, filepath)
+
+    def load_weights(self, filepath: Any, allow_nonfinite: bool = False) -> None:
+        """Load weights saved by ``save_weights``/``save``; names, shapes and dtypes
+        must match exactly, or ``ModelFileError`` leaves the model unchanged."""
+        from gpunet import saving
+
+        saving.load_weights(self, filepath, allow_nonfinite=allow_nonfinite)
+
     def summary(self, print_fn: Callable[[str], Any] | None = None) -> None:
         """Print a table of layers, output shapes and parameter counts."""
         from gpunet.summary import summary_lines
@@ -145,6 +165,7 @@ class Sequential(Model):
     def build(self, input_shape: Any) -> None:
         if not self._layers:
             raise InputValidationError(f"model {self.name!r} has no layers: add some first")
+        self._build_input_shape = input_shape  # model.save records it when no layer says
 
     def check_input(self, inputs: Any) -> None:
         first = self._layers[0] if self._layers else None
@@ -176,3 +197,18 @@ class Sequential(Model):
                 for layer in self._layers
             ],
         }
+
+
+def load_model(filepath: Any, device: Any = None, allow_nonfinite: bool = False) -> Model:
+    """Load a model saved by ``model.save`` (see ``gpunet.saving.load_model``).
+
+    Example:
+        >>> import os, tempfile, gpunet as gn
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.gpunet")
+        >>> gn.Sequential([gn.layers.Dense(1, input_shape=(2,))]).save(path)
+        >>> gn.models.load_model(path).count_params()
+        3
+    """
+    from gpunet import saving
+
+    return saving.load_model(filepath, device=device, allow_nonfinite=allow_nonfinite)  # type: ignore[no-any-return]

@@ -1,0 +1,231 @@
+"""``save_model`` / ``load_model`` and ``save_weights`` / ``load_weights``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from gpunet import layers as L
+from gpunet import losses, optimizers
+from gpunet import random as grandom
+from gpunet.backend import get_ops
+from gpunet.errors import GpunetError, InvalidParameterError, ModelFileError
+from gpunet.saving import _container, _schema
+from gpunet.saving import _tensors as T
+from gpunet.saving.atomic import write_atomic
+
+# the closed registry: a file's layer type selects one of these, nothing else
+LAYER_CLASSES: dict[str, type] = {
+    "Dense": L.Dense, "Activation": L.Activation, "Dropout": L.Dropout, "Flatten": L.Flatten,
+    "BatchNormalization": L.BatchNormalization, "LayerNormalization": L.LayerNormalization,
+}  # fmt: skip
+assert set(LAYER_CLASSES) == set(_schema.LAYERS)
+
+
+def document(kind: str, **fields: Any) -> dict[str, Any]:
+    from gpunet import __version__
+
+    return {"format": "gpunet", "format_version": 1, "gpunet_version": __version__,
+            "kind": kind, **fields}  # fmt: skip
+
+
+def read(source: Any, kinds: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Verify a file (a path, or the bytes of one) and check its document."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        where = "model data"
+        doc, tensors = _container.unpack(bytes(source), where)
+    else:
+        where = repr(os.fspath(source))
+        doc, tensors = _container.read(source)
+    with T.in_file(where):
+        doc = _schema.check_document(doc, kinds)
+    return doc, tensors, where
+
+
+def write(path: Any, doc: dict[str, Any], tensors: dict[str, Any]) -> None:
+    write_atomic(path, _container.pack(doc, tensors))
+
+
+# -- saving -------------------------------------------------------------------------------
+def _input_shape(model: Any) -> list[int] | None:
+    layers = model._layers
+    if not layers:
+        return None
+    hint = layers[0].input_shape_hint
+    if hint is not None and None not in hint:
+        return list(hint)
+    seen = getattr(model, "_build_input_shape", None)  # recorded by Sequential.build
+    if seen is not None and None not in seen[1:] and len(seen) > 1:
+        return list(seen[1:])
+    if not model.weights:
+        return None
+    for layer in layers:
+        if isinstance(layer, L.Flatten):
+            break
+        for attr in ("kernel", "gamma"):
+            w = getattr(layer, attr, None)
+            if w is not None:
+                return [int(w.shape[0])]
+    raise InvalidParameterError(
+        f"cannot tell the input shape of model {model.name!r}: pass input_shape=(...) to "
+        "its first layer, or call the model on a batch before saving"
+    )
+
+
+def _compile_doc(model: Any) -> dict[str, Any] | None:
+    loss, opt = model.compiled_loss, model.optimizer
+    if loss is None or opt is None:
+        return None
+    pairs = ((loss, losses.CLASSES, "loss"), (opt, optimizers.CLASSES, "optimizer"))
+    for obj, table, what in pairs:
+        if table.get(type(obj).__name__) is not type(obj):
+            raise InvalidParameterError(
+                f"cannot save the {what} {type(obj).__name__!r}: only gpunet's own "
+                f"{what}es can be stored; pass include_optimizer=False to save the "
+                "architecture and weights only"
+            )
+    specs = list(getattr(model, "_metric_specs", []))
+    if not all(isinstance(m, str) for m in specs):
+        raise InvalidParameterError(
+            "cannot save metric objects, only metric names; pass include_optimizer=False "
+            "or compile with metric names"
+        )
+    opt_doc = {"class_name": type(opt).__name__, "config": opt.get_config()}
+    if opt.built:
+        opt_doc["iterations"] = int(opt.iterations)
+    return {"loss": {"class_name": type(loss).__name__, "config": loss.get_config()},
+            "optimizer": opt_doc, "metrics": specs}  # fmt: skip
+
+
+def save_model(model: Any, path: Any, include_optimizer: bool = True) -> None:
+    """Save a ``Sequential`` model (architecture, weights and, by default, the
+    compile settings and optimizer state) to one ``.gpunet`` file, atomically.
+
+    Raises:
+        InvalidParameterError: for a subclassed model (its code cannot be stored:
+            use ``save_weights``) or parts that are not gpunet's own.
+    """
+    from gpunet.models import Sequential
+
+    if type(model) is not Sequential:
+        raise InvalidParameterError(
+            f"model.save stores Sequential models only; {type(model).__name__!r} is defined "
+            "by Python code, which a model file never holds. Use model.save_weights(path) "
+            "and load_weights into a new instance"
+        )
+    for layer in model._layers:
+        if LAYER_CLASSES.get(type(layer).__name__) is not type(layer):
+            raise InvalidParameterError(
+                f"cannot save model {model.name!r}: unknown layer type {type(layer).__name__!r}"
+                f"; a model file holds only {', '.join(sorted(LAYER_CLASSES))}. Use "
+                "model.save_weights(path) for other models"
+            )
+    arch = {"class_name": "Sequential", "config": model.get_config(),
+            "input_shape": _input_shape(model)}  # fmt: skip
+    compiled = _compile_doc(model) if include_optimizer else None
+    params = T.named_weights(model)
+    tensors = {k: p.numpy() for k, p in params.items()}
+    if compiled is not None and "iterations" in compiled["optimizer"]:
+        tensors.update(T.optimizer_arrays(model.optimizer))
+    doc = document("model", model=arch, compile=compiled)
+    try:  # every file we write must load: check it with the reader's own rules
+        checked = _schema.check_document(_roundtrip(doc), ("model",))
+        _, _, expected = _schema.plan_sequential(checked["model"])
+        T.check(T.split(tensors)[0], expected, allow_nonfinite=True)
+    except ModelFileError as exc:
+        raise InvalidParameterError(f"cannot save model {model.name!r}: {exc}") from None
+    write(path, doc, tensors)
+
+
+def _roundtrip(doc: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    return json.loads(json.dumps(doc, allow_nan=False))  # type: ignore[no-any-return]
+
+
+# -- loading ------------------------------------------------------------------------------
+def _build(model_doc: dict[str, Any], layers: list[Any], in_shapes: list[Any], ops: Any) -> Any:
+    from gpunet.models import Sequential
+
+    state = grandom.get_state()  # building draws initial weights: leave the streams as found
+    try:
+        model = Sequential(name=model_doc["config"]["name"], device=ops)
+        for (cls, cfg), shape in zip(layers, in_shapes, strict=True):
+            layer = LAYER_CLASSES[cls](**cfg)
+            model.add(layer)
+            if shape is not None and not layer.built:
+                layer.build((None, *shape))
+                layer.built = True
+    except (GpunetError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"the architecture cannot be built: {exc}") from None
+    finally:
+        grandom.set_state(state)
+    return model
+
+
+def _compile(model: Any, cfg: dict[str, Any], tensors: dict[str, Any], allow: bool) -> None:
+    try:
+        loss = losses.CLASSES[cfg["loss"]["class_name"]](**cfg["loss"]["config"])
+        opt_doc = cfg["optimizer"]
+        opt = optimizers.from_config(opt_doc["class_name"], opt_doc["config"])
+        model.compile(optimizer=opt, loss=loss, metrics=cfg["metrics"])
+        if "iterations" in opt_doc and model.trainable_weights:
+            model._build_optimizer()
+    except (GpunetError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"the compile settings are invalid: {exc}") from None
+    T.check(tensors, T.optimizer_expected(model.optimizer), allow)
+    T.assign_optimizer(model.optimizer, tensors)
+    model.optimizer.iterations = int(opt_doc.get("iterations", 0))
+
+
+def load_model(source: Any, device: Any = None, allow_nonfinite: bool = False) -> Any:
+    """Load a model saved by ``model.save`` onto ``device`` (default ``"cpu"``).
+
+    ``source`` is a path or the bytes of a file. Nothing in the file is run,
+    imported or allocated before it is checked; global settings and the random
+    streams are left as they were.
+
+    Raises:
+        ModelFileError: for a damaged, malformed or hostile file, naming the problem.
+    """
+    ops = get_ops(device)
+    doc, tensors, where = read(source, ("model",))
+    with T.in_file(where):
+        layers, in_shapes, expected = _schema.plan_sequential(doc["model"])
+        weights, slots = T.split(tensors)
+        T.check(weights, expected, allow_nonfinite)  # before anything is allocated
+        model = _build(doc["model"], layers, in_shapes, ops)
+        params = T.named_weights(model)
+        T.check(weights, T.expected_of(params), allow_nonfinite=True)
+        if doc["compile"] is not None:
+            _compile(model, doc["compile"], slots, allow_nonfinite)
+        elif slots:
+            raise ModelFileError(f"unexpected tensor {next(iter(slots))!r}: nothing is compiled")
+        T.assign(params, weights)
+    return model
+
+
+def save_weights(model: Any, path: Any) -> None:
+    """Save every weight of ``model`` (any model, subclassed ones too) atomically."""
+    tensors = {k: p.numpy() for k, p in T.named_weights(model).items()}
+    write(path, document("weights"), tensors)
+
+
+def load_weights(model: Any, source: Any, allow_nonfinite: bool = False) -> None:
+    """Load weights saved by ``save_weights`` (or ``save``) into a built ``model``.
+
+    Raises:
+        ModelFileError: when the file is damaged or its tensors do not match the
+            model's weights exactly (names, shapes, dtypes); the model is unchanged.
+    """
+    _, tensors, where = read(source, ("weights", "model"))
+    with T.in_file(where):
+        weights = T.split(tensors)[0]
+        params = T.named_weights(model)
+        if weights and not params:
+            raise ModelFileError(
+                f"model {model.name!r} has no weights yet: build it first (call it on a "
+                "batch, or give its first layer input_shape=...)"
+            )
+        T.check(weights, T.expected_of(params), allow_nonfinite)
+        T.assign(params, weights)

@@ -1,0 +1,375 @@
+"""The allow-list a model file's JSON document is checked against.
+
+Every key of every object is listed here with the type of its value: ints and
+floats in ranges, booleans, and strings from closed sets (layer types,
+activations, initializers, losses, optimizers, metrics). An unknown key, a
+value of the wrong type, or any string that looks like a path or URL is a
+``ModelFileError`` naming the key and its JSON path. Nothing is imported or
+called by a name taken from a file: names only select from the tables below.
+
+Example:
+    >>> from gpunet.saving import _schema
+    >>> _schema.check_layer({"class_name": "Dropout", "config": {"rate": 0.5}}, "$.l")
+    ('Dropout', {'rate': 0.5})
+    >>> _schema.check_layer({"class_name": "os.system", "config": {}}, "$.l")
+    Traceback (most recent call last):
+    ...
+    gpunet.errors.ModelFileError: unknown layer type 'os.system' at $.l.class_name; \
+allowed: Activation, BatchNormalization, Dense, Dropout, Flatten, LayerNormalization
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+from gpunet import initializers, losses, metrics, optimizers, schedules
+from gpunet.backend._activation_ops import ACTIVATIONS
+from gpunet.errors import ModelFileError
+
+Check = Callable[[Any, str], Any]
+BIG = 2**31
+_NAME = re.compile(r"[\w.\- ]{1,128}\Z")
+_VERSION = re.compile(r"[0-9A-Za-z.+\-]{1,40}\Z")
+
+
+def fail(path: str, why: str, hint: str = "") -> ModelFileError:
+    return ModelFileError(f"{why} at {path}" + (f"; {hint}" if hint else ""))
+
+
+# -- value checkers: each returns the value or raises ------------------------------------
+def integer(lo: int = 0, hi: int = BIG) -> Check:
+    def check(v: Any, path: str) -> int:
+        if type(v) is not int or not lo <= v <= hi:
+            raise fail(path, f"expected an int in [{lo}, {hi}], got {_show(v)}")
+        return v
+
+    return check
+
+
+def number(lo: float = -math.inf, hi: float = math.inf, *, above: bool = False) -> Check:
+    def check(v: Any, path: str) -> float:
+        ok = type(v) in (int, float) and math.isfinite(v) and lo <= v <= hi
+        if not ok or (above and v == lo):
+            low = f"({lo}" if above else f"[{lo}"
+            raise fail(path, f"expected a finite number in {low}, {hi}], got {_show(v)}")
+        return v
+
+    return check
+
+
+def boolean(v: Any, path: str) -> bool:
+    if type(v) is not bool:
+        raise fail(path, f"expected true or false, got {_show(v)}")
+    return v
+
+
+def name(v: Any, path: str) -> str:
+    if not isinstance(v, str) or not _NAME.match(v):
+        raise fail(path, f"expected a name of letters, digits, '_', '.', '-', got {_show(v)}")
+    return v
+
+
+def one_of(*allowed: Any, what: str = "value") -> Check:
+    def check(v: Any, path: str) -> Any:
+        if not isinstance(v, (str, type(None))) or v not in allowed:
+            choices = ", ".join(sorted(str(a) for a in allowed))
+            raise fail(path, f"unknown {what} {_show(v)}", f"allowed: {choices}")
+        return v
+
+    return check
+
+
+def optional(inner: Check) -> Check:
+    def check(v: Any, path: str) -> Any:
+        return None if v is None else inner(v, path)
+
+    return check
+
+
+def array(inner: Check, max_len: int = 64) -> Check:
+    def check(v: Any, path: str) -> list[Any]:
+        if not isinstance(v, list) or len(v) > max_len:
+            raise fail(path, f"expected a list of at most {max_len} items, got {_show(v)}")
+        return [inner(x, f"{path}[{i}]") for i, x in enumerate(v)]
+
+    return check
+
+
+def obj(fields: dict[str, Check], required: tuple[str, ...] = ()) -> Check:
+    def check(v: Any, path: str) -> dict[str, Any]:
+        if not isinstance(v, dict):
+            raise fail(path, f"expected an object, got {_show(v)}")
+        for key in v:
+            if key not in fields:
+                raise fail(path, f"unknown key {_show(key)}")
+        for key in required:
+            if key not in v:
+                raise fail(path, f"missing key {key!r}")
+        return {k: fields[k](x, f"{path}.{k}") for k, x in v.items()}
+
+    return check
+
+
+def _show(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def no_paths(doc: Any, path: str = "$") -> None:
+    """Reject any string that looks like a file path or URL, wherever it is."""
+    stack = [(doc, path)]
+    while stack:
+        v, p = stack.pop()
+        if isinstance(v, dict):
+            stack.extend((x, f"{p}.{k}") for k, x in v.items())
+            stack.extend((k, f"{p} (key)") for k in v)
+        elif isinstance(v, list):
+            stack.extend((x, f"{p}[{i}]") for i, x in enumerate(v))
+        elif isinstance(v, str) and (any(c in v for c in "/\\:") or v.startswith("~")):
+            raise fail(p, f"the string {_show(v)} looks like a path or URL, which a model file "
+                       "never holds")  # fmt: skip
+
+
+# -- tables ----------------------------------------------------------------------------
+DTYPES = ("float16", "float32", "float64")
+_ACT_KW: dict[str, dict[str, Check]] = {
+    "leaky_relu": {"alpha": number(0.0, 1e6)},
+    "elu": {"alpha": number(0.0, 1e6)},
+    "gelu": {"approximate": boolean},
+    "softmax": {"axis": integer(-8, 7)},
+    "log_softmax": {"axis": integer(-8, 7)},
+}
+
+
+def activation(v: Any, path: str) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise fail(path, f"expected an activation object, got {_show(v)}")
+    act = one_of(*ACTIVATIONS, what="activation")(v.get("name"), f"{path}.name")
+    return obj({"name": name, **_ACT_KW.get(act, {})}, ("name",))(v, path)
+
+
+_SEED = {"seed": optional(integer(0, 2**63))}
+_INIT_CFG: dict[str, dict[str, Check]] = {
+    "constant": {"value": number()},
+    "random_normal": {"mean": number(), "stddev": number(0.0), **_SEED},
+    "random_uniform": {"minval": number(), "maxval": number(), **_SEED},
+    "variance_scaling": {
+        "scale": number(0.0, above=True), "mode": one_of("fan_in", "fan_out", "fan_avg"),
+        "distribution": one_of("truncated_normal", "untruncated_normal", "uniform"), **_SEED,
+    },
+}  # fmt: skip
+
+
+def initializer(v: Any, path: str) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise fail(path, f"expected an initializer object, got {_show(v)}")
+    kind = one_of(*initializers._REGISTRY, what="initializer")(v.get("name"), f"{path}.name")
+    return obj({"name": name, "config": obj(_INIT_CFG.get(kind, _SEED))}, ("name",))(v, path)
+
+
+_REG = optional(obj({"l1": number(0.0), "l2": number(0.0)}))
+
+
+def _shape(v: Any, path: str) -> list[int]:
+    if not isinstance(v, list) or not v:
+        raise fail(path, f"expected a non-empty list of positive ints, got {_show(v)}")
+    return array(integer(1), 8)(v, path)
+
+
+_SHAPE = _shape
+_COMMON: dict[str, Check] = {
+    "name": name, "dtype": one_of(*DTYPES, what="dtype"), "trainable": boolean,
+    "input_shape": _SHAPE,
+}  # fmt: skip
+_EPS = number(0.0, 1.0, above=True)
+LAYERS: dict[str, dict[str, Check]] = {
+    "Dense": {
+        "units": integer(1), "activation": activation, "use_bias": boolean,
+        "kernel_initializer": initializer, "bias_initializer": initializer,
+        "kernel_regularizer": _REG, "bias_regularizer": _REG,
+    },
+    "Activation": {"activation": activation},
+    "Dropout": {"rate": number(0.0, 0.999999)},
+    "Flatten": {},
+    "BatchNormalization": {
+        "momentum": number(0.0, 1.0), "epsilon": _EPS, "center": boolean, "scale": boolean,
+    },
+    "LayerNormalization": {"epsilon": _EPS, "center": boolean, "scale": boolean},
+}  # fmt: skip
+REQUIRED = {"Dense": ("units",), "Activation": ("activation",), "Dropout": ("rate",)}
+
+
+def check_layer(v: Any, path: str) -> tuple[str, dict[str, Any]]:
+    """``(class_name, config)`` of one layer entry of a Sequential config."""
+    entry = obj({"class_name": lambda x, p: x, "config": lambda x, p: x},
+                ("class_name", "config"))(v, path)  # fmt: skip
+    cls = one_of(*LAYERS, what="layer type")(entry["class_name"], f"{path}.class_name")
+    fields = {**_COMMON, **LAYERS[cls]}
+    return cls, obj(fields, REQUIRED.get(cls, ()))(entry["config"], f"{path}.config")
+
+
+_LOSS_COMMON = {"reduction": one_of("sum_over_batch_size", "sum", "none"), "name": name}
+_XENT = {"from_logits": boolean, "label_smoothing": number(0.0, 1.0)}
+LOSSES: dict[str, dict[str, Check]] = {
+    "MeanSquaredError": {}, "MeanAbsoluteError": {}, "Poisson": {},
+    "Huber": {"delta": number(0.0, above=True)},
+    "BinaryCrossentropy": _XENT, "CategoricalCrossentropy": _XENT,
+    "SparseCategoricalCrossentropy": _XENT,
+}  # fmt: skip
+assert set(LOSSES) == set(losses.CLASSES)
+_STEPS = integer(1)
+_LR0 = number(0.0)
+SCHEDULES: dict[str, dict[str, Check]] = {
+    "ExponentialDecay": {"initial_learning_rate": _LR0, "decay_steps": _STEPS,
+                         "decay_rate": number(0.0, above=True), "staircase": boolean},
+    "InverseTimeDecay": {"initial_learning_rate": _LR0, "decay_steps": _STEPS,
+                         "decay_rate": number(0.0), "staircase": boolean},
+    "CosineDecay": {"initial_learning_rate": _LR0, "decay_steps": _STEPS,
+                    "alpha": number(0.0, 1.0), "warmup_target": optional(_LR0),
+                    "warmup_steps": integer(0)},
+    "PiecewiseConstantDecay": {"boundaries": array(integer(0, 2**62), 1000),
+                               "values": array(number(), 1001)},
+}  # fmt: skip
+assert set(SCHEDULES) == set(schedules.CLASSES)
+
+
+def learning_rate(v: Any, path: str) -> Any:
+    if not isinstance(v, dict):
+        return number(0.0, above=True)(v, path)
+    cls = one_of(*SCHEDULES, what="schedule")(v.get("class_name"), f"{path}.class_name")
+    return obj({"class_name": name, "config": obj(SCHEDULES[cls])}, ("class_name", "config"))(
+        v, path
+    )
+
+
+_CLIP = optional(number(0.0))
+_OPT_COMMON = {"learning_rate": learning_rate, "weight_decay": number(0.0), "clipnorm": _CLIP,
+               "clipvalue": _CLIP, "global_clipnorm": _CLIP}  # fmt: skip
+_PROB = number(0.0, 0.999999999)
+_ADAM = {"beta_1": _PROB, "beta_2": _PROB, "epsilon": number(0.0)}
+OPTIMIZERS: dict[str, dict[str, Check]] = {
+    "SGD": {"momentum": number(0.0, 1.0), "nesterov": boolean},
+    "Adam": _ADAM, "AdamW": _ADAM,
+    "RMSprop": {"rho": _PROB, "momentum": _PROB, "epsilon": number(0.0), "centered": boolean},
+    "Adagrad": {"epsilon": number(0.0), "initial_accumulator_value": number(0.0)},
+}  # fmt: skip
+assert set(OPTIMIZERS) == set(optimizers.CLASSES)
+METRICS = (*metrics._REGISTRY, "accuracy", "acc")
+
+
+def _config_of(table: dict[str, dict[str, Check]], common: dict[str, Check], what: str) -> Check:
+    def check(v: Any, path: str) -> dict[str, Any]:
+        if not isinstance(v, dict):
+            raise fail(path, f"expected a {what} object, got {_show(v)}")
+        cls = one_of(*table, what=what)(v.get("class_name"), f"{path}.class_name")
+        extra = {"iterations": integer(0, 2**62)} if what == "optimizer" else {}
+        fields = {"class_name": name, "config": obj({**common, **table[cls]}), **extra}
+        return obj(fields, ("class_name", "config"))(v, path)
+
+    return check
+
+
+COMPILE = obj(
+    {"loss": _config_of(LOSSES, _LOSS_COMMON, "loss"),
+     "optimizer": _config_of(OPTIMIZERS, _OPT_COMMON, "optimizer"),
+     "metrics": array(one_of(*METRICS, what="metric"))},
+    ("loss", "optimizer", "metrics"),
+)  # fmt: skip
+MODEL = obj(
+    {"class_name": one_of("Sequential", what="model type"),
+     "config": obj({"name": name, "layers": lambda v, p: v}, ("name", "layers")),
+     "input_shape": optional(_SHAPE)},
+    ("class_name", "config", "input_shape"),
+)  # fmt: skip
+_U128 = integer(0, 2**128 - 1)
+_PCG64 = obj(
+    {"bit_generator": one_of("PCG64", what="bit generator"),
+     "state": obj({"state": _U128, "inc": _U128}, ("state", "inc")),
+     "has_uint32": integer(0, 1), "uinteger": integer(0, 2**32 - 1)},
+    ("bit_generator", "state", "has_uint32", "uinteger"),
+)  # fmt: skip
+RNG = obj({"init": _PCG64, "shuffle": _PCG64, "dropout": _PCG64}, ("init", "shuffle", "dropout"))
+BACKUP = {
+    "optimizer": obj({"iterations": integer(0, 2**62), "learning_rate": optional(number(0.0))},
+                     ("iterations", "learning_rate")),
+    "rng": RNG,
+    "training": obj({"epoch": integer(0, 2**62)}, ("epoch",)),
+}  # fmt: skip
+KINDS: dict[str, tuple[dict[str, Check], tuple[str, ...]]] = {
+    "model": ({"model": MODEL, "compile": optional(COMPILE)}, ("model", "compile")),
+    "weights": ({}, ()),
+    "backup": (BACKUP, tuple(BACKUP)),
+}
+_TOP = {"format": one_of("gpunet", what="format"), "format_version": integer(1, 1),
+        "gpunet_version": lambda v, p: _version(v, p), "kind": lambda v, p: v}  # fmt: skip
+
+
+def _version(v: Any, path: str) -> str:
+    if not isinstance(v, str) or not _VERSION.match(v):
+        raise fail(path, f"expected a version string, got {_show(v)}")
+    return v
+
+
+def register_kind(kind: str, fields: dict[str, Check], required: tuple[str, ...]) -> None:
+    """Add a document kind (the estimators register theirs)."""
+    KINDS[kind] = (fields, required)
+
+
+def check_document(doc: dict[str, Any], kinds: tuple[str, ...]) -> dict[str, Any]:
+    """Check the whole document; ``kinds`` are those the caller accepts."""
+    no_paths(doc)
+    _TOP["format"](doc.get("format"), "$.format")
+    kind = one_of(*KINDS, what="file kind")(doc.get("kind"), "$.kind")
+    if kind not in kinds:
+        raise ModelFileError(
+            f"this is a {kind!r} file; expected {' or '.join(repr(k) for k in kinds)}"
+        )
+    fields, required = KINDS[kind]
+    return obj({**_TOP, **fields}, ("format", "format_version", "gpunet_version", "kind",
+                                     *required))(doc, "$")  # fmt: skip
+
+
+def plan_sequential(model: dict[str, Any]) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    """Check each layer and infer the weights the architecture implies.
+
+    Returns ``(layers, in_shapes, expected)``: the ``(class_name, config)``
+    pairs, the sample shape reaching each layer (None while unknown), and
+    ``{tensor name: (shape, dtype)}`` worked out from the input shape and the
+    configs alone, so tensor sizes are compared before any layer allocates.
+    """
+    entries = model["config"]["layers"]
+    if not isinstance(entries, list) or len(entries) > 10_000:
+        raise fail("$.model.config.layers", "expected a list of at most 10000 layers")
+    layers = [check_layer(v, f"$.model.config.layers[{i}]") for i, v in enumerate(entries)]
+    shape = model["input_shape"]
+    expected: dict[str, Any] = {}
+    in_shapes: list[Any] = []
+    for i, (cls, cfg) in enumerate(layers):
+        hint = cfg.get("input_shape")
+        if hint is not None and shape is not None and list(hint) != list(shape):
+            raise fail(f"$.model.config.layers[{i}].config.input_shape",
+                       f"input_shape {hint} does not match the shape {list(shape)} "
+                       "that reaches this layer")  # fmt: skip
+        shape = hint if shape is None else shape
+        in_shapes.append(None if shape is None else tuple(shape))
+        if shape is None:
+            continue  # an unbuilt model: no weights yet
+        dtype = cfg.get("dtype", "float32")
+        n = shape[-1]
+        if cls == "Dense":
+            units = cfg["units"]
+            expected[f"layers.{i}.kernel"] = ((n, units), dtype)
+            if cfg.get("use_bias", True):
+                expected[f"layers.{i}.bias"] = ((units,), dtype)
+            shape = [*shape[:-1], units]
+        elif cls in ("BatchNormalization", "LayerNormalization"):
+            names = ["gamma", "beta"]
+            if cls == "BatchNormalization":
+                names += ["moving_mean", "moving_variance"]
+            expected.update({f"layers.{i}.{w}": ((n,), dtype) for w in names})
+        elif cls == "Flatten" and len(shape) > 1:
+            shape = [math.prod(shape)]
+    return layers, in_shapes, expected
