@@ -206,7 +206,7 @@ class Tensor:
             )
         if self._grad is None:
             if self._gbuf is not None:
-                self.ops.assign(self._gbuf, g)
+                self.ops.assign(self._gbuf, g)  # free when g was written there (grad_sink)
                 self._grad = self._gbuf
             else:
                 self._grad = g
@@ -325,6 +325,14 @@ def record(
                 out._node = Node(parents, backward, name)
                 break
     return out
+
+
+def grad_sink(t: Tensor | None) -> Any:
+    """Where an op may write ``t``'s gradient directly: the empty slot of a leaf's
+    flat gradient buffer (saves a copy per parameter per step), else None."""
+    if t is None or t._gbuf is None or t._grad is not None or not t.requires_grad:
+        return None
+    return t._gbuf
 
 
 def needs_grad(*tensors: Tensor | None) -> bool:

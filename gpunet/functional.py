@@ -17,7 +17,7 @@ from __future__ import annotations
 from numbers import Number
 from typing import Any
 
-from gpunet.autograd import Tensor, as_tensor, needs_grad, record
+from gpunet.autograd import Tensor, as_tensor, grad_sink, needs_grad, record
 
 Array = Any
 PROB_ACTIVATIONS = ("sigmoid", "softmax")
@@ -230,8 +230,9 @@ def dense(
 
     def backward(dY: Array) -> tuple[Any, ...]:
         dX, dW, db = ops.backprop_dense(
-            dY, X, Wd, Z, Y, activation_name, need_dX=need_dX, need_db=need_db, **kw
-        )
+            dY, X, Wd, Z, Y, activation_name, need_dX=need_dX, need_db=need_db,
+            dW_out=grad_sink(W), db_out=grad_sink(b), **kw,
+        )  # fmt: skip
         return (dX, dW) if b is None else (dX, dW, db)
 
     parents = (x, W) if b is None else (x, W, b)

@@ -6,6 +6,9 @@ faster backends override an op only to be faster, and tests hold them to it.
 
 from __future__ import annotations
 
+import contextlib
+import traceback
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -16,6 +19,7 @@ from gpunet.backend._activation_ops import NEEDS_X, ActivationOps
 from gpunet.backend._loss_ops import LossOps
 from gpunet.backend._norm_ops import NormOps
 from gpunet.backend._optim_ops import OptimizerOps
+from gpunet.errors import OutOfMemoryError
 
 Array = Any
 
@@ -101,6 +105,43 @@ class Ops(ActivationOps, LossOps, NormOps, OptimizerOps):
         """A 0-d boolean: no NaN or inf in ``X`` (stays on the device)."""
         return self.xp.all(self.xp.isfinite(X))
 
+    # -- memory and data movement ---------------------------------------------------
+    def fits_in_memory(self, nbytes: int) -> bool:
+        """Whether a dataset of ``nbytes`` may live on this device whole (else
+        ``fit`` streams it batch by batch with :meth:`upload_rows`)."""
+        return True
+
+    def upload_rows(self, X: numpy.ndarray, rows: Any) -> Array:
+        """Rows ``rows`` (a slice or a host index array) of host array ``X``, on this device."""
+        return self.asarray(X[rows])
+
+    def free_memory(self) -> None:
+        """Give cached device memory back (called after an out-of-memory error)."""
+
+    def is_out_of_memory(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means this device ran out of memory."""
+        return isinstance(exc, MemoryError) and not isinstance(exc, OutOfMemoryError)
+
+    @contextlib.contextmanager
+    def oom_guard(self, batch_size: int | None = None) -> Iterator[None]:
+        """Turn running out of memory inside the block into ``OutOfMemoryError``
+        with a hint, after freeing what the failed work had allocated."""
+        try:
+            yield
+        except Exception as exc:
+            if not self.is_out_of_memory(exc):
+                raise
+            # the traceback's frames hold the failed step's arrays: drop them first
+            traceback.clear_frames(exc.__traceback__)
+            what = f"{type(exc).__name__}: {exc}"
+            del exc
+            self.free_memory()
+            hint = f" (now {batch_size})" if batch_size else ""
+            raise OutOfMemoryError(
+                f"out of memory on {self.device} ({what}); try a smaller batch_size{hint}, "
+                "or a smaller model"
+            ) from None
+
     # -- linear algebra -----------------------------------------------------------
     def gemm(self, A: Array, B: Array, *, trans1: bool = False, trans2: bool = False) -> Array:
         """``op(A) @ op(B)`` where ``op`` transposes the last two axes on request."""
@@ -133,12 +174,21 @@ class Ops(ActivationOps, LossOps, NormOps, OptimizerOps):
         *,
         need_dX: bool = True,
         need_db: bool = True,
+        dW_out: Array | None = None,
+        db_out: Array | None = None,
         **kw: Any,
     ) -> tuple[Array | None, Array, Array | None]:
-        """Returns ``(dX, dW, db)``; ``dX`` is None unless ``need_dX``."""
+        """Returns ``(dX, dW, db)``; ``dX`` is None unless ``need_dX``. ``dW`` and
+        ``db`` are written into ``dW_out``/``db_out`` when given (gradient buffers)."""
         dZ = self.backprop_activation(activation, dY, Z, Y, **kw)
         dW = self.gemm(X, dZ, trans1=True)
         db = self.xp.sum(dZ, axis=0) if need_db else None
+        if dW_out is not None:
+            self.assign(dW_out, dW)
+            dW = dW_out
+        if db is not None and db_out is not None:
+            self.assign(db_out, db)
+            db = db_out
         dX = self.gemm(dZ, W, trans2=True) if need_dX else None
         return dX, dW, db
 

@@ -1,0 +1,127 @@
+"""The host build of ``kernels/``: compiled once with the system C++ compiler and
+OpenMP, cached on disk, called through ctypes by ``NumpyOps``.
+
+Nothing here is required: without a compiler (or with ``GPUNET_HOST_KERNELS=0``)
+``load()`` returns None and NumPy does the same work, with the same results to
+rounding. ``status()`` says which it is and why.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from gpunet.backend._kernels import KERNEL_DIR
+
+SOURCE = "host.cpp"
+FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
+# Activation codes of host.cpp's enum Act
+ACT_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4, "gelu": 5,
+             "swish": 7, "silu": 7}  # fmt: skip
+_status = {"reason": "not loaded yet"}
+
+_p, _i, _d, _ll = ctypes.c_void_p, ctypes.c_int, ctypes.c_double, ctypes.c_longlong
+SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
+    "bias_act": (_i, [_p, _p, _p, _ll, _ll, _i, _d]),
+    "act_bwd": (_i, [_p, _p, _p, _p, _p, _ll, _ll, _i, _d]),
+    "softmax_xent": (None, [_p, _p, _p, _p, _p, _ll, _ll, _d, _p, _d]),
+    "sigmoid_bce": (None, [_p, _p, _p, _p, _ll, _ll, _d, _p, _d]),
+    "adam": (None, [_p, _p, _p, _p, _ll, _d, _d, _d, _d, _d]),
+    "sgd": (None, [_p, _p, _p, _ll, _d, _d, _i, _d]),
+}
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("GPUNET_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gpunet"
+    )
+    return Path(root)
+
+
+def _cpu_fingerprint() -> str:
+    # -march=native code must not be reused on another CPU (shared home dirs)
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags"))][:2]
+    except OSError:
+        lines = []
+    return platform.machine() + "".join(lines)
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+
+
+def _build(cxx: str) -> Path:
+    sources = [*sorted(KERNEL_DIR.glob("*.cu*")), KERNEL_DIR / SOURCE]
+    digest = hashlib.sha256()
+    for src in sources:
+        digest.update(src.name.encode() + src.read_bytes())
+    digest.update(" ".join([cxx, *FLAGS]).encode() + _cpu_fingerprint().encode())
+    target = cache_dir() / f"host-{digest.hexdigest()[:20]}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".host-", suffix=".so")
+    os.close(fd)
+    try:  # compile to a temp name, then rename: ranks compiling at once never clash
+        subprocess.run([cxx, *FLAGS, "-I", str(KERNEL_DIR), str(KERNEL_DIR / SOURCE), "-o", tmp],
+                       check=True, capture_output=True, timeout=300)  # fmt: skip
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+class HostKernels:
+    """The compiled functions, ``f32`` and ``f64`` variants, e.g. ``k.adam["f32"]``."""
+
+    def __init__(self, lib: ctypes.CDLL, path: Path) -> None:
+        self.path = path
+        self.threads = int(lib.gpunet_host_threads())
+        for name, (restype, argtypes) in SIGNATURES.items():
+            table = {}
+            for suffix in ("f32", "f64"):
+                fn = getattr(lib, f"gpunet_{name}_{suffix}")
+                fn.restype, fn.argtypes = restype, argtypes
+                table[suffix] = fn
+            setattr(self, name, table)
+
+
+@cache
+def load() -> HostKernels | None:
+    """The host kernels, or None (then ``status()`` says why)."""
+    if os.environ.get("GPUNET_HOST_KERNELS", "1") == "0":
+        _status["reason"] = "disabled by GPUNET_HOST_KERNELS=0"
+        return None
+    cxx = _compiler()
+    if cxx is None:
+        _status["reason"] = "no C++ compiler found (set CXX or install g++)"
+        return None
+    # Idle OpenMP workers must sleep, not spin: they share the cores with the BLAS
+    # threads of the matrix products that run between our kernels (spinning made a
+    # step 10x slower). libgomp reads this once, when it loads; a user setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        path = _build(cxx)
+        kernels = HostKernels(ctypes.CDLL(str(path)), path)
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        _status["reason"] = f"host build failed: {exc} {detail.decode(errors='replace')[:500]}"
+        return None
+    _status["reason"] = f"compiled with {cxx}, {kernels.threads} OpenMP threads ({path})"
+    return kernels
+
+
+def status() -> tuple[bool, str]:
+    """``(available, explanation)`` for ``gpunet doctor``."""
+    return load() is not None, _status["reason"]
