@@ -19,8 +19,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from gpunet.backend._kernels import KERNEL_DIR
-
+# a wheel ships the sources as gpunet/kernels/, a checkout has <repo>/kernels/
+_HERE = Path(__file__).resolve()
+KERNEL_DIR = next(
+    (p for p in (_HERE.parents[1] / "kernels", _HERE.parents[2] / "kernels") if p.is_dir()),
+    _HERE.parents[2] / "kernels",
+)
 SOURCE = "host.cpp"
 FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
 # Activation codes of host.cpp's enum Act
