@@ -1,0 +1,154 @@
+"""The network behind the estimators: a gpunet ``Sequential`` of ``Dense`` layers whose
+weights live in one flat parameter vector, with the loss scikit-learn's MLPs minimise.
+
+The flat vector holds every kernel, then every bias (scikit-learn's packing order), so
+the L2 penalty touches one contiguous prefix and L-BFGS sees one vector. The output
+layer is linear: the output activation and its loss run as one fused op on the logits
+(softmax + log-loss, sigmoid + binary log-loss), never as a probability through ``log``.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+
+from gpunet import functional as F
+from gpunet.autograd import Tensor
+from gpunet.layers import Dense
+from gpunet.models import Sequential
+from gpunet.optimizers import _FlatGroup
+
+# scikit-learn's activation names -> gpunet's
+HIDDEN = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+
+
+class Network:
+    """Dense layers ``layer_units[0] -> ... -> layer_units[-1]`` on ``ops``'s device.
+
+    Args:
+        layer_units: Widths of the input, the hidden layers and the output.
+        activation: Hidden activation in scikit-learn's words (``"relu"``, ...).
+        out_activation: ``"softmax"``, ``"logistic"``, ``"identity"`` or ``"exp"``.
+        ops: The backend of the device.
+        dtype: Float dtype of the weights and of every computation.
+    """
+
+    def __init__(
+        self, layer_units: list[int], activation: str, out_activation: str, ops: Any, dtype: Any
+    ) -> None:
+        self.ops, self.dtype = ops, np.dtype(dtype)
+        self.act, self.out_activation = HIDDEN[activation], out_activation
+        last = len(layer_units) - 2
+        layers = [
+            Dense(
+                n_out,
+                activation=None if i == last else self.act,
+                input_dim=n_in,
+                kernel_initializer="zeros",
+                dtype=self.dtype.name,
+            )
+            for i, (n_in, n_out) in enumerate(pairwise(layer_units))
+        ]
+        self.model = Sequential(layers, device=ops)
+        self.kernels = [layer.kernel for layer in layers]
+        self.biases = [layer.bias for layer in layers]
+        self.n_coef = sum(math.prod(W.shape) for W in self.kernels)
+        self.group: Any = None
+        self.key: Any = None  # what the estimator built it for
+
+    @property
+    def params(self) -> list[Any]:
+        """Kernels first, then biases: the order of the flat vector."""
+        return self.kernels + self.biases
+
+    def bind(self, optimizer: Any = None) -> None:
+        """Pack the weights into one flat buffer: the optimizer's, or a bare one."""
+        if optimizer is not None:
+            optimizer.build(self.params)
+            self.group = optimizer.groups[0]
+        else:
+            self.group = _FlatGroup(self.ops, self.params, {})
+
+    # -- weights as host arrays ---------------------------------------------------------
+    def set_weights(self, coefs: list[np.ndarray], intercepts: list[np.ndarray]) -> None:
+        flat = np.concatenate([np.ravel(a) for a in [*coefs, *intercepts]])
+        self.ops.assign(self.group.P, self.ops.asarray(flat, dtype=self.dtype))
+
+    def get_flat(self) -> np.ndarray:
+        """The flat parameter vector on the host (one device-to-host copy)."""
+        return np.array(self.ops.to_numpy(self.group.P))
+
+    def unpack(self, flat: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Split a host flat vector into ``coefs`` and ``intercepts`` lists."""
+        coefs, intercepts, off = [], [], 0
+        for W in self.kernels:
+            n = math.prod(W.shape)
+            coefs.append(flat[off : off + n].reshape(W.shape))
+            off += n
+        for b in self.biases:
+            intercepts.append(flat[off : off + b.shape[0]].copy())
+            off += b.shape[0]
+        return [c.copy() for c in coefs], intercepts
+
+    # -- the objective ------------------------------------------------------------------
+    def loss_grad(self, X: Any, T: Any, scale: Any, l2: Any, const: Any = None) -> Any:
+        """Loss of one batch (scikit-learn's definition) as a 0-d device array; the
+        gradient lands in the flat ``G``.
+
+        Args:
+            X, T: Inputs and targets on the device.
+            scale: Per-sample weight of the data term, a float (``1/n``) or a device
+                array (``sample_weight / sum(sample_weight)``).
+            l2: ``alpha / sum of weights`` (the L2 coefficient of scikit-learn's
+                penalty), or None when ``alpha == 0``.
+            const: Per-sample constant of the Poisson deviance (``y log y - y``).
+        """
+        ops, xp = self.ops, self.ops.xp
+        h = Tensor(X, ops)
+        for W, b in zip(self.kernels[:-1], self.biases[:-1], strict=True):
+            h = F.dense(h, W, b, self.act)
+        z = F.dense(h, self.kernels[-1], self.biases[-1], "linear")
+        K, out = z.shape[1], self.out_activation
+        if out == "softmax":
+            total = F.fused_loss("softmax_cross_entropy", z, T, scale)
+            loss = total.data
+        elif out == "logistic":  # sum over outputs, mean over samples
+            total = F.fused_loss("sigmoid_cross_entropy", z, T, scale * K)
+            loss = total.data
+        elif out == "identity":  # half the squared error; gradient (z - y) per sample
+            total = F.fused_loss("mean_squared_error", z, T, scale * (0.5 * K))
+            loss = total.data / K  # reported as the mean over outputs, as scikit-learn
+        else:  # exp link: the gradient through exp is exp(z) - y exactly
+            total = F.fused_loss("poisson", F.exp(z), T, scale * K, epsilon=0.0)
+            loss = total.data + xp.sum(const * scale)
+        for p in self.params:
+            p.zero_grad()
+        total.backward()
+        if l2 is not None:
+            Pk = self.group.P[: self.n_coef]
+            ops.iadd(self.group.G[: self.n_coef], l2 * Pk)
+            loss = loss + (0.5 * l2) * xp.sum(Pk * Pk)
+        return loss
+
+    def forward(self, X: Any) -> Any:
+        """Output activations for device inputs ``X`` with the current weights."""
+        Ws = [W.data for W in self.kernels]
+        bs = [b.data for b in self.biases]
+        return forward(self.ops, Ws, bs, self.act, self.out_activation, X)
+
+
+def forward(ops: Any, Ws: list[Any], bs: list[Any], act: str, out: str, X: Any) -> Any:
+    """Inference pass over device arrays: hidden ``act`` layers, then ``out``."""
+    H = X
+    for i, (W, b) in enumerate(zip(Ws, bs, strict=True)):
+        H, _ = ops.dense(H, W, b, act if i < len(Ws) - 1 else "linear")
+    if out == "softmax":
+        return ops.softmax(H)
+    if out == "logistic":
+        return ops.sigmoid(H)
+    if out == "exp":
+        return ops.xp.exp(H)
+    return H
