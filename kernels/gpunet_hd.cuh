@@ -1,0 +1,66 @@
+// Portability layer: lets every kernels/*.cuh and *.cu file compile both under
+// NVRTC (CuPy RawModule, device code) and under g++ (host builds in the tests).
+//
+//   GPUNET_HD        __host__ __device__ inline on the GPU, plain inline on the host
+//   __half           CUDA's half on the GPU; _Float16 (IEEE binary16) under g++
+//   gpunet::Math<T>  the type arithmetic happens in: float for __half storage
+//                    (Chainer's split: half storage, float math), else T itself
+//   GPUNET_GRID_STRIDE the loop header of every kernel
+//   gpunet::exp_ ... float/double overloads of the libm functions, because NVRTC
+//                    has no <cmath> and C's expf/exp do not overload on their own
+#pragma once
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#include <cuda_fp16.h>
+#define GPUNET_HD __host__ __device__ __forceinline__
+#else
+#include <math.h>
+#define GPUNET_HD inline
+#define __host__
+#define __device__
+#define __forceinline__ inline
+typedef _Float16 __half;
+#endif
+
+// The grid-stride loop every kernel uses: thread t of block k starts at
+// k * blockDim + t and strides by the whole grid, so any grid covers any n.
+#define GPUNET_GRID_STRIDE(i, n)                                                  \
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
+         i += (long long)blockDim.x * gridDim.x)
+
+namespace gpunet {
+
+template <typename T>
+struct Math {
+    typedef T type;
+};
+template <>
+struct Math<__half> {
+    typedef float type;
+};
+
+GPUNET_HD float exp_(float x) { return expf(x); }
+GPUNET_HD double exp_(double x) { return exp(x); }
+GPUNET_HD float log_(float x) { return logf(x); }
+GPUNET_HD double log_(double x) { return log(x); }
+GPUNET_HD float log1p_(float x) { return log1pf(x); }
+GPUNET_HD double log1p_(double x) { return log1p(x); }
+GPUNET_HD float tanh_(float x) { return tanhf(x); }
+GPUNET_HD double tanh_(double x) { return tanh(x); }
+GPUNET_HD float erfc_(float x) { return erfcf(x); }
+GPUNET_HD double erfc_(double x) { return erfc(x); }
+GPUNET_HD float sqrt_(float x) { return sqrtf(x); }
+GPUNET_HD double sqrt_(double x) { return sqrt(x); }
+GPUNET_HD float abs_(float x) { return fabsf(x); }
+GPUNET_HD double abs_(double x) { return fabs(x); }
+
+// x != x is the portable NaN test: isnan is a macro on the host and a builtin
+// under NVRTC, and neither overloads cleanly on both.
+template <typename M>
+GPUNET_HD bool is_nan(M x) { return x != x; }
+
+// True for finite x: NaN fails the comparison, +-inf fails it too.
+template <typename M>
+GPUNET_HD bool is_finite(M x) { return x - x == M(0); }
+
+}  // namespace gpunet
