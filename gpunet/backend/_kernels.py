@@ -348,11 +348,23 @@ def compile_offline(file: str, arch: str, extra: tuple[str, ...] = ()) -> Compil
     Raises:
         KernelCompileError: with NVRTC's log, when a source or instantiation fails.
     """
+    names, text = INSTANTIATIONS[file], source(file)
+    key = (file, arch, extra, names, text)
+    if key not in _COMPILED:  # the same program compiles to the same cubin: once a process
+        _COMPILED[key] = _compile(file, arch, extra, names, text)
+    return _COMPILED[key]
+
+
+_COMPILED: dict[tuple[Any, ...], CompileResult] = {}
+
+
+def _compile(
+    file: str, arch: str, extra: tuple[str, ...], names: tuple[str, ...], text: str
+) -> CompileResult:
     cupy = _compat.cupy_or_none()
     assert cupy is not None, _compat.INSTALL_HINT
     nvrtc = cupy.cuda.nvrtc
-    names = INSTANTIATIONS[file]
-    prog = nvrtc.createProgram(source(file), file, [], [])
+    prog = nvrtc.createProgram(text, file, [], [])
     try:
         for ne in names:
             nvrtc.addNameExpression(prog, ne)
