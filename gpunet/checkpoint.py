@@ -28,6 +28,8 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from gpunet import random as grandom
 from gpunet.callbacks import Callback, _mode
 from gpunet.errors import InvalidParameterError, ModelFileError
@@ -169,6 +171,7 @@ def load_backup(model: Any, path: Any) -> int:
         params = T.named_weights(model)
         T.check(weights, T.expected_of(params), allow_nonfinite=False)
         T.check(slots, T.optimizer_expected(opt), allow_nonfinite=False)
+        _check_rng(doc["rng"])
         T.assign(params, weights)
         T.assign_optimizer(opt, slots)
         if opt is not None:
@@ -178,6 +181,14 @@ def load_backup(model: Any, path: Any) -> int:
                 opt.learning_rate = lr
         grandom.set_state(doc["rng"])
     return int(doc["training"]["epoch"])
+
+
+def _check_rng(state: dict[str, Any]) -> None:
+    for name, value in state.items():
+        try:
+            np.random.PCG64().state = value
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ModelFileError(f"invalid random state for stream {name!r}: {exc}") from None
 
 
 class BackupAndRestore(Callback):

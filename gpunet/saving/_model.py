@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from gpunet import initializers, losses, optimizers
 from gpunet import layers as L
-from gpunet import losses, optimizers
 from gpunet import random as grandom
 from gpunet.backend import get_ops
 from gpunet.errors import GpunetError, InvalidParameterError, ModelFileError
@@ -147,20 +147,37 @@ def _roundtrip(doc: dict[str, Any]) -> dict[str, Any]:
 def _build(model_doc: dict[str, Any], layers: list[Any], in_shapes: list[Any], ops: Any) -> Any:
     from gpunet.models import Sequential
 
-    state = grandom.get_state()  # building draws initial weights: leave the streams as found
+    state = grandom.get_state()  # leave the random streams exactly as they were
     try:
         model = Sequential(name=model_doc["config"]["name"], device=ops)
         for (cls, cfg), shape in zip(layers, in_shapes, strict=True):
+            cfg = dict(cfg)
+            hint = cfg.pop("input_shape", None)  # built below, not by the constructor
             layer = LAYER_CLASSES[cls](**cfg)
+            layer.input_shape_hint = None if hint is None else tuple(hint)
             model.add(layer)
-            if shape is not None and not layer.built:
-                layer.build((None, *shape))
-                layer.built = True
+            if shape is not None:
+                _build_with_zeros(layer, shape)
     except (GpunetError, TypeError, ValueError) as exc:
         raise ModelFileError(f"the architecture cannot be built: {exc}") from None
     finally:
         grandom.set_state(state)
     return model
+
+
+def _build_with_zeros(layer: Any, shape: tuple[int, ...]) -> None:
+    # the file's values overwrite the weights at once: drawing initial values
+    # would be wasted work (and could overflow for a hostile initializer config)
+    names = [a for a in ("kernel_initializer", "bias_initializer") if hasattr(layer, a)]
+    saved = {a: getattr(layer, a) for a in names}
+    try:
+        for a in names:
+            setattr(layer, a, initializers.Zeros())
+        layer.build((None, *shape))
+        layer.built = True
+    finally:
+        for a, init in saved.items():
+            setattr(layer, a, init)
 
 
 def _compile(model: Any, cfg: dict[str, Any], tensors: dict[str, Any], allow: bool) -> None:
