@@ -104,13 +104,13 @@ class DataMixin:
         return X, Y, self._weights(Y, len(X), sample_weight, class_weight)
 
     def _batches(
-        self, X: Any, Y: Any, W: Any, batch_size: int, order: Any = None
+        self, X: Any, Y: Any, W: Any, batch_size: int, order: Any = None, shard: bool = True
     ) -> Iterator[Batch]:
         ops = self.ops
         n = int(X.shape[0])
         for g_start in range(0, n, batch_size):
             g_stop = min(g_start + batch_size, n)
-            start, stop = self.strategy.local_rows(g_start, g_stop)
+            start, stop = self.strategy.local_rows(g_start, g_stop) if shard else (g_start, g_stop)
             if order is None:
                 pick: Any = slice(start, stop)
                 xb, yb = X[pick, ...], (None if Y is None else Y[pick, ...])

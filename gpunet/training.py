@@ -97,15 +97,21 @@ class TrainingMixin(DataMixin):
         scale: Any = 1.0 / b.denom if b.sw is None else b.sw * (1.0 / b.denom)
         loss = self.compiled_loss
         if isinstance(loss, losses_mod._FunctionLoss) or loss.reduction != "sum_over_batch_size":
-            return loss(
+            own = loss(
                 Tensor(b.y, self.ops), y_pred, None if b.sw is None else Tensor(b.sw, self.ops)
             )
+            if b.n != b.denom and loss.reduction == "sum_over_batch_size":
+                own = own * (b.n / b.denom)  # a shard's mean, weighed by its share of the batch
+            return own
         T = b.y if loss.name == SPARSE else loss.target(Tensor(b.y, self.ops), y_pred)
         out: Tensor = loss.compute(y_pred, T, scale)
         return out
 
     def _track(self, b: Batch, y_pred: Tensor, loss: Tensor) -> None:
-        self._loss_tracker.update_state(loss.detach(), weight=float(b.n))
+        value = loss.detach()
+        if b.n != b.denom:  # a shard's loss is its share of the global batch mean
+            value = value * (b.denom / max(b.n, 1))
+        self._loss_tracker.update_state(value, weight=float(b.n))
         for m in self.compiled_metrics:
             m.update_state(Tensor(b.y, self.ops), y_pred.detach(), b.sw)
 
@@ -114,8 +120,9 @@ class TrainingMixin(DataMixin):
         y_pred = self(Tensor(b.x, self.ops), training=True)
         loss = self._loss(b, y_pred)
         total = loss
+        share = 1.0 / self.strategy.size  # each process adds its share; the allreduce sums
         for extra in self.collect_losses():
-            total = F.add(total, extra)
+            total = F.add(total, extra if share == 1.0 else extra * share)
         if on_nan != "ignore" and not self._finite(total):
             self._track(b, y_pred, loss)
             if on_nan == "stop":
@@ -277,6 +284,8 @@ class TrainingMixin(DataMixin):
         validation_freq: int,
         on_nan: str = "raise",
     ) -> cbks.History:
+        self._build_optimizer()
+        self.strategy.setup(self)  # first: it may move the model to this process's GPU
         ops = self.ops
         Xd, Yd = ops.asarray(X), ops.asarray(Y)
         Wd = None if W is None else ops.asarray(W, dtype=self.dtype)
@@ -288,8 +297,6 @@ class TrainingMixin(DataMixin):
         cbs = cbks.CallbackList(
             cb_list, self, {"epochs": epochs, "steps": steps, "verbose": verbose}
         )
-        self._build_optimizer()
-        self.strategy.setup(self)
         self.stop_training = False
         was_training = self.training
         self._resume_epoch = None
@@ -311,7 +318,7 @@ class TrainingMixin(DataMixin):
                     cbs.on_train_batch_begin(step)
                     where = f"epoch {epoch + 1}, batch {step + 1}"
                     self._train_step(b, on_nan, where)
-                    cbs.on_train_batch_end(step, cbks.LazyLogs(self._read_metrics))
+                    cbs.on_train_batch_end(step, cbks.LazyLogs(self._read_local_metrics))
                     if self.stop_training:
                         break
                 logs = self._read_metrics()
@@ -355,7 +362,7 @@ class TrainingMixin(DataMixin):
         batch_size = int_param("batch_size", 32 if batch_size is None else batch_size, 1)
         X, Y, W = self._prepare(x, y, sample_weight)
         logs = self._evaluate_arrays(X, Y, W, batch_size)
-        if verbose:
+        if verbose and self.strategy.is_chief:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         if return_dict:
             return logs
@@ -370,7 +377,7 @@ class TrainingMixin(DataMixin):
         Xd = ops.asarray(X)
         outs = []
         with no_grad():
-            for b in self._batches(Xd, None, None, batch_size):
+            for b in self._batches(Xd, None, None, batch_size, shard=False):
                 outs.append(self(Tensor(b.x, ops), training=False).data)
         return ops.to_numpy(outs[0] if len(outs) == 1 else ops.xp.concat(outs, axis=0))
 
@@ -388,12 +395,8 @@ class TrainingMixin(DataMixin):
         ops = self.ops
         self._build_optimizer()
         self._reset_metrics()
-        b = Batch(
-            ops.asarray(X),
-            ops.asarray(Y),
-            None if W is None else ops.asarray(W, dtype=self.dtype),
-            len(X),
-        )
+        Wd = None if W is None else ops.asarray(W, dtype=self.dtype)
+        b = next(self._batches(ops.asarray(X), ops.asarray(Y), Wd, len(X)))
         self._train_step(b)
         return self._result(return_dict)
 
