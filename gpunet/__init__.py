@@ -38,6 +38,15 @@ optimizers.schedules = schedules  # type: ignore[attr-defined]  # Keras path
 __version__ = "0.1.0"
 
 
+def __getattr__(name: str) -> object:
+    # gn.distributed on first use: MPI is an optional extra, never loaded by `import gpunet`
+    if name == "distributed":
+        import importlib
+
+        return importlib.import_module("gpunet.distributed")
+    raise AttributeError(f"module 'gpunet' has no attribute {name!r}")
+
+
 def tensor(
     data: object, *, device: object = None, dtype: object = None, requires_grad: bool = False
 ) -> Tensor:

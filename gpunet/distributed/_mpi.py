@@ -1,0 +1,145 @@
+"""The MPI side: one communicator, collectives that cannot wait forever, and an
+abort that ends every rank when one of them fails.
+
+Every collective here is nonblocking and polled with a deadline. A rank that
+dies (SIGKILL, OOM killer) or hangs never answers; without a deadline the
+others would wait in ``MPI_Allreduce`` for ever under launchers that do not
+tear the job down themselves (``srun`` without ``--kill-on-bad-exit``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sys
+import time
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from gpunet.errors import DistributedError
+
+TIMEOUT_ENV = "GPUNET_DISTRIBUTED_TIMEOUT"
+DEFAULT_TIMEOUT = 600.0  # seconds a rank waits in one collective before it gives up
+
+
+def mpi() -> ModuleType:
+    """``mpi4py.MPI`` (imported on first use: ``import gpunet`` never loads MPI)."""
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise DistributedError(
+            "gpunet.distributed needs mpi4py and an MPI library: pip install 'gpunet[mpi]'"
+        ) from exc
+    return MPI
+
+
+_abort_comm: Any = None
+
+
+def install_abort_hook(comm: Any) -> None:
+    """Make an uncaught exception on any rank call ``MPI_Abort``.
+
+    Python would otherwise exit into ``MPI_Finalize`` and wait there for ranks
+    that are themselves waiting in a collective for it: a deadlock (mpi4py's
+    docs warn of it). Abort ends every rank of the job with a non-zero status,
+    after this rank's traceback is printed.
+    """
+    global _abort_comm
+    if _abort_comm is None:
+        previous = sys.excepthook
+
+        def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+            previous(kind, value, tb)
+            rank = _abort_comm.Get_rank()
+            print(f"gpunet.distributed: rank {rank} failed ({kind.__name__}); aborting "
+                  "every rank", file=sys.stderr)  # fmt: skip
+            sys.stdout.flush()
+            sys.stderr.flush()
+            _abort_comm.Abort(1)
+
+        sys.excepthook = hook
+    _abort_comm = comm
+
+
+def resolve_timeout(timeout: float | None) -> float:
+    if timeout is None:
+        timeout = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
+    if not timeout > 0:
+        raise DistributedError(f"timeout must be > 0 seconds, got {timeout!r}")
+    return float(timeout)
+
+
+class Comm:
+    """An mpi4py communicator whose collectives raise ``DistributedError`` (and
+    abort the job) instead of hanging when another rank stops answering."""
+
+    def __init__(self, comm: Any, timeout: float | None = None, *, abort: bool = True) -> None:
+        self.MPI = mpi()
+        self.comm = comm
+        self.rank, self.size = int(comm.Get_rank()), int(comm.Get_size())
+        self.timeout = resolve_timeout(timeout)
+        self.abort = abort
+
+    def wait(self, request: Any, what: str) -> None:
+        """Poll ``request`` until it completes or the deadline passes."""
+        if request.Test():
+            return
+        deadline = time.monotonic() + self.timeout
+        pause = 0.0
+        while not request.Test():
+            if time.monotonic() > deadline:
+                self.fail(
+                    f"rank {self.rank}: no answer from the other ranks for {self.timeout:g} s "
+                    f"during {what}; a rank died, hangs, or trains on different data"
+                )
+            # spin first (a step's allreduce usually lands within microseconds of the
+            # last rank arriving), then back off so a waiting rank leaves the cores to
+            # the ranks still computing
+            time.sleep(pause)
+            pause = min(1e-3, pause + 2e-5)
+
+    def fail(self, message: str) -> None:
+        """Report ``message``, end every rank (when aborting), else raise."""
+        print(f"gpunet.distributed: {message}", file=sys.stderr, flush=True)
+        if self.abort:
+            self.comm.Abort(1)
+        raise DistributedError(message)
+
+    # -- array collectives (in place) ---------------------------------------------------
+    def allreduce_(self, buf: np.ndarray, what: str) -> None:
+        """Sum ``buf`` over every rank, in place."""
+        self.wait(self.comm.Iallreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM), what)
+
+    def bcast_(self, buf: Any, what: str) -> None:
+        """Overwrite ``buf`` with rank 0's."""
+        self.wait(self.comm.Ibcast(buf, root=0), what)
+
+    # -- small JSON-able values (no pickle between ranks either) ------------------------
+    def bcast_json(self, obj: Any, what: str) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        data = _encode(obj) if self.rank == 0 else np.empty(0, np.uint8)
+        n = np.array([data.size], np.int64)
+        self.bcast_(n, what)
+        if self.rank:
+            data = np.empty(int(n[0]), np.uint8)
+        self.bcast_(data, what)
+        return json.loads(data.tobytes())
+
+    def allgather_json(self, obj: Any, what: str) -> list[Any]:
+        """Every rank's ``obj``, in rank order, on every rank."""
+        data = _encode(obj)
+        sizes = np.zeros(self.size, np.int64)
+        sizes[self.rank] = data.size
+        self.allreduce_(sizes, what)
+        out = np.empty(int(sizes.sum()), np.uint8)
+        counts = [int(s) for s in sizes]
+        self.wait(self.comm.Iallgatherv(data, [out, counts]), what)
+        bounds = np.concatenate([[0], np.cumsum(sizes)])
+        return [json.loads(out[a:b].tobytes()) for a, b in itertools.pairwise(bounds)]
+
+
+def _encode(obj: Any) -> np.ndarray:
+    return np.frombuffer(json.dumps(obj, sort_keys=True).encode(), np.uint8).copy()
