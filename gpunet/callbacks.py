@@ -75,11 +75,38 @@ class CallbackList(Callback):
             cb.set_model(model)
             cb.set_params(params)
 
-    def __getattribute__(self, name: str) -> Any:
-        if name.startswith("on_"):
-            cbs = object.__getattribute__(self, "callbacks")
-            return lambda *a, **k: [getattr(cb, name)(*a, **k) for cb in cbs] and None
-        return object.__getattribute__(self, name)
+    def overrides(self, *hooks: str) -> bool:
+        """Whether any callback defines one of ``hooks`` (else fit skips calling it)."""
+        return any(getattr(type(cb), h) is not getattr(Callback, h) for cb in self.callbacks
+                   for h in hooks)  # fmt: skip
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(*args)
+
+    def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
+        self._call("on_train_begin", logs)
+
+    def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
+        self._call("on_train_end", logs)
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        self._call("on_epoch_begin", epoch, logs)
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        self._call("on_epoch_end", epoch, logs)
+
+    def on_train_batch_begin(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
+        self._call("on_train_batch_begin", batch, logs)
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
+        self._call("on_train_batch_end", batch, logs)
+
+    def on_test_begin(self, logs: Mapping[str, float] | None = None) -> None:
+        self._call("on_test_begin", logs)
+
+    def on_test_end(self, logs: Mapping[str, float] | None = None) -> None:
+        self._call("on_test_end", logs)
 
 
 class History(Callback):

@@ -1,5 +1,9 @@
 """Getting data into ``fit``: host-side validation and conversion, once, then
-device batches (slices, or gathers through a shuffled index on the device)."""
+device batches (slices, or gathers through a shuffled index on the device).
+
+A dataset that fits in the device's free memory is copied there once; a larger
+one stays on the host and each batch is gathered there and streamed up (through
+pinned memory on a GPU)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ import numpy as np
 
 from gpunet import data
 from gpunet import losses as losses_mod
-from gpunet.errors import InputValidationError, InvalidParameterError
+from gpunet.autograd import Tensor
+from gpunet.errors import InputValidationError, InvalidParameterError, NonFiniteError
 
 SPARSE = "sparse_categorical_crossentropy"
 
@@ -35,17 +40,36 @@ class Batch:
         self.denom = n if denom is None else denom
 
 
+class HostData:
+    """A dataset left in host memory because it does not fit on the device:
+    ``_batches`` uploads it one batch at a time."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+
 class DataMixin:
-    """Validation of ``x``/``y``/weights and batching, mixed into ``Model``."""
+    """Validation of ``x``/``y``/weights, batching, and the reads ``fit`` makes from
+    the device, mixed into ``Model``."""
+
+    _nonfinite_flag: Any = None  # device-side "every loss of this epoch was finite"
 
     if TYPE_CHECKING:
         ops: Any
         dtype: str
         compiled_loss: Any
         strategy: Any
+        stop_training: bool
         _n_outputs: int
 
         def _ensure_built(self, X: np.ndarray) -> None: ...
+        def check_input(self, inputs: Any) -> None: ...
 
     # -- data --------------------------------------------------------------------------
     def _inputs(self, x: Any) -> np.ndarray:
@@ -53,6 +77,8 @@ class DataMixin:
         if arr.ndim < 2:
             data.as_float_array(arr, name="X", dtype=self.dtype, ndim=2)
         self._ensure_built(arr)
+        # checked once here: the graph-free training step calls no layer to check it
+        self.check_input(Tensor(self.ops.asarray(arr[:1]), self.ops))
         return arr
 
     def _targets(self, y: Any, n_out: int) -> np.ndarray:
@@ -103,15 +129,33 @@ class DataMixin:
         Y = self._targets(y, self._n_outputs)
         return X, Y, self._weights(Y, len(X), sample_weight, class_weight)
 
+    def _to_device(self, X: np.ndarray, Y: Any = None, W: Any = None) -> tuple[Any, Any, Any]:
+        """``X, Y, W`` on the device when they fit in its free memory (copied once),
+        else wrapped as ``HostData`` for ``_batches`` to stream batch by batch."""
+        ops = self.ops
+        arrays = [X, Y, None if W is None else np.asarray(W, dtype=self.dtype)]
+        if ops.fits_in_memory(sum(a.nbytes for a in arrays if a is not None)):
+            return tuple(None if a is None else ops.asarray(a) for a in arrays)  # type: ignore[return-value]
+        return tuple(None if a is None else HostData(a) for a in arrays)  # type: ignore[return-value]
+
     def _batches(
         self, X: Any, Y: Any, W: Any, batch_size: int, order: Any = None, shard: bool = True
     ) -> Iterator[Batch]:
+        """Batches of ``X, Y, W``; ``order`` is a host permutation of the rows, moved
+        to the device once so the gathers happen there (unless the data streams)."""
         ops = self.ops
         n = int(X.shape[0])
+        stream = isinstance(X, HostData)
+        if order is not None and not stream and isinstance(order, np.ndarray):
+            order = ops.asarray(order)
         for g_start in range(0, n, batch_size):
             g_stop = min(g_start + batch_size, n)
             start, stop = self.strategy.local_rows(g_start, g_stop) if shard else (g_start, g_stop)
-            if order is None:
+            if stream:  # gather the rows on the host, upload only them
+                rows = slice(start, stop) if order is None else order[start:stop]
+                xb, yb, wb = (None if A is None else ops.upload_rows(A.array, rows)
+                              for A in (X, Y, W))  # fmt: skip
+            elif order is None:
                 pick: Any = slice(start, stop)
                 xb, yb = X[pick, ...], (None if Y is None else Y[pick, ...])
                 wb = None if W is None else W[pick]
@@ -120,3 +164,31 @@ class DataMixin:
                 xb, yb = ops.take_rows(X, idx), (None if Y is None else ops.take_rows(Y, idx))
                 wb = None if W is None else ops.take_rows(W, idx)
             yield Batch(xb, yb, wb, stop - start, g_stop - g_start)
+
+    # -- reading the device ----------------------------------------------------------
+    def _loss_finite(self, total: Any) -> bool:
+        """Whether the loss is finite, read at once where that is free (host arrays).
+        On a device the check stays there, folded into one flag that ``_fit_loop``
+        reads once per epoch, so the batch loop never waits for the device."""
+        ops = self.ops
+        if ops.device == "cpu":
+            return bool(ops.is_finite_scalar(total.data))
+        ok = ops.all_finite(total.data)
+        flag = self._nonfinite_flag
+        self._nonfinite_flag = ok if flag is None else ops.xp.logical_and(flag, ok)
+        return True
+
+    def _check_epoch_finite(self, epoch: int, on_nan: str) -> None:
+        """Read the device-side flag of ``_loss_finite``: one host read per epoch."""
+        flag, self._nonfinite_flag = self._nonfinite_flag, None
+        if flag is None or self.ops.to_host(flag):
+            return
+        if on_nan == "stop":
+            self.stop_training = True
+            return
+        raise NonFiniteError(
+            f"the loss became NaN or infinite during epoch {epoch + 1} on {self.ops.device}; "
+            "a device checks once per epoch, so the batch loop never waits for a read, and "
+            "the weights include the non-finite steps (restore a checkpoint; pass "
+            "on_nan='stop' to end training quietly, 'ignore' to go on)"
+        )

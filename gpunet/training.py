@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gpunet import callbacks as cbks
+from gpunet import fastpath
 from gpunet import functional as F
 from gpunet import losses as losses_mod
 from gpunet import metrics as metrics_mod
@@ -26,9 +27,9 @@ from gpunet.errors import (
     NonFiniteError,
     NotCompiledError,
 )
-from gpunet.feeding import SPARSE, Batch, DataMixin, int_param
+from gpunet.feeding import Batch, DataMixin, int_param
 from gpunet.progbar import ProgbarLogger
-from gpunet.strategy import DeferInterrupt, LocalStrategy
+from gpunet.strategy import InterruptGuard, LocalStrategy
 
 __all__ = ["LocalStrategy", "TrainingMixin"]
 
@@ -43,6 +44,9 @@ class TrainingMixin(DataMixin):
     history: Any = None
     strategy: Any = LocalStrategy()
     _resume_epoch: int | None = None  # set by a restoring callback in on_train_begin
+    _penalties = True  # any regularized weight? (refreshed by fit/train_on_batch)
+    _step_plan: Any = None  # fastpath.DenseStackStep when the model allows one
+    use_fastpath = True  # set False to always train through the autograd graph
 
     if TYPE_CHECKING:  # provided by Layer, which Model mixes in after this class
         ops: Any
@@ -93,8 +97,12 @@ class TrainingMixin(DataMixin):
             )
 
     # -- one step ------------------------------------------------------------------------
+    def _scale(self, b: Batch) -> Any:
+        """Per-sample loss weights: 1/global batch size, times the sample weights."""
+        return 1.0 / b.denom if b.sw is None else b.sw * (1.0 / b.denom)
+
     def _loss(self, b: Batch, y_pred: Tensor) -> Tensor:
-        scale: Any = 1.0 / b.denom if b.sw is None else b.sw * (1.0 / b.denom)
+        scale = self._scale(b)
         loss = self.compiled_loss
         if isinstance(loss, losses_mod._FunctionLoss) or loss.reduction != "sum_over_batch_size":
             own = loss(
@@ -103,8 +111,8 @@ class TrainingMixin(DataMixin):
             if b.n != b.denom and loss.reduction == "sum_over_batch_size":
                 own = own * (b.n / b.denom)  # a shard's mean, weighed by its share of the batch
             return own
-        T = b.y if loss.name == SPARSE else loss.target(Tensor(b.y, self.ops), y_pred)
-        out: Tensor = loss.compute(y_pred, T, scale)
+        # b.y was validated and shaped for this loss once per fit (DataMixin._targets)
+        out: Tensor = loss.compute(y_pred, b.y, scale)
         return out
 
     def _track(self, b: Batch, y_pred: Tensor, loss: Tensor) -> None:
@@ -115,31 +123,51 @@ class TrainingMixin(DataMixin):
         for m in self.compiled_metrics:
             m.update_state(Tensor(b.y, self.ops), y_pred.detach(), b.sw)
 
-    def _train_step(self, b: Batch, on_nan: str = "ignore", where: str = "") -> bool:
+    def _train_step(self, b: Batch, on_nan: str = "ignore", where: Any = "") -> bool:
         """One forward, backward and update; False when ``on_nan="stop"`` stopped it."""
+        plan = self._step_plan
+        if plan is not None and b.x.ndim == 2:  # same arithmetic, no graph
+            self.optimizer.zero_grad()
+            value, P = plan(b.x, b.y, self._scale(b), True)
+            loss = Tensor(value, self.ops)
+            y_pred = Tensor(P, self.ops) if P is not None else loss
+            return self._finish_step(b, y_pred, loss, loss, on_nan, where, backward=False)
         y_pred = self(Tensor(b.x, self.ops), training=True)
         loss = self._loss(b, y_pred)
         total = loss
-        share = 1.0 / self.strategy.size  # each process adds its share; the allreduce sums
-        for extra in self.collect_losses():
-            total = F.add(total, extra if share == 1.0 else extra * share)
-        if on_nan != "ignore" and not self._finite(total):
+        if self._penalties:
+            share = 1.0 / self.strategy.size  # each process adds its share; allreduce sums
+            for extra in self.collect_losses():
+                total = F.add(total, extra if share == 1.0 else extra * share)
+        return self._finish_step(b, y_pred, loss, total, on_nan, where, backward=True)
+
+    def _finish_step(self, b: Batch, y_pred: Tensor, loss: Tensor, total: Tensor, on_nan: str,
+                     where: Any, backward: bool) -> bool:  # fmt: skip
+        if on_nan != "ignore" and not self._loss_finite(total):
             self._track(b, y_pred, loss)
             if on_nan == "stop":
                 self.stop_training = True
                 return False
+            if isinstance(where, tuple):
+                where = f"epoch {where[0] + 1}, batch {where[1] + 1}"
             raise NonFiniteError(
                 f"loss became {self.ops.to_host(total.data)} at {where}; "
                 f"{self._first_nonfinite_layer(b)}; the last finite weights are kept "
                 "(pass on_nan='stop' to end training quietly, 'ignore' to go on)"
             )
-        self.optimizer.zero_grad()
-        total.backward()
+        if backward:
+            self.optimizer.zero_grad()
+            total.backward()
         self.strategy.reduce_gradients(self.optimizer)
-        with DeferInterrupt():
-            self.optimizer.step()
+        self.optimizer.step()
         self._track(b, y_pred, loss)
         return True
+
+    def _check_penalties(self) -> None:
+        """Once per fit: whether any weight carries a regularizer (a step without one
+        skips walking the layers for penalty terms), and the graph-free step."""
+        self._penalties = any(p.regularizer is not None for p in self.trainable_weights)
+        self._step_plan = fastpath.plan(self) if self.use_fastpath else None
 
     def _finite(self, loss: Tensor) -> bool:
         # one host read per batch: free for NumPy arrays, a sync on a device
@@ -252,21 +280,22 @@ class TrainingMixin(DataMixin):
                 )
             val = (X[cut:], Y[cut:], None if W is None else W[cut:])
             X, Y, W = X[:cut], Y[:cut], (None if W is None else W[:cut])
-        return self._fit_loop(
-            X,
-            Y,
-            W,
-            val,
-            batch_size,
-            epochs,
-            verbose,
-            callbacks,
-            shuffle,
-            initial_epoch,
-            validation_batch_size or batch_size,
-            validation_freq,
-            on_nan,
-        )
+        with self.ops.oom_guard(batch_size):  # a clear error, the failed step freed
+            return self._fit_loop(
+                X,
+                Y,
+                W,
+                val,
+                batch_size,
+                epochs,
+                verbose,
+                callbacks,
+                shuffle,
+                initial_epoch,
+                validation_batch_size or batch_size,
+                validation_freq,
+                on_nan,
+            )
 
     def _fit_loop(
         self,
@@ -286,9 +315,7 @@ class TrainingMixin(DataMixin):
     ) -> cbks.History:
         self._build_optimizer()
         self.strategy.setup(self)  # first: it may move the model to this process's GPU
-        ops = self.ops
-        Xd, Yd = ops.asarray(X), ops.asarray(Y)
-        Wd = None if W is None else ops.asarray(W, dtype=self.dtype)
+        Xd, Yd, Wd = self._to_device(X, Y, W)  # whole if it fits, else streamed per batch
         steps = math.ceil(len(X) / batch_size)
         self.history = cbks.History()
         cb_list = [*(callbacks or []), self.history]
@@ -298,6 +325,7 @@ class TrainingMixin(DataMixin):
             cb_list, self, {"epochs": epochs, "steps": steps, "verbose": verbose}
         )
         self.stop_training = False
+        self._nonfinite_flag = None
         was_training = self.training
         self._resume_epoch = None
         cbs.on_train_begin()
@@ -306,21 +334,29 @@ class TrainingMixin(DataMixin):
             initial_epoch = resume
         # overflow is detected (on_nan) rather than warned about per ufunc
         errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore")
+        guard = InterruptGuard()
+        self._check_penalties()
+        batch_hooks = cbs.overrides("on_train_batch_begin", "on_train_batch_end")
         try:
             errstate.__enter__()
+            guard.__enter__()
             for epoch in range(initial_epoch, epochs):
                 cbs.on_epoch_begin(epoch)
                 self._reset_metrics()
                 order = None
                 if shuffle:
-                    order = ops.asarray(grandom.generator("shuffle").permutation(len(X)))
+                    order = grandom.generator("shuffle").permutation(len(X))
                 for step, b in enumerate(self._batches(Xd, Yd, Wd, batch_size, order)):
-                    cbs.on_train_batch_begin(step)
-                    where = f"epoch {epoch + 1}, batch {step + 1}"
-                    self._train_step(b, on_nan, where)
-                    cbs.on_train_batch_end(step, cbks.LazyLogs(self._read_local_metrics))
+                    if batch_hooks:
+                        cbs.on_train_batch_begin(step)
+                    self._train_step(b, on_nan, (epoch, step))
+                    if batch_hooks:
+                        cbs.on_train_batch_end(step, cbks.LazyLogs(self._read_local_metrics))
+                    if guard.pending:  # Ctrl-C, held until this step was complete
+                        raise KeyboardInterrupt
                     if self.stop_training:
                         break
+                self._check_epoch_finite(epoch, on_nan)
                 logs = self._read_metrics()
                 if val is not None and (epoch + 1) % validation_freq == 0:
                     vX, vY, vW = val
@@ -329,6 +365,7 @@ class TrainingMixin(DataMixin):
                 if self.stop_training:
                     break
         finally:
+            guard.__exit__(None, None, None)
             errstate.__exit__(None, None, None)
             self.train(was_training)
         cbs.on_train_end()
@@ -339,8 +376,7 @@ class TrainingMixin(DataMixin):
         self, X: np.ndarray, Y: np.ndarray, W: Any, batch_size: int, prefix: str = ""
     ) -> dict[str, float]:
         ops = self.ops
-        Xd, Yd = ops.asarray(X), ops.asarray(Y)
-        Wd = None if W is None else ops.asarray(W, dtype=self.dtype)
+        Xd, Yd, Wd = self._to_device(X, Y, W)
         self._reset_metrics()
         with no_grad():
             for b in self._batches(Xd, Yd, Wd, batch_size):
@@ -361,7 +397,8 @@ class TrainingMixin(DataMixin):
         self._require_compiled("evaluate")
         batch_size = int_param("batch_size", 32 if batch_size is None else batch_size, 1)
         X, Y, W = self._prepare(x, y, sample_weight)
-        logs = self._evaluate_arrays(X, Y, W, batch_size)
+        with self.ops.oom_guard(batch_size):
+            logs = self._evaluate_arrays(X, Y, W, batch_size)
         if verbose and self.strategy.is_chief:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         if return_dict:
@@ -374,9 +411,9 @@ class TrainingMixin(DataMixin):
         batch_size = int_param("batch_size", 32 if batch_size is None else batch_size, 1)
         X = self._inputs(x)
         ops = self.ops
-        Xd = ops.asarray(X)
+        Xd = self._to_device(X)[0]
         outs = []
-        with no_grad():
+        with no_grad(), ops.oom_guard(batch_size):
             for b in self._batches(Xd, None, None, batch_size, shard=False):
                 outs.append(self(Tensor(b.x, ops), training=False).data)
         return ops.to_numpy(outs[0] if len(outs) == 1 else ops.xp.concat(outs, axis=0))
@@ -397,6 +434,7 @@ class TrainingMixin(DataMixin):
         self._reset_metrics()
         Wd = None if W is None else ops.asarray(W, dtype=self.dtype)
         b = next(self._batches(ops.asarray(X), ops.asarray(Y), Wd, len(X)))
+        self._check_penalties()
         self._train_step(b)
         return self._result(return_dict)
 

@@ -4,10 +4,14 @@ optimizer updates run in the host build of ``kernels/`` (one multi-threaded pass
 each), matrix products write straight into their destination (``out=``), and
 everything falls back to the reference when the host kernels are unavailable or
 an input is outside their fast path (dtype, layout, activation).
+
+Small arrays skip the kernels: below ``HOST_MIN`` elements one or two in-place
+ufuncs cost less than a ctypes call, whose array pointers take ~1 us each to fetch.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -17,6 +21,7 @@ from gpunet.backend._activation_ops import NEEDS_X
 from gpunet.backend.ops import Ops
 
 Array = Any
+HOST_MIN = 8192
 _SUFFIX = {np.dtype("float32"): "f32", np.dtype("float64"): "f64"}
 
 
@@ -32,13 +37,14 @@ def _fast(*arrays: Any) -> str | None:
         return None
     for a in arrays:
         if a is not None and (
-            not isinstance(a, np.ndarray) or a.dtype != first.dtype or not a.flags.c_contiguous
+            type(a) is not np.ndarray or a.dtype != first.dtype or not a.flags.c_contiguous
         ):
             return None
     return suffix
 
 
 def _act_code(activation: str, kw: dict[str, Any]) -> tuple[int, float] | None:
+    """The host kernel's activation code and slope, or None (no kernel for it)."""
     if activation == "gelu" and kw.get("approximate"):
         return 6, 0.0
     code = _host.ACT_CODES.get(activation)
@@ -55,10 +61,14 @@ class NumpyOps(Ops):
 
     def __init__(self) -> None:
         super().__init__()
-        self.host = _host.load()
+        self.host: Any = _host.load()  # HostKernels, or None: the NumPy paths
+        self._owned: dict[int, tuple[np.ndarray, int]] = {}
 
     def to_numpy(self, X: Array) -> np.ndarray:
         return np.asarray(X)  # host memory already: not a sync
+
+    def is_finite_scalar(self, X: Array) -> bool:
+        return math.isfinite(X)
 
     def assign(self, dst: Array, src: Any) -> None:
         if src is not dst:
@@ -67,18 +77,40 @@ class NumpyOps(Ops):
     def iadd(self, dst: Array, src: Array) -> None:
         np.add(dst, src, out=dst)
 
+    def _addr(self, a: np.ndarray) -> int:
+        """Pointer of a long-lived owning buffer (flat parameters and optimizer state),
+        fetched once: optimizer steps reuse the same few buffers forever."""
+        hit = self._owned.get(id(a))
+        if hit is not None and hit[0] is a:
+            return hit[1]
+        if a.base is not None:  # views come and go: do not keep them alive
+            return int(a.ctypes.data)
+        if len(self._owned) > 256:
+            self._owned.clear()
+        addr = int(a.ctypes.data)
+        self._owned[id(a)] = (a, addr)
+        return addr
+
     # -- dense ------------------------------------------------------------------
     def dense(
         self, X: Array, W: Array, b: Array | None, activation: str = "linear", **kw: Any
     ) -> tuple[Array, Array | None]:
+        if X.ndim != 2 or self.host is None or X.shape[0] * W.shape[1] < HOST_MIN:
+            if activation != "relu" or kw or X.ndim != 2:
+                return super().dense(X, W, b, activation, **kw)
+            Y = np.matmul(X, W)  # a small ReLU layer: two in-place ufuncs
+            if b is not None:
+                np.add(Y, b, out=Y)
+            np.maximum(Y, 0.0, out=Y)
+            return Y, None
         act = _act_code(activation, kw)
         suffix = _fast(X, W, b)
-        if self.host is None or act is None or suffix is None or X.ndim != 2:
+        if act is None or suffix is None:
             return super().dense(X, W, b, activation, **kw)
         Y = np.matmul(X, W)
         Z = np.empty_like(Y) if activation in NEEDS_X else None
         B, O = Y.shape
-        self.host.bias_act[suffix](Y.ctypes.data, _ptr(Z), _ptr(b), B, O, act[0], act[1])  # type: ignore[attr-defined]
+        self.host.bias_act[suffix](Y.ctypes.data, _ptr(Z), _ptr(b), B, O, act[0], act[1])
         return Y, Z
 
     def backprop_dense(
@@ -96,35 +128,33 @@ class NumpyOps(Ops):
         db_out: Array | None = None,
         **kw: Any,
     ) -> tuple[Array | None, Array, Array | None]:
-        act = _act_code(activation, kw)
-        suffix = _fast(dY, X, W, Y, Z, dW_out, db_out)
-        if self.host is None or act is None or suffix is None or dY.ndim != 2:
-            return super().backprop_dense(
-                dY,
-                X,
-                W,
-                Z,
-                Y,
-                activation,
-                need_dX=need_dX,
-                need_db=need_db,
-                dW_out=dW_out,
-                db_out=db_out,
-                **kw,
-            )
+        small = dY.ndim != 2 or dY.size < HOST_MIN or self.host is None
+        act = None if small else _act_code(activation, kw)
+        suffix = None if act is None else _fast(dY, X, W, Y, Z, dW_out, db_out)
+        if act is None or suffix is None:
+            if activation != "relu" or kw or dY.ndim != 2 or (dW_out is None and db_out is None):
+                return super().backprop_dense(
+                    dY,
+                    X,
+                    W,
+                    Z,
+                    Y,
+                    activation,
+                    need_dX=need_dX,
+                    need_db=need_db,
+                    dW_out=dW_out,
+                    db_out=db_out,
+                    **kw,
+                )
+            dZ = dY * (Y > 0)  # as the reference relu backward, without its cast
+            db = np.add.reduce(dZ, axis=0, out=db_out) if need_db else None
+            dW = np.matmul(X.T, dZ, out=dW_out)
+            return (np.matmul(dZ, W.T) if need_dX else None), dW, db
         B, O = dY.shape
         dZ = np.empty_like(dY)  # dY may be shared with another branch of the graph
         db = (db_out if db_out is not None else np.empty(O, dY.dtype)) if need_db else None
         self.host.act_bwd[suffix](
-            dZ.ctypes.data,
-            dY.ctypes.data,
-            _ptr(Z),
-            Y.ctypes.data,  # type: ignore[attr-defined]
-            _ptr(db),
-            B,
-            O,
-            act[0],
-            act[1],
+            dZ.ctypes.data, dY.ctypes.data, _ptr(Z), Y.ctypes.data, _ptr(db), B, O, act[0], act[1]
         )
         dW = np.matmul(X.T, dZ, out=dW_out)
         dX = np.matmul(dZ, W.T) if need_dX else None
@@ -138,72 +168,78 @@ class NumpyOps(Ops):
             return scale.ctypes.data, 0.0
         return None
 
+    def _loss_args(self, Z: Array, *others: Array, scale: Any) -> tuple[str, Any] | None:
+        if Z.ndim != 2 or Z.size < HOST_MIN or self.host is None:
+            return None
+        suffix, sc = _fast(Z, *others), self._scale_args(scale, Z.dtype)
+        return None if suffix is None or sc is None else (suffix, sc)
+
     def softmax_cross_entropy(
         self, Z: Array, T: Array, *, scale: Any, label_smoothing: float = 0.0
     ) -> tuple[Array, Array]:
-        suffix, sc = _fast(Z, T), self._scale_args(scale, Z.dtype)
-        if self.host is None or suffix is None or sc is None or Z.ndim != 2:
+        args = self._loss_args(Z, T, scale=scale)
+        if args is None:
             return super().softmax_cross_entropy(Z, T, scale=scale, label_smoothing=label_smoothing)
-        B, C = Z.shape
+        (suffix, (sc, s)), (B, C) = args, Z.shape
         L, dZ = np.empty(B, Z.dtype), np.empty_like(Z)
         self.host.softmax_xent[suffix](
             L.ctypes.data,
             dZ.ctypes.data,
             Z.ctypes.data,
-            None,  # type: ignore[attr-defined]
+            None,
             T.ctypes.data,
             B,
             C,
             label_smoothing,
-            sc[0],
-            sc[1],
+            sc,
+            s,
         )
         return L, dZ
 
     def sparse_softmax_cross_entropy(
         self, Z: Array, labels: Array, *, scale: Any, label_smoothing: float = 0.0
     ) -> tuple[Array, Array]:
-        suffix, sc = _fast(Z), self._scale_args(scale, Z.dtype)
-        ok = isinstance(labels, np.ndarray) and labels.dtype == np.int64 and labels.ndim == 1
-        if self.host is None or suffix is None or sc is None or not ok or Z.ndim != 2:
+        ok = type(labels) is np.ndarray and labels.dtype == np.int64 and labels.ndim == 1
+        args = self._loss_args(Z, scale=scale) if ok else None
+        if args is None:
             return super().sparse_softmax_cross_entropy(
                 Z, labels, scale=scale, label_smoothing=label_smoothing
             )
+        (suffix, (sc, s)), (B, C) = args, Z.shape
         labels = np.ascontiguousarray(labels)
-        B, C = Z.shape
         L, dZ = np.empty(B, Z.dtype), np.empty_like(Z)
         self.host.softmax_xent[suffix](
             L.ctypes.data,
             dZ.ctypes.data,
-            Z.ctypes.data,  # type: ignore[attr-defined]
+            Z.ctypes.data,
             labels.ctypes.data,
             None,
             B,
             C,
             label_smoothing,
-            sc[0],
-            sc[1],
+            sc,
+            s,
         )
         return L, dZ
 
     def sigmoid_cross_entropy(
         self, Z: Array, T: Array, *, scale: Any, label_smoothing: float = 0.0
     ) -> tuple[Array, Array]:
-        suffix, sc = _fast(Z, T), self._scale_args(scale, Z.dtype)
-        if self.host is None or suffix is None or sc is None or Z.ndim != 2:
+        args = self._loss_args(Z, T, scale=scale)
+        if args is None:
             return super().sigmoid_cross_entropy(Z, T, scale=scale, label_smoothing=label_smoothing)
-        B, K = Z.shape
+        (suffix, (sc, s)), (B, K) = args, Z.shape
         L, dZ = np.empty(B, Z.dtype), np.empty_like(Z)
         self.host.sigmoid_bce[suffix](
             L.ctypes.data,
             dZ.ctypes.data,
-            Z.ctypes.data,  # type: ignore[attr-defined]
+            Z.ctypes.data,
             T.ctypes.data,
             B,
             K,
             label_smoothing,
-            sc[0],
-            sc[1],
+            sc,
+            s,
         )
         return L, dZ
 
@@ -221,22 +257,14 @@ class NumpyOps(Ops):
         eps: float,
         decay: float = 0.0,
     ) -> tuple[Array, Array, Array]:
-        suffix = _fast(P, G, M, V)
-        if self.host is None or suffix is None:
+        suffix = None if self.host is None else _fast(P, G, M, V)
+        if suffix is None:
             return super().adam(
                 P, G, M, V, lr_t=lr_t, beta1=beta1, beta2=beta2, eps=eps, decay=decay
             )
+        addr = self._addr
         self.host.adam[suffix](
-            P.ctypes.data,
-            G.ctypes.data,
-            M.ctypes.data,
-            V.ctypes.data,  # type: ignore[attr-defined]
-            P.size,
-            lr_t,
-            beta1,
-            beta2,
-            eps,
-            1.0 - decay,
+            addr(P), addr(G), addr(M), addr(V), P.size, lr_t, beta1, beta2, eps, 1.0 - decay
         )
         return P, M, V
 
@@ -252,16 +280,17 @@ class NumpyOps(Ops):
         decay: float = 0.0,
     ) -> tuple[Array, Array | None]:
         vel = Vel if momentum else None
-        suffix = _fast(P, G, vel)
-        if self.host is None or suffix is None:
+        suffix = None if self.host is None else _fast(P, G, vel)
+        if suffix is None:
             return super().sgd(P, G, Vel, lr=lr, momentum=momentum, nesterov=nesterov, decay=decay)
+        addr = self._addr
         self.host.sgd[suffix](
-            P.ctypes.data,
-            G.ctypes.data,
-            _ptr(vel),
+            addr(P),
+            addr(G),
+            None if vel is None else addr(vel),
             P.size,
             lr,
-            momentum,  # type: ignore[attr-defined]
+            momentum,
             int(nesterov),
             1.0 - decay,
         )

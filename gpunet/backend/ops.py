@@ -101,6 +101,10 @@ class Ops(ActivationOps, LossOps, NormOps, OptimizerOps):
         """``X[idx]`` for an integer index array on this device."""
         return self.xp.take(X, idx, axis=0)
 
+    def is_finite_scalar(self, X: Array) -> bool:
+        """Whether a one-element array is finite, read on the host (a sync on a device)."""
+        return bool(self.to_host(self.all_finite(X)))
+
     def all_finite(self, X: Array) -> Array:
         """A 0-d boolean: no NaN or inf in ``X`` (stays on the device)."""
         return self.xp.all(self.xp.isfinite(X))

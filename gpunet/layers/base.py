@@ -204,7 +204,10 @@ class Layer:
     def __call__(self, *args: Any, training: bool | None = None, **kwargs: Any) -> Any:
         if not args:
             raise TypeError(f"layer {self.name!r} was called without an input")
-        inputs = self._convert(args[0])
+        inputs = args[0]
+        ops = self.ops
+        if type(inputs) is not Tensor or inputs.ops is not ops:  # the hot path skips this
+            inputs = self._convert(inputs)
         if not self.built:
             self.build(_shapes(inputs))
             self.built = True
@@ -212,7 +215,8 @@ class Layer:
         if training is None:
             training = _call_training[-1] if _call_training else self.training
         _call_training.append(bool(training))
-        self.losses = []
+        state = self.__dict__  # plain attributes: skip the tracking __setattr__
+        state["losses"] = []
         try:
             if _accepts_training(self):
                 out = self.call(inputs, *args[1:], training=training, **kwargs)
@@ -220,9 +224,11 @@ class Layer:
                 out = self.call(inputs, *args[1:], **kwargs)
         finally:
             _call_training.pop()
-        self.output_shape = _shapes(out)
-        for hook in call_hooks:
-            hook(self, out)
+        if state["output_shape"] is None:
+            state["output_shape"] = _shapes(out)
+        if call_hooks:
+            for hook in call_hooks:
+                hook(self, out)
         return out
 
     def _convert(self, x: Any) -> Any:
@@ -321,6 +327,7 @@ _ACCEPTS: dict[type, bool] = {}
 
 def _accepts_training(layer: Layer) -> bool:
     cls = type(layer)
-    if cls not in _ACCEPTS:
-        _ACCEPTS[cls] = "training" in inspect.signature(cls.call).parameters
-    return _ACCEPTS[cls]
+    known = _ACCEPTS.get(cls)
+    if known is None:
+        known = _ACCEPTS[cls] = "training" in inspect.signature(cls.call).parameters
+    return known
