@@ -9,7 +9,7 @@ fills CuPy's on-disk cache so the first ``fit`` does not wait for NVRTC.
 
 Example:
     >>> from gpunet import doctor
-    >>> doctor.fused_ops_table()[0]
+    >>> doctor.fused_ops_table()[1]
     ('dense + relu', 'float16 float32 float64')
 """
 
