@@ -12,6 +12,11 @@
 
 namespace gpunet {
 
+// x * cdf(x) and its derivative tend to 0 at x = -inf, where the formulas give
+// -inf * 0 = NaN: the x*cdf activations return the limit there, as the reference.
+template <typename M>
+GPUNET_HD bool is_neg_inf(M x) { return x < M(0) && !is_finite(x); }
+
 // Stable logistic: exp(-|x|) never overflows, so sigmoid(-1e4) is 0, not NaN.
 template <typename M>
 GPUNET_HD M sigmoid(M x) {
@@ -69,9 +74,10 @@ struct Gelu {
     template <typename M>
     GPUNET_HD static M cdf(M x) { return M(0.5) * erfc_(x * M(-0.70710678118654752440)); }
     template <typename M>
-    GPUNET_HD static M fwd(M x, M) { return x * cdf(x); }
+    GPUNET_HD static M fwd(M x, M) { return is_neg_inf(x) ? M(0) : x * cdf(x); }
     template <typename M>
     GPUNET_HD static M bwd(M dy, M x, M, M) {
+        if (is_neg_inf(x)) return dy * M(0);
         M pdf = M(0.39894228040143267794) * exp_(M(-0.5) * x * x);
         return dy * (cdf(x) + x * pdf);
     }
@@ -88,9 +94,10 @@ struct GeluTanh {
         return M(2 * 0.79788456080286535588) * (x + M(0.044715) * x * x * x);
     }
     template <typename M>
-    GPUNET_HD static M fwd(M x, M) { return x * sigmoid(two_u(x)); }
+    GPUNET_HD static M fwd(M x, M) { return is_neg_inf(x) ? M(0) : x * sigmoid(two_u(x)); }
     template <typename M>
     GPUNET_HD static M bwd(M dy, M x, M, M) {
+        if (is_neg_inf(x)) return dy * M(0);
         M s = sigmoid(two_u(x));
         M du = M(0.79788456080286535588) * (M(1) + M(3 * 0.044715) * x * x);
         return dy * (s + M(2) * x * s * (M(1) - s) * du);
@@ -101,9 +108,10 @@ struct GeluTanh {
 struct Swish {
     static constexpr bool kNeedsX = true;
     template <typename M>
-    GPUNET_HD static M fwd(M x, M) { return x * sigmoid(x); }
+    GPUNET_HD static M fwd(M x, M) { return is_neg_inf(x) ? M(0) : x * sigmoid(x); }
     template <typename M>
     GPUNET_HD static M bwd(M dy, M x, M, M) {
+        if (is_neg_inf(x)) return dy * M(0);
         M s = sigmoid(x);
         return dy * (s * (M(1) + x * (M(1) - s)));
     }

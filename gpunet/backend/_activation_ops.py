@@ -89,8 +89,18 @@ class ActivationOps:
     def backprop_selu(self, dY: Array, X: Array | None, Y: Array) -> Array:
         return self.xp.where(Y > 0, dY * SELU_SCALE, dY * (Y + SELU_SCALE * SELU_ALPHA))
 
+    # x * cdf(x) at x = -inf is -inf * 0 = NaN, but its limit and gradient are 0:
+    # the x*cdf activations compute at x = 0 there instead (f(0) = 0), and their
+    # backward zeroes the result, so no invalid operation ever happens.
+    def _no_neg_inf(self, X: Array) -> Array:
+        return self.xp.where(X == -math.inf, 0.0, X)
+
+    def _zero_at_neg_inf(self, X: Array, dX: Array) -> Array:
+        return self.xp.where(X == -math.inf, 0.0, dX)
+
     def gelu(self, X: Array, *, approximate: bool = False) -> Array:
         xp = self.xp
+        X = self._no_neg_inf(X)
         if approximate:  # Hendrycks & Gimpel tanh form: https://arxiv.org/abs/1606.08415
             return 0.5 * X * (1.0 + xp.tanh(_TANH_C * (X + 0.044715 * X * X * X)))
         return 0.5 * X * (1.0 + erf(xp, X * _INV_SQRT2))
@@ -100,22 +110,26 @@ class ActivationOps:
     ) -> Array:
         xp = self.xp
         assert X is not None
+        X0 = self._no_neg_inf(X)
         if approximate:
-            inner = _TANH_C * (X + 0.044715 * X * X * X)
+            inner = _TANH_C * (X0 + 0.044715 * X0 * X0 * X0)
             t = xp.tanh(inner)
-            dinner = _TANH_C * (1.0 + 3 * 0.044715 * X * X)
-            return dY * (0.5 * (1.0 + t) + 0.5 * X * (1.0 - t * t) * dinner)
-        cdf = 0.5 * (1.0 + erf(xp, X * _INV_SQRT2))
-        pdf = _INV_SQRT_2PI * xp.exp(-0.5 * X * X)
-        return dY * (cdf + X * pdf)
+            dinner = _TANH_C * (1.0 + 3 * 0.044715 * X0 * X0)
+            d = 0.5 * (1.0 + t) + 0.5 * X0 * (1.0 - t * t) * dinner
+        else:
+            cdf = 0.5 * (1.0 + erf(xp, X0 * _INV_SQRT2))
+            d = cdf + X0 * (_INV_SQRT_2PI * xp.exp(-0.5 * X0 * X0))
+        return dY * self._zero_at_neg_inf(X, d)
 
     def swish(self, X: Array) -> Array:
+        X = self._no_neg_inf(X)
         return X * self.sigmoid(X)
 
     def backprop_swish(self, dY: Array, X: Array | None, Y: Array) -> Array:
         assert X is not None
-        s = self.sigmoid(X)
-        return dY * (s * (1.0 + X * (1.0 - s)))
+        X0 = self._no_neg_inf(X)
+        s = self.sigmoid(X0)
+        return dY * self._zero_at_neg_inf(X, s * (1.0 + X0 * (1.0 - s)))
 
     def sigmoid(self, X: Array) -> Array:
         # exp(-|X|) never overflows: 1/(1+e) for X >= 0 and e/(1+e) below, so
