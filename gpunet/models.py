@@ -172,6 +172,17 @@ class Sequential(Model):
         if first is None or not first.built:
             return
         kernel = getattr(first, "kernel", None)
+        hint = first.input_shape_hint
+        rank = 1 + len(hint) if hint is not None else 2
+        if (
+            isinstance(inputs, Tensor)
+            and inputs.ndim != rank
+            and (kernel is not None or getattr(first, "gamma", None) is not None)
+        ):  # Dense and the normalizations take (batch, features) unless input_shape says
+            raise InputValidationError(
+                f"Found array with dim {inputs.ndim}, while dim {rank} is required by "
+                f"Sequential {self.name!r}: X has samples of shape {inputs.shape[1:]}"
+            )
         if (
             kernel is not None
             and isinstance(inputs, Tensor)
