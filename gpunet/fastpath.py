@@ -45,13 +45,8 @@ class DenseStackStep:
         self.loss_op, self.loss_kw = loss_op, loss_kw
         self.out_act = out_act  # the output activation folded into the loss
 
-    def __call__(self, x: Any, T: Any, scale: Any, training: bool) -> tuple[Any, Any]:
-        """One step's forward and backward; returns ``(loss, y_pred)`` as arrays.
-
-        Gradients land in each parameter's ``.grad`` (the optimizer's flat buffer).
-        """
-        ops, xp = self.ops, self.ops.xp
-        saved: list[Any] = []
+    def _forward(self, x: Any, training: bool, saved: list[Any]) -> Any:
+        ops = self.ops
         h = x
         for kind, *args in self.stages:
             if kind == "dense":
@@ -70,6 +65,23 @@ class DenseStackStep:
                 Y = ops.activation(args[0], h, **args[1])
                 saved.append((h, Y))
                 h = Y
+        return h
+
+    def predict(self, x: Any) -> Any:
+        """The inference-mode output for a batch ``x`` (what ``model(x)`` returns)."""
+        h = self._forward(x, False, [])
+        if self.out_act is not None:
+            h = self.ops.activation(self.out_act[0], h, **self.out_act[1])
+        return h
+
+    def __call__(self, x: Any, T: Any, scale: Any, training: bool) -> tuple[Any, Any]:
+        """One step's forward and backward; returns ``(loss, y_pred)`` as arrays.
+
+        Gradients land in each parameter's ``.grad`` (the optimizer's flat buffer).
+        """
+        ops, xp = self.ops, self.ops.xp
+        saved: list[Any] = []
+        h = self._forward(x, training, saved)
         loss_vec, g = getattr(ops, self.loss_op)(h, T, scale=scale, **self.loss_kw)
         total = xp.sum(loss_vec) * scale if isinstance(scale, Number) else xp.sum(loss_vec * scale)
         y_pred = h if self.out_act is None else None
@@ -116,17 +128,21 @@ def _accumulate(p: Any, g: Any) -> None:
         p.accumulate_grad(g)
 
 
-def plan(model: Any) -> DenseStackStep | None:
-    """The graph-free step for ``model``, or None when it needs the graph."""
+def plan(model: Any, training: bool = True) -> DenseStackStep | None:
+    """The graph-free step for ``model`` (inference only when ``training`` is
+    False: no loss needed), or None when it needs the graph."""
     from gpunet.layers.base import call_hooks
     from gpunet.models import Sequential
 
     loss = model.compiled_loss
     if not isinstance(model, Sequential) or call_hooks or not model._layers:
         return None
-    if type(loss) not in _CROSS_ENTROPY and type(loss) not in _PLAIN:
+    if type(model).call is not Sequential.call:
         return None
-    if loss.reduction != "sum_over_batch_size" or type(model).call is not Sequential.call:
+    if training and (
+        (type(loss) not in _CROSS_ENTROPY and type(loss) not in _PLAIN)
+        or loss.reduction != "sum_over_batch_size"
+    ):
         return None
     stages: list[tuple[Any, ...]] = []
     for layer in model._layers:
@@ -145,6 +161,8 @@ def plan(model: Any) -> DenseStackStep | None:
             stages.append(("act", layer.activation_name or "linear", dict(layer.activation_kw)))
         else:
             return None
+    if not training:
+        return DenseStackStep(model, stages, "", {}, None)
     return _with_loss(model, stages, loss)
 
 

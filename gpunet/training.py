@@ -413,9 +413,13 @@ class TrainingMixin(DataMixin):
         ops = self.ops
         Xd = self._to_device(X)[0]
         outs = []
+        fast = fastpath.plan(self, training=False) if self.use_fastpath and X.ndim == 2 else None
         with no_grad(), ops.oom_guard(batch_size):
             for b in self._batches(Xd, None, None, batch_size, shard=False):
-                outs.append(self(Tensor(b.x, ops), training=False).data)
+                if fast is not None:  # the same ops as model(x), without a graph
+                    outs.append(fast.predict(b.x))
+                else:
+                    outs.append(self(Tensor(b.x, ops), training=False).data)
         return ops.to_numpy(outs[0] if len(outs) == 1 else ops.xp.concat(outs, axis=0))
 
     def train_on_batch(

@@ -73,3 +73,13 @@ def test_plan_declines_what_needs_the_graph():
     assert planned(gn.Sequential([dense()]), loss=lambda yt, yp: ((yp - yt) ** 2).mean()) is None
     # probabilities that do not come from the matching activation: the graph checks them
     assert planned(gn.Sequential([dense(activation="relu")]), "binary_crossentropy") is None
+
+
+@pytest.mark.parametrize("name, make, loss, y", CASES, ids=[c[0] for c in CASES])
+def test_fast_predict_is_bit_identical_to_the_graph(name, make, loss, y):
+    model, _ = _train(make, loss, y, True)
+    fast = model.predict(X, batch_size=40)
+    model.use_fastpath = False
+    assert np.array_equal(fast, model.predict(X, batch_size=40))
+    with gn.no_grad():
+        assert np.array_equal(fast, model(X, training=False).numpy())
