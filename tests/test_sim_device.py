@@ -29,28 +29,29 @@ def data(n=96, d=6, seed=0):
     return X, y
 
 
-def make_model(device, d=6):
+def make_model(device, d=6, batchnorm=True):
+    """With batch norm ``fit`` trains through the autograd graph; without it, a plain
+    Dense/Dropout stack takes the graph-free step: both must hold on the device."""
     gn.utils.set_random_seed(3)
-    model = gn.Sequential(
-        [
-            gn.layers.Dense(16, activation="relu", input_shape=(d,)),
-            gn.layers.BatchNormalization(),
-            gn.layers.Dropout(0.25),
-            gn.layers.Dense(8, activation="gelu"),
-            gn.layers.Dense(3, activation="softmax"),
-        ],
-        device=device,
-    )
+    layers = [
+        gn.layers.Dense(16, activation="relu", input_shape=(d,)),
+        gn.layers.BatchNormalization(),
+        gn.layers.Dropout(0.25),
+        gn.layers.Dense(8, activation="gelu"),
+        gn.layers.Dense(3, activation="softmax"),
+    ]
+    model = gn.Sequential(layers if batchnorm else layers[:1] + layers[2:], device=device)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
-def test_fit_evaluate_predict_on_sim_match_the_cpu():
+@pytest.mark.parametrize("graph", [True, False], ids=["graph-step", "graph-free-step"])
+def test_fit_evaluate_predict_on_sim_match_the_cpu(graph):
     X, y = data()
     w = np.linspace(0.5, 1.5, len(X))
     out = {}
     for device in ("cpu", "sim"):
-        model = make_model(device)
+        model = make_model(device, batchnorm=graph)
         hist = model.fit(X, y, epochs=3, batch_size=16, validation_split=0.25, sample_weight=w,
                          verbose=0)  # fmt: skip
         out[device] = (hist.history, model.evaluate(X, y, verbose=0), model.predict(X[:7]),
@@ -72,20 +73,22 @@ def test_initial_weights_are_identical_on_every_device():
         np.testing.assert_array_equal(a, b)
 
 
-def _syncs_per_epoch(ops, batch_size, epochs=3):
+def _syncs_per_epoch(ops, batch_size, graph, epochs=3):
     X, y = data(n=128)
-    model = make_model(ops)
+    model = make_model(ops, batchnorm=graph)
     model.fit(X, y, epochs=1, batch_size=batch_size, verbose=0)  # build, warm up
+    assert (model._step_plan is None) == graph
     before = ops.host_syncs
     model.fit(X, y, epochs=epochs, batch_size=batch_size, verbose=0)
     return (ops.host_syncs - before) / epochs
 
 
+@pytest.mark.parametrize("graph", [True, False], ids=["graph-step", "graph-free-step"])
 @pytest.mark.parametrize("stream", [False, True], ids=["resident", "streamed"])
-def test_host_reads_per_epoch_do_not_grow_with_the_number_of_batches(stream):
+def test_host_reads_per_epoch_do_not_grow_with_the_number_of_batches(stream, graph):
     limit = 1000 if stream else None  # 128 x 6 float32 does not fit in 1000 bytes
-    few = _syncs_per_epoch(StrictOps(memory_limit=limit), batch_size=64)  # 2 batches
-    many = _syncs_per_epoch(StrictOps(memory_limit=limit), batch_size=4)  # 32 batches
+    few = _syncs_per_epoch(StrictOps(memory_limit=limit), 64, graph)  # 2 batches
+    many = _syncs_per_epoch(StrictOps(memory_limit=limit), 4, graph)  # 32 batches
     assert many == few
     # per epoch: total and count of the loss and of the accuracy, and the
     # device-side "every loss was finite" flag of on_nan
