@@ -126,16 +126,16 @@ def table(workloads: list[str], rounds: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--threads", type=int, default=None, help="BLAS threads (default: as is)")
+    ap.add_argument("--threads", type=int, default=None, help="BLAS and OpenMP threads")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workloads", nargs="*", default=list(WORKLOADS))
     args = ap.parse_args()
     import _machine
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    with threadpool_limits(limits=args.threads, user_api="blas"):
-        blas = [(d["internal_api"], d["num_threads"]) for d in threadpool_info()]
-        print(f"CPU: {_machine._lscpu().get('Model name', '?')}; BLAS (api, threads): {blas}")
+    with threadpool_limits(limits=args.threads):  # BLAS and OpenMP (host kernels) alike
+        pools = [(d["internal_api"], d["num_threads"]) for d in threadpool_info()]
+        print(f"CPU: {_machine._lscpu().get('Model name', '?')}; thread pools: {pools}")
         import sklearn
 
         print(f"numpy {np.__version__}, scikit-learn {sklearn.__version__}\n")

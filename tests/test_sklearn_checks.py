@@ -11,10 +11,10 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from gpunet.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+from gpunet.sklearn import MLPClassifier, MLPRegressor
 
 
 # NOTE: the checks fit for max_iter=200 epochs on tiny data, so Adam often stops at

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gpunet.sklearn._network import dot
+
 FTOL = 2.220446049250313e-09  # SciPy's default: factr=1e7 times float64 machine epsilon
 C1, C2 = 1e-3, 0.9  # sufficient decrease and curvature constants of L-BFGS-B's dcsrch
 MAX_LS = 20  # evaluations per line search, as L-BFGS-B's maxls
@@ -50,7 +52,7 @@ class _Probe:
         xp = self.ops.xp
         f, g = self.fun_grad(x)
         self.nfev += 1
-        slope = xp.sum(g * d) if d is not None else f
+        slope = dot(xp, g, d) if d is not None else f
         host = self.ops.to_numpy(xp.stack([f, slope, xp.max(xp.abs(g))]))
         return g, float(host[0]), float(host[1]), float(host[2])
 
@@ -61,14 +63,14 @@ def _direction(ops: Any, g: Any, pairs: list[tuple[Any, Any, Any]]) -> Any:
     q = -g
     alphas = []
     for s, y, rho in reversed(pairs):
-        a = rho * xp.sum(s * q)
+        a = rho * dot(xp, s, q)
         q = q - a * y
         alphas.append(a)
     if pairs:
         s, y, _ = pairs[-1]
-        q = q * (xp.sum(s * y) / xp.sum(y * y))  # H0 = gamma I, gamma = s'y / y'y
+        q = q * (dot(xp, s, y) / dot(xp, y, y))  # H0 = gamma I, gamma = s'y / y'y
     for (s, y, rho), a in zip(pairs, reversed(alphas), strict=True):
-        b = rho * xp.sum(y * q)
+        b = rho * dot(xp, y, q)
         q = q + (a - b) * s
     return q
 
@@ -191,11 +193,11 @@ def minimize(
     nit = 0
     while True:
         d = _direction(ops, g, pairs)
-        s0 = float(ops.to_numpy(xp.sum(g * d)))
+        s0 = float(ops.to_numpy(dot(xp, g, d)))
         if not s0 < 0.0:  # not a descent direction (rounding): restart from -g
             pairs.clear()
             d = -g
-            s0 = -float(ops.to_numpy(xp.sum(g * g)))
+            s0 = -float(ops.to_numpy(dot(xp, g, g)))
         a1 = 1.0
         if not pairs:  # first step (and restarts) of length 1 along d, as L-BFGS-B
             a1 = min(1.0 / math.sqrt(-s0), 1e10) if s0 < 0 else 1.0
