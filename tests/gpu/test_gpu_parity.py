@@ -65,7 +65,7 @@ def test_every_activation_and_its_backprop_matches_the_reference(gpu, name, dtyp
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(
     "activation", ["linear", "relu", "sigmoid", "tanh", "gelu", "swish", "elu"]
-)  # noqa: E501
+)
 def test_dense_and_backprop_dense_match_the_reference(gpu, activation, dtype):
     rng = np.random.default_rng(1)
     shapes = ((64, 33), (33, 17), (17,), (64, 17))
