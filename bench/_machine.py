@@ -178,6 +178,7 @@ def machine(with_torch: bool = True) -> dict[str, Any]:
         "numpy": np.__version__,
         "blas": blas_info(),
         "gpunet": gpunet.__version__,
+        "gpunet_path": os.path.dirname(gpunet.__file__),
         "torch": torch_info() if with_torch else None,
         "sklearn": sk,
         "gpu": gpu_info(),
@@ -208,7 +209,7 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
         f"- GPU: {gpu.get('device') or 'none'} (CuPy {gpu.get('cupy')}, CUDA runtime "
         f"{gpu.get('cuda_runtime')}, driver {gpu.get('cuda_driver')})"
         + (f"; {gpu['reason']}" if gpu.get("reason") else ""),
-        f"- gpunet commit {m['git'].get('commit')}"
+        f"- gpunet from {m['gpunet_path']}, commit {m['git'].get('commit') or 'unknown'}"
         + (
             " with uncommitted changes in gpunet/ or kernels/"
             if m["git"].get("gpunet_or_kernels_modified")

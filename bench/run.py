@@ -153,10 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         help="memory growth/peak (default: on unless --quick)",
     )
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--label", default="", help="what is measured, e.g. a commit; in the report")
     opts = p.parse_args(argv)
     keys = (opts.workloads or ("A,B,P" if opts.quick else "A,B,C,P")).upper().split(",")
     log = print
     meta = _machine.machine(with_torch=False)
+    meta["label"] = opts.label
     gpu = bool(meta["gpu"]["gpus"])
     if opts.torch and _have("torch"):
         meta["torch_threads"] = pe.torch_threads(
