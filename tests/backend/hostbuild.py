@@ -24,6 +24,12 @@ from gpunet.backend import _kernels
 SHIM = Path(__file__).with_name("host_grid_shim.h")
 CXX = shutil.which("g++")
 FLAGS = ("-O2", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC")
+# GPUNET_HOST_SANITIZE=1: AddressSanitizer + UBSan build (the process needs the
+# runtimes preloaded and PYTHONMALLOC=malloc; see test_host_sanitizers.py)
+SANITIZE = ("-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=undefined")  # fmt: skip
+if os.environ.get("GPUNET_HOST_SANITIZE") == "1":
+    FLAGS = (*FLAGS[1:], *SANITIZE)
 
 
 def host_source(file: str) -> str:
