@@ -180,6 +180,29 @@ def test_mutated_backup(backup, tmp_path_factory, edits, fix_checksum):
         pass
 
 
+@pytest.fixture(scope="module")
+def estimator_file(tmp_path_factory):
+    sklearn = pytest.importorskip("gpunet.sklearn")
+    est = sklearn.MLPClassifier(hidden_layer_sizes=(3,), random_state=0)
+    est.partial_fit(np.eye(4), ["a", "b", "a", "c"], classes=["a", "b", "c"])
+    path = tmp_path_factory.mktemp("est") / "e.gpunet"
+    est.save(path)
+    return path.read_bytes()
+
+
+@settings(FUZZ, max_examples=max(N // 3, 10))
+@given(_edits, st.integers(0, 2))
+def test_mutated_estimator_file(estimator_file, edits, section):
+    text, payload = parts(estimator_file)
+    data = seal(_mutate(text, edits), payload) if section == 0 else (
+        seal(text, _mutate(payload, edits)) if section == 1 else _mutate(estimator_file, edits))
+    RUNS["estimator"] = RUNS.get("estimator", 0) + 1
+    try:
+        gn.saving.load_estimator(data)
+    except ModelFileError:
+        pass
+
+
 def test_truncation_and_bit_flips_at_every_offset():
     data = good()
     for n in range(len(data)):

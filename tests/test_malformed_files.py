@@ -267,6 +267,7 @@ ENTRY_POINTS = {
     "load_model": lambda: gn.models.load_model,
     "load_weights": lambda: _model().load_weights,
     "restore_backup": lambda: _restore(None),
+    "load_estimator": lambda: gn.saving.load_estimator,
 }
 
 

@@ -20,7 +20,16 @@ Example:
     True
 """
 
+from gpunet.saving._estimator import load_estimator, save_estimator
 from gpunet.saving._model import load_model, load_weights, save_model, save_weights
 from gpunet.saving._tensors import named_weights
 
-__all__ = ["load_model", "load_weights", "named_weights", "save_model", "save_weights"]
+__all__ = [
+    "load_estimator",
+    "load_model",
+    "load_weights",
+    "named_weights",
+    "save_estimator",
+    "save_model",
+    "save_weights",
+]

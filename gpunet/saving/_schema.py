@@ -118,11 +118,16 @@ def _show(v: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+DATA_PATHS: set[str] = set()  # user data (class labels), checked by their own kind
+
+
 def no_paths(doc: Any, path: str = "$") -> None:
     """Reject any string that looks like a file path or URL, wherever it is."""
     stack = [(doc, path)]
     while stack:
         v, p = stack.pop()
+        if p in DATA_PATHS:
+            continue
         if isinstance(v, dict):
             stack.extend((x, f"{p}.{k}") for k, x in v.items())
             stack.extend((k, f"{p} (key)") for k in v)
@@ -313,9 +318,12 @@ def _version(v: Any, path: str) -> str:
     return v
 
 
-def register_kind(kind: str, fields: dict[str, Check], required: tuple[str, ...]) -> None:
-    """Add a document kind (the estimators register theirs)."""
+def register_kind(kind: str, fields: dict[str, Check], required: tuple[str, ...],
+                  data_paths: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """Add a document kind (the estimators register theirs); ``data_paths`` hold
+    user data such as class labels, exempt from the path-or-URL rule."""
     KINDS[kind] = (fields, required)
+    DATA_PATHS.update(data_paths)
 
 
 def check_document(doc: dict[str, Any], kinds: tuple[str, ...]) -> dict[str, Any]:

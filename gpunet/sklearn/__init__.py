@@ -31,6 +31,7 @@ if tuple(int(p) for p in sklearn.__version__.split(".")[:2]) < (1, 6):  # pragma
         "pip install -U 'scikit-learn>=1.6'"
     )
 
+from gpunet.saving import load_estimator as load
 from gpunet.sklearn._estimators import MLPClassifier, MLPRegressor
 
-__all__ = ["MLPClassifier", "MLPRegressor"]
+__all__ = ["MLPClassifier", "MLPRegressor", "load"]

@@ -269,6 +269,13 @@ class BaseMLP(BaseEstimator):
             out.append(ops.to_numpy(Y))
         return out[0] if len(out) == 1 else np.concatenate(out)
 
+    # -- saving: the safe .gpunet file (pickling below is for trusted data only) --------
+    def save(self, path: Any) -> None:
+        """Save to one safe ``.gpunet`` file, atomically; ``gpunet.sklearn.load`` reads it."""
+        from gpunet.saving import save_estimator
+
+        save_estimator(self, path)
+
     # -- pickling: device objects become NumPy ---------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
