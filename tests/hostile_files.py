@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 import gpunet as gn
+from gpunet import saving
 from gpunet.saving import _container
 
 MAGIC = _container.MAGIC
@@ -121,7 +122,7 @@ def replace_tensor(name: str, arr: np.ndarray | None) -> bytes:
         del arrays[name]
     else:
         arrays[name] = arr
-    return with_payload(gn.saving._safetensors.dumps(arrays))
+    return with_payload(saving._safetensors.dumps(arrays))
 
 
 class Canary:

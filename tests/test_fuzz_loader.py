@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gpunet as gn
+from gpunet import saving
 from gpunet.checkpoint import load_backup, save_backup
 from gpunet.errors import ModelFileError
 from gpunet.saving import _safetensors
@@ -198,7 +199,7 @@ def test_mutated_estimator_file(estimator_file, edits, section):
         seal(text, _mutate(payload, edits)) if section == 1 else _mutate(estimator_file, edits))
     RUNS["estimator"] = RUNS.get("estimator", 0) + 1
     try:
-        gn.saving.load_estimator(data)
+        saving.load_estimator(data)
     except ModelFileError:
         pass
 

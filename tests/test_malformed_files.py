@@ -29,6 +29,7 @@ from hostile_files import (
 )
 
 import gpunet as gn
+from gpunet import saving
 from gpunet.checkpoint import load_backup
 from gpunet.errors import ModelFileError
 
@@ -267,7 +268,7 @@ ENTRY_POINTS = {
     "load_model": lambda: gn.models.load_model,
     "load_weights": lambda: _model().load_weights,
     "restore_backup": lambda: _restore(None),
-    "load_estimator": lambda: gn.saving.load_estimator,
+    "load_estimator": lambda: saving.load_estimator,
 }
 
 

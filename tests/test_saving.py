@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import gpunet as gn
+from gpunet import saving
 from gpunet.errors import InvalidParameterError, ModelFileError
 from gpunet.saving import _container
 
@@ -163,13 +164,13 @@ def test_the_weights_section_is_safetensors_and_files_it_writes_are_read():
     st = pytest.importorskip("safetensors.numpy")
     model = _trained()
     doc, payload = _sections(_container.pack({"kind": "weights"}, {
-        k: p.numpy() for k, p in gn.saving.named_weights(model).items()}))  # fmt: skip
+        k: p.numpy() for k, p in saving.named_weights(model).items()}))  # fmt: skip
     theirs = st.load(payload)
-    ours = {k: p.numpy() for k, p in gn.saving.named_weights(model).items()}
+    ours = {k: p.numpy() for k, p in saving.named_weights(model).items()}
     assert theirs.keys() == ours.keys() and all(np.array_equal(theirs[k], ours[k]) for k in ours)
     arrays = {"a": np.arange(6, dtype="float64").reshape(2, 3), "b": np.ones(0, "float16"),
               "c": np.array(7.0, dtype="float32")}  # fmt: skip
-    back = gn.saving._safetensors.loads(st.save(arrays, metadata={"source": "x"}))
+    back = saving._safetensors.loads(st.save(arrays, metadata={"source": "x"}))
     assert all(np.array_equal(back[k], arrays[k]) and back[k].dtype == arrays[k].dtype
                for k in arrays)  # fmt: skip
     assert json.loads(doc)["kind"] == "weights"
