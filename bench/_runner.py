@@ -7,6 +7,10 @@ block: ``gc.collect()``, a 0.15 s sleep (lets the spinning OpenBLAS/OpenMP worke
 of the previous library go idle) and ``warmup`` untimed steps. A figure is the
 median block time / steps; a ratio is taken between medians of the same run, and
 also given as the median of the per-repeat ratios (``paired``).
+
+Each block also records the share of the machine's CPUs that *other* processes
+used while it ran (from /proc/stat): on a shared two-core machine a neighbour's
+test run can slow a block 2-10x, and interleaving alone cannot undo that.
 """
 
 from __future__ import annotations
@@ -80,6 +84,37 @@ def build(
     return impls, errors
 
 
+def _busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy (all processes), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _block(impl: Any, steps: int, warmup: int, sleep: float) -> tuple[float, float, float | None]:
+    """One timed block: seconds, this process's CPU share, and the share of the
+    machine's CPUs that other processes used meanwhile (None where unknown)."""
+    gc.collect()
+    time.sleep(sleep)
+    if warmup:
+        impl.run(warmup)
+        impl.sync()
+    b0, c0, t0 = _busy_seconds(), os.times(), time.perf_counter()
+    impl.run(steps)
+    impl.sync()
+    dt, c1, b1 = time.perf_counter() - t0, os.times(), _busy_seconds()
+    own = c1.user - c0.user + c1.system - c0.system
+    others = None if b0 is None or b1 is None else max(0.0, (b1 - b0 - own) / (dt * NCPU))
+    return dt, own / dt, others
+
+
+NCPU = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def interleave(
     impls: dict[str, Any],
     steps: int,
@@ -87,45 +122,48 @@ def interleave(
     repeats: int,
     *,
     sleep: float = 0.15,
+    max_others: float = 1.0,
+    retries: int = 0,
     log: Callable[[str], Any] = print,
-) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, str]]:
-    """Seconds per step of every block, CPU share of every block (process CPU time
-    / wall time: well under the thread count means the host was contended), and
-    the implementations that raised (their traceback's last line)."""
+) -> tuple[dict[str, list[float]], dict[str, dict[str, list[Any]]], dict[str, str]]:
+    """Seconds per step of every block; per block the CPU share of this process
+    and of *other* processes (a shared machine: a block during which others used
+    more than ``max_others`` of the CPUs is run again, up to ``retries`` times,
+    after a pause; the last attempt is kept either way); and the implementations
+    that raised (their traceback's last line)."""
     names = list(impls)
     times: dict[str, list[float]] = {n: [] for n in names}
-    share: dict[str, list[float]] = {n: [] for n in names}
+    info: dict[str, dict[str, list[Any]]] = {
+        n: {"own": [], "others": [], "tries": []} for n in names
+    }
     errors: dict[str, str] = {}
     for r in range(repeats):
         k = r % len(names) if names else 0
         for name in names[k:] + names[:k]:
             if name in errors:
                 continue
-            impl = impls[name]
             try:
-                gc.collect()
-                time.sleep(sleep)
-                if warmup:
-                    impl.run(warmup)
-                    impl.sync()
-                c0, t0 = os.times(), time.perf_counter()
-                impl.run(steps)
-                impl.sync()
-                dt, c1 = time.perf_counter() - t0, os.times()
+                for attempt in range(retries + 1):
+                    dt, own, others = _block(impls[name], steps, warmup, sleep)
+                    if others is None or others <= max_others or attempt == retries:
+                        break
+                    time.sleep(2.0)  # let the other job finish or settle
             except Exception as exc:
                 last = traceback.format_exc().strip().splitlines()[-1]
                 errors[name] = f"failed in repeat {r + 1}: {type(exc).__name__}: {last}"
                 log(f"  {name}: {errors[name]}")
                 continue
             times[name].append(dt / steps)
-            share[name].append((c1.user - c0.user + c1.system - c0.system) / dt)
+            info[name]["own"].append(own)
+            info[name]["others"].append(others)
+            info[name]["tries"].append(attempt + 1)
         done = ", ".join(f"{n} {1e3 * times[n][-1]:.3g}" for n in names if times[n])
         log(f"  repeat {r + 1}/{repeats} ms/step: {done}")
-    return times, share, errors
+    return times, info, errors
 
 
 def summarize(
-    times: dict[str, list[float]], share: dict[str, list[float]], batch: int, flops: float
+    times: dict[str, list[float]], info: dict[str, dict[str, list[Any]]], batch: int, flops: float
 ) -> dict[str, dict[str, Any]]:
     out = {}
     for name, ts in times.items():
@@ -138,12 +176,20 @@ def summarize(
             "samples_per_s": batch / med,
             "blocks_ms": [1e3 * t for t in ts],
             "spread": (max(ts) - min(ts)) / med,
-            "cpu_share": statistics.median(share[name]) if share[name] else None,
+            "cpu_share": statistics.median(info[name]["own"]),
+            "others_share": _median_known(info[name]["others"]),
+            "blocks_others": info[name]["others"],
+            "blocks_tries": info[name]["tries"],
         }
         if name.startswith("gemm_bound"):
             row["gflops"] = flops / med / 1e9
         out[name] = row
     return out
+
+
+def _median_known(xs: list[Any]) -> float | None:
+    known = [x for x in xs if x is not None]
+    return statistics.median(known) if known else None
 
 
 def ratio(times: dict[str, list[float]], a: str, b: str) -> dict[str, Any] | None:
@@ -178,6 +224,10 @@ def ratios(key: str, times: dict[str, list[float]]) -> list[dict[str, Any]]:
     return out
 
 
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
 def fmt(x: Any, digits: int = 4) -> str:
     if x is None:
         return "-"
@@ -196,18 +246,19 @@ def workload_markdown(key: str, res: dict[str, Any]) -> list[str]:
         f"{res['steps']} steps per block, {res['warmup']} warm-up steps, "
         f"{res['repeats']} interleaved repeats",
         "",
-        "| impl | ms/step | steps/s | samples/s | GFLOP/s | blocks | spread | CPU share |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| impl | ms/step | steps/s | samples/s | GFLOP/s | blocks | spread | CPU (own) "
+        "| CPU (others) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in res["impls"].items():
         lines.append(
             f"| {name} | **{fmt(row['ms_per_step'])}** | {fmt(row['steps_per_s'])} | "
             f"{fmt(row['samples_per_s'])} | {fmt(row.get('gflops'), 3)} | "
             f"{len(row['blocks_ms'])} | {row['spread']:.0%} | "
-            f"{fmt(row['cpu_share'], 3)} |"
+            f"{fmt(row['cpu_share'], 3)} | {_pct(row.get('others_share'))} |"
         )
     for name, err in res.get("errors", {}).items():
-        lines.append(f"| {name} | unavailable: {err[:150]} | | | | | | |")
+        lines.append(f"| {name} | unavailable: {err[:150]} | | | | | | | |")
     lines += [
         "",
         "| ratio (time a / time b) | value | paired median (min-max) | goal | met |",

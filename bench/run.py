@@ -108,8 +108,15 @@ def run_workload(key: str, opts: argparse.Namespace, gpu: bool, log: Any) -> dic
                 same[name] = impl.first_loss()
             except Exception as exc:
                 log(f"  first_loss of {name} failed: {exc}")
-    times, share, failed = _runner.interleave(
-        impls, w.steps, w.warmup, repeats, sleep=opts.sleep, log=log
+    times, info, failed = _runner.interleave(
+        impls,
+        w.steps,
+        w.warmup,
+        repeats,
+        sleep=opts.sleep,
+        max_others=opts.max_others,
+        retries=opts.retries,
+        log=log,
     )
     errors.update(failed)
     spec = {**asdict(w), "n_params": w.n_params, "gemm_gflop": w.gemm_flops() / 1e9}
@@ -125,7 +132,7 @@ def run_workload(key: str, opts: argparse.Namespace, gpu: bool, log: Any) -> dic
         "steps": w.steps,
         "warmup": w.warmup,
         "repeats": repeats,
-        "impls": _runner.summarize(times, share, w.batch, spec["gemm_gflop"] * 1e9),
+        "impls": _runner.summarize(times, info, w.batch, spec["gemm_gflop"] * 1e9),
         "ratios": _runner.ratios(key, times),
         "errors": errors,
         "same_function": same,
@@ -140,6 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--impls", type=lambda s: set(s.split(",")), help="only these rows")
     p.add_argument("--repeats", type=int)
     p.add_argument("--sleep", type=float, default=0.15, help="pause before each block (s)")
+    p.add_argument(
+        "--max-others",
+        type=float,
+        default=0.25,
+        help="re-run a block during which other processes used more than this share of the CPUs",
+    )
+    p.add_argument("--retries", type=int, default=3, help="re-runs per block (see --max-others)")
     p.add_argument("--torch-threads", type=int, help="default: NumPy's BLAS thread count")
     p.add_argument("--no-torch", dest="torch", action="store_false")
     p.add_argument("--no-sklearn", dest="sklearn", action="store_false")
