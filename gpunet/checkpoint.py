@@ -204,6 +204,10 @@ class BackupAndRestore(Callback):
         delete_checkpoint: Remove the backups when ``fit`` finishes.
         double_checkpoint: Keep the previous backup too; if the latest cannot be
             read (damaged or missing), training resumes from the previous one.
+
+    The state of other callbacks (``EarlyStopping``'s patience count, ``History``
+    of the epochs before the crash) is not part of a backup, as in Keras; the fit
+    arguments must be the same when it is run again.
     """
 
     def __init__(self, backup_dir: Any, save_freq: Any = "epoch", delete_checkpoint: bool = True,
