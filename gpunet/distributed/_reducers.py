@@ -14,13 +14,12 @@ large model never needs a second full copy of its gradients.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from gpunet.distributed._mpi import Comm
+from gpunet.distributed._mpi import Comm, Poller
 from gpunet.errors import DistributedError
 
 DEFAULT_BUCKET_BYTES = 16 * 2**20
@@ -128,15 +127,12 @@ class NcclReducer:
             self._wait(stream, what)
 
     def _wait(self, stream: Any, what: str) -> None:
-        deadline = time.monotonic() + self.comm.timeout
-        pause = 0.0
+        poll = Poller(self.comm.timeout)
         while not stream.done:
             self.nccl_comm.check_async_error()  # raises NcclError on a peer failure
-            if time.monotonic() > deadline:
+            if poll.expired():
                 self.nccl_comm.abort()
                 self.comm.fail(
                     f"rank {self.comm.rank}: NCCL {what} did not finish in "
                     f"{self.comm.timeout:g} s; a rank died or hangs"
                 )
-            time.sleep(pause)
-            pause = min(1e-3, pause + 2e-5)
