@@ -26,6 +26,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
 from conftest import needs_gpu
+from gpunet.backend import get_ops
 from gpunet.sklearn import MLPClassifier, MLPRegressor
 
 SMALL = {"hidden_layer_sizes": (8, 5), "random_state": 0, "max_iter": 12}
@@ -285,6 +286,7 @@ def test_the_tutorial_runs_with_one_changed_import():
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X / 16.0, y, random_state=0)
     # one BLAS and OpenMP thread: on shared CI cores spinning thread pools crawl
+    get_ops("cpu")  # load the host kernels first, so the limit reaches their OpenMP
     with threadpool_limits(limits=1):
         clf = MLPClassifier(hidden_layer_sizes=(100, 50), activation="relu", max_iter=500,
                             random_state=42)  # fmt: skip
@@ -306,8 +308,6 @@ def test_sim_device_trains_like_the_cpu():
 
 
 def test_one_host_read_per_epoch():
-    from gpunet.backend import get_ops
-
     X, y = _blobs()
     ops = get_ops("sim")
     before = ops.host_syncs
@@ -336,3 +336,25 @@ def test_cuda_predicts_what_the_cpu_predicts(solver, dtype):
         np.testing.assert_allclose(got, ref, rtol=tol, atol=tol)
         clone_on_cpu = pickle.loads(pickle.dumps(gpu)).set_params(device="cpu")
         np.testing.assert_allclose(clone_on_cpu.predict(X), gpu.predict(X), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("out", ["softmax", "logistic", "identity"])
+def test_graph_free_step_gives_the_graphs_loss_and_gradient(out):
+    from gpunet.sklearn._network import Network
+
+    rng = np.random.default_rng(0)
+    X, T = rng.standard_normal((9, 4)), rng.uniform(size=(9, 3))
+    T = np.eye(3)[rng.integers(0, 3, 9)] if out == "softmax" else T
+    fast, graph = (Network([4, 6, 3], "tanh", out, get_ops("cpu"), "float64") for _ in "ab")
+    assert fast.step is not None
+    graph.step = None  # the autograd path, as for the exp output
+    coefs = [rng.standard_normal(s) for s in ((4, 6), (6, 3))]
+    intercepts = [rng.standard_normal(n) for n in (6, 3)]
+    results = []
+    for net in (fast, graph):
+        net.bind()
+        net.set_weights(coefs, intercepts)
+        loss = net.loss_grad(X, T, 1.0 / 9, 0.1 / 9)
+        results.append((float(loss), net.group.G.copy()))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-13)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-15)

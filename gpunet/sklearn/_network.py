@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from gpunet import fastpath, losses
 from gpunet import functional as F
 from gpunet.autograd import Tensor
 from gpunet.layers import Dense
@@ -23,6 +24,18 @@ from gpunet.optimizers import _FlatGroup
 
 # scikit-learn's activation names -> gpunet's
 HIDDEN = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+# output activation -> (activation of the last Dense, the gpunet loss it is trained with)
+OUTPUT: dict[str, tuple[str | None, Any]] = {
+    "softmax": ("softmax", losses.CategoricalCrossentropy),
+    "logistic": ("sigmoid", losses.BinaryCrossentropy),
+    "identity": (None, losses.MeanSquaredError),
+    "exp": (None, losses.Poisson),
+}
+LOGITS_OP = {
+    "softmax": "softmax_cross_entropy",
+    "logistic": "sigmoid_cross_entropy",
+    "identity": "mean_squared_error",
+}
 
 
 class Network:
@@ -45,7 +58,7 @@ class Network:
         layers = [
             Dense(
                 n_out,
-                activation=None if i == last else self.act,
+                activation=OUTPUT[out_activation][0] if i == last else self.act,
                 input_dim=n_in,
                 kernel_initializer="zeros",
                 dtype=self.dtype.name,
@@ -53,6 +66,11 @@ class Network:
             for i, (n_in, n_out) in enumerate(pairwise(layer_units))
         ]
         self.model = Sequential(layers, device=ops)
+        # the loss whose backend op matches scikit-learn's up to the scale passed in
+        self.model.compile(optimizer="sgd", loss=OUTPUT[out_activation][1]())
+        # graph-free step over the stack (softmax/sigmoid fold into the loss on the
+        # logits); None for the exp output, which has no fused activation
+        self.step = fastpath.plan(self.model) if out_activation != "exp" else None
         self.kernels = [layer.kernel for layer in layers]
         self.biases = [layer.bias for layer in layers]
         self.n_coef = sum(math.prod(W.shape) for W in self.kernels)
@@ -107,26 +125,29 @@ class Network:
             const: Per-sample constant of the Poisson deviance (``y log y - y``).
         """
         ops, xp = self.ops, self.ops.xp
-        h = Tensor(X, ops)
-        for W, b in zip(self.kernels[:-1], self.biases[:-1], strict=True):
-            h = F.dense(h, W, b, self.act)
-        z = F.dense(h, self.kernels[-1], self.biases[-1], "linear")
-        K, out = z.shape[1], self.out_activation
-        if out == "softmax":
-            total = F.fused_loss("softmax_cross_entropy", z, T, scale)
-            loss = total.data
-        elif out == "logistic":  # sum over outputs, mean over samples
-            total = F.fused_loss("sigmoid_cross_entropy", z, T, scale * K)
-            loss = total.data
-        elif out == "identity":  # half the squared error; gradient (z - y) per sample
-            total = F.fused_loss("mean_squared_error", z, T, scale * (0.5 * K))
-            loss = total.data / K  # reported as the mean over outputs, as scikit-learn
-        else:  # exp link: the gradient through exp is exp(z) - y exactly
-            total = F.fused_loss("poisson", F.exp(z), T, scale * K, epsilon=0.0)
-            loss = total.data + xp.sum(const * scale)
         for p in self.params:
             p.zero_grad()
-        total.backward()
+        K, out = self.kernels[-1].shape[1], self.out_activation
+        # scales make each backend loss scikit-learn's: sum over outputs of the mean
+        # over samples (logistic), half the squared error with gradient z - y (identity)
+        factor = {"softmax": 1.0, "logistic": K, "identity": 0.5 * K, "exp": K}[out]
+        if self.step is not None:
+            loss, _ = self.step(X, T, scale * factor, True)
+        else:  # through the graph (the exp output): the same ops, on the logits z
+            h = Tensor(X, ops)
+            for W, b in zip(self.kernels[:-1], self.biases[:-1], strict=True):
+                h = F.dense(h, W, b, self.act)
+            z = F.dense(h, self.kernels[-1], self.biases[-1], "linear")
+            if out == "exp":  # the gradient through exp is exp(z) - y exactly
+                total = F.fused_loss("poisson", F.exp(z), T, scale * factor, epsilon=0.0)
+            else:
+                total = F.fused_loss(LOGITS_OP[out], z, T, scale * factor)
+            total.backward()
+            loss = total.data
+            if const is not None:  # y log y - y: the rest of the Poisson deviance
+                loss = loss + xp.sum(const * scale)
+        if out == "identity":
+            loss = loss / K  # reported as the mean over outputs, as scikit-learn does
         if l2 is not None:
             Pk = self.group.P[: self.n_coef]
             ops.iadd(self.group.G[: self.n_coef], l2 * Pk)
