@@ -358,3 +358,12 @@ def test_graph_free_step_gives_the_graphs_loss_and_gradient(out):
         results.append((float(loss), net.group.G.copy()))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-13)
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("sizes", [(), 7, np.array([5, 3]), [4, np.int64(2)]], ids=repr)
+def test_hidden_layer_sizes_in_any_form_scikit_learn_takes(sizes):
+    X, y = _blobs()
+    ref = sk.MLPClassifier(hidden_layer_sizes=sizes, max_iter=4, random_state=0)
+    got = MLPClassifier(hidden_layer_sizes=sizes, max_iter=4, random_state=0)
+    assert _fit(got, X, y) == _fit(ref, X, y)
+    _assert_same_fit(ref, got)
