@@ -59,6 +59,7 @@ class DataMixin:
     the device, mixed into ``Model``."""
 
     _nonfinite_flag: Any = None  # device-side "every loss of this epoch was finite"
+    _finite_steps: Any = None  # device-side count of this epoch's steps before a bad one
 
     if TYPE_CHECKING:
         ops: Any
@@ -175,20 +176,33 @@ class DataMixin:
             return bool(ops.is_finite_scalar(total.data))
         ok = ops.all_finite(total.data)
         flag = self._nonfinite_flag
-        self._nonfinite_flag = ok if flag is None else ops.xp.logical_and(flag, ok)
+        flag = self._nonfinite_flag = ok if flag is None else ops.xp.logical_and(flag, ok)
+        # counts steps while the flag holds: the first bad batch's index, on the device
+        steps = ops.xp.astype(flag, ops.dtype("int32"))
+        self._finite_steps = steps if self._finite_steps is None else self._finite_steps + steps
         return True
 
-    def _check_epoch_finite(self, epoch: int, on_nan: str) -> None:
-        """Read the device-side flag of ``_loss_finite``: one host read per epoch."""
+    def _check_epoch_finite(self, epoch: int, on_nan: str, batch_at: Any = None) -> None:
+        """Read the device-side flag of ``_loss_finite``: one host read per epoch.
+
+        Every update from the first non-finite loss on was skipped on the device
+        (``optimizer.step(when=flag)``), so the weights are the last finite ones.
+        """
         flag, self._nonfinite_flag = self._nonfinite_flag, None
+        steps, self._finite_steps = self._finite_steps, None
         if flag is None or self.ops.to_host(flag):
             return
         if on_nan == "stop":
             self.stop_training = True
             return
+        batch = int(self.ops.to_host(steps))
+        layer = ""
+        if batch_at is not None:
+            layer = "; " + self._first_nonfinite_layer(batch_at(batch))  # type: ignore[attr-defined]
         raise NonFiniteError(
-            f"the loss became NaN or infinite during epoch {epoch + 1} on {self.ops.device}; "
-            "a device checks once per epoch, so the batch loop never waits for a read, and "
-            "the weights include the non-finite steps (restore a checkpoint; pass "
-            "on_nan='stop' to end training quietly, 'ignore' to go on)"
+            f"loss became NaN or infinite at epoch {epoch + 1}, batch {batch + 1} on "
+            f"{self.ops.device} (a device is read once per epoch, so the batch loop never "
+            f"waits){layer}; that step and the rest of the epoch left the weights unchanged, "
+            "so they are the last finite ones (pass on_nan='stop' to end training quietly, "
+            "'ignore' to go on)"
         )

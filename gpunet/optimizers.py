@@ -168,11 +168,29 @@ class Optimizer:
                 ops.assign(g.slots[k], ops.asarray(v))
 
     # -- the step ---------------------------------------------------------------------
-    def step(self) -> None:
+    def step(self, when: Any = None) -> None:
         """Apply one update from the current gradients (parameters without a
-        gradient are skipped, as in PyTorch)."""
+        gradient are skipped, as in PyTorch).
+
+        ``when``: a 0-d boolean on the device; where it is false the step changes
+        nothing. ``fit`` passes "every loss so far was finite", so on a GPU a
+        non-finite loss never reaches the weights although nobody read it yet.
+        """
         if not self.groups:
             raise RuntimeError("the optimizer has no parameters: pass params= or compile a model")
+        self._when = when
+        try:
+            self._step()
+        finally:
+            self._when = None
+
+    _when: Any = None
+
+    def _guard(self) -> dict[str, Any]:
+        """``ok=`` for ops that update in place (empty when there is no guard)."""
+        return {} if self._when is None else {"ok": self._when}
+
+    def _step(self) -> None:
         lr = self.learning_rate
         if self.global_clipnorm is not None:
             self._clip_global()
@@ -218,9 +236,10 @@ class Optimizer:
         raise NotImplementedError  # pragma: no cover - each optimizer defines it
 
     def _write(self, ops: Any, dst: tuple[Any, ...], src: tuple[Any, ...]) -> None:
+        # an op that returned new arrays did not apply the guard: keep old values
         for d, s in zip(dst, src, strict=True):
             if s is not d and d is not None:
-                ops.assign(d, s)
+                ops.assign(d, s if self._when is None else ops.xp.where(self._when, s, d))
 
     def apply_gradients(self, grads_and_vars: Any) -> None:
         """Keras: set each variable's gradient and take one step."""
@@ -297,6 +316,7 @@ class SGD(Optimizer):
             momentum=self.momentum,
             nesterov=self.nesterov,
             decay=lr * self.weight_decay,
+            **self._guard(),
         )
         self._write(ops, (P, vel), (newP, newV))
 
@@ -345,6 +365,7 @@ class Adam(Optimizer):
             beta2=self.beta_2,
             eps=eps,
             decay=lr * self.weight_decay,
+            **self._guard(),
         )
         self._write(ops, (P, M, V), res)
 

@@ -8,6 +8,7 @@ progress bar does, at most every 0.1 s, and so does the epoch end.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -159,9 +160,15 @@ class TrainingMixin(DataMixin):
             self.optimizer.zero_grad()
             total.backward()
         self.strategy.reduce_gradients(self.optimizer)
-        self.optimizer.step()
+        # on a device the finiteness flag was not read: it guards the update there
+        guarded = on_nan != "ignore" and self.ops.device != "cpu"
+        self.optimizer.step(when=self._nonfinite_flag if guarded else None)
         self._track(b, y_pred, loss)
         return True
+
+    def _batch_at(self, X: Any, Y: Any, W: Any, batch_size: int, order: Any, i: int) -> Batch:
+        """Batch ``i`` of an epoch again, to name the layer that went non-finite."""
+        return next(itertools.islice(self._batches(X, Y, W, batch_size, order), i, None))
 
     def _check_penalties(self) -> None:
         """Once per fit: whether any weight carries a regularizer (a step without one
@@ -325,7 +332,7 @@ class TrainingMixin(DataMixin):
             cb_list, self, {"epochs": epochs, "steps": steps, "verbose": verbose}
         )
         self.stop_training = False
-        self._nonfinite_flag = None
+        self._nonfinite_flag = self._finite_steps = None
         was_training = self.training
         self._resume_epoch = None
         cbs.on_train_begin()
@@ -356,7 +363,9 @@ class TrainingMixin(DataMixin):
                         raise KeyboardInterrupt
                     if self.stop_training:
                         break
-                self._check_epoch_finite(epoch, on_nan)
+                self._check_epoch_finite(
+                    epoch, on_nan, lambda i, o=order: self._batch_at(Xd, Yd, Wd, batch_size, o, i)
+                )
                 logs = self._read_metrics()
                 if val is not None and (epoch + 1) % validation_freq == 0:
                     vX, vY, vW = val

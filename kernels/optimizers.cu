@@ -9,9 +9,13 @@
 
 // Adam / AdamW over n elements: param, m, v updated in place from grad.
 // Constants are formed in double, then rounded once, as the NumPy reference does.
+// ok (nullable): a device flag; when false the step leaves everything untouched, so a
+// non-finite loss never reaches the weights although the host has not looked yet.
 template <typename P>
 __global__ void gpunet_adam(P* param, P* m, P* v, const P* grad, long long n, double lr_t,
-                            double beta1, double beta2, double eps, double decay) {
+                            double beta1, double beta2, double eps, double decay,
+                            const bool* ok) {
+    if (ok != 0 && !*ok) return;
     typedef typename gpunet::Math<P>::type M;
     const M lr = M(lr_t), b1 = M(beta1), c1 = M(1.0 - beta1), b2 = M(beta2),
             c2 = M(1.0 - beta2), e = M(eps), keep = M(1.0 - decay);
@@ -28,7 +32,8 @@ __global__ void gpunet_adam(P* param, P* m, P* v, const P* grad, long long n, do
 // reference leaves the velocity untouched then.
 template <typename P>
 __global__ void gpunet_sgd(P* param, P* vel, const P* grad, long long n, double lr,
-                           double momentum, double decay, int nesterov) {
+                           double momentum, double decay, int nesterov, const bool* ok) {
+    if (ok != 0 && !*ok) return;
     typedef typename gpunet::Math<P>::type M;
     const M lr_ = M(lr), mu = M(momentum), keep = M(1.0 - decay);
     const bool plain = vel == 0 || momentum == 0.0;

@@ -233,8 +233,35 @@ def test_a_nonfinite_loss_on_a_device_is_caught_at_the_epoch_end(on_nan):
     model.set_weights(weights)
     y = X[:, :1].copy()
     if on_nan == "raise":
-        with pytest.raises(NonFiniteError, match="during epoch 1 on sim"):
+        with pytest.raises(NonFiniteError, match="epoch 1, batch 1 on sim"):
             model.fit(X, y, epochs=3, batch_size=8, verbose=0)
     else:
         hist = model.fit(X, y, epochs=3, batch_size=8, verbose=0, on_nan="stop")
         assert len(hist.history["loss"]) == 1 and not np.isfinite(hist.history["loss"][0])
+
+
+@pytest.mark.parametrize("device", ["cpu", "sim"])
+def test_a_nonfinite_loss_keeps_the_last_finite_weights_on_every_device(device):
+    """A bad batch in mid-epoch: cpu stops at it; the device skips it and every later
+    update on the device itself, and names it at the epoch end. Both keep the
+    weights of the steps before it."""
+    from gpunet.errors import NonFiniteError
+
+    X, _ = data()
+    X = X[:40].copy()
+    X[16:24] *= 1e25  # batch 3 (of 8 rows): its squared error overflows float32
+    y = X[:, :1] * 0.5
+
+    def model():
+        gn.utils.set_random_seed(5)
+        m = gn.Sequential([gn.layers.Dense(1, input_shape=(6,))], device=device)
+        m.compile(optimizer="adam", loss="mse")
+        return m
+
+    bad = model()
+    with pytest.raises(NonFiniteError, match=r"epoch 1, batch 3\b.*loss itself overflowed"):
+        bad.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    good = model()
+    good.fit(X[:16], y[:16], epochs=1, batch_size=8, shuffle=False, verbose=0)
+    for a, b in zip(bad.get_weights(), good.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

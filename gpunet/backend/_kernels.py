@@ -294,18 +294,19 @@ def sigmoid_bce(Z: Any, T: Any, scale: Any, smoothing: float) -> tuple[Any, Any]
 
 
 def adam(P: Any, G: Any, M: Any, V: Any, *, lr_t: float, beta1: float, beta2: float,
-         eps: float, decay: float) -> None:  # fmt: skip
-    """One Adam/AdamW step updating ``P``, ``M`` and ``V`` in place."""
+         eps: float, decay: float, ok: Any = None) -> None:  # fmt: skip
+    """One Adam/AdamW step updating ``P``, ``M`` and ``V`` in place; a false
+    device flag ``ok`` skips it without a host read."""
     dtype = P.dtype.name
     for what, X in (("P", P), ("G", G), ("M", M), ("V", V)):
         _check(what, X, dtype, tuple(P.shape))
     _launch("optimizers.cu", f"gpunet_adam<{CTYPE[dtype]}>", P.size, BLOCK,
             (P, M, V, G, _i64(P.size), _f64(lr_t), _f64(beta1), _f64(beta2), _f64(eps),
-             _f64(decay)))  # fmt: skip
+             _f64(decay), _NULL if ok is None else ok))  # fmt: skip
 
 
 def sgd(P: Any, G: Any, Vel: Any, *, lr: float, momentum: float, nesterov: bool,
-        decay: float) -> None:  # fmt: skip
+        decay: float, ok: Any = None) -> None:  # fmt: skip
     """One SGD step updating ``P`` (and the velocity ``Vel`` when given) in place."""
     dtype = P.dtype.name
     for what, X in (("P", P), ("G", G), ("Vel", Vel)):
@@ -313,7 +314,7 @@ def sgd(P: Any, G: Any, Vel: Any, *, lr: float, momentum: float, nesterov: bool,
             _check(what, X, dtype, tuple(P.shape))
     _launch("optimizers.cu", f"gpunet_sgd<{CTYPE[dtype]}>", P.size, BLOCK,
             (P, _NULL if Vel is None else Vel, G, _i64(P.size), _f64(lr), _f64(momentum),
-             _f64(decay), numpy.int32(nesterov)))  # fmt: skip
+             _f64(decay), numpy.int32(nesterov), _NULL if ok is None else ok))  # fmt: skip
 
 
 # -- compiling without a device ------------------------------------------------------------

@@ -4,6 +4,10 @@ assigns them in place); fast backends update in place in one pass.
 
 ``decay`` is decoupled weight decay already multiplied by the learning rate:
 ``P <- P * (1 - decay)`` before the step (AdamW, and Keras' ``weight_decay``).
+
+``ok`` (adam, sgd) is a device-side 0-d boolean: an implementation that updates in
+place skips the step when it is false; one that returns new arrays leaves that to
+the caller (``Optimizer`` keeps the old values where ``ok`` is false).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class OptimizerOps:
         beta2: float,
         eps: float,
         decay: float = 0.0,
+        ok: Array | None = None,
     ) -> tuple[Array, Array, Array]:
         """One Adam step (https://arxiv.org/abs/1412.6980, section 2 end).
 
@@ -53,6 +58,7 @@ class OptimizerOps:
         momentum: float = 0.0,
         nesterov: bool = False,
         decay: float = 0.0,
+        ok: Array | None = None,
     ) -> tuple[Array, Array | None]:
         """SGD with momentum in the Keras/scikit-learn form ``v <- m v - lr g``."""
         if decay:

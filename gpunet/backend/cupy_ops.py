@@ -150,21 +150,25 @@ class FusedOps(Ops):
     def adam(
         self, P: Array, G: Array, M: Array, V: Array,
         *, lr_t: float, beta1: float, beta2: float, eps: float, decay: float = 0.0,
+        ok: Array | None = None,
     ) -> tuple[Array, Array, Array]:  # fmt: skip
         if _kernels.fast_dtype(P, G, M, V) is None or not _same_shape(P, G, M, V):
             return super().adam(P, G, M, V, lr_t=lr_t, beta1=beta1, beta2=beta2, eps=eps,
-                                decay=decay)  # fmt: skip
-        _kernels.adam(P, G, M, V, lr_t=lr_t, beta1=beta1, beta2=beta2, eps=eps, decay=decay)
+                                decay=decay, ok=ok)  # fmt: skip
+        _kernels.adam(P, G, M, V, lr_t=lr_t, beta1=beta1, beta2=beta2, eps=eps, decay=decay,
+                      ok=ok)  # fmt: skip
         return P, M, V
 
     def sgd(
         self, P: Array, G: Array, Vel: Array | None,
         *, lr: float, momentum: float = 0.0, nesterov: bool = False, decay: float = 0.0,
+        ok: Array | None = None,
     ) -> tuple[Array, Array | None]:  # fmt: skip
         if _kernels.fast_dtype(P, G, Vel) is None or not _same_shape(P, G, Vel):
             return super().sgd(P, G, Vel, lr=lr, momentum=momentum, nesterov=nesterov,
-                               decay=decay)  # fmt: skip
-        _kernels.sgd(P, G, Vel, lr=lr, momentum=momentum, nesterov=nesterov, decay=decay)
+                               decay=decay, ok=ok)  # fmt: skip
+        _kernels.sgd(P, G, Vel, lr=lr, momentum=momentum, nesterov=nesterov, decay=decay,
+                     ok=ok)  # fmt: skip
         return P, Vel
 
 

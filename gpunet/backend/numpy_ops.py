@@ -256,8 +256,10 @@ class NumpyOps(Ops):
         beta2: float,
         eps: float,
         decay: float = 0.0,
+        ok: Array | None = None,
     ) -> tuple[Array, Array, Array]:
-        suffix = None if self.host is None else _fast(P, G, M, V)
+        # a step guard comes only from devices; the reference returns new arrays for it
+        suffix = None if self.host is None or ok is not None else _fast(P, G, M, V)
         if suffix is None:
             return super().adam(
                 P, G, M, V, lr_t=lr_t, beta1=beta1, beta2=beta2, eps=eps, decay=decay
@@ -278,9 +280,10 @@ class NumpyOps(Ops):
         momentum: float = 0.0,
         nesterov: bool = False,
         decay: float = 0.0,
+        ok: Array | None = None,
     ) -> tuple[Array, Array | None]:
         vel = Vel if momentum else None
-        suffix = None if self.host is None else _fast(P, G, vel)
+        suffix = None if self.host is None or ok is not None else _fast(P, G, vel)
         if suffix is None:
             return super().sgd(P, G, Vel, lr=lr, momentum=momentum, nesterov=nesterov, decay=decay)
         addr = self._addr

@@ -112,9 +112,9 @@ class LayerNormalization(Layer):
 
     Example:
         >>> import numpy as np, gpunet as gn
-        >>> y = gn.layers.LayerNormalization()(np.array([[1.0, 3.0]]))
+        >>> y = gn.layers.LayerNormalization(epsilon=1e-6)(np.array([[1.0, 3.0]]))
         >>> np.round(y.numpy(), 3)
-        array([[-0.999,  0.999]], dtype=float32)
+        array([[-1.,  1.]], dtype=float32)
     """
 
     def __init__(
