@@ -59,6 +59,17 @@ def test_epoch_logs_match_one_process(reference, ranks, dtype):
         np.testing.assert_allclose(runs[0][k], reference[k], rtol=TOL[dtype] * 10, atol=0)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_predict_and_evaluate_match_one_process(reference, ranks, dtype):
+    """predict computes every row on each rank; evaluate reduces over the ranks."""
+    _, runs = ranks
+    for what in ("predict", "evaluate"):
+        key = f"fit_{dtype}_{what}"
+        assert runs[0][key].shape == reference[key].shape
+        tol = TOL[dtype] * 10  # outputs of order 1, from weights within TOL
+        np.testing.assert_allclose(runs[0][key], reference[key], rtol=tol, atol=tol)
+
+
 def test_replicas_are_identical(ranks):
     _, runs = ranks
     for run in runs[1:]:

@@ -59,6 +59,8 @@ def train_fit(dtype: str, strategy: object, rank: int, device: str) -> dict[str,
     out = {f"step{s}_w{i}": w for s, ws in enumerate(rec.steps) for i, w in enumerate(ws)}
     for key, values in hist.history.items():
         out[f"history_{key}"] = np.array(values)
+    out["predict"] = model.predict(X, batch_size=50)  # every row, on every rank
+    out["evaluate"] = np.array(model.evaluate(X, y, batch_size=50, verbose=0))  # collective
     return out
 
 
