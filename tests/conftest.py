@@ -14,7 +14,9 @@ import gpunet as gn
 from gpunet.backend import _compat
 
 HAS_GPU = _compat.gpu_count()[0] > 0
-needs_gpu = pytest.mark.skipif(not HAS_GPU, reason=f"needs CuPy + a CUDA GPU: {_compat.gpu_count()[1]}")
+needs_gpu = pytest.mark.skipif(
+    not HAS_GPU, reason=f"needs CuPy + a CUDA GPU: {_compat.gpu_count()[1]}"
+)
 GPU = pytest.param("cuda", marks=[pytest.mark.gpu, needs_gpu])
 RTOL = {"float32": 1e-5, "float64": 1e-12}
 ATOL = {"float32": 1e-6, "float64": 1e-12}

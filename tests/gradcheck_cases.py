@@ -48,7 +48,9 @@ def activation_cases() -> list[Case]:
         elif name == "elu_2":
             op, kw = "elu", {"alpha": 2.0}
         X = _away_from(_rng(1).normal(0, 2, (3, 5)), [0.0])
-        cases.append(Case(f"activation:{name}", [X], lambda x, op=op, kw=kw: F.activation(x, op, **kw)))
+        cases.append(
+            Case(f"activation:{name}", [X], lambda x, op=op, kw=kw: F.activation(x, op, **kw))
+        )
     return cases
 
 
@@ -105,30 +107,64 @@ def loss_cases() -> list[Case]:
         _loss_case("poisson", L.Poisson(), probs * 3, np.abs(y_reg)),
         _loss_case("bce_probs", L.BinaryCrossentropy(), probs, T_bin),
         _loss_case("bce_logits", L.BinaryCrossentropy(from_logits=True), Z[:, :3], T_bin),
-        _loss_case("bce_logits_smooth", L.BinaryCrossentropy(from_logits=True, label_smoothing=0.2), Z[:, :3], T_bin),
+        _loss_case(
+            "bce_logits_smooth",
+            L.BinaryCrossentropy(from_logits=True, label_smoothing=0.2),
+            Z[:, :3],
+            T_bin,
+        ),
         _loss_case("cce_probs", L.CategoricalCrossentropy(), soft * 0.9 + 0.02, onehot),
         _loss_case("cce_logits", L.CategoricalCrossentropy(from_logits=True), Z, soft),
-        _loss_case("cce_logits_smooth", L.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1), Z, onehot),
+        _loss_case(
+            "cce_logits_smooth",
+            L.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
+            Z,
+            onehot,
+        ),
         _loss_case("scce_logits", L.SparseCategoricalCrossentropy(from_logits=True), Z, labels),
         _loss_case("scce_probs", L.SparseCategoricalCrossentropy(), soft * 0.9 + 0.02, labels),
-        _loss_case("scce_weighted", L.SparseCategoricalCrossentropy(from_logits=True), Z, labels, w),
+        _loss_case(
+            "scce_weighted", L.SparseCategoricalCrossentropy(from_logits=True), Z, labels, w
+        ),
         _loss_case("mse_sum", L.MeanSquaredError(reduction="sum"), y_reg * 2, y_reg),
         _loss_case("mse_none", L.MeanSquaredError(reduction="none"), y_reg * 2, y_reg),
-        _loss_case("scce_none", L.SparseCategoricalCrossentropy(from_logits=True, reduction="none"), Z, labels),
+        _loss_case(
+            "scce_none",
+            L.SparseCategoricalCrossentropy(from_logits=True, reduction="none"),
+            Z,
+            labels,
+        ),
     ]
     # fused paths: the loss sees a sigmoid/softmax output and differentiates its logits
-    cases.append(Case("loss:fused_sigmoid_bce", [Z[:, :3]],
-                      lambda z: L.BinaryCrossentropy()(T_bin, F.activation(z, "sigmoid"))))
-    cases.append(Case("loss:fused_softmax_cce", [Z],
-                      lambda z: L.CategoricalCrossentropy()(soft, F.activation(z, "softmax"))))
-    cases.append(Case("loss:fused_softmax_scce", [Z],
-                      lambda z: L.SparseCategoricalCrossentropy(label_smoothing=0.05)(
-                          labels, F.activation(z, "softmax"))))
+    cases.append(
+        Case(
+            "loss:fused_sigmoid_bce",
+            [Z[:, :3]],
+            lambda z: L.BinaryCrossentropy()(T_bin, F.activation(z, "sigmoid")),
+        )
+    )
+    cases.append(
+        Case(
+            "loss:fused_softmax_cce",
+            [Z],
+            lambda z: L.CategoricalCrossentropy()(soft, F.activation(z, "softmax")),
+        )
+    )
+    cases.append(
+        Case(
+            "loss:fused_softmax_scce",
+            [Z],
+            lambda z: L.SparseCategoricalCrossentropy(label_smoothing=0.05)(
+                labels, F.activation(z, "softmax")
+            ),
+        )
+    )
     return cases
 
 
-def _layer_case(name: str, layer: Any, inputs: list[np.ndarray], training: bool = True,
-                reseed: bool = False) -> Case:
+def _layer_case(
+    name: str, layer: Any, inputs: list[np.ndarray], training: bool = True, reseed: bool = False
+) -> Case:
     def fn(*xs: Any) -> Any:
         arg = list(xs) if len(xs) > 1 else xs[0]
         return layer(arg, training=training)
@@ -142,20 +178,43 @@ def layer_cases() -> list[Case]:
     X3 = r.normal(size=(2, 3, 3))
     L = gn.layers
     cases = []
-    for act in ("linear", "relu", "tanh", "gelu", "swish", "sigmoid", "softmax", "elu", "selu",
-                "softplus", "leaky_relu", "log_softmax"):
+    for act in (
+        "linear",
+        "relu",
+        "tanh",
+        "gelu",
+        "swish",
+        "sigmoid",
+        "softmax",
+        "elu",
+        "selu",
+        "softplus",
+        "leaky_relu",
+        "log_softmax",
+    ):
         Xa = _away_from(X, [0.0]) if act in ("relu", "leaky_relu", "elu", "selu") else X
-        cases.append(_layer_case(f"Dense({act})", L.Dense(4, activation=act, dtype="float64",
-                                 bias_initializer="random_normal"), [Xa]))
+        cases.append(
+            _layer_case(
+                f"Dense({act})",
+                L.Dense(4, activation=act, dtype="float64", bias_initializer="random_normal"),
+                [Xa],
+            )
+        )
     cases += [
         _layer_case("Dense(no bias)", L.Dense(3, use_bias=False, dtype="float64"), [X]),
         _layer_case("Dense(3d input)", L.Dense(2, dtype="float64"), [X3]),
-        _layer_case("Dense(l1l2)", L.Dense(2, dtype="float64", kernel_regularizer=gn.regularizers.L1L2(0.0, 0.1)), [X]),
+        _layer_case(
+            "Dense(l1l2)",
+            L.Dense(2, dtype="float64", kernel_regularizer=gn.regularizers.L1L2(0.0, 0.1)),
+            [X],
+        ),
         _layer_case("Activation(tanh)", L.Activation("tanh", dtype="float64"), [X]),
         _layer_case("Dropout(train)", L.Dropout(0.3, dtype="float64"), [X], reseed=True),
         _layer_case("Dropout(eval)", L.Dropout(0.3, dtype="float64"), [X], training=False),
         _layer_case("BatchNormalization(train)", L.BatchNormalization(dtype="float64"), [X]),
-        _layer_case("BatchNormalization(eval)", L.BatchNormalization(dtype="float64"), [X], training=False),
+        _layer_case(
+            "BatchNormalization(eval)", L.BatchNormalization(dtype="float64"), [X], training=False
+        ),
         _layer_case("BatchNormalization(3d)", L.BatchNormalization(dtype="float64"), [X3]),
         _layer_case("LayerNormalization", L.LayerNormalization(dtype="float64"), [X]),
         _layer_case("Flatten", L.Flatten(dtype="float64"), [X3]),

@@ -18,7 +18,11 @@ def code_lines(path: Path) -> int:
     skip: set[int] = set()
     prev = tokenize.INDENT
     for tok in tokenize.generate_tokens(io.StringIO(src).readline):
-        if tok.type == tokenize.STRING and prev in (tokenize.INDENT, tokenize.NEWLINE, tokenize.DEDENT):
+        if tok.type == tokenize.STRING and prev in (
+            tokenize.INDENT,
+            tokenize.NEWLINE,
+            tokenize.DEDENT,
+        ):
             skip.update(range(tok.start[0], tok.end[0] + 1))  # a docstring
         if tok.type not in (tokenize.NL, tokenize.COMMENT):
             prev = tok.type

@@ -12,8 +12,9 @@ import gpunet as gn
 
 
 def _split(X, y, seed=0):
-    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, random_state=seed, stratify=y
-                                              if len(np.unique(y)) < 20 else None)
+    X_tr, X_te, y_tr, y_te = train_test_split(
+        X, y, test_size=0.25, random_state=seed, stratify=y if len(np.unique(y)) < 20 else None
+    )
     scaler = StandardScaler().fit(X_tr)
     return scaler.transform(X_tr), scaler.transform(X_te), y_tr, y_te
 
@@ -21,14 +22,16 @@ def _split(X, y, seed=0):
 def test_digits_reaches_95_percent():
     X, y = load_digits(return_X_y=True)
     X_tr, X_te, y_tr, y_te = _split(X, y)
-    model = gn.Sequential([
-        gn.layers.Dense(128, activation="relu", input_shape=(64,)),
-        gn.layers.Dropout(0.2),
-        gn.layers.Dense(10, activation="softmax"),
-    ])
+    model = gn.Sequential(
+        [
+            gn.layers.Dense(128, activation="relu", input_shape=(64,)),
+            gn.layers.Dropout(0.2),
+            gn.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(X_tr, y_tr, epochs=15, batch_size=32, verbose=0)
-    loss, acc = model.evaluate(X_te, y_te, verbose=0)
+    _, acc = model.evaluate(X_te, y_te, verbose=0)
     assert acc >= 0.95, acc
     assert (model.predict(X_te).argmax(1) == y_te).mean() == pytest.approx(acc)
 
@@ -36,11 +39,13 @@ def test_digits_reaches_95_percent():
 def test_breast_cancer_reaches_95_percent():
     X, y = load_breast_cancer(return_X_y=True)
     X_tr, X_te, y_tr, y_te = _split(X, y)
-    model = gn.Sequential([
-        gn.layers.Dense(32, activation="relu", input_shape=(30,)),
-        gn.layers.Dense(16, activation="relu"),
-        gn.layers.Dense(1, activation="sigmoid"),
-    ])
+    model = gn.Sequential(
+        [
+            gn.layers.Dense(32, activation="relu", input_shape=(30,)),
+            gn.layers.Dense(16, activation="relu"),
+            gn.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy", "auc"])
     history = model.fit(X_tr, y_tr, epochs=30, batch_size=32, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
@@ -53,14 +58,24 @@ def test_diabetes_regression_beats_the_mean_predictor():
     X, y = load_diabetes(return_X_y=True)
     X_tr, X_te, y_tr, y_te = _split(X, y)
     mu, sd = y_tr.mean(), y_tr.std()
-    model = gn.Sequential([
-        gn.layers.Dense(16, activation="relu", input_shape=(10,), kernel_regularizer="l2"),
-        gn.layers.Dense(1),
-    ])
+    model = gn.Sequential(
+        [
+            gn.layers.Dense(16, activation="relu", input_shape=(10,), kernel_regularizer="l2"),
+            gn.layers.Dense(1),
+        ]
+    )
     model.compile(optimizer=gn.optimizers.Adam(0.01), loss="mse", metrics=["r2", "mae"])
     stop = gn.callbacks.EarlyStopping(patience=10, restore_best_weights=True)
-    history = model.fit(X_tr, (y_tr - mu) / sd, epochs=200, batch_size=32, verbose=0,
-                        validation_split=0.2, validation_shuffle=True, callbacks=[stop])
+    history = model.fit(
+        X_tr,
+        (y_tr - mu) / sd,
+        epochs=200,
+        batch_size=32,
+        verbose=0,
+        validation_split=0.2,
+        validation_shuffle=True,
+        callbacks=[stop],
+    )
     assert len(history.epoch) < 200  # early stopping ended it
     pred = model.predict(X_te)[:, 0] * sd + mu
     mse_model = np.mean((pred - y_te) ** 2)
@@ -75,11 +90,13 @@ def test_synthetic_regression_is_fit_almost_exactly():
     y = 10 * np.sin(np.pi * X[:, 0] * X[:, 1]) + 20 * (X[:, 2] - 0.5) ** 2 + 10 * X[:, 3]
     X_tr, X_te, y_tr, y_te = X[:1600], X[1600:], y[:1600], y[1600:]
     mu, sd = y_tr.mean(), y_tr.std()
-    model = gn.Sequential([
-        gn.layers.Dense(64, activation="gelu", input_shape=(5,)),
-        gn.layers.Dense(64, activation="gelu"),
-        gn.layers.Dense(1),
-    ])
+    model = gn.Sequential(
+        [
+            gn.layers.Dense(64, activation="gelu", input_shape=(5,)),
+            gn.layers.Dense(64, activation="gelu"),
+            gn.layers.Dense(1),
+        ]
+    )
     model.compile(optimizer=gn.optimizers.Adam(0.003), loss="huber", metrics=["r2"])
     model.fit(X_tr, (y_tr - mu) / sd, epochs=40, batch_size=32, verbose=0)
     r2 = model.evaluate(X_te, (y_te - mu) / sd, verbose=0, return_dict=True)["r2"]

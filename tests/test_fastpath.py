@@ -23,24 +23,57 @@ def _train(make, loss, y, fast, metrics=("accuracy",), **fit):
 
 
 CASES = [
-    ("sigmoid+bce", lambda: gn.Sequential([
-        gn.layers.Dense(8, activation="relu", input_shape=(6,)), gn.layers.Dropout(0.3),
-        gn.layers.Dense(1, activation="sigmoid")]), "binary_crossentropy",
-     (X[:, 0] > 0).astype("float32")),
-    ("softmax+scce", lambda: gn.Sequential([
-        gn.layers.Dense(8, activation="tanh", input_shape=(6,)),
-        gn.layers.Dense(3), gn.layers.Activation("softmax")]), "sparse_categorical_crossentropy",
-     np.argmax(X[:, :3], 1)),
-    ("softmax+cce smooth", lambda: gn.Sequential([
-        gn.layers.Dense(8, activation="gelu", input_shape=(6,)),
-        gn.layers.Dense(3, activation="softmax")]),
-     gn.losses.CategoricalCrossentropy(label_smoothing=0.1), np.eye(3)[np.argmax(X[:, :3], 1)]),
-    ("logits", lambda: gn.Sequential([
-        gn.layers.Dense(8, activation="swish", input_shape=(6,)), gn.layers.Dense(3)]),
-     gn.losses.SparseCategoricalCrossentropy(from_logits=True), np.argmax(X[:, :3], 1)),
-    ("mse elu", lambda: gn.Sequential([
-        gn.layers.Dense(8, activation="elu", input_shape=(6,)), gn.layers.Dense(2)]),
-     "mse", X[:, :2] * 2),
+    (
+        "sigmoid+bce",
+        lambda: gn.Sequential(
+            [
+                gn.layers.Dense(8, activation="relu", input_shape=(6,)),
+                gn.layers.Dropout(0.3),
+                gn.layers.Dense(1, activation="sigmoid"),
+            ]
+        ),
+        "binary_crossentropy",
+        (X[:, 0] > 0).astype("float32"),
+    ),
+    (
+        "softmax+scce",
+        lambda: gn.Sequential(
+            [
+                gn.layers.Dense(8, activation="tanh", input_shape=(6,)),
+                gn.layers.Dense(3),
+                gn.layers.Activation("softmax"),
+            ]
+        ),
+        "sparse_categorical_crossentropy",
+        np.argmax(X[:, :3], 1),
+    ),
+    (
+        "softmax+cce smooth",
+        lambda: gn.Sequential(
+            [
+                gn.layers.Dense(8, activation="gelu", input_shape=(6,)),
+                gn.layers.Dense(3, activation="softmax"),
+            ]
+        ),
+        gn.losses.CategoricalCrossentropy(label_smoothing=0.1),
+        np.eye(3)[np.argmax(X[:, :3], 1)],
+    ),
+    (
+        "logits",
+        lambda: gn.Sequential(
+            [gn.layers.Dense(8, activation="swish", input_shape=(6,)), gn.layers.Dense(3)]
+        ),
+        gn.losses.SparseCategoricalCrossentropy(from_logits=True),
+        np.argmax(X[:, :3], 1),
+    ),
+    (
+        "mse elu",
+        lambda: gn.Sequential(
+            [gn.layers.Dense(8, activation="elu", input_shape=(6,)), gn.layers.Dense(2)]
+        ),
+        "mse",
+        X[:, :2] * 2,
+    ),
 ]
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gradcheck_cases import Case, all_cases
 
 import gpunet as gn
-from gradcheck_cases import Case, all_cases
 
 CASES = all_cases()
 EPS = 1e-6
@@ -24,7 +24,9 @@ def _forward(case: Case, tensors: list[gn.Tensor], projection: np.ndarray | None
     return (out * gn.tensor(projection, dtype="float64")).sum()
 
 
-def _numeric(case: Case, values: list[np.ndarray], target: np.ndarray, projection: np.ndarray) -> np.ndarray:
+def _numeric(
+    case: Case, values: list[np.ndarray], target: np.ndarray, projection: np.ndarray
+) -> np.ndarray:
     """Central differences of the projected output w.r.t. ``target``, an input or a
     parameter array perturbed in place."""
     grad = np.zeros_like(target)
@@ -66,8 +68,9 @@ def test_gradient_matches_finite_differences(case: Case) -> None:
             analytic = np.array(p.grad, copy=True)
             data = p.data
             numeric = _numeric(case, values, data, projection)
-            np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7,
-                                       err_msg=f"{case.name}: {p.name}")
+            np.testing.assert_allclose(
+                analytic, numeric, rtol=1e-5, atol=1e-7, err_msg=f"{case.name}: {p.name}"
+            )
             checked += 1
     assert checked > 0
     CHECKED.add(case.name)

@@ -13,10 +13,13 @@ Y = (X[:, 0] + X[:, 1] > 0).astype("float32")
 
 
 def _binary_model(**kw):
-    model = gn.Sequential([
-        gn.layers.Dense(8, activation="relu", input_shape=(4,)),
-        gn.layers.Dense(1, activation="sigmoid"),
-    ], **kw)
+    model = gn.Sequential(
+        [
+            gn.layers.Dense(8, activation="relu", input_shape=(4,)),
+            gn.layers.Dense(1, activation="sigmoid"),
+        ],
+        **kw,
+    )
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     return model
 
@@ -50,8 +53,16 @@ def test_add_pop_and_lazy_build():
 def test_fit_options_history_and_batch_methods(tmp_path):
     model = _binary_model()
     w = np.where(Y > 0, 2.0, 1.0)
-    h = model.fit(X, Y, epochs=3, batch_size=16, verbose=0, sample_weight=w,
-                  validation_data=(X, Y), initial_epoch=1)
+    h = model.fit(
+        X,
+        Y,
+        epochs=3,
+        batch_size=16,
+        verbose=0,
+        sample_weight=w,
+        validation_data=(X, Y),
+        initial_epoch=1,
+    )
     assert h.epoch == [1, 2] and set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     h = model.fit(X, Y, epochs=1, verbose=0, class_weight={0: 1.0, 1: 3.0}, shuffle=False)
     assert len(h.history["loss"]) == 1
@@ -96,8 +107,13 @@ def test_to_device_keeps_weights_and_optimizer_state():
 def test_same_seed_repeats_bit_for_bit_and_other_seed_differs():
     def run(seed):
         gn.utils.set_random_seed(seed)
-        model = gn.Sequential([gn.layers.Dense(8, activation="relu", input_shape=(4,)),
-                               gn.layers.Dropout(0.3), gn.layers.Dense(1, activation="sigmoid")])
+        model = gn.Sequential(
+            [
+                gn.layers.Dense(8, activation="relu", input_shape=(4,)),
+                gn.layers.Dropout(0.3),
+                gn.layers.Dense(1, activation="sigmoid"),
+            ]
+        )
         model.compile(optimizer="adam", loss="binary_crossentropy")
         model.fit(X, Y, epochs=3, batch_size=8, verbose=0)
         return model.get_weights()
@@ -110,11 +126,15 @@ def test_same_seed_repeats_bit_for_bit_and_other_seed_differs():
 @pytest.mark.parametrize("floatx", ["float32", "float64"])
 def test_no_silent_upcast_in_a_training_step(floatx):
     gn.config.set_floatx(floatx)
-    model = gn.Sequential([
-        gn.layers.Dense(8, activation="gelu", input_shape=(4,), kernel_regularizer="l2"),
-        gn.layers.BatchNormalization(), gn.layers.Dropout(0.2), gn.layers.LayerNormalization(),
-        gn.layers.Dense(3, activation="softmax"),
-    ])
+    model = gn.Sequential(
+        [
+            gn.layers.Dense(8, activation="gelu", input_shape=(4,), kernel_regularizer="l2"),
+            gn.layers.BatchNormalization(),
+            gn.layers.Dropout(0.2),
+            gn.layers.LayerNormalization(),
+            gn.layers.Dense(3, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     seen = []
     from gpunet.layers import base
@@ -124,7 +144,9 @@ def test_no_silent_upcast_in_a_training_step(floatx):
 
     base.call_hooks.append(record)
     try:
-        model.fit(X.astype("float64"), (X[:, 0] > 0).astype(int), epochs=1, batch_size=16, verbose=0)
+        model.fit(
+            X.astype("float64"), (X[:, 0] > 0).astype(int), epochs=1, batch_size=16, verbose=0
+        )
     finally:
         base.call_hooks.remove(record)
     assert seen and all(d == np.dtype(floatx) for d in seen)
@@ -188,8 +210,9 @@ def test_subclassed_model_with_concat_shared_layer_and_fit():
 def test_torch_style_modules_and_optimizers():
     from gpunet import nn, optim
 
-    net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.1), nn.BatchNorm1d(16),
-                        nn.Linear(16, 1))
+    net = nn.Sequential(
+        nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.1), nn.BatchNorm1d(16), nn.Linear(16, 1)
+    )
     opt = optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     loss_fn = nn.BCEWithLogitsLoss()
     first = None
@@ -204,8 +227,16 @@ def test_torch_style_modules_and_optimizers():
 
 
 def test_regularization_losses_are_added_in_fit():
-    model = gn.Sequential([gn.layers.Dense(1, input_shape=(4,), kernel_regularizer=gn.regularizers.L2(10.0),
-                                           kernel_initializer="ones")])
+    model = gn.Sequential(
+        [
+            gn.layers.Dense(
+                1,
+                input_shape=(4,),
+                kernel_regularizer=gn.regularizers.L2(10.0),
+                kernel_initializer="ones",
+            )
+        ]
+    )
     model.compile(optimizer=gn.optimizers.SGD(0.01), loss="mse")
     model.fit(X, np.zeros(64), epochs=30, verbose=0)
     assert np.abs(model.get_weights()[0]).max() < 0.05  # the penalty pulled the weights to 0
@@ -231,10 +262,13 @@ def test_callbacks(tmp_path):
 def test_early_stopping_restores_best_weights():
     model = _binary_model()
     snapshots = []
-    keep = gn.callbacks.LambdaCallback(on_epoch_end=lambda e, l: snapshots.append(model.get_weights()))
+    keep = gn.callbacks.LambdaCallback(
+        on_epoch_end=lambda e, l: snapshots.append(model.get_weights())
+    )
     # the monitored value is made to rise after epoch 0 by an impossible min_delta
-    stop = gn.callbacks.EarlyStopping(monitor="loss", patience=2, min_delta=5.0,
-                                      restore_best_weights=True)
+    stop = gn.callbacks.EarlyStopping(
+        monitor="loss", patience=2, min_delta=5.0, restore_best_weights=True
+    )
     stop.baseline = None
     h = model.fit(X, Y, epochs=10, verbose=0, callbacks=[keep, stop])
     assert len(h.epoch) == 3
@@ -243,12 +277,15 @@ def test_early_stopping_restores_best_weights():
 
 def test_terminate_on_nan_stops_like_on_nan_stop():
     big = gn.initializers.Constant(1e5)
-    model = gn.Sequential([gn.layers.Dense(2, activation="relu", kernel_initializer=big, input_shape=(4,))]
-                          + [gn.layers.Dense(2, activation="relu", kernel_initializer=big) for _ in range(4)]
-                          + [gn.layers.Dense(1)])
+    model = gn.Sequential(
+        [gn.layers.Dense(2, activation="relu", kernel_initializer=big, input_shape=(4,))]
+        + [gn.layers.Dense(2, activation="relu", kernel_initializer=big) for _ in range(4)]
+        + [gn.layers.Dense(1)]
+    )
     model.compile(optimizer="sgd", loss="mse")
-    h = model.fit(X * 1e3, Y, epochs=20, verbose=0, on_nan="ignore",
-                  callbacks=[gn.callbacks.TerminateOnNaN()])
+    h = model.fit(
+        X * 1e3, Y, epochs=20, verbose=0, on_nan="ignore", callbacks=[gn.callbacks.TerminateOnNaN()]
+    )
     assert len(h.history["loss"]) == 1 and not np.isfinite(h.history["loss"][0])
     with pytest.raises(gn.errors.NonFiniteError, match=r"epoch 1, batch 1.*Dense 'dense_"):
         model.fit(X * 1e3, Y, epochs=2, verbose=0)

@@ -51,7 +51,9 @@ def test_adam_matches_hand_computation():
 
 def test_torch_adam_and_adamw_match_hand_computation():
     got = _run(lambda p: gn.optim.Adam(p, lr=0.05, eps=1e-3))
-    np.testing.assert_allclose(got, _by_hand_adam(0.05, 0.9, 0.999, 1e-3, torch_eps=True), rtol=1e-12)
+    np.testing.assert_allclose(
+        got, _by_hand_adam(0.05, 0.9, 0.999, 1e-3, torch_eps=True), rtol=1e-12
+    )
     got = _run(lambda p: gn.optim.AdamW(p, lr=0.05, weight_decay=0.1))
     expect = _by_hand_adam(0.05, 0.9, 0.999, 1e-8, torch_eps=True, decay=0.1)
     np.testing.assert_allclose(got, expect, rtol=1e-12)

@@ -21,10 +21,12 @@ def test_keras_regression_snippet():
     X_train, X_test, y_train = X[:150], X[150:], y[:150]
     input_size = X.shape[1]
     # --- the tutorial's code, tf.keras -> gn ---
-    model = gn.Sequential([
-        gn.layers.Dense(32, activation="relu", input_shape=(input_size,)),
-        gn.layers.Dense(1),  # Output layer
-    ])
+    model = gn.Sequential(
+        [
+            gn.layers.Dense(32, activation="relu", input_shape=(input_size,)),
+            gn.layers.Dense(1),  # Output layer
+        ]
+    )
     model.compile(optimizer="adam", loss="mse")
     model.fit(X_train, y_train, epochs=10, batch_size=32)
     predictions = model.predict(X_test)
@@ -37,11 +39,13 @@ def test_keras_binary_classification_snippet():
     X, w = _data()
     y = (X @ w > 0).astype("float32")
     X_train, X_test, y_train = X[:150], X[150:], y[:150]
-    model = gn.Sequential([
-        gn.layers.Dense(64, activation="relu", input_shape=(10,)),
-        gn.layers.Dense(32, activation="relu"),
-        gn.layers.Dense(1, activation="sigmoid"),
-    ])
+    model = gn.Sequential(
+        [
+            gn.layers.Dense(64, activation="relu", input_shape=(10,)),
+            gn.layers.Dense(32, activation="relu"),
+            gn.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     model.fit(X_train, y_train, epochs=10, batch_size=32)
     predictions = model.predict(X_test)
@@ -54,12 +58,14 @@ def test_issue_example_with_dropout_validation_and_summary(capsys):
     X, w = _data(400)
     y = (X @ w > 0).astype("float32")
     X_train, X_test, y_train, y_test = X[:300], X[300:], y[:300], y[300:]
-    model = gn.Sequential([
-        gn.layers.Dense(64, activation="relu", input_shape=(10,)),
-        gn.layers.Dropout(0.2),
-        gn.layers.Dense(32, activation="relu"),
-        gn.layers.Dense(1, activation="sigmoid"),
-    ])
+    model = gn.Sequential(
+        [
+            gn.layers.Dense(64, activation="relu", input_shape=(10,)),
+            gn.layers.Dropout(0.2),
+            gn.layers.Dense(32, activation="relu"),
+            gn.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     history = model.fit(X_train, y_train, epochs=10, batch_size=32, validation_split=0.1)
     model.evaluate(X_test, y_test)
