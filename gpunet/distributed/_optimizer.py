@@ -73,10 +73,6 @@ def DistributedOptimizer(optimizer: Any, strategy: MPIStrategy | None = None, *,
     return optimizer
 
 
-def is_distributed_optimizer(optimizer: Any) -> bool:
-    return isinstance(optimizer, _DistributedStep)
-
-
 def broadcast_parameters(model: Any, strategy: MPIStrategy | None = None) -> None:
     """Give every process rank 0's weights (``model`` or a list of parameters)."""
     strategy = strategy if strategy is not None else init()

@@ -44,8 +44,6 @@ def buckets(n: int, itemsize: int, bucket_bytes: int) -> Iterator[tuple[int, int
 class HostReducer:
     """NumPy buffers: in-place MPI allreduce per bucket."""
 
-    name = "mpi"
-
     def __init__(self, comm: Comm, bucket_bytes: int = DEFAULT_BUCKET_BYTES) -> None:
         self.comm, self.bucket_bytes = comm, int(bucket_bytes)
         self.calls = 0  # collectives issued, for tests and the benchmark
@@ -64,8 +62,6 @@ class StagedReducer(HostReducer):
     """Device buffers copied to the host one bucket at a time: works with any MPI
     and any device (the strict simulated one included)."""
 
-    name = "host"
-
     def _reduce(self, ops: Any, view: Any, what: str) -> None:
         host = np.array(ops.to_numpy(view), copy=True, order="C")
         self.comm.allreduce_(host, what)
@@ -75,8 +71,6 @@ class StagedReducer(HostReducer):
 class CudaAwareReducer(HostReducer):
     """CuPy buffers given to MPI as they are (``__cuda_array_interface__``); needs an
     MPI built with CUDA support."""
-
-    name = "mpi"
 
     def allreduce(self, ops: Any, buf: Any, what: str) -> None:
         # MPI reads device memory outside CuPy's stream: the backward must be done
@@ -101,8 +95,6 @@ class NcclReducer:
     aborts the NCCL communicator: an aborted collective returns without raising
     and leaves partial sums, so the job must end (and resume from a checkpoint).
     """
-
-    name = "nccl"
 
     def __init__(self, comm: Comm, device_index: int, nccl: Any, cuda: Any) -> None:
         self.comm, self.nccl, self.cuda, self.device_index = comm, nccl, cuda, device_index

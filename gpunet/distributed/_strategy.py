@@ -254,6 +254,9 @@ def check_agreement(comm: Comm, desc: dict[str, Any]) -> None:
         raise DistributedError(f"processes disagree on the model: {why}")
 
 
+BUCKET = _reducers.DEFAULT_BUCKET_BYTES
+
+
 def broadcast_state(comm: Comm, weights: list[Any], optimizer: Any = None) -> None:
     """Overwrite every process's weights (and optimizer state) with rank 0's."""
     flat: list[tuple[Any, Any]] = []  # 1-D buffers, sent bucket by bucket
@@ -262,7 +265,7 @@ def broadcast_state(comm: Comm, weights: list[Any], optimizer: Any = None) -> No
         flat += [(g.ops, g.P), *((g.ops, v) for v in g.slots.values())]
         covered.update(id(p) for p in g.params)
     for ops, buf in flat:
-        for a, b in _reducers.buckets(int(buf.shape[0]), _reducers.itemsize(buf), 16 * 2**20):
+        for a, b in _reducers.buckets(int(buf.shape[0]), _reducers.itemsize(buf), BUCKET):
             host = np.array(ops.to_numpy(buf[a:b]), copy=True, order="C")
             comm.bcast_(host, "the weight broadcast")
             if comm.rank:
