@@ -48,21 +48,22 @@ class DenseStackStep:
     def _forward(self, x: Any, training: bool, saved: list[Any]) -> Any:
         ops = self.ops
         h = x
-        for kind, *args in self.stages:
+        for st in self.stages:
+            kind = st[0]
             if kind == "dense":
-                W, b, act, kw = args
-                Y, Z = ops.dense(h, W.data, None if b is None else b.data, act, **kw)
+                b = st[2]
+                Y, Z = ops.dense(h, st[1].data, None if b is None else b.data, st[3], **st[4])
                 saved.append((h, Z, Y))
                 h = Y
             elif kind == "dropout":
-                if training and args[0]:
-                    mask = ops.dropout_mask(h.shape, args[0], h.dtype)
+                if training and st[1]:
+                    mask = ops.dropout_mask(h.shape, st[1], h.dtype)
                     h = h * mask
                     saved.append(mask)
                 else:
                     saved.append(None)
             else:
-                Y = ops.activation(args[0], h, **args[1])
+                Y = ops.activation(st[1], h, **st[2])
                 saved.append((h, Y))
                 h = Y
         return h
@@ -87,10 +88,12 @@ class DenseStackStep:
         y_pred = h if self.out_act is None else None
         if self.out_act is not None and self.model.compiled_metrics:
             y_pred = ops.activation(self.out_act[0], h, **self.out_act[1])
-        for i in range(len(self.stages) - 1, -1, -1):
-            kind, *args = self.stages[i]
+        stages = self.stages
+        for i in range(len(stages) - 1, -1, -1):
+            st = stages[i]
+            kind = st[0]
             if kind == "dense":
-                W, b, act, kw = args
+                W, b = st[1], st[2]
                 X, Z, Y = saved[i]
                 dX, dW, db = ops.backprop_dense(
                     g,
@@ -98,12 +101,12 @@ class DenseStackStep:
                     W.data,
                     Z,
                     Y,
-                    act,
+                    st[3],
                     need_dX=i > 0,
                     need_db=b is not None,
                     dW_out=_sink(W),
                     db_out=_sink(b),
-                    **kw,
+                    **st[4],
                 )
                 _accumulate(W, dW)
                 if b is not None:
@@ -113,7 +116,7 @@ class DenseStackStep:
                 if saved[i] is not None:
                     g = g * saved[i]
             else:
-                g = ops.backprop_activation(args[0], g, saved[i][0], saved[i][1], **args[1])
+                g = ops.backprop_activation(st[1], g, saved[i][0], saved[i][1], **st[2])
         return total, y_pred
 
 
@@ -124,7 +127,11 @@ def _sink(p: Any) -> Any:
 
 
 def _accumulate(p: Any, g: Any) -> None:
-    if p.requires_grad:
+    if not p.requires_grad:
+        return
+    if g is p._gbuf and p._grad is None:  # written in place by the op (the usual case)
+        p._grad = g
+    else:
         p.accumulate_grad(g)
 
 

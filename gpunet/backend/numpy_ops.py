@@ -22,6 +22,7 @@ from gpunet.backend.ops import Ops
 
 Array = Any
 HOST_MIN = 8192
+LOSS_HOST_MIN = 1024  # a loss replaces ~20 ufunc calls: worth a kernel call sooner
 _SUFFIX = {np.dtype("float32"): "f32", np.dtype("float64"): "f64"}
 
 
@@ -96,12 +97,13 @@ class NumpyOps(Ops):
         self, X: Array, W: Array, b: Array | None, activation: str = "linear", **kw: Any
     ) -> tuple[Array, Array | None]:
         if X.ndim != 2 or self.host is None or X.shape[0] * W.shape[1] < HOST_MIN:
-            if activation != "relu" or kw or X.ndim != 2:
+            if activation not in ("relu", "linear") or kw or X.ndim != 2:
                 return super().dense(X, W, b, activation, **kw)
-            Y = np.matmul(X, W)  # a small ReLU layer: two in-place ufuncs
+            Y = np.matmul(X, W)  # a small layer: in-place ufuncs, as the reference computes
             if b is not None:
                 np.add(Y, b, out=Y)
-            np.maximum(Y, 0.0, out=Y)
+            if activation == "relu":
+                np.maximum(Y, 0.0, out=Y)
             return Y, None
         act = _act_code(activation, kw)
         suffix = _fast(X, W, b)
@@ -169,7 +171,7 @@ class NumpyOps(Ops):
         return None
 
     def _loss_args(self, Z: Array, *others: Array, scale: Any) -> tuple[str, Any] | None:
-        if Z.ndim != 2 or Z.size < HOST_MIN or self.host is None:
+        if Z.ndim != 2 or Z.size < LOSS_HOST_MIN or self.host is None:
             return None
         suffix, sc = _fast(Z, *others), self._scale_args(scale, Z.dtype)
         return None if suffix is None or sc is None else (suffix, sc)
@@ -227,7 +229,22 @@ class NumpyOps(Ops):
     ) -> tuple[Array, Array]:
         args = self._loss_args(Z, T, scale=scale)
         if args is None:
-            return super().sigmoid_cross_entropy(Z, T, scale=scale, label_smoothing=label_smoothing)
+            if label_smoothing or Z.ndim != 2:
+                return super().sigmoid_cross_entropy(
+                    Z, T, scale=scale, label_smoothing=label_smoothing
+                )
+            # the reference's formulas with exp(-|Z|) computed once for both results
+            e = np.abs(Z)
+            np.negative(e, out=e)
+            np.exp(e, out=e)
+            l = np.maximum(Z, 0.0)
+            l -= Z * T
+            l += np.log1p(e)
+            sig = np.where(Z >= 0, 1.0, e)
+            sig /= 1.0 + e
+            sig -= T
+            sig *= self._row_scale(scale, Z.shape[-1])
+            return (l[:, 0] if Z.shape[-1] == 1 else np.mean(l, axis=-1)), sig
         (suffix, (sc, s)), (B, K) = args, Z.shape
         L, dZ = np.empty(B, Z.dtype), np.empty_like(Z)
         self.host.sigmoid_bce[suffix](
