@@ -326,4 +326,11 @@ class LambdaCallback(Callback):
             setattr(self, name, fn)
 
 
-from gpunet.checkpoint import BackupAndRestore, ModelCheckpoint  # noqa: E402, F401 - needs Callback
+def __getattr__(name: str) -> Any:
+    # the checkpoint callbacks bring the file format (hashlib, json, tempfile): loaded
+    # on first use, so `import gpunet` stays light
+    if name in ("BackupAndRestore", "ModelCheckpoint"):
+        from gpunet import checkpoint
+
+        return getattr(checkpoint, name)
+    raise AttributeError(f"module 'gpunet.callbacks' has no attribute {name!r}")

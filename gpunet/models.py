@@ -10,7 +10,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,7 +18,7 @@ import numpy as np
 from gpunet.autograd import Tensor, no_grad
 from gpunet.backend import get_ops
 from gpunet.errors import InputValidationError, InvalidParameterError
-from gpunet.layers.base import Layer
+from gpunet.layers.base import Layer, takes_training
 from gpunet.training import TrainingMixin
 
 
@@ -52,7 +51,7 @@ class Model(TrainingMixin, Layer):
         forward = getattr(self, "forward", None)
         if forward is None:
             raise NotImplementedError(f"{type(self).__name__} must define call() or forward()")
-        if "training" in inspect.signature(forward).parameters:
+        if takes_training(forward):
             return forward(x, training=training)
         return forward(x)
 

@@ -7,7 +7,6 @@ PyTorch modules, so subclassed models need no registration calls.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from collections import defaultdict
 from collections.abc import Iterator
@@ -325,9 +324,19 @@ def _shapes(x: Any) -> Any:
 _ACCEPTS: dict[type, bool] = {}
 
 
+def takes_training(fn: Any) -> bool:
+    """Whether ``fn`` has a parameter named ``training`` (without importing inspect,
+    which costs more at import time than this whole module)."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return False
+    n = code.co_argcount + code.co_kwonlyargcount
+    return "training" in code.co_varnames[:n] or bool(code.co_flags & 0x08)  # **kwargs
+
+
 def _accepts_training(layer: Layer) -> bool:
     cls = type(layer)
     known = _ACCEPTS.get(cls)
     if known is None:
-        known = _ACCEPTS[cls] = "training" in inspect.signature(cls.call).parameters
+        known = _ACCEPTS[cls] = takes_training(cls.call)
     return known
