@@ -84,6 +84,22 @@ def build(
     return impls, errors
 
 
+def build_remote(
+    names: list[str], start: Callable[[str], Any], log: Callable[[str], Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Start one worker process per implementation (all at once: their imports
+    overlap), then wait for each to be built."""
+    started, impls, errors = {n: start(n) for n in names}, {}, {}
+    for name, remote in started.items():
+        try:
+            remote.wait_ready()
+            impls[name] = remote
+        except Exception as exc:
+            errors[name] = f"setup failed: {exc}"
+            log(f"  {name}: {errors[name]}")
+    return impls, errors
+
+
 def _busy_seconds() -> float | None:
     """CPU seconds the whole machine has spent busy (all processes), from /proc/stat."""
     try:
@@ -95,7 +111,9 @@ def _busy_seconds() -> float | None:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def _block(impl: Any, steps: int, warmup: int, sleep: float) -> tuple[float, float, float | None]:
+def run_block(
+    impl: Any, steps: int, warmup: int, sleep: float
+) -> tuple[float, float, float | None]:
     """One timed block: seconds, this process's CPU share, and the share of the
     machine's CPUs that other processes used meanwhile (None where unknown)."""
     gc.collect()
@@ -144,7 +162,11 @@ def interleave(
                 continue
             try:
                 for attempt in range(retries + 1):
-                    dt, own, others = _block(impls[name], steps, warmup, sleep)
+                    impl = impls[name]
+                    if hasattr(impl, "block"):  # a worker process times its own block
+                        dt, own, others = impl.block(steps, warmup, sleep)
+                    else:
+                        dt, own, others = run_block(impl, steps, warmup, sleep)
                     if others is None or others <= max_others or attempt == retries:
                         break
                     time.sleep(2.0)  # let the other job finish or settle

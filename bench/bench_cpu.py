@@ -6,7 +6,8 @@
 
 One round = one block of ``steps`` batches of the workload (an epoch), after
 ``warmup`` untimed steps; the implementations are exactly those of
-``python bench/run.py``. pytest-benchmark runs one implementation after another,
+``python bench/run.py``, each in its own worker process as there (a round
+includes ~0.1 ms of pipe round trip). pytest-benchmark runs one implementation after another,
 not interleaved, so on a shared machine take ratios from ``bench/run.py`` and use
 this file for pytest-benchmark's history and comparisons. Timings are reported,
 never asserted.
@@ -15,9 +16,9 @@ never asserted.
 from __future__ import annotations
 
 import argparse
-import functools
 from typing import Any
 
+import _worker
 import _workloads as wl
 import pytest
 import run
@@ -43,17 +44,15 @@ CASES += [pytest.param("P", n, id=f"P-{n}") for n in PREDICT]
 OPTS = argparse.Namespace(torch=True, sklearn=True, quick=False, sklearn_c=False, impls=None)
 
 
-@functools.cache
-def data(key: str) -> wl.Data:
-    return wl.make_data(wl.WORKLOADS["A" if key == "P" else key])
-
-
-def make(key: str, name: str) -> Any:
+def make(key: str, name: str) -> tuple[wl.Workload, Any]:
+    """The implementation in its own worker process, as ``bench/run.py`` runs it
+    (libraries sharing one OpenMP runtime slow each other: see _worker.py)."""
     w = wl.WORKLOADS["A" if key == "P" else key]
-    factory = run.factories(key, w, data(key), OPTS, gpu=False).get(name)
-    if factory is None:
+    if name not in run.factories(key, w, None, OPTS, gpu=False):  # type: ignore[arg-type]
         pytest.skip(f"{name} is not available here (peer not installed)")
-    return w, factory()
+    remote = _worker.Remote(key, name, OPTS, gpu=False)
+    remote.wait_ready()
+    return w, remote
 
 
 @pytest.mark.parametrize(("key", "name"), CASES)
@@ -64,9 +63,12 @@ def test_cpu(benchmark: Any, key: str, name: str) -> None:
         if w.warmup:
             impl.run(w.warmup)
 
-    benchmark.group = f"{key}: {run.TITLES[key]}"
-    benchmark.extra_info.update({"steps_per_round": w.steps, "batch": w.batch})
-    benchmark.pedantic(impl.run, args=(w.steps,), setup=setup, rounds=w.repeats, iterations=1)
+    try:
+        benchmark.group = f"{key}: {run.TITLES[key]}"
+        benchmark.extra_info.update({"steps_per_round": w.steps, "batch": w.batch})
+        benchmark.pedantic(impl.run, args=(w.steps,), setup=setup, rounds=w.repeats, iterations=1)
+    finally:
+        impl.close()
     med = benchmark.stats.stats.median
     benchmark.extra_info["ms_per_step"] = 1e3 * med / w.steps
     benchmark.extra_info["samples_per_s"] = w.steps * w.batch / med

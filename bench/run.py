@@ -28,6 +28,7 @@ import _gpunet as gp
 import _machine
 import _peers as pe
 import _runner
+import _worker
 import _workloads as wl
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -93,8 +94,13 @@ def run_workload(key: str, opts: argparse.Namespace, gpu: bool, log: Any) -> dic
     w = wl.WORKLOADS["A" if key == "P" else key]
     repeats = opts.repeats or (min(3, w.repeats) if opts.quick else w.repeats)
     log(f"[{key}] {TITLES[key]}: {w.steps} steps x {repeats} repeats")
-    data = wl.make_data(w)
-    impls, errors = _runner.build(factories(key, w, data, opts, gpu), log)
+    if opts.same_process:
+        impls, errors = _runner.build(factories(key, w, wl.make_data(w), opts, gpu), log)
+    else:
+        names = list(factories(key, w, None, opts, gpu))  # type: ignore[arg-type]
+        impls, errors = _runner.build_remote(
+            names, lambda n: _worker.Remote(key, n, opts, gpu), log
+        )
     same = {}
     for name, impl in impls.items():  # before any training: all at the shared init
         if hasattr(impl, "first_loss") and name in (
@@ -119,6 +125,9 @@ def run_workload(key: str, opts: argparse.Namespace, gpu: bool, log: Any) -> dic
         log=log,
     )
     errors.update(failed)
+    for impl in impls.values():
+        if isinstance(impl, _worker.Remote):
+            impl.close()
     spec = {**asdict(w), "n_params": w.n_params, "gemm_gflop": w.gemm_flops() / 1e9}
     if key == "P":
         spec["gemm_gflop"] = w.gemm_flops() / 3 / 1e9  # forward only: 1/3 of the step's
@@ -154,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         help="re-run a block during which other processes used more than this share of the CPUs",
     )
     p.add_argument("--retries", type=int, default=3, help="re-runs per block (see --max-others)")
+    p.add_argument(
+        "--same-process",
+        action="store_true",
+        help="run every implementation in this process (default: one worker process each, "
+        "since libraries that share an OpenMP runtime slow each other; see _worker.py)",
+    )
     p.add_argument("--torch-threads", type=int, help="default: NumPy's BLAS thread count")
     p.add_argument("--no-torch", dest="torch", action="store_false")
     p.add_argument("--no-sklearn", dest="sklearn", action="store_false")
