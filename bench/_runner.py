@@ -4,7 +4,8 @@ Method (as in the perf baselines): every implementation runs blocks of one
 epoch (``steps`` batches); the order of implementations rotates by one each
 repeat, so slow drift of a shared machine spreads over all of them. Before each
 block: ``gc.collect()``, a 0.15 s sleep (lets the spinning OpenBLAS/OpenMP workers
-of the previous library go idle) and ``warmup`` untimed steps. A figure is the
+of the previous library go idle) and ``warmup`` untimed steps; one untimed
+burn-in block per implementation precedes the first repeat. A figure is the
 median block time / steps; a ratio is taken between medians of the same run, and
 also given as the median of the per-repeat ratios (``paired``).
 
@@ -142,19 +143,32 @@ def interleave(
     sleep: float = 0.15,
     max_others: float = 1.0,
     retries: int = 0,
+    burn_in: int = 0,
     log: Callable[[str], Any] = print,
 ) -> tuple[dict[str, list[float]], dict[str, dict[str, list[Any]]], dict[str, str]]:
     """Seconds per step of every block; per block the CPU share of this process
     and of *other* processes (a shared machine: a block during which others used
     more than ``max_others`` of the CPUs is run again, up to ``retries`` times,
     after a pause; the last attempt is kept either way); and the implementations
-    that raised (their traceback's last line)."""
+    that raised (their traceback's last line). ``burn_in`` untimed blocks per
+    implementation come first: gpunet's first 50-step block of A was once 8x its
+    later ones, which three warm-up steps did not absorb."""
     names = list(impls)
     times: dict[str, list[float]] = {n: [] for n in names}
     info: dict[str, dict[str, list[Any]]] = {
         n: {"own": [], "others": [], "tries": []} for n in names
     }
     errors: dict[str, str] = {}
+    for name in names * burn_in:  # untimed: first-block costs (page faults, lazy setup)
+        try:
+            impl = impls[name]
+            if hasattr(impl, "block"):
+                impl.block(steps, warmup, sleep)
+            else:
+                run_block(impl, steps, warmup, sleep)
+        except Exception as exc:
+            errors[name] = f"failed in the burn-in block: {type(exc).__name__}: {exc}"
+            log(f"  {name}: {errors[name]}")
     for r in range(repeats):
         k = r % len(names) if names else 0
         for name in names[k:] + names[:k]:

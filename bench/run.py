@@ -122,6 +122,7 @@ def run_workload(key: str, opts: argparse.Namespace, gpu: bool, log: Any) -> dic
         sleep=opts.sleep,
         max_others=opts.max_others,
         retries=opts.retries,
+        burn_in=opts.burn_in,
         log=log,
     )
     errors.update(failed)
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0.25,
         help="re-run a block during which other processes used more than this share of the CPUs",
     )
+    p.add_argument("--burn-in", type=int, default=1, help="untimed blocks per row before timing")
     p.add_argument("--retries", type=int, default=3, help="re-runs per block (see --max-others)")
     p.add_argument(
         "--same-process",
