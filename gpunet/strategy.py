@@ -19,6 +19,12 @@ class LocalStrategy:
 
     rank, size = 0, 1
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> LocalStrategy:
+        """The strategy itself: it stands for the running processes (an MPI
+        communicator cannot be copied), so copies of a model or estimator, and
+        scikit-learn's ``clone``, share it."""
+        return self
+
     @property
     def is_chief(self) -> bool:
         """The process that prints progress and writes files."""
