@@ -152,7 +152,8 @@ def save_estimator(est: Any, path: Any) -> None:
     name = type(est).__name__
     if name not in ("MLPClassifier", "MLPRegressor"):
         raise InvalidParameterError(f"cannot save a {name}: only gpunet's MLP estimators")
-    params = {k: v for k, v in est.get_params().items() if k != "device"}
+    # the device and the strategy belong to the process that saves, not to the model
+    params = {k: v for k, v in est.get_params().items() if k not in ("device", "strategy")}
     if params["random_state"] is not None and not isinstance(params["random_state"], int):
         params["random_state"] = None  # a RandomState object's stream is not stored
     hidden = params["hidden_layer_sizes"]  # an int stays an int; a sequence loads as a tuple

@@ -1,7 +1,8 @@
 """scikit-learn estimators trained by gpunet: ``MLPClassifier`` and ``MLPRegressor``.
 
 A drop-in for ``sklearn.neural_network``: the same parameters, defaults, fitted
-attributes, warnings and errors, plus ``device`` (``"cpu"``, ``"cuda"``) and ``dtype``.
+attributes, warnings and errors, plus ``device`` (``"cpu"``, ``"cuda"``), ``dtype`` and
+``strategy`` (data-parallel fits over MPI processes: ``gpunet.distributed``).
 scikit-learn is an optional dependency (``pip install 'gpunet[sklearn]'``), imported
 only when this module is.
 

@@ -4,6 +4,7 @@ pass for prediction, and pickling.
 The fitted state is plain NumPy (``coefs_``, ``intercepts_`` and the other fitted
 attributes) plus the constructor parameters; the gpunet network and optimizer on the
 device are a working copy, rebuilt from that state when needed and left out of pickles.
+So is the ``strategy``: it stands for the processes running now, not for the model.
 Validation, label handling and messages are scikit-learn's own utilities, so bad input
 fails exactly as it does with scikit-learn's MLPs.
 """
@@ -26,7 +27,9 @@ from sklearn.utils.validation import _check_sample_weight, validate_data
 from gpunet import optimizers
 from gpunet.backend import get_ops
 from gpunet.sklearn._network import HIDDEN, Network, forward
+from gpunet.sklearn._parallel import own_ops, shards
 from gpunet.sklearn._solvers import fit_lbfgs, fit_stochastic
+from gpunet.strategy import LocalStrategy
 
 PREDICT_CHUNK = 65536  # rows per forward pass at prediction: bounds device memory
 
@@ -64,6 +67,7 @@ class BaseMLP(BaseEstimator):
             StrOptions({"float32", "float64"}),
             Options(type, {np.float32, np.float64}),
         ],
+        "strategy": [None, LocalStrategy],
     }
 
     def __init__(
@@ -94,6 +98,7 @@ class BaseMLP(BaseEstimator):
         max_fun: int = 15000,
         device: Any = "cpu",
         dtype: Any = None,
+        strategy: Any = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -120,6 +125,7 @@ class BaseMLP(BaseEstimator):
         self.max_fun = max_fun
         self.device = device
         self.dtype = dtype
+        self.strategy = strategy
 
     # -- subclass hooks ----------------------------------------------------------------
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple[Any, Any]:
@@ -145,14 +151,19 @@ class BaseMLP(BaseEstimator):
         self.n_outputs_ = y.shape[1]
         layer_units = [X.shape[1], *hidden, self.n_outputs_]
         self._random_state = check_random_state(self.random_state)
+        par = shards(self.strategy)  # None: this process alone
+        if par is not None:  # same draws on every process: weights, shuffles, split
+            par.sync_random(self._random_state)
         if first_pass:
             self._initialize(layer_units, self._train_dtype(X))
         X = X.toarray() if hasattr(X, "toarray") else X  # sparse input is densified
         net = self._network(layer_units, reuse_optimizer=incremental)
+        if par is not None:
+            par.start(self, net, X, y, sample_weight)
         if self.solver == "lbfgs":
-            fit_lbfgs(self, net, X, y, sample_weight)
+            fit_lbfgs(self, net, X, y, sample_weight, par)
         else:
-            fit_stochastic(self, net, X, y, sample_weight, incremental)
+            fit_stochastic(self, net, X, y, sample_weight, incremental, par)
         flat = net.get_flat()
         self.coefs_, self.intercepts_ = net.unpack(flat)
         if not np.all(np.isfinite(flat)):
@@ -210,6 +221,8 @@ class BaseMLP(BaseEstimator):
         previous one (its moments and step count), also after pickling.
         """
         ops = get_ops(self.device)
+        if self.strategy is not None:
+            ops = own_ops(self.strategy, ops)
         dtype = self.coefs_[0].dtype
         key = (tuple(layer_units), self.activation, self.out_activation_, ops, dtype)
         net = self.__dict__.get("_net")
@@ -258,6 +271,8 @@ class BaseMLP(BaseEstimator):
             self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=False
         )
         ops = get_ops(self.device)
+        if self.strategy is not None:
+            ops = own_ops(self.strategy, ops)
         dtype = self.coefs_[0].dtype
         Ws = [ops.asarray(W, dtype=dtype) for W in self.coefs_]
         bs = [ops.asarray(b, dtype=dtype) for b in self.intercepts_]
@@ -280,6 +295,8 @@ class BaseMLP(BaseEstimator):
     # -- pickling: device objects become NumPy ---------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
+        if state.get("strategy") is not None:
+            state["strategy"] = None  # MPI communicators are not pickled: one process
         state.pop("_net", None)
         opt = state.pop("_optimizer", None)
         if opt is not None:

@@ -47,6 +47,11 @@ _PARAMS_DOC = """
         dtype: ``"float32"`` or ``"float64"``; None (default) follows ``X`` as
             scikit-learn does (float32 stays float32, anything else is float64).
             ``"float32"`` trains about twice as fast on the CPU.
+        strategy: None (default: this process alone) or a
+            ``gpunet.distributed.MPIStrategy``: every process of ``mpiexec`` runs the
+            same ``fit`` on the same data, computes its share of the rows of every
+            batch, and ends with the same fitted attributes as one process would.
+            Pickles and saved files leave it out (they load as None).
 """
 
 
@@ -57,7 +62,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     Same parameters, defaults, fitted attributes (``coefs_``, ``loss_curve_``,
     ``classes_``, ...; NumPy arrays on every device), warnings and errors as
-    ``sklearn.neural_network.MLPClassifier``, plus ``device`` and ``dtype``.
+    ``sklearn.neural_network.MLPClassifier``, plus ``device``, ``dtype`` and ``strategy``.
     Binary and multi-label targets use a logistic output, multiclass a softmax.
 """
         + _PARAMS_DOC
@@ -224,6 +229,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         max_fun: int = 15000,
         device: Any = "cpu",
         dtype: Any = None,
+        strategy: Any = None,
     ) -> None:
         # scikit-learn reads the parameters from this signature: list them, no **kwargs
         super().__init__(
@@ -252,6 +258,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             max_fun=max_fun,
             device=device,
             dtype=dtype,
+            strategy=strategy,
         )
         self.loss = loss
 

@@ -5,6 +5,9 @@ index array, and batches are gathered on the device. The epoch loss (and, with e
 stopping, the validation score) accumulates on the device and is read with one host
 transfer per epoch. Shuffling, the validation split and the stopping rules consume the
 ``random_state`` stream as scikit-learn's MLPs do, so the same seed sees the same batches.
+
+With ``strategy=`` over several processes (``par``, see ``_parallel``) each process
+computes its rows of every batch and the gradients and losses are summed before use.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sklearn.utils.optimize import _check_optimize_result
 
 from gpunet.sklearn import _lbfgs
 from gpunet.sklearn._network import Network
+from gpunet.sklearn._parallel import Shards
 
 
 class _Data:
@@ -78,11 +82,33 @@ def _score(est: Any, net: Network, val: _Data) -> Any:
     return xp.where(ops.all_finite(P), xp.mean(r2), nan)
 
 
-def fit_stochastic(est: Any, net: Network, X: Any, Y: Any, sw: Any, incremental: bool) -> None:
+def _shard_loss_grad(par: Shards, est: Any, net: Network, data: _Data, order: Any, start: int,
+                     stop: int) -> Any:  # fmt: skip
+    """This process's part of the summed loss of global batch ``[start, stop)`` (its
+    rows' losses scaled by the whole batch, so the parts add up), and the whole batch's
+    gradient in ``G``."""
+    ops = net.ops
+    a, b = par.rows(start, stop)
+    Xb, Yb, _, Cb = data.batch(ops, slice(a, b) if order is None else order[a:b])
+    W = data.W
+    if W is not None:  # every process holds all the weights: sum the whole batch's
+        W = W[start:stop] if order is None else ops.take_rows(W, order[start:stop])
+    scale, l2 = _scales(est, ops, stop - start, W)
+    if W is not None:
+        scale = scale[a - start : b - start]
+    # the L2 term is added once, by rank 0, since the gradients are summed
+    loss = net.loss_grad(Xb, Yb, scale, l2 if par.rank == 0 else None, Cb)
+    par.reduce_gradients(est._optimizer)
+    return loss * (stop - start)
+
+
+def fit_stochastic(est: Any, net: Network, X: Any, Y: Any, sw: Any, incremental: bool,
+                   par: Shards | None = None) -> None:  # fmt: skip
     """Epochs of minibatch Adam or SGD, with scikit-learn's stopping rules."""
     if est.early_stopping and incremental:
         raise ValueError("partial_fit does not support early_stopping=True")
     ops, xp = net.ops, net.ops.xp
+    verbose = est.verbose and (par is None or par.chief)
     val = None
     if est.early_stopping:
         stratify = Y if is_classifier(est) and est.n_outputs_ == 1 else None
@@ -129,10 +155,13 @@ def fit_stochastic(est: Any, net: Network, X: Any, Y: Any, sw: Any, incremental:
             total = None
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)
-                rows = slice(start, stop) if order is None else order[start:stop]
-                Xb, Yb, Wb, Cb = data.batch(ops, rows)
-                scale, l2 = _scales(est, ops, stop - start, Wb)
-                loss = net.loss_grad(Xb, Yb, scale, l2, Cb) * (stop - start)
+                if par is None:
+                    rows = slice(start, stop) if order is None else order[start:stop]
+                    Xb, Yb, Wb, Cb = data.batch(ops, rows)
+                    scale, l2 = _scales(est, ops, stop - start, Wb)
+                    loss = net.loss_grad(Xb, Yb, scale, l2, Cb) * (stop - start)
+                else:
+                    loss = _shard_loss_grad(par, est, net, data, order, start, stop)
                 opt.step()
                 total = loss if total is None else total + loss
             # the one host read of the epoch: its loss, and the validation score
@@ -140,18 +169,18 @@ def fit_stochastic(est: Any, net: Network, X: Any, Y: Any, sw: Any, incremental:
             reads = [total / n] + ([] if val is None else [_score(est, net, val)])
             host = ops.to_numpy(xp.stack(reads))
             est.n_iter_ += 1
-            est.loss_ = float(host[0])
+            est.loss_ = float(host[0]) if par is None else par.sum(host[0])
             est.t_ += n
             est.loss_curve_.append(est.loss_)
-            if est.verbose:
+            if verbose:
                 print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
-            if val is not None:
-                best = _track_validation(est, ops, P, float(host[1]), best)
+            if val is not None:  # every process scores every validation row: same decisions
+                best = _track_validation(est, ops, P, float(host[1]), best, verbose)
             else:
                 _track_loss(est)
             if est.solver == "sgd" and est.learning_rate == "invscaling":
                 opt.learning_rate = est.learning_rate_init / (est.t_ + 1) ** est.power_t
-            if est._no_improvement_count > est.n_iter_no_change and _stop(est, opt, val):
+            if est._no_improvement_count > est.n_iter_no_change and _stop(est, opt, val, verbose):
                 break
             if incremental:
                 break
@@ -163,15 +192,17 @@ def fit_stochastic(est: Any, net: Network, X: Any, Y: Any, sw: Any, incremental:
                     stacklevel=4,
                 )
     except KeyboardInterrupt:
+        if par is not None:  # the other processes would wait in the next allreduce
+            raise
         warnings.warn("Training interrupted by user.", stacklevel=4)
     if best is not None:  # early stopping keeps the weights of the best validation score
         ops.assign(P, best)
         est._best_params = ops.to_numpy(best).copy()
 
 
-def _track_validation(est: Any, ops: Any, P: Any, score: float, best: Any) -> Any:
+def _track_validation(est: Any, ops: Any, P: Any, score: float, best: Any, verbose: bool) -> Any:
     est.validation_scores_.append(score)
-    if est.verbose:
+    if verbose:
         print(f"Validation score: {score:f}")
     if score < est.best_validation_score_ + est.tol:
         est._no_improvement_count += 1
@@ -193,7 +224,7 @@ def _track_loss(est: Any) -> None:
         est.best_loss_ = loss
 
 
-def _stop(est: Any, opt: Any, val: Any) -> bool:
+def _stop(est: Any, opt: Any, val: Any, verbose: bool) -> bool:
     """After ``n_iter_no_change`` epochs without progress: stop, or (SGD with the
     adaptive schedule) divide the learning rate by 5 and go on."""
     what = "Validation score" if val is not None else "Training loss"
@@ -203,29 +234,48 @@ def _stop(est: Any, opt: Any, val: Any) -> bool:
     )
     if est.solver == "sgd" and est.learning_rate == "adaptive":
         if opt.learning_rate <= 1e-6:
-            if est.verbose:
+            if verbose:
                 print(msg + " Learning rate too small. Stopping.")
             return True
         opt.learning_rate = opt.learning_rate / 5.0
-        if est.verbose:
+        if verbose:
             print(msg + f" Setting learning rate to {opt.learning_rate:f}")
         est._no_improvement_count = 0
         return False
-    if est.verbose:
+    if verbose:
         print(msg + " Stopping.")
     return True
 
 
-def fit_lbfgs(est: Any, net: Network, X: Any, Y: Any, sw: Any) -> None:
+def _shard_data(par: Shards, est: Any, net: Network, X: Any, Y: Any,
+                sw: Any) -> tuple[_Data, Any, Any]:  # fmt: skip
+    """This process's rows of the data on the device, their per-sample loss scale (over
+    all the rows) and the L2 coefficient (rank 0 only: the gradients are summed)."""
+    n = int(X.shape[0])
+    a, b = par.rows(0, n)
+    W = None if sw is None else net.ops.asarray(sw, dtype=net.dtype)
+    scale, l2 = _scales(est, net.ops, n, W)
+    if W is not None:
+        scale = scale[a:b]
+    data = _Data(net, X[a:b], Y[a:b], None if sw is None else sw[a:b])
+    return data, scale, l2 if par.rank == 0 else None
+
+
+def fit_lbfgs(est: Any, net: Network, X: Any, Y: Any, sw: Any, par: Shards | None = None) -> None:
     """Full-batch L-BFGS on the device over the flat parameter vector."""
     ops = net.ops
-    data = _Data(net, X, Y, sw)
-    scale, l2 = _scales(est, ops, data.n, data.W)
+    if par is None:
+        data = _Data(net, X, Y, sw)
+        scale, l2 = _scales(est, ops, data.n, data.W)
+    else:  # every process follows the same iterates: the objective is summed
+        data, scale, l2 = _shard_data(par, est, net, X, Y, sw)
     P, G = net.group.P, net.group.G
 
     def fun_grad(x: Any) -> tuple[Any, Any]:
         ops.assign(P, x)
         loss = net.loss_grad(data.X, data.Y, scale, l2, data.C)
+        if par is not None:
+            loss = par.sum_loss_grad(net, loss)
         return loss, ops.copy(G)  # G is overwritten by the next evaluation
 
     def report(it: int, f: float, gmax: float) -> None:
@@ -238,7 +288,7 @@ def fit_lbfgs(est: Any, net: Network, X: Any, Y: Any, sw: Any) -> None:
         max_iter=est.max_iter,
         max_fun=est.max_fun,
         gtol=est.tol,
-        callback=report if est.verbose else None,
+        callback=report if est.verbose and (par is None or par.chief) else None,
     )
     ops.assign(P, res.x)
     outcome = OptimizeResult(nit=res.nit, status=res.status, message=res.message)
