@@ -35,6 +35,15 @@ PyTorch style: wrap the optimizer; each process trains on its rows::
         loss.backward()
         opt.step()                                   # averages the gradients, then steps
 
+scikit-learn style: the estimators take the strategy as a parameter; every process
+passes the same data and ends with the same fitted attributes::
+
+    from gpunet.sklearn import MLPClassifier
+
+    clf = MLPClassifier(hidden_layer_sizes=(100,), random_state=0,
+                        strategy=gn.distributed.MPIStrategy())
+    clf.fit(X, y)                                    # each batch split across processes
+
 An uncaught exception on any process ends every process (``MPI_Abort``); a
 process that dies or hangs ends the job after ``timeout`` seconds at the
 latest. Processes that built different models raise ``DistributedError`` on
