@@ -180,8 +180,9 @@ def test_model_checkpoint_formats_names_and_keeps_the_best(tmp_path):
 
 def test_model_checkpoint_threshold_batches_and_weights_only(tmp_path):
     model = _make(1)
-    never = gn.callbacks.ModelCheckpoint(tmp_path / "never.gpunet", monitor="loss",
-                                         save_best_only=True, initial_value_threshold=0.0)
+    never = gn.callbacks.ModelCheckpoint(
+        tmp_path / "never.gpunet", monitor="loss", save_best_only=True, initial_value_threshold=0.0
+    )
     batches = gn.callbacks.ModelCheckpoint(tmp_path / "b{epoch}-{batch}.gpunet", save_freq=4,
                                            save_weights_only=True)  # fmt: skip
     model.fit(X, Y, epochs=2, batch_size=8, verbose=0, callbacks=[never, batches])
@@ -198,8 +199,13 @@ def test_model_checkpoint_errors_and_warnings(tmp_path):
         model.fit(X, Y, epochs=1, verbose=0, callbacks=[gn.callbacks.ModelCheckpoint(
             tmp_path / "m.gpunet", monitor="val_auc", save_best_only=True)])  # fmt: skip
     with pytest.raises(InvalidParameterError, match=r"cannot format.*'nope'"):
-        model.fit(X, Y, epochs=1, verbose=0,
-                  callbacks=[gn.callbacks.ModelCheckpoint(tmp_path / "{nope}.gpunet")])
+        model.fit(
+            X,
+            Y,
+            epochs=1,
+            verbose=0,
+            callbacks=[gn.callbacks.ModelCheckpoint(tmp_path / "{nope}.gpunet")],
+        )
 
     class Sub(gn.Model):
         def __init__(self):
@@ -212,8 +218,12 @@ def test_model_checkpoint_errors_and_warnings(tmp_path):
     sub = Sub()
     sub.compile(optimizer="sgd", loss="mse")
     with pytest.raises(InvalidParameterError, match="save_weights_only=True"):
-        sub.fit(X, np.eye(3)[Y], verbose=0,
-                callbacks=[gn.callbacks.ModelCheckpoint(tmp_path / "s.gpunet")])
+        sub.fit(
+            X,
+            np.eye(3)[Y],
+            verbose=0,
+            callbacks=[gn.callbacks.ModelCheckpoint(tmp_path / "s.gpunet")],
+        )
     sub.fit(X, np.eye(3)[Y], verbose=0, callbacks=[gn.callbacks.ModelCheckpoint(
         tmp_path / "s.gpunet", save_weights_only=True)])  # fmt: skip
     assert (tmp_path / "s.gpunet").exists()

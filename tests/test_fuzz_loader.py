@@ -195,8 +195,13 @@ def estimator_file(tmp_path_factory):
 @given(_edits, st.integers(0, 2))
 def test_mutated_estimator_file(estimator_file, edits, section):
     text, payload = parts(estimator_file)
-    data = seal(_mutate(text, edits), payload) if section == 0 else (
-        seal(text, _mutate(payload, edits)) if section == 1 else _mutate(estimator_file, edits))
+    data = (
+        seal(_mutate(text, edits), payload)
+        if section == 0
+        else (
+            seal(text, _mutate(payload, edits)) if section == 1 else _mutate(estimator_file, edits)
+        )
+    )
     RUNS["estimator"] = RUNS.get("estimator", 0) + 1
     try:
         saving.load_estimator(data)

@@ -56,7 +56,8 @@ def test_estimator_roundtrip_predicts_the_same_and_trains_on_identically(tmp_pat
         assert np.array_equal(again.predict_proba(X), est.predict_proba(X))
     fitted = [k for k in vars(est) if k.endswith("_") and not k.startswith("_")]
     assert sorted(k for k in vars(again) if k.endswith("_") and not k.startswith("_")) == sorted(
-        fitted)
+        fitted
+    )
     for key in fitted:
         if key not in ("coefs_", "intercepts_", "classes_"):
             assert getattr(again, key) == getattr(est, key), key
