@@ -116,3 +116,13 @@ def test_fast_predict_is_bit_identical_to_the_graph(name, make, loss, y):
     assert np.array_equal(fast, model.predict(X, batch_size=40))
     with gn.no_grad():
         assert np.array_equal(fast, model(X, training=False).numpy())
+
+
+def test_mixed_dtypes_cast_to_each_layer_and_skip_the_fast_path():
+    model = gn.Sequential([gn.layers.Dense(3, input_shape=(6,))], dtype="float64")
+    assert model.predict(X).dtype == np.float32  # the layer's dtype, as Keras' autocast
+    assert fastpath.plan(model, training=False) is None
+    x = gn.tensor(X.astype("float64"), requires_grad=True)
+    y = model.layers[0](x)
+    y.sum().backward()
+    assert y.dtype == np.float32 and x.grad.dtype == np.float64

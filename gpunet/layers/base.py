@@ -86,6 +86,7 @@ class Layer:
         object.__setattr__(self, "_layers", [])
         self.name = name or unique_name(_snake(type(self).__name__))
         self.dtype = str(np.dtype(dtype or config.floatx()))
+        self._dt = np.dtype(self.dtype)
         self._trainable = trainable
         self.built = False
         self.training = True  # PyTorch default; fit/evaluate pass training explicitly
@@ -205,8 +206,8 @@ class Layer:
             raise TypeError(f"layer {self.name!r} was called without an input")
         inputs = args[0]
         ops = self.ops
-        if type(inputs) is not Tensor or inputs.ops is not ops:  # the hot path skips this
-            inputs = self._convert(inputs)
+        if type(inputs) is not Tensor or inputs.ops is not ops or inputs.dtype != self._dt:
+            inputs = self._convert(inputs)  # the hot path (right device and dtype) skips it
         if not self.built:
             self.build(_shapes(inputs))
             self.built = True
@@ -234,7 +235,13 @@ class Layer:
         if isinstance(x, (list, tuple)) and x and isinstance(x[0], (Tensor, np.ndarray)):
             return [self._convert(v) for v in x]
         if isinstance(x, Tensor):
-            return as_tensor(x, self.ops)
+            x = as_tensor(x, self.ops)
+            # float inputs take the layer's dtype (Keras' autocast): no silent upcast
+            if x.dtype != self._dt and x.dtype.kind == "f":
+                from gpunet.functional import cast
+
+                x = cast(x, self._dt)
+            return x
         arr = np.asarray(x)
         if arr.dtype.kind not in "biuf":
             raise InputValidationError(
