@@ -151,7 +151,7 @@ def plan(model: Any, training: bool = True) -> DenseStackStep | None:
         or loss.reduction != "sum_over_batch_size"
     ):
         return None
-    if any(layer.dtype != model.dtype for layer in model._layers):
+    if len({layer.dtype for layer in model._layers}) > 1:
         return None  # the graph path casts between layer dtypes; this one does not
     stages: list[tuple[Any, ...]] = []
     for layer in model._layers:

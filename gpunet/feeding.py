@@ -71,12 +71,16 @@ class DataMixin:
 
         def _ensure_built(self, X: np.ndarray) -> None: ...
         def check_input(self, inputs: Any) -> None: ...
+        @property
+        def input_dtype(self) -> str: ...
+        @property
+        def output_dtype(self) -> str: ...
 
     # -- data --------------------------------------------------------------------------
     def _inputs(self, x: Any) -> np.ndarray:
-        arr = data.as_float_array(x, name="X", dtype=self.dtype, ndim=None)
+        arr = data.as_float_array(x, name="X", dtype=self.input_dtype, ndim=None)
         if arr.ndim < 2:
-            data.as_float_array(arr, name="X", dtype=self.dtype, ndim=2)
+            data.as_float_array(arr, name="X", dtype=self.input_dtype, ndim=2)
         self._ensure_built(arr)
         # checked once here: the graph-free training step calls no layer to check it
         self.check_input(Tensor(self.ops.asarray(arr[:1]), self.ops))
@@ -89,7 +93,7 @@ class DataMixin:
             if y_arr.dtype.kind == "f":
                 data.check_finite(y_arr, "y")
             return losses_mod.check_labels(y_arr, n_out, name=SPARSE)
-        arr = data.as_float_array(y, name="y", dtype=self.dtype, ndim=None)
+        arr = data.as_float_array(y, name="y", dtype=self.output_dtype, ndim=None)
         if arr.ndim == 1:
             arr = arr.reshape(-1, 1)
         if arr.ndim != 2 or arr.shape[1] != n_out:
@@ -134,7 +138,7 @@ class DataMixin:
         """``X, Y, W`` on the device when they fit in its free memory (copied once),
         else wrapped as ``HostData`` for ``_batches`` to stream batch by batch."""
         ops = self.ops
-        arrays = [X, Y, None if W is None else np.asarray(W, dtype=self.dtype)]
+        arrays = [X, Y, None if W is None else np.asarray(W, dtype=self.output_dtype)]
         if ops.fits_in_memory(sum(a.nbytes for a in arrays if a is not None)):
             return tuple(None if a is None else ops.asarray(a) for a in arrays)  # type: ignore[return-value]
         return tuple(None if a is None else HostData(a) for a in arrays)  # type: ignore[return-value]

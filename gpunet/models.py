@@ -55,6 +55,16 @@ class Model(TrainingMixin, Layer):
             return forward(x, training=training)
         return forward(x)
 
+    @property
+    def input_dtype(self) -> str:
+        """The dtype data is converted to on its way in (the model's own)."""
+        return self.dtype
+
+    @property
+    def output_dtype(self) -> str:
+        """The dtype of the outputs, and of the targets ``fit`` prepares for them."""
+        return self.dtype
+
     def to(self, device: Any) -> Model:
         """Move parameters, gradients, buffers and optimizer state to ``device``."""
         super().to(device)
@@ -71,7 +81,7 @@ class Model(TrainingMixin, Layer):
             return
         if any(layer.output_shape is None for layer in self._layers) or not self._n_outputs:
             self._n_outputs = 0
-            self._ensure_built(np.zeros((1, *hint), dtype=self.dtype))
+            self._ensure_built(np.zeros((1, *hint), dtype=self.input_dtype))
 
     def _ensure_built(self, X: np.ndarray) -> None:
         """Build from one sample and record the output width (no state changes)."""
@@ -152,6 +162,15 @@ class Sequential(Model):
     def weights(self) -> list[Any]:
         self.build_from_input_shape()
         return super().weights
+
+    @property
+    def input_dtype(self) -> str:
+        """The first layer's dtype: float64 data for float64 layers stays float64."""
+        return self._layers[0].dtype if self._layers else self.dtype
+
+    @property
+    def output_dtype(self) -> str:
+        return self._layers[-1].dtype if self._layers else self.dtype
 
     def pop(self) -> Layer:
         """Remove and return the last layer."""

@@ -445,7 +445,7 @@ class TrainingMixin(DataMixin):
         ops = self.ops
         self._build_optimizer()
         self._reset_metrics()
-        Wd = None if W is None else ops.asarray(W, dtype=self.dtype)
+        Wd = None if W is None else ops.asarray(W, dtype=self.output_dtype)
         b = next(self._batches(ops.asarray(X), ops.asarray(Y), Wd, len(X)))
         self._check_penalties()
         self._train_step(b)

@@ -121,7 +121,11 @@ def test_fast_predict_is_bit_identical_to_the_graph(name, make, loss, y):
 def test_mixed_dtypes_cast_to_each_layer_and_skip_the_fast_path():
     model = gn.Sequential([gn.layers.Dense(3, input_shape=(6,))], dtype="float64")
     assert model.predict(X).dtype == np.float32  # the layer's dtype, as Keras' autocast
-    assert fastpath.plan(model, training=False) is None
+    mixed = gn.Sequential(
+        [gn.layers.Dense(3, input_shape=(6,), dtype="float64"), gn.layers.Dense(2)]
+    )
+    assert mixed.predict(X).dtype == np.float32
+    assert fastpath.plan(mixed, training=False) is None
     x = gn.tensor(X.astype("float64"), requires_grad=True)
     y = model.layers[0](x)
     y.sum().backward()

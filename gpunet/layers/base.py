@@ -86,7 +86,8 @@ class Layer:
         object.__setattr__(self, "_layers", [])
         self.name = name or unique_name(_snake(type(self).__name__))
         self.dtype = str(np.dtype(dtype or config.floatx()))
-        self._dt = np.dtype(self.dtype)
+        self._dt: Any = None
+        self._dt_ops: Any = None
         self._trainable = trainable
         self.built = False
         self.training = True  # PyTorch default; fit/evaluate pass training explicitly
@@ -206,6 +207,8 @@ class Layer:
             raise TypeError(f"layer {self.name!r} was called without an input")
         inputs = args[0]
         ops = self.ops
+        if self._dt_ops is not ops:  # the dtype object of this device's namespace
+            self._dt, self._dt_ops = ops.dtype(self.dtype), ops
         if type(inputs) is not Tensor or inputs.ops is not ops or inputs.dtype != self._dt:
             inputs = self._convert(inputs)  # the hot path (right device and dtype) skips it
         if not self.built:
@@ -237,7 +240,7 @@ class Layer:
         if isinstance(x, Tensor):
             x = as_tensor(x, self.ops)
             # float inputs take the layer's dtype (Keras' autocast): no silent upcast
-            if x.dtype != self._dt and x.dtype.kind == "f":
+            if x.dtype != self._dt and self.ops.xp.isdtype(x.dtype, "real floating"):
                 from gpunet.functional import cast
 
                 x = cast(x, self._dt)
