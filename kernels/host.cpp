@@ -1,7 +1,8 @@
 // Host (CPU) build of the fused kernels: the same device functions as the CUDA
-// kernels (activations.cuh, losses.cuh, optimizers.cuh), run by OpenMP loops.
-// gpunet/backend/_host.py compiles this file with the system C++ compiler on first
-// use and calls it through ctypes; without a compiler NumPy does the same work.
+// kernels (activations.cuh, losses.cuh, optimizers.cuh), run over row or element
+// ranges by a small thread pool. gpunet/backend/_host.py compiles this file with
+// the system C++ compiler on first use and calls it through ctypes; without a
+// compiler NumPy does the same work.
 //
 // Layouts: every matrix is C-contiguous, rows = samples.
 //   bias_act    Y[B,O] <- act(Y + b[O])           (Y holds X @ W on entry)
@@ -10,48 +11,156 @@
 //               db[O]   <- sum_b dZ[b, :]          (optional)
 //   *_xent      L[B], dZ[B,C] from logits Z[B,C]; scale is per row (sc) or one value
 //   adam, sgd   in place over flat parameter/gradient/state buffers
+//
+// Why a pool of our own rather than OpenMP: an OpenMP runtime is per process, so
+// our loops ran on whichever one was loaded first (PyTorch brings its own, with
+// spinning idle workers) and fought the BLAS threads between every kernel: a step
+// was up to 10x slower. Idle workers here sleep on a condition variable.
 #include "activations.cuh"
 #include "losses.cuh"
 #include "optimizers.cuh"
 
-#include <omp.h>
-#include <string.h>
+#include <unistd.h>
 
-// Work below this many elements runs on the calling thread: waking an OpenMP
-// team costs microseconds, which tiny (tutorial-sized) networks cannot afford.
-static const long long kParallelMin = 1 << 16;
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+// Work below these sizes runs on the calling thread: waking a sleeping worker costs
+// tens of microseconds, more than a memory-bound pass over a few MB gains from it.
+// The optimizer updates (sqrt and divide per element) pay off sooner.
+static const long long kParallelMin = 1 << 20;
+static const long long kParallelMinOptimizer = 1 << 19;
+
+namespace {
+
+// Runs job(t, n) on n threads (the caller is thread 0) and returns when all are done.
+// Workers start on first use and sleep between jobs.
+class Pool {
+  public:
+    explicit Pool(int n) : n_(n < 1 ? 1 : n), owner_(getpid()) {}
+
+    int size() const { return n_; }
+    pid_t owner() const { return owner_; }
+
+    void resize(int n) {
+        stop();
+        n_ = n < 1 ? 1 : n;
+    }
+
+    void run(const std::function<void(int, int)>& job) {
+        if (n_ == 1) return job(0, 1);
+        if ((int)workers_.size() != n_ - 1) start();
+        {
+            std::lock_guard<std::mutex> lock(m_);
+            job_ = &job;
+            pending_ = n_ - 1;
+            ++generation_;
+        }
+        wake_.notify_all();
+        job(0, n_);
+        std::unique_lock<std::mutex> lock(m_);
+        done_.wait(lock, [this] { return pending_ == 0; });
+        job_ = nullptr;
+    }
+
+  private:
+    void start() {
+        stop();
+        std::lock_guard<std::mutex> lock(m_);
+        quit_ = false;
+        for (int t = 1; t < n_; ++t)
+            workers_.emplace_back([this, t, g = generation_] { loop(t, g); });
+    }
+
+    void stop() {
+        {
+            std::lock_guard<std::mutex> lock(m_);
+            quit_ = true;
+        }
+        wake_.notify_all();
+        for (auto& w : workers_) w.join();
+        workers_.clear();
+    }
+
+    void loop(int t, long long seen) {
+        for (;;) {
+            const std::function<void(int, int)>* job;
+            {
+                std::unique_lock<std::mutex> lock(m_);
+                wake_.wait(lock, [&] { return quit_ || generation_ != seen; });
+                if (quit_) return;
+                seen = generation_;
+                job = job_;
+            }
+            (*job)(t, n_);
+            std::lock_guard<std::mutex> lock(m_);
+            if (--pending_ == 0) done_.notify_one();
+        }
+    }
+
+    int n_;
+    pid_t owner_;
+    std::vector<std::thread> workers_;
+    std::mutex m_;
+    std::condition_variable wake_, done_;
+    const std::function<void(int, int)>* job_ = nullptr;
+    long long generation_ = 0;
+    int pending_ = 0;
+    bool quit_ = false;
+};
+
+// One pool per process. A forked child inherits the pool's memory but not its
+// threads: it gets a fresh pool, and the parent's copy is left alone (never freed,
+// since destroying it would join threads that do not exist here).
+Pool& pool() {
+    static Pool* p = new Pool(1);
+    if (p->owner() != getpid()) p = new Pool(p->size());
+    return *p;
+}
+
+// f(begin, end) over [0, n) in contiguous chunks, one per thread: static, so every
+// run splits the same way and the results are bit-for-bit repeatable
+template <typename F>
+void parallel_for(long long n, long long work, F f, long long min_work = kParallelMin) {
+    if (work < min_work || pool().size() == 1) return f(0, n);
+    pool().run([&](int t, int nt) {
+        const long long chunk = (n + nt - 1) / nt;
+        const long long a = t * chunk, b = a + chunk < n ? a + chunk : n;
+        if (a < b) f(a, b);
+    });
+}
+
+}  // namespace
 
 enum Act { LINEAR = 0, RELU, LEAKY_RELU, SIGMOID, TANH, GELU, GELU_TANH, SWISH };
 
 template <typename T, typename A>
 static void bias_act_impl(T* Y, T* Zk, const T* b, long long B, long long O, T alpha) {
-    const bool par = B * O >= kParallelMin;
-#pragma omp parallel for schedule(static) if (par)
-    for (long long r = 0; r < B; ++r) {
-        T* y = Y + r * O;
-        T* zk = Zk ? Zk + r * O : nullptr;
+    parallel_for(B, B * O, [&](long long r0, long long r1) {
+        for (long long r = r0; r < r1; ++r) {
+            T* y = Y + r * O;
+            T* zk = Zk ? Zk + r * O : nullptr;
 #pragma omp simd
-        for (long long o = 0; o < O; ++o) {
-            T z = b ? y[o] + b[o] : y[o];
-            if (zk) zk[o] = z;
-            y[o] = A::template fwd<T>(z, alpha);
+            for (long long o = 0; o < O; ++o) {
+                T z = b ? y[o] + b[o] : y[o];
+                if (zk) zk[o] = z;
+                y[o] = A::template fwd<T>(z, alpha);
+            }
         }
-    }
+    });
 }
 
 template <typename T, typename A>
 static void act_bwd_impl(T* dZ, const T* dY, const T* Z, const T* Y, T* db, long long B,
                          long long O, T alpha) {
-    const bool par = B * O >= kParallelMin;
-    const int nt = par ? omp_get_max_threads() : 1;
-    // per-thread partial bias sums, combined in thread order: deterministic
-    T* partial = db ? new T[(size_t)nt * O]() : nullptr;
-#pragma omp parallel num_threads(nt) if (par)
-    {
-        const int t = omp_get_thread_num();
-        T* acc = partial ? partial + (size_t)t * O : nullptr;
-#pragma omp for schedule(static)
-        for (long long r = 0; r < B; ++r) {
+    const int nt = B * O >= kParallelMin ? pool().size() : 1;
+    // per-chunk partial bias sums, combined in chunk order: deterministic
+    std::vector<T> partial(db ? (size_t)nt * O : 0, T(0));
+    auto rows = [&](long long r0, long long r1, T* acc) {
+        for (long long r = r0; r < r1; ++r) {
             const long long base = r * O;
 #pragma omp simd
             for (long long o = 0; o < O; ++o) {
@@ -60,12 +169,20 @@ static void act_bwd_impl(T* dZ, const T* dY, const T* Z, const T* Y, T* db, long
                 if (acc) acc[o] += g;
             }
         }
+    };
+    if (nt == 1) {
+        rows(0, B, db ? partial.data() : nullptr);
+    } else {
+        pool().run([&](int t, int n) {
+            const long long chunk = (B + n - 1) / n;
+            const long long a = t * chunk, b = a + chunk < B ? a + chunk : B;
+            if (a < b) rows(a, b, db ? partial.data() + (size_t)t * O : nullptr);
+        });
     }
     if (db) {
         for (long long o = 0; o < O; ++o) db[o] = T(0);
         for (int t = 0; t < nt; ++t)
             for (long long o = 0; o < O; ++o) db[o] += partial[(size_t)t * O + o];
-        delete[] partial;
     }
 }
 
@@ -105,80 +222,62 @@ static int act_bwd(T* dZ, const T* dY, const T* Z, const T* Y, T* db, long long 
 template <typename T, typename I>
 static void softmax_xent(T* L, T* dZ, const T* Z, const I* labels, const T* targets,
                          long long B, long long C, T ls, const T* sc, T scale) {
-    const bool par = B * C >= kParallelMin;
-#pragma omp parallel for schedule(static) if (par)
-    for (long long r = 0; r < B; ++r) {
-        const T s = sc ? sc[r] : scale;
-        if (labels) {
-            L[r] = gpunet::softmax_xent_row<T, T>(dZ + r * C, Z + r * C, C,
-                                                  gpunet::LabelTarget<I>{labels[r]}, ls, s);
-        } else {
-            L[r] = gpunet::softmax_xent_row<T, T>(dZ + r * C, Z + r * C, C,
-                                                  gpunet::DenseTarget<T>{targets + r * C}, ls, s);
+    parallel_for(B, B * C, [&](long long r0, long long r1) {
+        for (long long r = r0; r < r1; ++r) {
+            const T s = sc ? sc[r] : scale;
+            if (labels) {
+                L[r] = gpunet::softmax_xent_row<T, T>(dZ + r * C, Z + r * C, C,
+                                                      gpunet::LabelTarget<I>{labels[r]}, ls, s);
+            } else {
+                L[r] = gpunet::softmax_xent_row<T, T>(
+                    dZ + r * C, Z + r * C, C, gpunet::DenseTarget<T>{targets + r * C}, ls, s);
+            }
         }
-    }
+    });
 }
 
 template <typename T>
 static void sigmoid_bce(T* L, T* dZ, const T* Z, const T* targets, long long B, long long K,
                         T ls, const T* sc, T scale) {
-    const bool par = B * K >= kParallelMin;
-#pragma omp parallel for schedule(static) if (par)
-    for (long long r = 0; r < B; ++r) {
-        const T s = (sc ? sc[r] : scale) / T(K > 0 ? K : 1);
-        L[r] = gpunet::sigmoid_bce_row<T, T>(dZ + r * K, Z + r * K, targets + r * K, K, ls, s);
-    }
+    parallel_for(B, B * K, [&](long long r0, long long r1) {
+        for (long long r = r0; r < r1; ++r) {
+            const T s = (sc ? sc[r] : scale) / T(K > 0 ? K : 1);
+            L[r] = gpunet::sigmoid_bce_row<T, T>(dZ + r * K, Z + r * K, targets + r * K, K, ls, s);
+        }
+    });
 }
 
-// Optimizers. The serial branch is explicit: an OpenMP `if` clause still pays for
-// the team bookkeeping, several microseconds per call on small buffers.
-// 1 - beta arrives computed in double and rounded once, as the NumPy reference does.
+// Optimizers, in place over flat buffers. 1 - beta arrives computed in double and
+// rounded once, as the NumPy reference does.
 template <typename T>
 static void adam(T* P, const T* G, T* M, T* V, long long n, T lr_t, T b1, T omb1, T b2, T omb2,
                  T eps, T keep) {
-    if (n >= kParallelMin) {
-#pragma omp parallel for simd schedule(static)
-        for (long long i = 0; i < n; ++i) {
-            T p = P[i], m = M[i], v = V[i];
-            gpunet::adam_step<T>(p, m, v, G[i], lr_t, b1, omb1, b2, omb2, eps, keep);
-            P[i] = p, M[i] = m, V[i] = v;
-        }
-    } else {
-#pragma omp simd
-        for (long long i = 0; i < n; ++i) {
-            T p = P[i], m = M[i], v = V[i];
-            gpunet::adam_step<T>(p, m, v, G[i], lr_t, b1, omb1, b2, omb2, eps, keep);
-            P[i] = p, M[i] = m, V[i] = v;
-        }
-    }
-}
-
-template <typename T>
-static void sgd_range(T* P, const T* G, T* Vel, long long a, long long b, T lr, T mu, bool nest,
-                      T keep) {
-    if (Vel) {
+    parallel_for(n, n, [&](long long a, long long b) {
 #pragma omp simd
         for (long long i = a; i < b; ++i) {
-            T p = P[i], v = Vel[i];
-            gpunet::sgd_momentum_step<T>(p, v, G[i], lr, mu, nest, keep);
-            P[i] = p, Vel[i] = v;
+            T p = P[i], m = M[i], v = V[i];
+            gpunet::adam_step<T>(p, m, v, G[i], lr_t, b1, omb1, b2, omb2, eps, keep);
+            P[i] = p, M[i] = m, V[i] = v;
         }
-    } else {
-#pragma omp simd
-        for (long long i = a; i < b; ++i) P[i] = gpunet::sgd_step<T>(P[i], G[i], lr, keep);
-    }
+    }, kParallelMinOptimizer);
 }
 
 template <typename T>
 static void sgd(T* P, const T* G, T* Vel, long long n, T lr, T mu, int nesterov, T keep) {
-    if (n < kParallelMin) return sgd_range<T>(P, G, Vel, 0, n, lr, mu, nesterov != 0, keep);
-#pragma omp parallel
-    {
-        const long long nt = omp_get_num_threads(), t = omp_get_thread_num();
-        const long long chunk = (n + nt - 1) / nt;
-        const long long a = t * chunk, b = a + chunk < n ? a + chunk : n;
-        if (a < b) sgd_range<T>(P, G, Vel, a, b, lr, mu, nesterov != 0, keep);
-    }
+    const bool nest = nesterov != 0;
+    parallel_for(n, n, [&](long long a, long long b) {
+        if (Vel) {
+#pragma omp simd
+            for (long long i = a; i < b; ++i) {
+                T p = P[i], v = Vel[i];
+                gpunet::sgd_momentum_step<T>(p, v, G[i], lr, mu, nest, keep);
+                P[i] = p, Vel[i] = v;
+            }
+        } else {
+#pragma omp simd
+            for (long long i = a; i < b; ++i) P[i] = gpunet::sgd_step<T>(P[i], G[i], lr, keep);
+        }
+    }, kParallelMinOptimizer);
 }
 
 #define GPUNET_HOST_API(T, S)                                                                    \
@@ -212,4 +311,5 @@ static void sgd(T* P, const T* G, T* Vel, long long n, T lr, T mu, int nesterov,
 GPUNET_HOST_API(float, f32)
 GPUNET_HOST_API(double, f64)
 
-extern "C" int gpunet_host_threads(void) { return omp_get_max_threads(); }
+extern "C" int gpunet_host_threads(void) { return pool().size(); }
+extern "C" void gpunet_host_set_threads(int n) { pool().resize(n); }

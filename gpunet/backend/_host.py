@@ -26,10 +26,28 @@ KERNEL_DIR = next(
     _HERE.parents[2] / "kernels",
 )
 SOURCE = "host.cpp"
-FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
+# -fopenmp-simd: the vectorization hints of the loops, no OpenMP runtime (see host.cpp)
+FLAGS = [
+    "-O3",
+    "-march=native",
+    "-fno-math-errno",
+    "-fopenmp-simd",
+    "-pthread",
+    "-shared",
+    "-fPIC",
+    "-std=c++17",
+]
 # Activation codes of host.cpp's enum Act
-ACT_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4, "gelu": 5,
-             "swish": 7, "silu": 7}  # fmt: skip
+ACT_CODES = {
+    "linear": 0,
+    "relu": 1,
+    "leaky_relu": 2,
+    "sigmoid": 3,
+    "tanh": 4,
+    "gelu": 5,
+    "swish": 7,
+    "silu": 7,
+}
 _status = {"reason": "not loaded yet"}
 
 _p, _i, _d, _ll = ctypes.c_void_p, ctypes.c_int, ctypes.c_double, ctypes.c_longlong
@@ -77,8 +95,12 @@ def _build(cxx: str) -> Path:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".host-", suffix=".so")
     os.close(fd)
     try:  # compile to a temp name, then rename: ranks compiling at once never clash
-        subprocess.run([cxx, *FLAGS, "-I", str(KERNEL_DIR), str(KERNEL_DIR / SOURCE), "-o", tmp],
-                       check=True, capture_output=True, timeout=300)  # fmt: skip
+        subprocess.run(
+            [cxx, *FLAGS, "-I", str(KERNEL_DIR), str(KERNEL_DIR / SOURCE), "-o", tmp],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -90,8 +112,10 @@ class HostKernels:
     """The compiled functions, ``f32`` and ``f64`` variants, e.g. ``k.adam["f32"]``."""
 
     def __init__(self, lib: ctypes.CDLL, path: Path) -> None:
-        self.path = path
-        self.threads = int(lib.gpunet_host_threads())
+        self.path, self.lib = path, lib
+        lib.gpunet_host_set_threads.argtypes = [ctypes.c_int]
+        lib.gpunet_host_set_threads.restype = None
+        lib.gpunet_host_threads.restype = ctypes.c_int
         for name, (restype, argtypes) in SIGNATURES.items():
             table = {}
             for suffix in ("f32", "f64"):
@@ -99,6 +123,14 @@ class HostKernels:
                 fn.restype, fn.argtypes = restype, argtypes
                 table[suffix] = fn
             setattr(self, name, table)
+
+    @property
+    def threads(self) -> int:
+        """Threads of the pool (the calling thread included)."""
+        return int(self.lib.gpunet_host_threads())
+
+    def set_threads(self, n: int) -> None:
+        self.lib.gpunet_host_set_threads(max(1, int(n)))
 
 
 @cache
@@ -111,10 +143,6 @@ def load() -> HostKernels | None:
     if cxx is None:
         _status["reason"] = "no C++ compiler found (set CXX or install g++)"
         return None
-    # Idle OpenMP workers must sleep, not spin: they share the cores with the BLAS
-    # threads of the matrix products that run between our kernels (spinning made a
-    # step 10x slower). libgomp reads this once, when it loads; a user setting wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         path = _build(cxx)
         kernels = HostKernels(ctypes.CDLL(str(path)), path)
@@ -122,8 +150,34 @@ def load() -> HostKernels | None:
         detail = getattr(exc, "stderr", b"") or b""
         _status["reason"] = f"host build failed: {exc} {detail.decode(errors='replace')[:500]}"
         return None
-    _status["reason"] = f"compiled with {cxx}, {kernels.threads} OpenMP threads ({path})"
+    kernels.set_threads(default_threads())
+    _status["reason"] = f"compiled with {cxx}, {kernels.threads} threads ({path})"
     return kernels
+
+
+def default_threads() -> int:
+    """``GPUNET_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the CPUs this process may use."""
+    for var in ("GPUNET_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def set_num_threads(n: int) -> None:
+    """Threads of the host kernels (the BLAS library keeps its own setting).
+
+    Example:
+        >>> from gpunet.backend import _host
+        >>> _host.set_num_threads(1)
+        >>> _host.set_num_threads(_host.default_threads())
+    """
+    kernels = load()
+    if kernels is not None:
+        kernels.set_threads(int(n))
 
 
 def status() -> tuple[bool, str]:
