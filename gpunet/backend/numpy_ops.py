@@ -233,18 +233,17 @@ class NumpyOps(Ops):
                 return super().sigmoid_cross_entropy(
                     Z, T, scale=scale, label_smoothing=label_smoothing
                 )
-            # the reference's formulas with exp(-|Z|) computed once for both results
-            e = np.abs(Z)
-            np.negative(e, out=e)
-            np.exp(e, out=e)
-            l = np.maximum(Z, 0.0)
-            l -= Z * T
-            l += np.log1p(e)
-            sig = np.where(Z >= 0, 1.0, e)
-            sig /= 1.0 + e
-            sig -= T
-            sig *= self._row_scale(scale, Z.shape[-1])
-            return (l[:, 0] if Z.shape[-1] == 1 else np.mean(l, axis=-1)), sig
+            # softplus(z) = log(1 + e^z) serves both results: the loss is
+            # softplus(z) - z t, and sigmoid(z) = exp(z - softplus(z)); logaddexp never
+            # overflows, and 7 ufunc calls replace the reference's 17 on tiny batches
+            sp = np.logaddexp(0.0, Z)
+            l = Z * T
+            np.subtract(sp, l, out=l)
+            np.subtract(Z, sp, out=sp)
+            np.exp(sp, out=sp)
+            np.subtract(sp, T, out=sp)
+            sp *= self._row_scale(scale, Z.shape[-1])
+            return (l[:, 0] if Z.shape[-1] == 1 else np.mean(l, axis=-1)), sp
         (suffix, (sc, s)), (B, K) = args, Z.shape
         L, dZ = np.empty(B, Z.dtype), np.empty_like(Z)
         self.host.sigmoid_bce[suffix](
