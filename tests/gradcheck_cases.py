@@ -14,6 +14,8 @@ import gpunet as gn
 from gpunet import functional as F
 from gpunet.backend._activation_ops import ACTIVATIONS
 
+CHECKED: set[str] = set()  # names of the cases that passed, for the summary line
+
 
 @dataclass
 class Case:

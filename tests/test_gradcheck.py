@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gradcheck_cases import Case, all_cases
+from gradcheck_cases import CHECKED, Case, all_cases
 
 import gpunet as gn
 
 CASES = all_cases()
 EPS = 1e-6
-CHECKED: set[str] = set()
 
 
 def _forward(case: Case, tensors: list[gn.Tensor], projection: np.ndarray | None) -> gn.Tensor:
