@@ -52,22 +52,22 @@ def tensor(
 ) -> Tensor:
     """A tensor from array-like ``data`` on ``device`` (``"cpu"`` by default).
 
+    Python numbers become the default float dtype (as in PyTorch); arrays keep
+    theirs; ``dtype=`` overrides both.
+
     Example:
-        >>> import gpunet as gn
-        >>> gn.tensor([1.0, 2.0]).shape
-        (2,)
+        >>> import numpy as np, gpunet as gn
+        >>> gn.tensor([1.0, 2.0]).dtype, gn.tensor(np.zeros(2)).dtype
+        (dtype('float32'), dtype('float64'))
     """
     import numpy as np
 
     ops = get_ops(device)
     arr = np.asarray(data)
-    if dtype is None and arr.dtype.kind in "iub":
-        dtype = arr.dtype
-    return Tensor(
-        ops.asarray(arr, dtype=dtype or (arr.dtype if arr.dtype.kind == "f" else config.floatx())),
-        ops,
-        requires_grad=requires_grad,
-    )
+    if dtype is None:
+        from_python = arr.dtype.kind == "f" and not hasattr(data, "dtype")
+        dtype = config.floatx() if from_python or arr.dtype.kind not in "fiub" else arr.dtype
+    return Tensor(ops.asarray(arr, dtype=dtype), ops, requires_grad=requires_grad)
 
 
 __all__ = [
