@@ -96,11 +96,35 @@ class _TorchLoss:
         return self.loss(target, input)
 
 
+class _CrossEntropy(_TorchLoss):
+    """Integer class labels ``(B,)``, or class probabilities ``(B, C)``, as PyTorch takes."""
+
+    def __init__(self, label_smoothing: float) -> None:
+        sparse = losses.SparseCategoricalCrossentropy
+        super().__init__(sparse(from_logits=True, label_smoothing=label_smoothing))
+        self.dense = losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=label_smoothing
+        )
+
+    def __call__(self, input: Tensor, target: Any) -> Tensor:
+        shape = tuple(getattr(target, "shape", ()))
+        if len(shape) == 2 and shape[1] == input.shape[-1] and shape[1] > 1:
+            return self.dense(target, input)
+        return self.loss(target, input)
+
+
 def CrossEntropyLoss(label_smoothing: float = 0.0) -> _TorchLoss:
-    """Softmax cross-entropy of logits against integer class labels."""
-    return _TorchLoss(
-        losses.SparseCategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing)
-    )
+    """Softmax cross-entropy of logits against class labels or class probabilities.
+
+    Example:
+        >>> import numpy as np, gpunet as gn
+        >>> logits = gn.tensor(np.array([[2.0, 0.0], [0.0, 2.0]]))
+        >>> loss = gn.nn.CrossEntropyLoss()
+        >>> bool(np.isclose(loss(logits, np.array([0, 1])).item(),
+        ...                 loss(logits, np.eye(2)).item()))
+        True
+    """
+    return _CrossEntropy(label_smoothing)
 
 
 def MSELoss() -> _TorchLoss:
