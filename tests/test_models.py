@@ -289,3 +289,14 @@ def test_terminate_on_nan_stops_like_on_nan_stop():
     assert len(h.history["loss"]) == 1 and not np.isfinite(h.history["loss"][0])
     with pytest.raises(gn.errors.NonFiniteError, match=r"epoch 1, batch 1.*Dense 'dense_"):
         model.fit(X * 1e3, Y, epochs=2, verbose=0)
+
+
+def test_to_categorical_as_keras():
+    np.testing.assert_array_equal(
+        gn.utils.to_categorical([2, 0], 3), np.array([[0, 0, 1], [1, 0, 0]], dtype="float32")
+    )
+    assert gn.utils.to_categorical(np.array([[1], [0]])).shape == (2, 2)
+    with pytest.raises(gn.errors.InputValidationError, match=r"label 5 is outside \[0, 3\)"):
+        gn.utils.to_categorical([0, 5], num_classes=3)
+    with pytest.raises(gn.errors.InputValidationError, match="integer labels"):
+        gn.utils.to_categorical([0.5])
