@@ -70,6 +70,15 @@ class BaseMLP(BaseEstimator):
         "strategy": [None, LocalStrategy],
     }
 
+    def _check_solver(self) -> bool:
+        """``partial_fit`` exists for the stochastic solvers only (as scikit-learn's)."""
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(
+                f"partial_fit is only available for stochastic optimizers. {self.solver} is "
+                "not stochastic."
+            )
+        return True
+
     def __init__(
         self,
         hidden_layer_sizes: Any = (100,),

@@ -122,14 +122,6 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         matrix for multi-label); returns ``self``."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)  # type: ignore[no-any-return]
 
-    def _check_solver(self) -> bool:
-        if self.solver not in ("sgd", "adam"):
-            raise AttributeError(
-                f"partial_fit is only available for stochastic optimizers. {self.solver} is "
-                "not stochastic."
-            )
-        return True
-
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(
@@ -284,14 +276,6 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """Fit the network to data ``X`` and targets ``y`` (1-d or 2-d); returns ``self``."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)  # type: ignore[no-any-return]
-
-    def _check_solver(self) -> bool:
-        if self.solver not in ("sgd", "adam"):
-            raise AttributeError(
-                f"partial_fit is only available for stochastic optimizers. {self.solver} is "
-                "not stochastic."
-            )
-        return True
 
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)

@@ -11,26 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mpi_fixtures import reference_and_ranks
 
 TOL = {"float64": 1e-12, "float32": 1e-6}
 RANKS = [2, pytest.param(4, marks=pytest.mark.slow)]
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, mpi_launch):
-    out = tmp_path_factory.mktemp("single")
-    job = mpi_launch(None, "equivalence.py", str(out), "--single", timeout=120)
-    assert job.rc == 0, job.output
-    return dict(np.load(out / "rank0.npz"))
-
-
-@pytest.fixture(scope="module", params=RANKS)
-def ranks(request, tmp_path_factory, mpi_launch):
-    n = request.param
-    out = tmp_path_factory.mktemp(f"ranks{n}")
-    job = mpi_launch(n, "equivalence.py", str(out), timeout=180)
-    assert job.rc == 0, job.output
-    return n, [dict(np.load(out / f"rank{r}.npz")) for r in range(n)]
+reference, ranks = reference_and_ranks("equivalence.py", RANKS)
 
 
 def _steps(run: dict, prefix: str) -> list[str]:

@@ -18,6 +18,7 @@ import pickle
 
 import numpy as np
 import pytest
+from mpi_fixtures import reference_and_ranks
 
 pytest.importorskip("sklearn")
 
@@ -34,21 +35,7 @@ CASES = ["adam_clf", "sgd_clf", "lbfgs_clf", "adam_reg", "sgd_reg", "lbfgs_reg",
 FITTED = ("coefs_", "intercepts_", "loss_curve_", "validation_scores_", "loss_")
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, mpi_launch):
-    out = tmp_path_factory.mktemp("single")
-    job = mpi_launch(None, "estimators.py", str(out), "--single", timeout=120)
-    assert job.rc == 0, job.output
-    return dict(np.load(out / "rank0.npz"))
-
-
-@pytest.fixture(scope="module", params=RANKS)
-def ranks(request, tmp_path_factory, mpi_launch):
-    n = request.param
-    out = tmp_path_factory.mktemp(f"ranks{n}")
-    job = mpi_launch(n, "estimators.py", str(out), timeout=180)
-    assert job.rc == 0, job.output
-    return n, [dict(np.load(out / f"rank{r}.npz")) for r in range(n)]
+reference, ranks = reference_and_ranks("estimators.py", RANKS)
 
 
 def _keys(run: dict, case: str, dtype: str, names: tuple[str, ...]) -> list[str]:
