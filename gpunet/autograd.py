@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -32,12 +33,24 @@ from gpunet.errors import DeviceError
 Array = Any
 Backward = Callable[[Any], tuple[Any, ...]]
 
-_state = {"grad": True}
+
+class _GradMode(threading.local):
+    """Grad mode is per thread, as in PyTorch: a ``predict`` running in a server
+    thread must not switch recording off for the thread that trains."""
+
+    grad = True
+
+    def __init__(self) -> None:
+        self.saved: list[bool] = []  # no_grad's previous modes: one decorator may run in
+        # several threads at once, so they cannot live on the decorator object
+
+
+_state = _GradMode()
 
 
 def is_grad_enabled() -> bool:
-    """True unless inside ``no_grad()``."""
-    return _state["grad"]
+    """True unless inside ``no_grad()`` (in this thread)."""
+    return _state.grad
 
 
 class no_grad(contextlib.ContextDecorator):
@@ -51,22 +64,22 @@ class no_grad(contextlib.ContextDecorator):
     """
 
     def __enter__(self) -> None:
-        self._prev = _state["grad"]
-        _state["grad"] = False
+        _state.saved.append(_state.grad)
+        _state.grad = False
 
     def __exit__(self, *exc: object) -> None:
-        _state["grad"] = self._prev
+        _state.grad = _state.saved.pop()
 
 
 @contextlib.contextmanager
 def enable_grad() -> Iterator[None]:
     """Re-enable graph recording inside a ``no_grad`` block."""
-    prev = _state["grad"]
-    _state["grad"] = True
+    prev = _state.grad
+    _state.grad = True
     try:
         yield
     finally:
-        _state["grad"] = prev
+        _state.grad = prev
 
 
 class Node:
@@ -318,7 +331,7 @@ def record(
 ) -> Tensor:
     """Wrap an op's output; link it to the graph when a parent needs a gradient."""
     out = Tensor(data, ops)
-    if _state["grad"]:
+    if _state.grad:
         for p in parents:
             if p.requires_grad:
                 out.requires_grad = True
@@ -337,7 +350,7 @@ def grad_sink(t: Tensor | None) -> Any:
 
 def needs_grad(*tensors: Tensor | None) -> bool:
     """True if recording is on and one of ``tensors`` requires a gradient."""
-    return _state["grad"] and any(t is not None and t.requires_grad for t in tensors)
+    return _state.grad and any(t is not None and t.requires_grad for t in tensors)
 
 
 def as_tensor(value: Any, ops: Any, dtype: Any = None) -> Tensor:
@@ -349,7 +362,7 @@ def as_tensor(value: Any, ops: Any, dtype: Any = None) -> Tensor:
                 "move one with .to(device) first"
             )
         return value
-    if ops.device != "cpu" and hasattr(value, "__array_interface__"):
+    if not ops.is_host and hasattr(value, "__array_interface__"):
         raise DeviceError(
             f"a host (NumPy) array was mixed with a tensor on {ops.device!r}; "
             f"move it explicitly with gn.tensor(array, device={ops.device!r})"

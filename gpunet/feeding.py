@@ -176,11 +176,13 @@ class DataMixin:
         On a device the check stays there, folded into one flag that ``_fit_loop``
         reads once per epoch, so the batch loop never waits for the device."""
         ops = self.ops
-        if ops.device == "cpu":
+        if ops.reads_are_free:
             return bool(ops.is_finite_scalar(total.data))
         ok = ops.all_finite(total.data)
         flag = self._nonfinite_flag
-        flag = self._nonfinite_flag = ok if flag is None else ops.xp.logical_and(flag, ok)
+        if flag is not None:  # (NumPy's ufuncs return 0-d results as scalars: keep arrays)
+            ok = ops.xp.asarray(ops.xp.logical_and(flag, ok))
+        flag = self._nonfinite_flag = ok
         # counts steps while the flag holds: the first bad batch's index, on the device
         steps = ops.xp.astype(flag, ops.dtype("int32"))
         self._finite_steps = steps if self._finite_steps is None else self._finite_steps + steps

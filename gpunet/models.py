@@ -187,31 +187,53 @@ class Sequential(Model):
 
     def check_input(self, inputs: Any) -> None:
         first = self._layers[0] if self._layers else None
-        if first is None or not first.built:
+        if first is None or not first.built or not isinstance(inputs, Tensor):
             return
-        kernel = getattr(first, "kernel", None)
         hint = first.input_shape_hint
-        rank = 1 + len(hint) if hint is not None else 2
-        if (
-            isinstance(inputs, Tensor)
-            and inputs.ndim != rank
-            and (kernel is not None or getattr(first, "gamma", None) is not None)
-        ):  # Dense and the normalizations take (batch, features) unless input_shape says
+        if hint is not None and inputs.ndim != 1 + len(hint):
             raise InputValidationError(
-                f"Found array with dim {inputs.ndim}, while dim {rank} is required by "
+                f"Found array with dim {inputs.ndim}, while dim {1 + len(hint)} is required by "
                 f"Sequential {self.name!r}: X has samples of shape {inputs.shape[1:]}"
             )
-        if (
-            kernel is not None
-            and isinstance(inputs, Tensor)
-            and (inputs.ndim < 2 or inputs.shape[-1] != kernel.shape[0])
-        ):
-            got = inputs.shape[-1] if inputs.ndim else inputs.shape
-            raise InputValidationError(
-                f"X has {got} features, but Sequential {self.name!r} expects "
-                f"{kernel.shape[0]} (from {type(first).__name__} {first.name!r}, input "
-                f"shape (batch, {kernel.shape[0]}))"
-            )
+        first.check_input(inputs)  # the first layer knows what it takes
+
+    @property
+    def runs_on_arrays(self) -> bool:
+        layers = self._layers
+        return (
+            bool(layers)
+            and type(self).call is Sequential.call
+            and len({layer.dtype for layer in layers}) == 1  # the graph casts between them
+            and all(layer.built and layer.runs_on_arrays for layer in layers)
+        )
+
+    @property
+    def prob_activation(self) -> str | None:  # type: ignore[override]
+        last = self._layers[-1] if self._layers else None
+        if last is None or getattr(last, "activation_kw", None):
+            return None  # e.g. softmax over another axis: no fused loss takes it
+        return last.prob_activation  # type: ignore[no-any-return]
+
+    def forward_pass(
+        self, ops: Any, X: Any, training: bool, logits: bool = False
+    ) -> tuple[Any, Any]:
+        """The stack on arrays: each layer's pass in order, their backprops chained."""
+        layers = self._layers
+        last = len(layers) - 1
+        backprops = []
+        for i, layer in enumerate(layers):
+            if logits and i == last:
+                X, backprop = layer.forward_pass(ops, X, training, logits=True)  # type: ignore[call-arg]
+            else:
+                X, backprop = layer.forward_pass(ops, X, training)
+            backprops.append(backprop)
+
+        def backprop_all(dY: Any, need_dX: bool) -> Any:
+            for i in range(last, -1, -1):
+                dY = backprops[i](dY, need_dX or i > 0)
+            return dY
+
+        return X, backprop_all
 
     def call(self, x: Any, training: bool = False) -> Any:
         for layer in self._layers:

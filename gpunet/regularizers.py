@@ -23,20 +23,23 @@ class L1L2:
         self.l1, self.l2 = float(l1), float(l2)
 
     def __call__(self, W: Tensor) -> Tensor:
-        ops = W.ops
-        X = W.data
-        xp = ops.xp
+        xp, X = W.ops.xp, W.data
+        return record(
+            self.value(xp, X), W.ops, (W,), lambda g: (self.grad(xp, X) * g,), "regularizer"
+        )
+
+    def value(self, xp: Any, X: Any) -> Any:
+        """The penalty of array ``X``, a 0-d array."""
         value = 0.0 * xp.sum(X)
         if self.l1:
             value = value + self.l1 * xp.sum(xp.abs(X))
         if self.l2:
             value = value + self.l2 * xp.sum(X * X)
-        l1, l2 = self.l1, self.l2
+        return value
 
-        def backward(g: Any) -> tuple[Any]:
-            return ((l1 * xp.sign(X) + (2.0 * l2) * X) * g,)
-
-        return record(value, ops, (W,), backward, "regularizer")
+    def grad(self, xp: Any, X: Any) -> Any:
+        """The gradient of :meth:`value` with respect to ``X``."""
+        return self.l1 * xp.sign(X) + (2.0 * self.l2) * X
 
     def get_config(self) -> dict[str, float]:
         return {"l1": self.l1, "l2": self.l2}

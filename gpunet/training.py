@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gpunet import callbacks as cbks
-from gpunet import fastpath
 from gpunet import functional as F
 from gpunet import losses as losses_mod
 from gpunet import metrics as metrics_mod
 from gpunet import optimizers as optimizers_mod
 from gpunet import random as grandom
 from gpunet.autograd import Tensor, no_grad
+from gpunet.engine import step as engine_step
 from gpunet.errors import (
     InputValidationError,
     InvalidParameterError,
@@ -46,7 +46,7 @@ class TrainingMixin(DataMixin):
     strategy: Any = LocalStrategy()
     _resume_epoch: int | None = None  # set by a restoring callback in on_train_begin
     _penalties = True  # any regularized weight? (refreshed by fit/train_on_batch)
-    _step_plan: Any = None  # fastpath.DenseStackStep when the model allows one
+    _step_plan: Any = None  # the graph-free engine.step.Step when the model allows one
     use_fastpath = True  # set False to always train through the autograd graph
 
     if TYPE_CHECKING:  # provided by Layer, which Model mixes in after this class
@@ -127,7 +127,7 @@ class TrainingMixin(DataMixin):
     def _train_step(self, b: Batch, on_nan: str = "ignore", where: Any = "") -> bool:
         """One forward, backward and update; False when ``on_nan="stop"`` stopped it."""
         plan = self._step_plan
-        if plan is not None and b.x.ndim == 2:  # same arithmetic, no graph
+        if plan is not None:  # same arithmetic, no graph
             self.optimizer.zero_grad()
             value, P = plan(b.x, b.y, self._scale(b), True)
             loss = Tensor(value, self.ops)
@@ -140,7 +140,8 @@ class TrainingMixin(DataMixin):
             share = 1.0 / self.strategy.size  # each process adds its share; allreduce sums
             for extra in self.collect_losses():
                 total = F.add(total, extra if share == 1.0 else extra * share)
-        return self._finish_step(b, y_pred, loss, total, on_nan, where, backward=True)
+        # the tracked loss includes the penalties, as Keras reports it
+        return self._finish_step(b, y_pred, total, total, on_nan, where, backward=True)
 
     def _finish_step(self, b: Batch, y_pred: Tensor, loss: Tensor, total: Tensor, on_nan: str,
                      where: Any, backward: bool) -> bool:  # fmt: skip
@@ -160,8 +161,8 @@ class TrainingMixin(DataMixin):
             self.optimizer.zero_grad()
             total.backward()
         self.strategy.reduce_gradients(self.optimizer)
-        # on a device the finiteness flag was not read: it guards the update there
-        guarded = on_nan != "ignore" and self.ops.device != "cpu"
+        # where reads are not free the finiteness flag was not read: it guards the update
+        guarded = on_nan != "ignore" and not self.ops.reads_are_free
         self.optimizer.step(when=self._nonfinite_flag if guarded else None)
         self._track(b, y_pred, loss)
         return True
@@ -174,7 +175,7 @@ class TrainingMixin(DataMixin):
         """Once per fit: whether any weight carries a regularizer (a step without one
         skips walking the layers for penalty terms), and the graph-free step."""
         self._penalties = any(p.regularizer is not None for p in self.trainable_weights)
-        self._step_plan = fastpath.plan(self) if self.use_fastpath else None
+        self._step_plan = engine_step.plan(self) if self.use_fastpath else None
 
     def _finite(self, loss: Tensor) -> bool:
         # one host read per batch: free for NumPy arrays, a sync on a device
@@ -422,7 +423,7 @@ class TrainingMixin(DataMixin):
         ops = self.ops
         Xd = self._to_device(X)[0]
         outs = []
-        fast = fastpath.plan(self, training=False) if self.use_fastpath and X.ndim == 2 else None
+        fast = engine_step.plan(self, training=False) if self.use_fastpath else None
         with no_grad(), ops.oom_guard(batch_size):
             for b in self._batches(Xd, None, None, batch_size, shard=False):
                 if fast is not None:  # the same ops as model(x), without a graph

@@ -1,5 +1,5 @@
-"""The graph-free step of Sequential Dense stacks gives bit-identical results to
-training through the autograd graph, and declines what it cannot do."""
+"""The graph-free step (any stack of layers with a forward_pass) gives bit-identical
+results to training through the autograd graph, and declines what it cannot do."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import gpunet as gn
-from gpunet import fastpath
+from gpunet.engine import step as fastpath
 
 RNG = np.random.default_rng(3)
 X = RNG.normal(size=(96, 6)).astype("float32")
@@ -16,9 +16,10 @@ X = RNG.normal(size=(96, 6)).astype("float32")
 def _train(make, loss, y, fast, metrics=("accuracy",), **fit):
     gn.utils.set_random_seed(11)
     model = make()
+    x = X.reshape(-1, 3, 2) if model.layers[0].input_shape_hint == (3, 2) else X
     model.use_fastpath = fast
     model.compile(optimizer="adam", loss=loss, metrics=list(metrics))
-    history = model.fit(X, y, epochs=3, batch_size=16, verbose=0, **fit)
+    history = model.fit(x, y, epochs=3, batch_size=16, verbose=0, **fit)
     return model, history
 
 
@@ -74,6 +75,31 @@ CASES = [
         "mse",
         X[:, :2] * 2,
     ),
+    (
+        "mse l1l2 batchnorm",
+        lambda: gn.Sequential(
+            [
+                gn.layers.Dense(8, activation="relu", input_shape=(6,), kernel_regularizer="l2"),
+                gn.layers.BatchNormalization(),
+                gn.layers.LayerNormalization(),
+                gn.layers.Dense(2, bias_regularizer=gn.regularizers.L1L2(0.01, 0.02)),
+            ]
+        ),
+        "mse",
+        X[:, :2] * 2,
+    ),
+    (
+        "flatten 3-d input",
+        lambda: gn.Sequential(
+            [
+                gn.layers.Dense(4, activation="relu", input_shape=(3, 2)),
+                gn.layers.Flatten(),
+                gn.layers.Dense(3, activation="softmax"),
+            ]
+        ),
+        "sparse_categorical_crossentropy",
+        np.argmax(X[:, :3], 1),
+    ),
 ]
 
 
@@ -99,8 +125,9 @@ def test_plan_declines_what_needs_the_graph():
 
     dense = lambda **kw: gn.layers.Dense(2, input_shape=(6,), **kw)  # noqa: E731
     assert planned(gn.Sequential([dense()])) is not None
-    assert planned(gn.Sequential([dense(kernel_regularizer="l2")])) is None
-    assert planned(gn.Sequential([dense(), gn.layers.BatchNormalization()])) is None
+    # every built-in layer runs on it, penalties included
+    assert planned(gn.Sequential([dense(kernel_regularizer="l2")])) is not None
+    assert planned(gn.Sequential([dense(), gn.layers.BatchNormalization()])) is not None
     assert planned(gn.Sequential([dense(activation=gn.activations.relu)])) is not None
     assert planned(gn.Sequential([dense(activation=lambda t: t * 2.0)])) is None
     assert planned(gn.Sequential([dense()]), loss=lambda yt, yp: ((yp - yt) ** 2).mean()) is None
@@ -111,11 +138,12 @@ def test_plan_declines_what_needs_the_graph():
 @pytest.mark.parametrize("name, make, loss, y", CASES, ids=[c[0] for c in CASES])
 def test_fast_predict_is_bit_identical_to_the_graph(name, make, loss, y):
     model, _ = _train(make, loss, y, True)
-    fast = model.predict(X, batch_size=40)
+    x = X.reshape(-1, 3, 2) if model.layers[0].input_shape_hint == (3, 2) else X
+    fast = model.predict(x, batch_size=40)
     model.use_fastpath = False
-    assert np.array_equal(fast, model.predict(X, batch_size=40))
+    assert np.array_equal(fast, model.predict(x, batch_size=40))
     with gn.no_grad():
-        assert np.array_equal(fast, model(X, training=False).numpy())
+        assert np.array_equal(fast, model(x, training=False).numpy())
 
 
 def test_mixed_dtypes_cast_to_each_layer_and_skip_the_fast_path():

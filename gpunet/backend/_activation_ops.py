@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy
+
 from gpunet.backend._special import erf
 
 Array = Any
@@ -36,6 +38,7 @@ ACTIVATIONS = (
     "softplus",
     "softmax",
     "log_softmax",
+    "exponential",
 )
 
 
@@ -140,6 +143,13 @@ class ActivationOps:
 
     def backprop_sigmoid(self, dY: Array, X: Array | None, Y: Array) -> Array:
         return dY * (Y * (1.0 - Y))
+
+    def exponential(self, X: Array) -> Array:
+        with numpy.errstate(over="ignore"):  # exp overflows to inf, its limit
+            return self.xp.exp(X)
+
+    def backprop_exponential(self, dY: Array, X: Array | None, Y: Array) -> Array:
+        return dY * Y
 
     def tanh(self, X: Array) -> Array:
         return self.xp.tanh(X)

@@ -33,6 +33,9 @@ DATA_FRACTION = 0.5  # of free device memory a resident dataset may take; the re
 class FusedOps(Ops):
     """Ops that run as one fused kernel each, with the reference as fallback."""
 
+    reads_are_free = False  # device kernels: the loss is checked by a device flag (also
+    # over the host build, so tests run the guarded path the GPU runs)
+
     # -- dense layer and activations -------------------------------------------------
     def dense(
         self, X: Array, W: Array, b: Array | None, activation: str = "linear", **kw: Any
@@ -198,6 +201,7 @@ class CupyOps(FusedOps):
         self.xp = cupy
         self.index = int(index)
         self.device = f"cuda:{self.index}"
+        self.is_host = False
         self._dev = cupy.cuda.Device(self.index)
         self._dev.use()
         self._rng: Any = None

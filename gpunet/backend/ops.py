@@ -38,6 +38,11 @@ class Ops(ActivationOps, LossOps, NormOps, OptimizerOps):
     xp: ModuleType = numpy
     device = "cpu"
     accum_dtype = "float32"  # running sums of metrics (float64 where it is free)
+    # capabilities, asked instead of the device's name, so every device-only path
+    # also runs in tests on the host build and the simulated device:
+    is_host = True  # arrays are host NumPy arrays (NumPy data may mix in freely)
+    reads_are_free = True  # a value read back costs nothing: check the loss per batch
+    # (else a device flag guards the update, and the host reads it once per epoch)
 
     def __init__(self) -> None:
         self.device_kw: dict[str, Any] = {}  # extra kwargs for creation functions
@@ -106,8 +111,8 @@ class Ops(ActivationOps, LossOps, NormOps, OptimizerOps):
         return bool(self.to_host(self.all_finite(X)))
 
     def all_finite(self, X: Array) -> Array:
-        """A 0-d boolean: no NaN or inf in ``X`` (stays on the device)."""
-        return self.xp.all(self.xp.isfinite(X))
+        """A 0-d boolean array: no NaN or inf in ``X`` (stays on the device)."""
+        return self.xp.asarray(self.xp.all(self.xp.isfinite(X)))
 
     # -- memory and data movement ---------------------------------------------------
     def fits_in_memory(self, nbytes: int) -> bool:

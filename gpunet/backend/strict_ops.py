@@ -48,6 +48,8 @@ class StrictOps(Ops):
 
     name = "array_api_strict"
     device = "sim"
+    is_host = False
+    reads_are_free = False
     accum_dtype = "float32"  # no float64 on this device
 
     def __init__(self, memory_limit: int | None = None) -> None:

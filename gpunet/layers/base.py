@@ -1,28 +1,68 @@
-"""``Layer``: parameters, lazy build, device placement and train/eval mode.
+"""``Layer``: parameters, lazy build, device placement, train/eval mode, and the
+layer protocol every training path runs on.
 
-A layer owns parameters and composes graph ops; it has no hand-written backward.
-Sublayers and parameters assigned as attributes are tracked in order, as in
-PyTorch modules, so subclassed models need no registration calls.
+A layer that computes on arrays defines ``forward_pass(ops, X, training)``, which
+returns its output ``Y`` and ``backprop(dY, need_dX)``: the function that writes the
+gradients of the layer's weights (into the optimizer's flat buffer when it can) and
+returns ``dX``. The autograd graph records that pair as one node; the graph-free step
+(``gpunet.engine.step``) calls the same pairs in a loop. (It is not called ``forward``:
+that is the PyTorch user's method on ``gn.nn.Module`` subclasses.) A layer written with
+tensor ops in ``call`` works too, on the graph only.
+
+Sublayers and parameters assigned as attributes are tracked in order, as in PyTorch
+modules, so subclassed models need no registration calls.
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from gpunet import config, initializers
 from gpunet import regularizers as regs
-from gpunet.autograd import Tensor, as_tensor
+from gpunet.autograd import Tensor, as_tensor, needs_grad, record
 from gpunet.backend import get_ops
 from gpunet.errors import InputValidationError, InvalidParameterError
+from gpunet.layers.spec import WeightSpec
 
+Backprop = Callable[[Any, bool], Any]  # backprop(dY, need_dX) -> dX (None if not needed)
 _name_counts: defaultdict[str, itertools.count[int]] = defaultdict(itertools.count)
-_call_training: list[bool] = []  # the training flag of the outermost call
-call_hooks: list[Any] = []  # f(layer, output) after every layer call (NaN probing)
+
+
+class _CallState(threading.local):
+    """Per-thread call state: the training flag of the outermost call, and hooks that
+    see every layer output (NaN probing). Threads never see each other's."""
+
+    def __init__(self) -> None:
+        self.training: list[bool] = []
+        self.hooks: list[Any] = []
+
+
+_local = _CallState()
+
+
+class _Hooks:
+    """``call_hooks``: f(layer, output) after every layer call, in this thread."""
+
+    def append(self, hook: Any) -> None:
+        _local.hooks.append(hook)
+
+    def remove(self, hook: Any) -> None:
+        _local.hooks.remove(hook)
+
+    def __bool__(self) -> bool:
+        return bool(_local.hooks)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(_local.hooks))
+
+
+call_hooks = _Hooks()
 
 
 def _snake(name: str) -> str:
@@ -71,6 +111,10 @@ class Layer:
 
     _params: list[Parameter]
     _layers: list[Layer]
+    CONFIG: dict[str, Any] = {}  # config field -> type (gpunet.layers.spec), for saving
+    prob_activation: str | None = None  # "sigmoid"/"softmax" when the output is one of
+    # logits the layer can hand over instead (forward_pass(..., logits=True)), so a
+    # following cross-entropy fuses with it (gradient p - y)
 
     def __init__(
         self,
@@ -195,12 +239,38 @@ class Layer:
         return p
 
     # -- calling ---------------------------------------------------------------------
+    def weight_specs(self, input_shape: Any) -> list[WeightSpec]:
+        """The weights this layer creates for inputs of ``input_shape`` (batch first)."""
+        return []
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        """The output shape for ``input_shape`` (batch axis first; None where unknown)."""
+        return input_shape
+
     def build(self, input_shape: Any) -> None:
-        """Create weights for inputs of ``input_shape`` (batch axis first)."""
+        """Create the weights of :meth:`weight_specs` (as attributes of their names)."""
+        for w in self.weight_specs(input_shape):
+            p = self.add_weight(
+                w.name, w.shape, w.initializer, regularizer=w.regularizer, trainable=w.trainable
+            )
+            object.__setattr__(self, w.name, p)
+
+    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Backprop]:
+        """The layer on arrays: ``(Y, backprop)`` (see the module docstring)."""
+        raise NotImplementedError(f"{type(self).__name__} has no forward_pass")
+
+    @property
+    def runs_on_arrays(self) -> bool:
+        """Whether ``forward_pass`` computes all that ``call`` does, so the graph-free
+        step may run this layer (a layer with its own ``call`` says so itself)."""
+        return has_forward_pass(self) and type(self).call is Layer.call
 
     def call(self, *args: Any, **kwargs: Any) -> Any:
-        """The forward computation on tensors; subclasses define it."""
-        raise NotImplementedError(f"{type(self).__name__} must define call()")
+        """The forward computation on tensors: subclasses define it, or define
+        ``forward_pass`` and get this one, which records it as one graph node."""
+        if not has_forward_pass(self):
+            raise NotImplementedError(f"{type(self).__name__} must define call() or forward_pass()")
+        return record_pass(self, args[0], bool(kwargs.get("training", False)))
 
     def __call__(self, *args: Any, training: bool | None = None, **kwargs: Any) -> Any:
         if not args:
@@ -215,9 +285,10 @@ class Layer:
             self.build(_shapes(inputs))
             self.built = True
         self.check_input(inputs)
+        stack = _local.training
         if training is None:
-            training = _call_training[-1] if _call_training else self.training
-        _call_training.append(bool(training))
+            training = stack[-1] if stack else self.training
+        stack.append(bool(training))
         state = self.__dict__  # plain attributes: skip the tracking __setattr__
         state["losses"] = []
         try:
@@ -226,11 +297,11 @@ class Layer:
             else:
                 out = self.call(inputs, *args[1:], **kwargs)
         finally:
-            _call_training.pop()
+            stack.pop()
         if state["output_shape"] is None:
             state["output_shape"] = _shapes(out)
-        if call_hooks:
-            for hook in call_hooks:
+        if _local.hooks:
+            for hook in list(_local.hooks):
                 hook(self, out)
         return out
 
@@ -306,6 +377,9 @@ class Layer:
         cfg: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "trainable": self._trainable}
         if self.input_shape_hint is not None:
             cfg["input_shape"] = list(self.input_shape_hint)
+        for key in type(self).CONFIG:  # plain fields (ints, floats, bools, tuples) by name
+            value = getattr(self, key, None)
+            cfg[key] = list(value) if isinstance(value, tuple) else value
         return cfg
 
     @classmethod
@@ -350,3 +424,72 @@ def _accepts_training(layer: Layer) -> bool:
     if known is None:
         known = _ACCEPTS[cls] = takes_training(cls.call)
     return known
+
+
+_HAS_PASS: dict[type, bool] = {}
+
+
+def has_forward_pass(layer: Any) -> bool:
+    """Whether ``layer`` follows the array protocol (defines ``forward_pass``)."""
+    cls = type(layer)
+    known = _HAS_PASS.get(cls)
+    if known is None:
+        known = _HAS_PASS[cls] = getattr(cls, "forward_pass", None) is not Layer.forward_pass
+    return known
+
+
+def add_grad(p: Any, g: Any) -> None:
+    """Add the gradient ``g`` of weight ``p`` (written in place into its flat buffer
+    slot by the op when ``g`` came from :func:`grad_out`)."""
+    if p is None or not p.requires_grad:
+        return
+    if g is p._gbuf and p._grad is None:  # the op wrote it in place: nothing to add
+        p._grad = g
+    else:
+        p.accumulate_grad(g)
+
+
+def grad_out(p: Any) -> Any:
+    """Where an op may write ``p``'s gradient directly (its empty flat-buffer slot)."""
+    if p is None or not p.requires_grad or p._grad is not None:
+        return None
+    return p._gbuf
+
+
+def penalties(layer: Layer) -> None:
+    """Append the regularization losses of ``layer``'s own weights to ``layer.losses``."""
+    for p in layer._params:
+        if p.regularizer is not None:
+            layer.losses.append(p.regularizer(p))
+
+
+def record_pass(layer: Layer, inputs: Any, training: bool) -> Any:
+    """Run ``layer.forward_pass`` on tensors as one graph node (the autograd driver)."""
+    ops = layer.ops
+    penalties(layer)
+    multi = isinstance(inputs, list)
+    xs: list[Tensor] = inputs if multi else [inputs]
+    X = [x.data for x in xs] if multi else inputs.data
+    prob = layer.prob_activation
+    if prob is not None:  # keep the logits visible to a following cross-entropy
+        Z, backprop = layer.forward_pass(ops, X, training, logits=True)  # type: ignore[call-arg]
+        from gpunet import functional as F
+
+        kw = getattr(layer, "activation_kw", {})
+        return F.activation(_node(layer, ops, Z, backprop, xs, multi), prob, **kw)
+    Y, backprop = layer.forward_pass(ops, X, training)
+    return _node(layer, ops, Y, backprop, xs, multi)
+
+
+def _node(layer: Layer, ops: Any, Y: Any, backprop: Backprop, xs: list[Tensor], multi: bool) -> Any:
+    params = [p for p in layer._params if p.requires_grad]
+    if not needs_grad(*xs, *params):
+        return Tensor(Y, ops)
+    need_dX = any(x.requires_grad for x in xs)
+    pad = (None,) * len(params)  # the weights' gradients are added by backprop itself
+
+    def backward(dY: Any) -> tuple[Any, ...]:
+        dX = backprop(dY, need_dX)
+        return (*dX, *pad) if multi else (dX, *pad)
+
+    return record(Y, ops, (*xs, *params), backward, _snake(type(layer).__name__))

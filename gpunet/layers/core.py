@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from gpunet import activations
-from gpunet import functional as F
 from gpunet.autograd import Tensor
 from gpunet.errors import InvalidParameterError
-from gpunet.layers.base import Layer
+from gpunet.layers import spec
+from gpunet.layers.base import Backprop, Layer
+
+PROB_ACTIVATIONS = ("sigmoid", "softmax")
 
 
+def _identity(dY: Any, need_dX: bool) -> Any:
+    return dY
+
+
+@spec.register
 class Activation(Layer):
     """Apply an activation by name or function.
 
@@ -20,14 +28,34 @@ class Activation(Layer):
         array([[0., 2.]], dtype=float32)
     """
 
+    CONFIG = {"activation": spec.Activation()}
+
     def __init__(self, activation: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.activation_name, self.activation_kw, self.activation_fn = activations.get(activation)
 
-    def call(self, x: Tensor) -> Tensor:
+    @property
+    def prob_activation(self) -> str | None:  # type: ignore[override]
+        fused = self.activation_fn is None and self.activation_name in PROB_ACTIVATIONS
+        return self.activation_name if fused else None
+
+    @property
+    def runs_on_arrays(self) -> bool:
+        return self.activation_fn is None
+
+    def call(self, x: Tensor, training: bool = False) -> Tensor:
         if self.activation_fn is not None:
             return self.activation_fn(x)  # type: ignore[no-any-return]
-        return F.activation(x, self.activation_name or "linear", **self.activation_kw)
+        return super().call(x, training)
+
+    def forward_pass(
+        self, ops: Any, X: Any, training: bool, logits: bool = False
+    ) -> tuple[Any, Backprop]:
+        if logits:
+            return X, _identity
+        name, kw = self.activation_name or "linear", self.activation_kw
+        Y = ops.activation(name, X, **kw)
+        return Y, lambda dY, need_dX: ops.backprop_activation(name, dY, X, Y, **kw)
 
     def get_config(self) -> dict[str, Any]:
         if self.activation_fn is not None:
@@ -38,6 +66,7 @@ class Activation(Layer):
         }
 
 
+@spec.register
 class Dropout(Layer):
     """Zero a fraction ``rate`` of the inputs while training, scaling the rest by
     ``1 / (1 - rate)`` (inverted dropout); identity in inference.
@@ -48,6 +77,8 @@ class Dropout(Layer):
         array([[1., 1., 1., 1.]], dtype=float32)
     """
 
+    CONFIG = {"rate": spec.Float(0.0, 0.999999)}
+
     def __init__(self, rate: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
@@ -56,13 +87,14 @@ class Dropout(Layer):
             )
         self.rate = float(rate)
 
-    def call(self, x: Tensor, training: bool = False) -> Tensor:
-        return F.dropout(x, self.rate, training)
+    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Backprop]:
+        if not training or self.rate == 0.0:
+            return X, _identity
+        mask = ops.dropout_mask(X.shape, self.rate, X.dtype)
+        return X * mask, lambda dY, need_dX: dY * mask
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "rate": self.rate}
 
-
+@spec.register
 class Flatten(Layer):
     """Reshape ``(batch, d1, d2, ...)`` to ``(batch, d1 * d2 * ...)``.
 
@@ -72,8 +104,13 @@ class Flatten(Layer):
         (2, 12)
     """
 
-    def call(self, x: Tensor) -> Tensor:
-        n = 1
-        for d in x.shape[1:]:
-            n *= d
-        return F.reshape(x, (x.shape[0], n)) if x.ndim != 2 else x
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        rest = input_shape[1:]
+        return (input_shape[0], None if None in rest else math.prod(rest))
+
+    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Backprop]:
+        if X.ndim == 2:
+            return X, _identity
+        xp, shape = ops.xp, tuple(X.shape)
+        Y = xp.reshape(X, (shape[0], math.prod(shape[1:])))
+        return Y, lambda dY, need_dX: xp.reshape(dY, shape)

@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from gpunet import activations, initializers
-from gpunet import functional as F
 from gpunet import regularizers as regs
 from gpunet.autograd import Tensor
 from gpunet.errors import InputValidationError, InvalidParameterError
-from gpunet.layers.base import Layer
+from gpunet.layers import spec
+from gpunet.layers.base import Backprop, Layer, add_grad, grad_out, record_pass
+
+PROB_ACTIVATIONS = ("sigmoid", "softmax")
 
 
+@spec.register
 class Dense(Layer):
     """Fully connected layer: ``Y = activation(X @ W + b)``.
 
@@ -30,6 +33,13 @@ class Dense(Layer):
         >>> gn.layers.Dense(4)(np.ones((2, 3), dtype="float32")).shape
         (2, 4)
     """
+
+    CONFIG = {
+        "units": spec.Int(1), "activation": spec.Activation(), "use_bias": spec.Bool(),
+        "kernel_initializer": spec.Initializer(), "bias_initializer": spec.Initializer(),
+        "kernel_regularizer": spec.Optional(spec.Regularizer()),
+        "bias_regularizer": spec.Optional(spec.Regularizer()),
+    }  # fmt: skip
 
     def __init__(
         self,
@@ -61,22 +71,34 @@ class Dense(Layer):
             self.build((None, *self.input_shape_hint))
             self.built = True
 
-    def build(self, input_shape: Any) -> None:
+    def weight_specs(self, input_shape: Any) -> list[spec.WeightSpec]:
         if not isinstance(input_shape, tuple) or len(input_shape) < 1:
             raise InputValidationError(
                 f"layer {self.name!r} expects one array input, got shape {input_shape!r}"
             )
         n_in = input_shape[-1]
-        self.kernel = self.add_weight(
-            "kernel",
-            (n_in, self.units),
-            self.kernel_initializer,
+        kernel = spec.WeightSpec(
+            "kernel", (n_in, self.units), self.kernel_initializer,
             regularizer=self.kernel_regularizer,
+        )  # fmt: skip
+        if not self.use_bias:
+            return [kernel]
+        bias = spec.WeightSpec(
+            "bias", (self.units,), self.bias_initializer, regularizer=self.bias_regularizer
         )
-        if self.use_bias:
-            self.bias = self.add_weight(
-                "bias", (self.units,), self.bias_initializer, regularizer=self.bias_regularizer
-            )
+        return [kernel, bias]
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return (*input_shape[:-1], self.units)
+
+    @property
+    def prob_activation(self) -> str | None:  # type: ignore[override]
+        fused = self.activation_fn is None and self.activation_name in PROB_ACTIVATIONS
+        return self.activation_name if fused else None
+
+    @property
+    def runs_on_arrays(self) -> bool:
+        return self.activation_fn is None  # a custom activation is a tensor function
 
     def check_input(self, inputs: Any) -> None:
         if not isinstance(inputs, Tensor):
@@ -93,13 +115,49 @@ class Dense(Layer):
                 f"got {inputs.shape})"
             )
 
-    def call(self, x: Tensor) -> Tensor:
-        for p in (self.kernel, self.bias):
-            if p is not None and p.regularizer is not None:
-                self.losses.append(p.regularizer(p))
-        name = self.activation_name or "linear"
-        y = F.dense(x, self.kernel, self.bias, name, **self.activation_kw)
+    def call(self, x: Tensor, training: bool = False) -> Tensor:
+        y = record_pass(self, x, training)
         return self.activation_fn(y) if self.activation_fn is not None else y
+
+    def forward_pass(
+        self, ops: Any, X: Any, training: bool, logits: bool = False
+    ) -> tuple[Any, Backprop]:
+        act = self.activation_name or "linear"
+        if logits or self.activation_fn is not None:
+            act = "linear"
+        kw = {} if act == "linear" else self.activation_kw
+        if act in PROB_ACTIVATIONS:  # the GEMM, then the activation as its own pass
+            Z, backprop_z = self.forward_pass(ops, X, training, logits=True)
+            P = ops.activation(act, Z, **kw)
+
+            def backprop_p(dY: Any, need_dX: bool) -> Any:
+                return backprop_z(ops.backprop_activation(act, dY, Z, P, **kw), need_dX)
+
+            return P, backprop_p
+        xp, W, b = ops.xp, self.kernel, self.bias
+        lead = None
+        if X.ndim != 2:  # Keras applies Dense to the last axis
+            lead = tuple(X.shape[:-1])
+            X = xp.reshape(X, (-1, X.shape[-1]))
+        Wd = W.data
+        Y, Z = ops.dense(X, Wd, None if b is None else b.data, act, **kw)
+
+        def backprop(dY: Any, need_dX: bool) -> Any:
+            if lead is not None:
+                dY = xp.reshape(dY, (-1, dY.shape[-1]))
+            dX, dW, db = ops.backprop_dense(
+                dY, X, Wd, Z, Y, act, need_dX=need_dX, need_db=b is not None and b.requires_grad,
+                dW_out=grad_out(W), db_out=grad_out(b), **kw,
+            )  # fmt: skip
+            add_grad(W, dW)
+            if db is not None:
+                add_grad(b, db)
+            if dX is not None and lead is not None:
+                dX = xp.reshape(dX, (*lead, dX.shape[-1]))
+            return dX
+
+        out = Y if lead is None else xp.reshape(Y, (*lead, self.units))  # backprop keeps Y
+        return out, backprop
 
     def get_config(self) -> dict[str, Any]:
         if self.activation_fn is not None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpunet import functional as F
 from gpunet.autograd import Tensor
 from gpunet.errors import InputValidationError
-from gpunet.layers.base import Layer
+from gpunet.layers import spec
+from gpunet.layers.base import Backprop, Layer
 
 
 def _check_list(layer: Layer, inputs: Any) -> list[Tensor]:
@@ -19,6 +19,7 @@ def _check_list(layer: Layer, inputs: Any) -> list[Tensor]:
     return inputs
 
 
+@spec.register
 class Add(Layer):
     """Elementwise sum of a list of tensors of one shape (residual connections).
 
@@ -33,13 +34,18 @@ class Add(Layer):
         if len(shapes) > 1:
             raise InputValidationError(f"layer {self.name!r} got inputs of shapes {sorted(shapes)}")
 
-    def call(self, inputs: list[Tensor]) -> Tensor:
-        out = inputs[0]
-        for t in inputs[1:]:
-            out = F.add(out, t)
-        return out
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape[0]
+
+    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Backprop]:
+        Y = X[0]
+        for x in X[1:]:
+            Y = Y + x
+        shapes = [tuple(x.shape) for x in X]
+        return Y, lambda dY, need_dX: [ops.sum_to_shape(dY, s) for s in shapes]
 
 
+@spec.register
 class Concatenate(Layer):
     """Join a list of tensors along ``axis`` (default: the last).
 
@@ -49,6 +55,8 @@ class Concatenate(Layer):
         (1, 5)
     """
 
+    CONFIG = {"axis": spec.Int(-8, 7)}
+
     def __init__(self, axis: int = -1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.axis = int(axis)
@@ -56,8 +64,26 @@ class Concatenate(Layer):
     def check_input(self, inputs: Any) -> None:
         _check_list(self, inputs)
 
-    def call(self, inputs: list[Tensor]) -> Tensor:
-        return F.concat(inputs, axis=self.axis)
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        first = list(input_shape[0])
+        sizes = [s[self.axis] for s in input_shape]
+        first[self.axis] = None if None in sizes else sum(sizes)
+        return tuple(first)
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "axis": self.axis}
+    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Backprop]:
+        ndim = X[0].ndim
+        ax = self.axis % ndim
+        Y = ops.xp.concat(list(X), axis=ax)
+        sizes = [x.shape[ax] for x in X]
+
+        def backprop(dY: Any, need_dX: bool) -> list[Any]:
+            out, start = [], 0
+            for n in sizes:
+                idx = tuple(
+                    slice(start, start + n) if i == ax else slice(None) for i in range(ndim)
+                )
+                out.append(dY[idx])
+                start += n
+            return out
+
+        return Y, backprop

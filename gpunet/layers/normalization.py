@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpunet.autograd import Tensor, needs_grad, record
+from gpunet.autograd import Tensor
 from gpunet.errors import InputValidationError, InvalidParameterError
-from gpunet.layers.base import Layer
+from gpunet.layers import spec
+from gpunet.layers.base import Backprop, Layer, add_grad
+
+_EPS = spec.Float(0.0, 1.0, above=True)
 
 
 def _check_features(layer: Layer, x: Tensor, n: int) -> None:
@@ -17,6 +20,7 @@ def _check_features(layer: Layer, x: Tensor, n: int) -> None:
         )
 
 
+@spec.register
 class BatchNormalization(Layer):
     """Normalise each feature with batch statistics while training, and with
     moving averages (``momentum``) in inference; then scale and shift.
@@ -33,6 +37,13 @@ class BatchNormalization(Layer):
         >>> np.round(y.numpy()[:, 0], 3)
         array([-1.225,  0.   ,  1.225], dtype=float32)
     """
+
+    gamma: Any
+    beta: Any
+    moving_mean: Any
+    moving_variance: Any
+    CONFIG = {"momentum": spec.Float(0.0, 1.0), "epsilon": _EPS, "center": spec.Bool(),
+              "scale": spec.Bool()}  # fmt: skip
 
     def __init__(
         self,
@@ -54,22 +65,24 @@ class BatchNormalization(Layer):
             self.build((None, *self.input_shape_hint))
             self.built = True
 
-    def build(self, input_shape: Any) -> None:
+    def weight_specs(self, input_shape: Any) -> list[spec.WeightSpec]:
         n = (int(input_shape[-1]),)
-        self.gamma = self.add_weight("gamma", n, "ones", trainable=self.scale)
-        self.beta = self.add_weight("beta", n, "zeros", trainable=self.center)
-        self.moving_mean = self.add_weight("moving_mean", n, "zeros", trainable=False)
-        self.moving_variance = self.add_weight("moving_variance", n, "ones", trainable=False)
+        return [
+            spec.WeightSpec("gamma", n, "ones", trainable=self.scale),
+            spec.WeightSpec("beta", n, "zeros", trainable=self.center),
+            spec.WeightSpec("moving_mean", n, "zeros", trainable=False),
+            spec.WeightSpec("moving_variance", n, "ones", trainable=False),
+        ]
 
     def check_input(self, x: Any) -> None:
         _check_features(self, x, self.gamma.shape[0])
 
-    def call(self, x: Tensor, training: bool = False) -> Tensor:
-        ops, g, b = x.ops, self.gamma, self.beta
+    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Backprop]:
+        g, b = self.gamma, self.beta
         if training:
-            Y, Xhat, inv, mean, var = ops.batchnorm(x.data, g.data, b.data, epsilon=self.epsilon)
+            Y, Xhat, inv, mean, var = ops.batchnorm(X, g.data, b.data, epsilon=self.epsilon)
             n = 1
-            for d in x.shape[:-1]:
+            for d in X.shape[:-1]:
                 n *= d
             m = self.momentum
             unbiased = var * (n / max(n - 1, 1))  # moving variance is unbiased (Keras)
@@ -80,7 +93,7 @@ class BatchNormalization(Layer):
             backprop = ops.backprop_batchnorm
         else:
             Y, Xhat, inv = ops.batchnorm_inference(
-                x.data,
+                X,
                 g.data,
                 b.data,
                 self.moving_mean.data,
@@ -88,14 +101,7 @@ class BatchNormalization(Layer):
                 epsilon=self.epsilon,
             )
             backprop = ops.backprop_batchnorm_inference
-        if not needs_grad(x, g, b):
-            return Tensor(Y, ops)
-        gd = g.data
-
-        def backward(dY: Any) -> tuple[Any, Any, Any]:
-            return backprop(dY, Xhat, inv, gd)
-
-        return record(Y, ops, (x, g, b), backward, "batchnorm")
+        return Y, _affine_backprop(backprop, Xhat, inv, g, b)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -107,6 +113,7 @@ class BatchNormalization(Layer):
         }
 
 
+@spec.register
 class LayerNormalization(Layer):
     """Normalise each sample over its last axis, then scale and shift.
 
@@ -116,6 +123,10 @@ class LayerNormalization(Layer):
         >>> np.round(y.numpy(), 3)
         array([[-1.,  1.]], dtype=float32)
     """
+
+    gamma: Any
+    beta: Any
+    CONFIG = {"epsilon": _EPS, "center": spec.Bool(), "scale": spec.Bool()}
 
     def __init__(
         self, epsilon: float = 1e-3, center: bool = True, scale: bool = True, **kwargs: Any
@@ -128,21 +139,20 @@ class LayerNormalization(Layer):
             self.build((None, *self.input_shape_hint))
             self.built = True
 
-    def build(self, input_shape: Any) -> None:
+    def weight_specs(self, input_shape: Any) -> list[spec.WeightSpec]:
         n = (int(input_shape[-1]),)
-        self.gamma = self.add_weight("gamma", n, "ones", trainable=self.scale)
-        self.beta = self.add_weight("beta", n, "zeros", trainable=self.center)
+        return [
+            spec.WeightSpec("gamma", n, "ones", trainable=self.scale),
+            spec.WeightSpec("beta", n, "zeros", trainable=self.center),
+        ]
 
     def check_input(self, x: Any) -> None:
         _check_features(self, x, self.gamma.shape[0])
 
-    def call(self, x: Tensor) -> Tensor:
-        ops, g, b = x.ops, self.gamma, self.beta
-        Y, Xhat, inv = ops.layernorm(x.data, g.data, b.data, epsilon=self.epsilon)
-        gd = g.data
-        return record(
-            Y, ops, (x, g, b), lambda dY: ops.backprop_layernorm(dY, Xhat, inv, gd), "layernorm"
-        )
+    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Backprop]:
+        g, b = self.gamma, self.beta
+        Y, Xhat, inv = ops.layernorm(X, g.data, b.data, epsilon=self.epsilon)
+        return Y, _affine_backprop(ops.backprop_layernorm, Xhat, inv, g, b)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -151,3 +161,15 @@ class LayerNormalization(Layer):
             "center": self.center,
             "scale": self.scale,
         }
+
+
+def _affine_backprop(backprop: Any, Xhat: Any, inv: Any, g: Any, b: Any) -> Backprop:
+    gd = g.data
+
+    def run(dY: Any, need_dX: bool) -> Any:
+        dX, dg, db = backprop(dY, Xhat, inv, gd)
+        add_grad(g, dg)
+        add_grad(b, db)
+        return dX
+
+    return run

@@ -26,7 +26,7 @@ from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from gpunet import optimizers
 from gpunet.backend import get_ops
-from gpunet.sklearn._network import HIDDEN, Network, forward
+from gpunet.sklearn._network import Network
 from gpunet.sklearn._parallel import own_ops, shards
 from gpunet.sklearn._solvers import fit_lbfgs, fit_stochastic
 from gpunet.strategy import LocalStrategy
@@ -283,14 +283,17 @@ class BaseMLP(BaseEstimator):
         if self.strategy is not None:
             ops = own_ops(self.strategy, ops)
         dtype = self.coefs_[0].dtype
-        Ws = [ops.asarray(W, dtype=dtype) for W in self.coefs_]
-        bs = [ops.asarray(b, dtype=dtype) for b in self.intercepts_]
-        act = HIDDEN[self.activation]
+        # the same model and step as training, with the weights as they are now
+        # (scikit-learn lets users edit coefs_ after fit)
+        units = [W.shape[0] for W in self.coefs_] + [self.coefs_[-1].shape[1]]
+        net = Network(units, self.activation, self.out_activation_, ops, dtype)
+        net.bind()
+        net.set_weights(self.coefs_, self.intercepts_)
         out = []
         for start in range(0, X.shape[0], PREDICT_CHUNK):
             rows = X[start : start + PREDICT_CHUNK]
             rows = rows.toarray() if hasattr(rows, "toarray") else rows
-            Y = forward(ops, Ws, bs, act, self.out_activation_, ops.asarray(rows, dtype=dtype))
+            Y = net.forward(ops.asarray(rows, dtype=dtype))
             out.append(ops.to_numpy(Y))
         return out[0] if len(out) == 1 else np.concatenate(out)
 

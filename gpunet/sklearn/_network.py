@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from gpunet import fastpath, losses
-from gpunet import functional as F
-from gpunet.autograd import Tensor
+from gpunet import losses
+from gpunet.engine import step as engine_step
 from gpunet.layers import Dense
 from gpunet.models import Sequential
 from gpunet.optimizers import _FlatGroup
@@ -29,12 +28,7 @@ OUTPUT: dict[str, tuple[str | None, Any]] = {
     "softmax": ("softmax", losses.CategoricalCrossentropy),
     "logistic": ("sigmoid", losses.BinaryCrossentropy),
     "identity": (None, losses.MeanSquaredError),
-    "exp": (None, losses.Poisson),
-}
-LOGITS_OP = {
-    "softmax": "softmax_cross_entropy",
-    "logistic": "sigmoid_cross_entropy",
-    "identity": "mean_squared_error",
+    "exp": ("exponential", lambda: losses.Poisson()),
 }
 
 
@@ -68,9 +62,15 @@ class Network:
         self.model = Sequential(layers, device=ops)
         # the loss whose backend op matches scikit-learn's up to the scale passed in
         self.model.compile(optimizer="sgd", loss=OUTPUT[out_activation][1]())
-        # graph-free step over the stack (softmax/sigmoid fold into the loss on the
-        # logits); None for the exp output, which has no fused activation
-        self.step = fastpath.plan(self.model) if out_activation != "exp" else None
+        # the model's graph-free step (softmax/sigmoid fold into the loss on the logits;
+        # the exp output takes the Poisson loss with no clipping: its gradient through
+        # exp is exp(z) - y exactly)
+        step = engine_step.plan(self.model)
+        if step is None or step.head is None:
+            raise AssertionError("the estimators' network runs on the graph-free step")
+        if out_activation == "exp":
+            step.head = ("poisson", {"epsilon": 0.0}, None)
+        self.step = step
         self.kernels = [layer.kernel for layer in layers]
         self.biases = [layer.bias for layer in layers]
         self.n_coef = sum(math.prod(W.shape) for W in self.kernels)
@@ -131,21 +131,9 @@ class Network:
         # scales make each backend loss scikit-learn's: sum over outputs of the mean
         # over samples (logistic), half the squared error with gradient z - y (identity)
         factor = {"softmax": 1.0, "logistic": K, "identity": 0.5 * K, "exp": K}[out]
-        if self.step is not None:
-            loss, _ = self.step(X, T, scale * factor, True)
-        else:  # through the graph (the exp output): the same ops, on the logits z
-            h = Tensor(X, ops)
-            for W, b in zip(self.kernels[:-1], self.biases[:-1], strict=True):
-                h = F.dense(h, W, b, self.act)
-            z = F.dense(h, self.kernels[-1], self.biases[-1], "linear")
-            if out == "exp":  # the gradient through exp is exp(z) - y exactly
-                total = F.fused_loss("poisson", F.exp(z), T, scale * factor, epsilon=0.0)
-            else:
-                total = F.fused_loss(LOGITS_OP[out], z, T, scale * factor)
-            total.backward()
-            loss = total.data
-            if const is not None:  # y log y - y: the rest of the Poisson deviance
-                loss = loss + xp.sum(const * scale)
+        loss, _ = self.step(X, T, scale * factor, True)
+        if const is not None:  # y log y - y: the rest of the Poisson deviance
+            loss = loss + xp.sum(const * scale)
         if out == "identity":
             loss = loss / K  # reported as the mean over outputs, as scikit-learn does
         if l2 is not None:
@@ -156,9 +144,7 @@ class Network:
 
     def forward(self, X: Any) -> Any:
         """Output activations for device inputs ``X`` with the current weights."""
-        Ws = [W.data for W in self.kernels]
-        bs = [b.data for b in self.biases]
-        return forward(self.ops, Ws, bs, self.act, self.out_activation, X)
+        return self.step.predict(X)
 
 
 def dot(xp: Any, a: Any, b: Any) -> Any:
@@ -166,17 +152,3 @@ def dot(xp: Any, a: Any, b: Any) -> Any:
     (NumPy's is one BLAS call, ten times faster than multiply-then-sum at 10^5)."""
     vecdot = getattr(xp, "vecdot", None)
     return vecdot(a, b) if vecdot is not None else xp.sum(a * b)
-
-
-def forward(ops: Any, Ws: list[Any], bs: list[Any], act: str, out: str, X: Any) -> Any:
-    """Inference pass over device arrays: hidden ``act`` layers, then ``out``."""
-    H = X
-    for i, (W, b) in enumerate(zip(Ws, bs, strict=True)):
-        H, _ = ops.dense(H, W, b, act if i < len(Ws) - 1 else "linear")
-    if out == "softmax":
-        return ops.softmax(H)
-    if out == "logistic":
-        return ops.sigmoid(H)
-    if out == "exp":
-        return ops.xp.exp(H)
-    return H

@@ -1,0 +1,112 @@
+"""How layers describe themselves: their weights, the types of their config, and the
+one registry of layer types that saving, ``summary()`` and input checks read.
+
+A layer class lists its config fields as ``CONFIG = {"units": Int(1), ...}`` and its
+weights through ``weight_specs(input_shape)``; ``@register`` puts it in ``LAYERS``.
+Saving turns ``CONFIG`` into the allow-list a file is checked against, so a new layer
+is one file: nothing else names its type.
+
+Example:
+    >>> from gpunet.layers import spec
+    >>> spec.LAYERS["Dense"].CONFIG["units"]
+    Int(lo=1, hi=2147483648)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from gpunet.errors import InvalidParameterError
+
+BIG = 2**31
+
+
+# -- config field types: plain data, turned into checkers by gpunet.saving ----------------
+@dataclasses.dataclass(frozen=True)
+class Int:
+    lo: int = 0
+    hi: int = BIG
+
+
+@dataclasses.dataclass(frozen=True)
+class Float:
+    lo: float = float("-inf")
+    hi: float = float("inf")
+    above: bool = False  # the low end excluded
+
+
+@dataclasses.dataclass(frozen=True)
+class Bool:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    values: tuple[Any, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class IntTuple:
+    """A list of ``n`` ints in ``[lo, hi]`` (any length up to 8 when ``n`` is 0)."""
+
+    n: int = 0
+    lo: int = 0
+    hi: int = BIG
+
+
+@dataclasses.dataclass(frozen=True)
+class Optional:
+    inner: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Initializer:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Regularizer:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightSpec:
+    """One weight a layer creates: its attribute name, shape, initializer, whether the
+    optimizer updates it, and its penalty."""
+
+    name: str
+    shape: tuple[int, ...]
+    initializer: Any = "zeros"
+    trainable: bool = True
+    regularizer: Any = None
+
+
+# -- the registry -------------------------------------------------------------------------
+LAYERS: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    """Class decorator: make a layer type known to saving and loading by its class name.
+
+    Raises:
+        InvalidParameterError: when another class already has that name.
+    """
+    name = cls.__name__
+    known = LAYERS.get(name)
+    if known is not None and known is not cls and known.__module__ == cls.__module__:
+        known = None  # the same module defined again (a reload): take the new class
+    if known is not None and known is not cls:
+        raise InvalidParameterError(
+            f"a layer type named {name!r} is registered already ({known.__module__}); "
+            "rename the class"
+        )
+    if not isinstance(getattr(cls, "CONFIG", None), dict):
+        raise InvalidParameterError(f"layer {name!r} needs a CONFIG dict of its config fields")
+    LAYERS[name] = cls
+    return cls
