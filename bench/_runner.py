@@ -35,6 +35,7 @@ GOALS: dict[str, list[tuple[str, str, str, float]]] = {
         ("gpunet", "torch", "<=", 0.2),
         ("gpunet", "numpy", "<=", 1.3),
         ("sklearn", "gpunet", ">=", 3.0),
+        ("gpunet_train_on_batch", "gpunet", "<=", 1.5),  # issue 10: GAN/RL loops use it
     ],
     "C": [("gpunet", "gemm_bound_numpy", "<=", 1.10)],
     "P": [("gpunet_predict", "torch_predict", "<=", 1.0)],

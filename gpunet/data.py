@@ -61,7 +61,7 @@ def as_float_array(
     check_finite(arr, name)
     with np.errstate(over="ignore"):  # reported below, by name
         out = arr.astype(dtype, copy=False)
-    if out.dtype.kind == "f" and not np.all(np.isfinite(out)):
+    if out is not arr and out.dtype.kind == "f" and not np.isfinite(out).all():
         raise InputValidationError(
             f"Input {name} contains infinity or a value too large for "
             f"dtype({np.dtype(dtype).name!r})."
@@ -70,7 +70,7 @@ def as_float_array(
 
 
 def check_finite(arr: np.ndarray, name: str) -> None:
-    if arr.dtype.kind != "f" or np.all(np.isfinite(arr)):
+    if arr.dtype.kind != "f" or np.isfinite(arr).all():
         return
     nan = np.isnan(arr)
     if nan.any():

@@ -18,7 +18,7 @@ import numpy as np
 from gpunet.autograd import Tensor, no_grad
 from gpunet.backend import get_ops
 from gpunet.errors import InputValidationError, InvalidParameterError
-from gpunet.layers.base import Layer, takes_training
+from gpunet.layers.base import Layer, structure_changed, takes_training
 from gpunet.training import TrainingMixin
 
 
@@ -153,6 +153,7 @@ class Sequential(Model):
                 f"Sequential.add expects a gpunet layer, got {type(layer).__name__}"
             )
         self._layers.append(layer)
+        structure_changed()
         if self._ops is not None:
             layer.to(self._ops)
         self.built = False
@@ -178,6 +179,7 @@ class Sequential(Model):
             raise InputValidationError("pop() on an empty Sequential model")
         self.built = False
         self._n_outputs = 0
+        structure_changed()
         return self._layers.pop()
 
     def build(self, input_shape: Any) -> None:

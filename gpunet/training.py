@@ -29,6 +29,7 @@ from gpunet.errors import (
     NotCompiledError,
 )
 from gpunet.feeding import Batch, DataMixin, int_param
+from gpunet.layers import base
 from gpunet.progbar import ProgbarLogger
 from gpunet.strategy import InterruptGuard, LocalStrategy
 
@@ -47,6 +48,7 @@ class TrainingMixin(DataMixin):
     _resume_epoch: int | None = None  # set by a restoring callback in on_train_begin
     _penalties = True  # any regularized weight? (refreshed by fit/train_on_batch)
     _step_plan: Any = None  # the graph-free engine.step.Step when the model allows one
+    _plan_key: Any = None  # what _step_plan was made for
     use_fastpath = True  # set False to always train through the autograd graph
 
     if TYPE_CHECKING:  # provided by Layer, which Model mixes in after this class
@@ -85,6 +87,7 @@ class TrainingMixin(DataMixin):
             raise InvalidParameterError(f"compile got unknown arguments: {sorted(kwargs)}")
         self.optimizer = optimizers_mod.get(optimizer)
         self.compiled_loss = losses_mod.get(loss)
+        self._plan_key = None
         self._metric_specs = list(metrics or [])
         self.compiled_metrics = [metrics_mod.get(m, self.compiled_loss) for m in self._metric_specs]
         self._loss_tracker = metrics_mod.Mean(name="loss")
@@ -172,10 +175,16 @@ class TrainingMixin(DataMixin):
         return next(itertools.islice(self._batches(X, Y, W, batch_size, order), i, None))
 
     def _check_penalties(self) -> None:
-        """Once per fit: whether any weight carries a regularizer (a step without one
-        skips walking the layers for penalty terms), and the graph-free step."""
-        self._penalties = any(p.regularizer is not None for p in self.trainable_weights)
+        """Once per fit (and per train_on_batch while nothing changed): whether any
+        weight carries a regularizer (a step without one skips walking the layers for
+        penalty terms), and the graph-free step."""
+        key = (base.structure_version[0], id(self.compiled_loss), self.use_fastpath,
+               bool(base.call_hooks), id(self.ops))  # fmt: skip
+        if key == self._plan_key:
+            return
+        self._penalties = any(p.regularizer is not None for p in self.weights)
         self._step_plan = engine_step.plan(self) if self.use_fastpath else None
+        self._plan_key = key
 
     def _finite(self, loss: Tensor) -> bool:
         # one host read per batch: free for NumPy arrays, a sync on a device
@@ -184,8 +193,6 @@ class TrainingMixin(DataMixin):
     def _first_nonfinite_layer(self, b: Batch) -> str:
         """Re-run the batch's forward pass and name the first layer whose output
         is not finite (the dropout draws of the probe do not matter: we stop)."""
-        from gpunet.layers import base
-
         found: list[str] = []
 
         def probe(layer: Any, out: Any) -> None:

@@ -47,6 +47,7 @@ class Ops(ActivationOps, LossOps, NormOps, OptimizerOps):
     def __init__(self) -> None:
         self.device_kw: dict[str, Any] = {}  # extra kwargs for creation functions
         self.host_syncs = 0  # device->host reads through to_numpy/to_host
+        self._dtypes: dict[str, Any] = {}  # name -> dtype (numpy.dtype(name) costs ~10 us)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} device={self.device!r}>"
@@ -69,7 +70,12 @@ class Ops(ActivationOps, LossOps, NormOps, OptimizerOps):
 
     def dtype(self, name: Any) -> Any:
         """The dtype object of this namespace for ``name`` (``"float32"`` ...)."""
-        return getattr(self.xp, numpy.dtype(name).name) if isinstance(name, str) else name
+        if not isinstance(name, str):
+            return name
+        hit = self._dtypes.get(name)
+        if hit is None:
+            hit = self._dtypes[name] = getattr(self.xp, numpy.dtype(name).name)
+        return hit
 
     def zeros(self, shape: Any, dtype: Any = "float32") -> Array:
         return self.xp.zeros(shape, dtype=self.dtype(dtype), **self.device_kw)

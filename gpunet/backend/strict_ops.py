@@ -76,7 +76,12 @@ class StrictOps(Ops):
     def dtype(self, name: Any) -> Any:
         if isinstance(name, self._dtype_type):
             return name
-        return getattr(self.xp, numpy.dtype(name).name)
+        hit = self._dtypes.get(name) if isinstance(name, str) else None
+        if hit is None:
+            hit = getattr(self.xp, numpy.dtype(name).name)
+            if isinstance(name, str):
+                self._dtypes[name] = hit
+        return hit
 
     def numpy_dtype(self, dtype: Any) -> numpy.dtype:
         """The NumPy dtype of a dtype object or name of this device."""

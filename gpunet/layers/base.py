@@ -63,6 +63,13 @@ class _Hooks:
 
 
 call_hooks = _Hooks()
+structure_version = [0]  # bumped when any model's layers or weights change: training
+# keeps its step plan between train_on_batch calls while it stays the same
+
+
+def structure_changed() -> None:
+    """Note that layers or weights were added, moved or (un)frozen somewhere."""
+    structure_version[0] += 1
 
 
 def _snake(name: str) -> str:
@@ -186,6 +193,7 @@ class Layer:
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
+        structure_changed()
         for layer in self._walk():
             layer._trainable = bool(value)
             for p in layer._params:
@@ -236,6 +244,7 @@ class Layer:
         )
         p.requires_grad = trainable and self._trainable
         self._params.append(p)
+        structure_changed()
         return p
 
     # -- calling ---------------------------------------------------------------------
@@ -344,6 +353,7 @@ class Layer:
     def to(self, device: Any) -> Layer:
         """Move every weight (and gradient) to ``device``; returns ``self``."""
         ops = get_ops(device)
+        structure_changed()
         for layer in self._walk():
             for p in layer._params:
                 if p.ops is not ops:
