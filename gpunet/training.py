@@ -57,7 +57,9 @@ class TrainingMixin(DataMixin):
         training: bool
         _n_outputs: int
         trainable_weights: list[Any]
-        weights: list[Any]
+
+        @property
+        def weights(self) -> list[Any]: ...
 
         def __call__(self, *args: Any, training: bool | None = None, **kwargs: Any) -> Any: ...
         def collect_losses(self) -> list[Tensor]: ...
