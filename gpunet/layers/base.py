@@ -41,6 +41,7 @@ class _CallState(threading.local):
     def __init__(self) -> None:
         self.training: list[bool] = []
         self.hooks: list[Any] = []
+        self.zero_init = False  # build with zeros: the weights are about to be loaded
 
 
 _local = _CallState()
@@ -149,6 +150,7 @@ class Layer:
         if input_dim is not None:
             input_shape = (int(input_dim),)
         self.input_shape_hint = _shape_tuple(input_shape) if input_shape is not None else None
+        self.built_input_shape: Any = None  # the shape the first call built it for
         self.output_shape: tuple[Any, ...] | None = None
 
     # -- tracking ------------------------------------------------------------------
@@ -233,8 +235,11 @@ class Layer:
         trainable: bool = True,
     ) -> Parameter:
         """Create a weight drawn on the host by ``initializer`` and put it on the device."""
-        init = initializers.get(initializer)
-        data = self.ops.asarray(init(tuple(shape), self.dtype), dtype=self.dtype)
+        if _local.zero_init:  # drawing values a file overwrites would be wasted work
+            data = self.ops.zeros(tuple(shape), self.dtype)
+        else:
+            init = initializers.get(initializer)
+            data = self.ops.asarray(init(tuple(shape), self.dtype), dtype=self.dtype)
         p = Parameter(
             data,
             self.ops,
@@ -291,7 +296,8 @@ class Layer:
         if type(inputs) is not Tensor or inputs.ops is not ops or inputs.dtype != self._dt:
             inputs = self._convert(inputs)  # the hot path (right device and dtype) skips it
         if not self.built:
-            self.build(_shapes(inputs))
+            self.built_input_shape = _shapes(inputs)
+            self.build(self.built_input_shape)
             self.built = True
         self.check_input(inputs)
         stack = _local.training
@@ -503,3 +509,15 @@ def _node(layer: Layer, ops: Any, Y: Any, backprop: Backprop, xs: list[Tensor], 
         return (*dX, *pad) if multi else (dX, *pad)
 
     return record(Y, ops, (*xs, *params), backward, _snake(type(layer).__name__))
+
+
+class zero_init:
+    """Context manager: layers built inside draw no initial values (all zeros), for
+    weights that are loaded right after."""
+
+    def __enter__(self) -> None:
+        self._prev = _local.zero_init
+        _local.zero_init = True
+
+    def __exit__(self, *exc: object) -> None:
+        _local.zero_init = self._prev

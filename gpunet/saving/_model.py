@@ -5,21 +5,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from gpunet import initializers, losses, optimizers
-from gpunet import layers as L
+from gpunet import losses, optimizers
 from gpunet import random as grandom
 from gpunet.backend import get_ops
 from gpunet.errors import GpunetError, InvalidParameterError, ModelFileError
+from gpunet.layers import base, spec
 from gpunet.saving import _container, _schema
 from gpunet.saving import _tensors as T
 from gpunet.saving.atomic import write_atomic
 
 # the closed registry: a file's layer type selects one of these, nothing else
-LAYER_CLASSES: dict[str, type] = {
-    "Dense": L.Dense, "Activation": L.Activation, "Dropout": L.Dropout, "Flatten": L.Flatten,
-    "BatchNormalization": L.BatchNormalization, "LayerNormalization": L.LayerNormalization,
-}  # fmt: skip
-assert set(LAYER_CLASSES) == set(_schema.LAYERS)
+LAYER_CLASSES = spec.LAYERS
 
 
 def document(kind: str, **fields: Any) -> dict[str, Any]:
@@ -59,13 +55,9 @@ def _input_shape(model: Any) -> list[int] | None:
         return list(seen[1:])
     if not model.weights:
         return None
-    for layer in layers:
-        if isinstance(layer, L.Flatten):
-            break
-        for attr in ("kernel", "gamma"):
-            w = getattr(layer, attr, None)
-            if w is not None:
-                return [int(w.shape[0])]
+    built = layers[0].built_input_shape  # the first layer was built by a call
+    if isinstance(built, tuple) and len(built) > 1 and None not in built[1:]:
+        return list(built[1:])
     raise InvalidParameterError(
         f"cannot tell the input shape of model {model.name!r}: pass input_shape=(...) to "
         "its first layer, or call the model on a batch before saving"
@@ -168,16 +160,10 @@ def _build(model_doc: dict[str, Any], layers: list[Any], in_shapes: list[Any], o
 def _build_with_zeros(layer: Any, shape: tuple[int, ...]) -> None:
     # the file's values overwrite the weights at once: drawing initial values
     # would be wasted work (and could overflow for a hostile initializer config)
-    names = [a for a in ("kernel_initializer", "bias_initializer") if hasattr(layer, a)]
-    saved = {a: getattr(layer, a) for a in names}
-    try:
-        for a in names:
-            setattr(layer, a, initializers.Zeros())
+    with base.zero_init():
         layer.build((None, *shape))
-        layer.built = True
-    finally:
-        for a, init in saved.items():
-            setattr(layer, a, init)
+    layer.built = True
+    layer.built_input_shape = (None, *shape)
 
 
 def _compile(model: Any, cfg: dict[str, Any], tensors: dict[str, Any], allow: bool) -> None:

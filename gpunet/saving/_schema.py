@@ -2,7 +2,9 @@
 
 Every key of every object is listed here with the type of its value: ints and
 floats in ranges, booleans, and strings from closed sets (layer types,
-activations, initializers, losses, optimizers, metrics). An unknown key, a
+activations, initializers, losses, optimizers, metrics). Layers are not listed
+by hand: each registered layer type (``gpunet.layers.spec.LAYERS``) describes its
+config fields, and the checkers here are made from those descriptions. An unknown key, a
 value of the wrong type, or any string that looks like a path or URL is a
 ``ModelFileError`` naming the key and its JSON path. Nothing is imported or
 called by a name taken from a file: names only select from the tables below.
@@ -15,7 +17,7 @@ Example:
     Traceback (most recent call last):
     ...
     gpunet.errors.ModelFileError: unknown layer type 'os.system' at $.l.class_name; \
-allowed: Activation, BatchNormalization, Dense, Dropout, Flatten, LayerNormalization
+allowed: Activation, Add, BatchNormalization, Concatenate, Dense, Dropout, Flatten, ...
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import Any
 
 from gpunet import initializers, losses, metrics, optimizers, schedules
 from gpunet.backend._activation_ops import ACTIVATIONS
-from gpunet.errors import ModelFileError
+from gpunet.errors import GpunetError, ModelFileError
+from gpunet.layers import spec
 
 Check = Callable[[Any, str], Any]
 BIG = 2**31
@@ -189,31 +192,57 @@ _COMMON: dict[str, Check] = {
     "name": name, "dtype": one_of(*DTYPES, what="dtype"), "trainable": boolean,
     "input_shape": _SHAPE,
 }  # fmt: skip
-_EPS = number(0.0, 1.0, above=True)
-LAYERS: dict[str, dict[str, Check]] = {
-    "Dense": {
-        "units": integer(1), "activation": activation, "use_bias": boolean,
-        "kernel_initializer": initializer, "bias_initializer": initializer,
-        "kernel_regularizer": _REG, "bias_regularizer": _REG,
-    },
-    "Activation": {"activation": activation},
-    "Dropout": {"rate": number(0.0, 0.999999)},
-    "Flatten": {},
-    "BatchNormalization": {
-        "momentum": number(0.0, 1.0), "epsilon": _EPS, "center": boolean, "scale": boolean,
-    },
-    "LayerNormalization": {"epsilon": _EPS, "center": boolean, "scale": boolean},
-}  # fmt: skip
-REQUIRED = {"Dense": ("units",), "Activation": ("activation",), "Dropout": ("rate",)}
+
+
+def int_list(n: int, lo: int, hi: int) -> Check:
+    inner = array(integer(lo, hi), n or 8)
+
+    def check(v: Any, path: str) -> list[int]:
+        out = inner(v, path)
+        if n and len(out) != n:
+            raise fail(path, f"expected a list of {n} ints, got {_show(v)}")
+        return out
+
+    return check
+
+
+def field(t: Any) -> Check:
+    """The checker of one config field type of ``gpunet.layers.spec``."""
+    simple: dict[type, Check] = {spec.Bool: boolean, spec.Activation: activation,
+                                 spec.Initializer: initializer, spec.Regularizer: _REG}  # fmt: skip
+    if type(t) in simple:
+        return simple[type(t)]
+    if isinstance(t, spec.Int):
+        return integer(t.lo, t.hi)
+    if isinstance(t, spec.Float):
+        return number(t.lo, t.hi, above=t.above)
+    if isinstance(t, spec.Choice):
+        return one_of(*t.values)
+    if isinstance(t, spec.IntTuple):
+        return int_list(t.n, t.lo, t.hi)
+    if isinstance(t, spec.Optional):
+        return optional(field(t.inner))
+    raise TypeError(f"unknown config field type {t!r}")  # a bug in a layer class
+
+
+def layer_fields(cls: type) -> tuple[dict[str, Check], tuple[str, ...]]:
+    """The checkers of a registered layer type's config, and its required keys (the
+    constructor's parameters without defaults)."""
+    fields = {**_COMMON, **{k: field(t) for k, t in cls.CONFIG.items()}}  # type: ignore[attr-defined]
+    code = cls.__init__.__code__  # type: ignore[misc]
+    n_pos = code.co_argcount
+    defaults = cls.__init__.__defaults__ or ()  # type: ignore[misc]
+    required = code.co_varnames[1 : n_pos - len(defaults)]
+    return fields, tuple(k for k in required if k in fields)
 
 
 def check_layer(v: Any, path: str) -> tuple[str, dict[str, Any]]:
     """``(class_name, config)`` of one layer entry of a Sequential config."""
     entry = obj({"class_name": lambda x, p: x, "config": lambda x, p: x},
                 ("class_name", "config"))(v, path)  # fmt: skip
-    cls = one_of(*LAYERS, what="layer type")(entry["class_name"], f"{path}.class_name")
-    fields = {**_COMMON, **LAYERS[cls]}
-    return cls, obj(fields, REQUIRED.get(cls, ()))(entry["config"], f"{path}.config")
+    cls = one_of(*spec.LAYERS, what="layer type")(entry["class_name"], f"{path}.class_name")
+    fields, required = layer_fields(spec.LAYERS[cls])
+    return cls, obj(fields, required)(entry["config"], f"{path}.config")
 
 
 _LOSS_COMMON = {"reduction": one_of("sum_over_batch_size", "sum", "none"), "name": name}
@@ -366,18 +395,28 @@ def plan_sequential(model: dict[str, Any]) -> tuple[list[Any], list[Any], dict[s
         if shape is None:
             continue  # an unbuilt model: no weights yet
         dtype = cfg.get("dtype", "float32")
-        n = shape[-1]
-        if cls == "Dense":
-            units = cfg["units"]
-            expected[f"layers.{i}.kernel"] = ((n, units), dtype)
-            if cfg.get("use_bias", True):
-                expected[f"layers.{i}.bias"] = ((units,), dtype)
-            shape = [*shape[:-1], units]
-        elif cls in ("BatchNormalization", "LayerNormalization"):
-            names = ["gamma", "beta"]
-            if cls == "BatchNormalization":
-                names += ["moving_mean", "moving_variance"]
-            expected.update({f"layers.{i}.{w}": ((n,), dtype) for w in names})
-        elif cls == "Flatten" and len(shape) > 1:
-            shape = [math.prod(shape)]
+        layer = described(cls, cfg, f"$.model.config.layers[{i}]")
+        try:  # what the layer would create: described, nothing allocated
+            specs = layer.weight_specs((None, *shape))
+            out = layer.compute_output_shape((None, *shape))
+        except (GpunetError, TypeError, ValueError, IndexError) as exc:
+            raise fail(f"$.model.config.layers[{i}]", f"the layer does not fit its input: {exc}")
+        expected.update({f"layers.{i}.{w.name}": (tuple(w.shape), dtype) for w in specs})
+        if not isinstance(out, tuple) or any(type(d) is not int or d < 1 for d in out[1:]):
+            raise fail(f"$.model.config.layers[{i}]", f"output shape {out!r} is not valid")
+        shape = list(out[1:])
     return layers, in_shapes, expected
+
+
+def described(cls: str, cfg: dict[str, Any], path: str) -> Any:
+    """A layer made from a checked config (its constructor only checks and stores)."""
+    from gpunet import random as grandom
+
+    args = {k: v for k, v in cfg.items() if k != "input_shape"}
+    state = grandom.get_state()
+    try:
+        return spec.LAYERS[cls](**args)
+    except (GpunetError, TypeError, ValueError) as exc:
+        raise fail(path, f"the layer config is invalid: {exc}") from None
+    finally:
+        grandom.set_state(state)
