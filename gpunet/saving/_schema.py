@@ -400,7 +400,9 @@ def plan_sequential(model: dict[str, Any]) -> tuple[list[Any], list[Any], dict[s
             specs = layer.weight_specs((None, *shape))
             out = layer.compute_output_shape((None, *shape))
         except (GpunetError, TypeError, ValueError, IndexError) as exc:
-            raise fail(f"$.model.config.layers[{i}]", f"the layer does not fit its input: {exc}")
+            raise fail(
+                f"$.model.config.layers[{i}]", f"the layer does not fit its input: {exc}"
+            ) from None
         expected.update({f"layers.{i}.{w.name}": (tuple(w.shape), dtype) for w in specs})
         if not isinstance(out, tuple) or any(type(d) is not int or d < 1 for d in out[1:]):
             raise fail(f"$.model.config.layers[{i}]", f"output shape {out!r} is not valid")
