@@ -34,7 +34,7 @@ def run(ctx: Context) -> None:
             ctx.check(name, "not run", ctx.no_gpu())
         _nccl(ctx)
         return
-    _guarded(ctx, "out-of-memory raises and recovers", _oom)
+    _guarded(ctx, "out-of-memory raises and recovers", oom_check)
     if ctx.n_gpu < 2:
         ctx.check("cuda:1", "not run", f"one GPU only ({ctx.n_gpu} found)")
     else:
@@ -50,7 +50,8 @@ def _guarded(ctx: Context, name: str, fn: Any) -> None:
     ctx.check(name, status, detail)
 
 
-def _oom() -> tuple[str, str]:
+def oom_check() -> tuple[str, str]:
+    """Run out of memory on cuda:0 on purpose; ``("ok" | "failed", what happened)``."""
     import gpunet as gn
     from gpunet.backend import _compat
     from gpunet.errors import OutOfMemoryError
