@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -44,6 +45,7 @@ from typing import Any
 from gpunet.gpu_check._report import markdown, write_atomic
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout (or site-packages) above gpunet/
+CHECKOUT = (ROOT / "pyproject.toml").is_file() and (ROOT / "kernels").is_dir()
 DEFAULT_BUDGET_S = 480.0
 MIN_STAGE_S = 2.0
 OK, FAILED, NOT_RUN = "ok", "failed", "not run"
@@ -91,10 +93,18 @@ def stage_limit(stages: list[Stage], i: int, left: float, budget: float) -> floa
     return min(left, max(left - reserve, share, MIN_STAGE_S))
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """This environment, with a checkout's root first on ``PYTHONPATH`` (so children
+    import this very gpunet; an installed one is found anyway)."""
+    env = {**os.environ, **extra}
+    if CHECKOUT:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
+    return env
+
+
 def default_out() -> Path:
     """``bench/results/`` of a checkout, else ``./gpunet-doctor`` (an installed wheel)."""
-    bench = ROOT / "bench"
-    return bench / "results" if bench.is_dir() else Path("gpunet-doctor")
+    return ROOT / "bench" / "results" if CHECKOUT else Path("gpunet-doctor")
 
 
 def run(
@@ -169,19 +179,20 @@ def _write(report: dict[str, Any], paths: tuple[Path, Path]) -> None:
 def _run_stage(stage: Stage, limit: float, out: Path, result: Path) -> dict[str, Any]:
     """The stage in a child process of its own session, killed (with everything it
     started) when ``limit`` seconds are up; its checks are read back from ``result``."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
+    env = child_env()
     cmd = [sys.executable, "-m", "gpunet.gpu_check._child", stage.name, str(result), str(out),
            f"{limit:.3f}"]  # fmt: skip
     start = time.monotonic()
     sys.stdout.flush()
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT if CHECKOUT else None, start_new_session=True)
     cut = False
     try:
         proc.wait(timeout=limit)
     except subprocess.TimeoutExpired:
         cut = True
-        os.killpg(proc.pid, signal.SIGKILL)
+    finally:  # on time-out or Ctrl-C, and whatever the stage left behind (its session only)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     took = time.monotonic() - start
     try:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from typing import Any
 
-from gpunet.gpu_check import ROOT
+from gpunet.gpu_check import CHECKOUT, ROOT
 from gpunet.gpu_check._child import Context
 
 GPU_IMPLS = ("gpunet_cuda", "cupy_plain", "gemm_bound_cupy", "torch_cuda",
@@ -31,7 +31,7 @@ BENCH_WORKLOADS = "A,B,C,P"
 
 def run(ctx: Context) -> None:
     bench = ROOT / "bench"
-    have_bench = (bench / "run.py").is_file()
+    have_bench = CHECKOUT and (bench / "run.py").is_file()
     if have_bench:
         sys.path.insert(0, str(bench))
         _launch_counts(ctx, ("A", "B"))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from gpunet.gpu_check import ROOT
+from gpunet.gpu_check import child_env
 from gpunet.gpu_check._child import Context
 
 
@@ -140,11 +139,10 @@ def _nccl(ctx: Context) -> None:
 def _mpi_job(ctx: Context, mpiexec: str, label: str, ranks: int, reduce: str,
              share: int = 1) -> None:  # fmt: skip
     cmd = [mpiexec, "-n", str(ranks), sys.executable, "-m", "gpunet.gpu_check._nccl_rank", reduce]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
+    env = child_env(OMP_NUM_THREADS="1")
     limit = max(5.0, ctx.left() / share - 1)
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
                               timeout=limit)  # fmt: skip
     except subprocess.TimeoutExpired:
         ctx.check(label, "failed", f"did not end within {limit:.0f} s (a hang)")

@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from gpunet.gpu_check import ROOT
+from gpunet.gpu_check import CHECKOUT, ROOT
 from gpunet.gpu_check._child import Context
 
 # "tests/x.py::test_y[p] PASSED   [ 12%]" (pytest -v, classic console output)
@@ -27,7 +27,7 @@ _SKIP = re.compile(r"^SKIPPED \[(\d+)\] [^:]+:\d+: (.*)$", re.M)
 
 def run(ctx: Context) -> None:
     tests = ROOT / "tests"
-    if not (tests / "gpu").is_dir():
+    if not CHECKOUT or not (tests / "gpu" / "test_gpu_parity.py").is_file():
         ctx.check(
             "pytest -m gpu",
             "not run",
