@@ -111,7 +111,7 @@ def _crossover(ctx: Context) -> None:
     from gpunet import quickbench
 
     if not ctx.n_gpu:
-        rows = quickbench.measure(["A", "B"], ["cpu"], batch_sizes=(32, 256), samples=512,
+        rows = quickbench.measure(["A", "B"], ["cpu"], batch_sizes=(32, 256), samples=256,
                                   repeats=1)  # fmt: skip
         ctx.data["cpu_rows"] = rows
         for r in rows:
