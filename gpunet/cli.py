@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -61,7 +62,12 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def doctor(args: argparse.Namespace) -> int:
-    """Versions, devices and a tiny fit on each device."""
+    """Versions, devices and a tiny fit on each device; ``--full``: every GPU check."""
+    if args.full:
+        from gpunet import gpu_check
+
+        only = args.only.split(",") if args.only else None
+        return gpu_check.run(args.out, budget=args.budget, only=only)
     from gpunet.doctor import run
 
     return run(precompile=args.precompile)
@@ -83,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=demo)
     p = sub.add_parser("doctor", help="versions, devices, kernel compile check, parity fit")
     p.add_argument("--precompile", action="store_true", help="compile every kernel now")
+    p.add_argument("--full", action="store_true",
+                   help="every check of the GPU path (tests, parity, benchmarks, devices), "
+                   "within --budget; writes JSON and Markdown reports to --out")  # fmt: skip
+    p.add_argument("--budget", type=float, default=480.0, help="--full: seconds (default 480)")
+    p.add_argument("--out", type=Path, help="--full: report folder (default bench/results/)")
+    p.add_argument("--only", help="--full: comma list of stages: environment, gpu_tests, "
+                   "parity, bench, devices")  # fmt: skip
     p.set_defaults(fn=doctor)
     p = sub.add_parser("bench", help="a quick CPU-vs-GPU timing of the benchmark workloads")
     p.add_argument("--full", action="store_true")

@@ -59,33 +59,55 @@ def fused_ops_table() -> list[tuple[str, str]]:
     return rows
 
 
-def _versions() -> Any:
+def version_rows() -> tuple[list[tuple[str, str]], Any]:
+    """``([(what, version)], cupy or None)``: gpunet, Python, NumPy, CuPy, CUDA, NVRTC."""
     import gpunet
 
-    print("versions")
-    _line("gpunet", gpunet.__version__)
-    _line("Python", f"{platform.python_version()} ({sys.executable})")
-    _line("NumPy", np.__version__)
+    rows = [
+        ("gpunet", gpunet.__version__),
+        ("Python", f"{platform.python_version()} ({sys.executable})"),
+        ("NumPy", np.__version__),
+    ]
     cupy = _compat.cupy_or_none()
     if cupy is None:
-        _line("CuPy", f"not installed: {_compat.INSTALL_HINT}")
-        return None
-    _line("CuPy", cupy.__version__)
+        rows.append(("CuPy", f"not installed: {_compat.INSTALL_HINT}"))
+        return rows, None
+    rows.append(("CuPy", cupy.__version__))
     rt = cupy.cuda.runtime
     v = rt.runtimeGetVersion()
-    _line("CUDA runtime", f"{v // 1000}.{v % 1000 // 10}")
+    rows.append(("CUDA runtime", f"{v // 1000}.{v % 1000 // 10}"))
     try:
         d = rt.driverGetVersion()
-        _line("CUDA driver", f"{d // 1000}.{d % 1000 // 10}" if d else "none installed")
+        rows.append(("CUDA driver", f"{d // 1000}.{d % 1000 // 10}" if d else "none installed"))
     except Exception as exc:  # pragma: no cover - depends on the machine
-        _line("CUDA driver", f"unusable ({exc})")
+        rows.append(("CUDA driver", f"unusable ({exc})"))
     try:
         major, minor = cupy.cuda.nvrtc.getVersion()
         archs = cupy.cuda.nvrtc.getSupportedArchs()
-        _line("NVRTC", f"{major}.{minor} (sm_{min(archs)} to sm_{max(archs)})")
+        rows.append(("NVRTC", f"{major}.{minor} (sm_{min(archs)} to sm_{max(archs)})"))
     except Exception as exc:
-        _line("NVRTC", f"not loadable ({exc}); pip install nvidia-cuda-nvrtc-cu12")
+        rows.append(("NVRTC", f"not loadable ({exc}); pip install nvidia-cuda-nvrtc-cu12"))
+    return rows, cupy
+
+
+def _versions() -> Any:
+    print("versions")
+    rows, cupy = version_rows()
+    for label, value in rows:
+        _line(label, value)
     return cupy
+
+
+def gpu_rows(cupy: Any) -> list[tuple[str, str]]:
+    """``[("cuda:N", "name, sm_XY, memory")]`` for every usable GPU."""
+    n, _ = _compat.gpu_count()
+    rows = []
+    for i in range(n):
+        props = cupy.cuda.runtime.getDeviceProperties(i)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        mem = props["totalGlobalMem"] / 2**30
+        rows.append((f"cuda:{i}", f"{name}, sm_{props['major']}{props['minor']}, {mem:.0f} GiB"))
+    return rows
 
 
 def _gpus(cupy: Any) -> int:
@@ -95,11 +117,8 @@ def _gpus(cupy: Any) -> int:
     if not n:
         _line("cuda", f"none: {why}")
         return 0
-    for i in range(n):
-        props = cupy.cuda.runtime.getDeviceProperties(i)
-        name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
-        mem = props["totalGlobalMem"] / 2**30
-        _line(f"cuda:{i}", f"{name}, sm_{props['major']}{props['minor']}, {mem:.0f} GiB")
+    for label, value in gpu_rows(cupy):
+        _line(label, value)
     return n
 
 
@@ -116,26 +135,34 @@ def _ops_report() -> None:
         pass
 
 
+def compile_row(file: str, arch: str) -> tuple[bool, str]:
+    """NVRTC-compile every instantiation of ``file`` for ``sm_<arch>`` (no GPU needed):
+    ``(True, sizes, registers, spills, seconds)`` or ``(False, the error)``."""
+    names = _kernels.INSTANTIATIONS[file]
+    start = time.perf_counter()
+    try:
+        res = _kernels.compile_offline(file, arch, extra=("--ptxas-options=-v",))
+    except Exception as exc:
+        return False, str(exc)[:400]
+    took = time.perf_counter() - start
+    regs = max(int(r) for r in re.findall(r"Used (\d+) registers", res.log))
+    spills = len(re.findall(r"[1-9]\d* bytes spill", res.log))
+    return True, (f"{len(res.lowered)}/{len(names)} instantiations OK "
+                  f"({res.cubin_bytes / 1024:.0f} KiB, <= {regs} registers, "
+                  f"{spills} spills, {took:.1f} s)")  # fmt: skip
+
+
 def _compile_check(cupy: Any, n_gpus: int, precompile: bool) -> bool:
     print("kernel compile check (NVRTC, no GPU needed)")
     if cupy is None:
         _line("skipped", "needs CuPy")
         return True
     ok = True
-    for file, names in _kernels.INSTANTIATIONS.items():
+    for file in _kernels.INSTANTIATIONS:
         for arch in ARCHS:
-            start = time.perf_counter()
-            try:
-                res = _kernels.compile_offline(file, arch, extra=("--ptxas-options=-v",))
-                took = time.perf_counter() - start
-                regs = max(int(r) for r in re.findall(r"Used (\d+) registers", res.log))
-                spills = len(re.findall(r"[1-9]\d* bytes spill", res.log))
-                _line(f"{file} sm_{arch}", f"{len(res.lowered)}/{len(names)} instantiations OK "
-                      f"({res.cubin_bytes / 1024:.0f} KiB, <= {regs} registers, "
-                      f"{spills} spills, {took:.1f} s)")  # fmt: skip
-            except Exception as exc:
-                ok = False
-                _line(f"{file} sm_{arch}", f"FAILED: {str(exc)[:400]}")
+            good, detail = compile_row(file, arch)
+            ok = ok and good
+            _line(f"{file} sm_{arch}", detail if good else f"FAILED: {detail}")
     if precompile:
         if n_gpus:
             start = time.perf_counter()
