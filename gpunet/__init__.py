@@ -31,6 +31,7 @@ from gpunet import (
 )
 from gpunet.autograd import Tensor, enable_grad, is_grad_enabled, no_grad
 from gpunet.backend import available_devices, get_ops
+from gpunet.engine.functional import Input
 from gpunet.models import Model, Sequential
 
 optimizers.schedules = schedules  # type: ignore[attr-defined]  # Keras path
@@ -71,6 +72,7 @@ def tensor(
 
 
 __all__ = [
+    "Input",
     "Model",
     "Sequential",
     "Tensor",

@@ -40,6 +40,12 @@ class Model(TrainingMixin, Layer):
         (2, 3)
     """
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # Model(inputs, outputs) is the functional API (Keras): a graph of layer calls
+        if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
+            return super().__new__(Functional)
+        return super().__new__(cls)
+
     def __init__(self, *, device: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.compiled_metrics: list[Any] = []
@@ -250,6 +256,129 @@ class Sequential(Model):
                 for layer in self._layers
             ],
         }
+
+
+class Functional(Model):
+    """A model made of layer calls on symbolic tensors: ``gn.Model(inputs, outputs)``.
+
+    Example:
+        >>> import numpy as np, gpunet as gn
+        >>> a, b = gn.Input(shape=(3,), name="a"), gn.Input(shape=(2,), name="b")
+        >>> shared = gn.layers.Dense(4)
+        >>> out = gn.layers.Concatenate()([shared(a), gn.layers.Dense(4)(b)])
+        >>> model = gn.Model(inputs=[a, b], outputs=out)
+        >>> model([np.ones((5, 3)), np.ones((5, 2))]).shape
+        (5, 8)
+    """
+
+    def __init__(
+        self, inputs: Any, outputs: Any, *, name: str | None = None, device: Any = None,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
+        from gpunet.engine import functional
+
+        super().__init__(name=name, device=device, **kwargs)
+        self._nodes = functional.trace(inputs, outputs)
+        self._inputs_struct, self._outputs_struct = inputs, outputs
+        for node in self._nodes:
+            if node.layer is self:
+                raise InvalidParameterError("a model cannot contain itself")
+            if node.layer not in self._layers:
+                self._layers.append(node.layer)
+                if self._ops is not None:
+                    node.layer.to(self._ops)
+        structure_changed()
+        flat_in = functional.flatten(inputs)
+        if len(flat_in) == 1 and None not in flat_in[0].shape[1:]:
+            self.input_shape_hint = flat_in[0].shape[1:]
+        self.dtype = flat_in[0].dtype
+        self.built = True
+
+    @property
+    def inputs(self) -> list[Any]:
+        from gpunet.engine import functional
+
+        return functional.flatten(self._inputs_struct)
+
+    @property
+    def outputs(self) -> list[Any]:
+        from gpunet.engine import functional
+
+        return functional.flatten(self._outputs_struct)
+
+    def check_input(self, inputs: Any) -> None:
+        from gpunet.engine import functional
+
+        functional.check_inputs(self, inputs)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        outs = self.outputs
+        return outs[0].shape if len(outs) == 1 else [t.shape for t in outs]
+
+    def call(self, inputs: Any, training: bool = False) -> Any:
+        from gpunet.engine import functional
+
+        given = functional.flatten(inputs) if isinstance(inputs, (list, tuple, dict)) else [inputs]
+        values = {id(s): t for s, t in zip(self.inputs, given, strict=True)}
+        for node in self._nodes:
+            args = functional.rebuild(
+                node.inputs, iter([values[id(t)] for t in functional.flatten(node.inputs)])
+            )
+            if isinstance(node.inputs, tuple):
+                args = tuple(args)
+            kw = {"training": training, **node.kwargs}
+            values[id(node)] = node.layer(args, **kw)
+        outs = iter([values[id(t)] for t in self.outputs])
+        return functional.rebuild(self._outputs_struct, outs)
+
+    def get_config(self) -> dict[str, Any]:
+        """The graph as plain data: inputs, layers, calls (by index) and outputs.
+
+        Raises:
+            InvalidParameterError: for what a file cannot hold (dict inputs or outputs,
+                call keyword arguments, models nested as layers).
+        """
+        from gpunet.engine import functional
+
+        if isinstance(self._inputs_struct, dict) or isinstance(self._outputs_struct, dict):
+            raise InvalidParameterError(
+                f"cannot save model {self.name!r}: dict inputs or outputs; use lists"
+            )
+        inputs, ref = self.inputs, {}
+        for k, t in enumerate(inputs):
+            ref[id(t)] = -k - 1
+        nodes = []
+        for j, node in enumerate(self._nodes):
+            if node.kwargs:
+                raise InvalidParameterError(
+                    f"cannot save model {self.name!r}: layer {node.layer.name!r} is called "
+                    f"with keyword arguments {sorted(node.kwargs)}"
+                )
+            args = functional.flatten(node.inputs)
+            nodes.append({"layer": self._layers.index(node.layer),
+                          "args": [ref[id(t)] for t in args],
+                          "list": isinstance(node.inputs, (list, tuple))})  # fmt: skip
+            ref[id(node)] = j
+        return {
+            "name": self.name,
+            "inputs": [
+                {"name": t.name, "shape": list(t.shape[1:]), "dtype": t.dtype} for t in inputs
+            ],
+            "inputs_list": isinstance(self._inputs_struct, (list, tuple)),
+            "layers": [
+                {"class_name": type(layer).__name__, "config": layer.get_config()}
+                for layer in self._layers
+            ],
+            "nodes": nodes,
+            "outputs": [ref[id(t)] for t in self.outputs],
+            "outputs_list": isinstance(self._outputs_struct, (list, tuple)),
+        }
+
+    def connections(self) -> dict[str, list[str]]:
+        """For ``summary()``: each layer call and the names of the tensors it reads."""
+        from gpunet.engine import functional
+
+        return {n.name: [t.name for t in functional.flatten(n.inputs)] for n in self._nodes}
 
 
 def load_model(filepath: Any, device: Any = None, allow_nonfinite: bool = False) -> Model:

@@ -171,7 +171,9 @@ CASES = [
     ("negative iterations", _set([*OPT, "iterations"], -1), "got -1"),
     ("unknown loss", _set(["compile", "loss", "class_name"], "Evil"), "unknown loss 'Evil'"),
     ("unknown metric", _set(["compile", "metrics"], ["os.system"]), "unknown metric 'os.system'"),
-    ("nested model", _set(["model", "class_name"], "Functional"), "unknown model type"),
+    ("sequential config as a graph", _set(["model", "class_name"], "Functional"),
+     "expected a Functional model.s graph"),
+    ("unknown model type", _set(["model", "class_name"], "os.system"), "unknown model type"),
     # -- the tensor payload (valid checksum) ---------------------------------------------
     ("payload of 3 bytes", lambda c: with_payload(b"abc"), "too short"),
     ("payload header length 2**63", lambda c: with_payload(st_blob(b"{}", b"", 2**63)),

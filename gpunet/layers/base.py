@@ -294,6 +294,11 @@ class Layer:
         if self._dt_ops is not ops:  # the dtype object of this device's namespace
             self._dt, self._dt_ops = ops.dtype(self.dtype), ops
         if type(inputs) is not Tensor or inputs.ops is not ops or inputs.dtype != self._dt:
+            from gpunet.engine import functional
+
+            if functional.is_symbolic(inputs):  # building a functional model
+                kw = {} if training is None else {"training": training}
+                return functional.symbolic_call(self, inputs, {**kw, **kwargs})
             inputs = self._convert(inputs)  # the hot path (right device and dtype) skips it
         if not self.built:
             self.built_input_shape = _shapes(inputs)
@@ -323,6 +328,8 @@ class Layer:
     def _convert(self, x: Any) -> Any:
         if isinstance(x, (list, tuple)) and x and isinstance(x[0], (Tensor, np.ndarray)):
             return [self._convert(v) for v in x]
+        if isinstance(x, dict):  # named inputs of a functional model
+            return {k: self._convert(v) for k, v in x.items()}
         if isinstance(x, Tensor):
             x = as_tensor(x, self.ops)
             # float inputs take the layer's dtype (Keras' autocast): no silent upcast

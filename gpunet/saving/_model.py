@@ -97,8 +97,10 @@ def save_model(model: Any, path: Any, include_optimizer: bool = True) -> None:
         InvalidParameterError: for a subclassed model (its code cannot be stored:
             use ``save_weights``) or parts that are not gpunet's own.
     """
-    from gpunet.models import Sequential
+    from gpunet.models import Functional, Sequential
 
+    if type(model) is Functional:
+        return _save_functional(model, path, include_optimizer)
     if type(model) is not Sequential:
         raise InvalidParameterError(
             f"model.save stores Sequential models only; {type(model).__name__!r} is defined "
@@ -127,6 +129,61 @@ def save_model(model: Any, path: Any, include_optimizer: bool = True) -> None:
     except ModelFileError as exc:
         raise InvalidParameterError(f"cannot save model {model.name!r}: {exc}") from None
     write(path, doc, tensors)
+
+
+def _save_functional(model: Any, path: Any, include_optimizer: bool) -> None:
+    for layer in model._layers:
+        if LAYER_CLASSES.get(type(layer).__name__) is not type(layer):
+            raise InvalidParameterError(
+                f"cannot save model {model.name!r}: layer {layer.name!r} is a "
+                f"{type(layer).__name__!r}, not a registered layer type (models nested as "
+                "layers are saved with save_weights)"
+            )
+    arch = {"class_name": "Functional", "config": model.get_config(), "input_shape": None}
+    compiled = _compile_doc(model) if include_optimizer else None
+    tensors = {k: p.numpy() for k, p in T.named_weights(model).items()}
+    if compiled is not None and "iterations" in compiled["optimizer"]:
+        tensors.update(T.optimizer_arrays(model.optimizer))
+    doc = document("model", model=arch, compile=compiled)
+    try:  # every file we write must load: check it with the reader's own rules
+        checked = _schema.check_document(_roundtrip(doc), ("model",))
+        _, expected = _schema.plan_functional(checked["model"])
+        T.check(T.split(tensors)[0], expected, allow_nonfinite=True)
+    except ModelFileError as exc:
+        raise InvalidParameterError(f"cannot save model {model.name!r}: {exc}") from None
+    write(path, doc, tensors)
+
+
+def _build_functional(model_doc: dict[str, Any], layers: list[Any], ops: Any) -> Any:
+    from gpunet.engine.functional import Input
+    from gpunet.models import Functional
+
+    cfg = model_doc["config"]
+    state = grandom.get_state()
+    try:
+        made = []
+        for cls, lcfg in layers:
+            lcfg = {k: v for k, v in lcfg.items() if k != "input_shape"}
+            made.append(LAYER_CLASSES[cls](**lcfg))
+        inputs = [Input(shape=tuple(t["shape"]), dtype=t["dtype"], name=t["name"])
+                  for t in cfg["inputs"]]  # fmt: skip
+        outs: list[Any] = []
+        with base.zero_init():
+            for node in cfg["nodes"]:
+                args = [inputs[-r - 1] if r < 0 else outs[r] for r in node["args"]]
+                outs.append(made[node["layer"]](args if node["list"] else args[0]))
+        result = [inputs[-r - 1] if r < 0 else outs[r] for r in cfg["outputs"]]
+        model = Functional(
+            inputs if cfg["inputs_list"] else inputs[0],
+            result if cfg["outputs_list"] else result[0],
+            name=cfg["name"],
+            device=ops,
+        )
+    except (GpunetError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"the architecture cannot be built: {exc}") from None
+    finally:
+        grandom.set_state(state)
+    return model
 
 
 def _roundtrip(doc: dict[str, Any]) -> dict[str, Any]:
@@ -194,10 +251,17 @@ def load_model(source: Any, device: Any = None, allow_nonfinite: bool = False) -
     ops = get_ops(device)
     doc, tensors, where = read(source, ("model",))
     with T.in_file(where):
-        layers, in_shapes, expected = _schema.plan_sequential(doc["model"])
+        functional = doc["model"]["class_name"] == "Functional"
+        if functional:
+            layers, expected = _schema.plan_functional(doc["model"])
+        else:
+            layers, in_shapes, expected = _schema.plan_sequential(doc["model"])
         weights, slots = T.split(tensors)
         T.check(weights, expected, allow_nonfinite)  # before anything is allocated
-        model = _build(doc["model"], layers, in_shapes, ops)
+        if functional:
+            model = _build_functional(doc["model"], layers, ops)
+        else:
+            model = _build(doc["model"], layers, in_shapes, ops)
         params = T.named_weights(model)
         T.check(weights, T.expected_of(params), allow_nonfinite=True)
         if doc["compile"] is not None:

@@ -312,10 +312,29 @@ COMPILE = obj(
      "metrics": array(one_of(*METRICS, what="metric"))},
     ("loss", "optimizer", "metrics"),
 )  # fmt: skip
+_REF = integer(-10_000, 10_000)
+_GRAPH = obj(
+    {"name": name,
+     "inputs": array(obj({"name": name, "shape": array(optional(integer(1)), 8),
+                          "dtype": one_of(*DTYPES, what="dtype")},
+                         ("name", "shape", "dtype")), 64),
+     "inputs_list": boolean, "layers": lambda v, p: v,
+     "nodes": array(obj({"layer": integer(0, 10_000), "args": array(_REF, 64), "list": boolean},
+                        ("layer", "args", "list")), 10_000),
+     "outputs": array(_REF, 64), "outputs_list": boolean},
+    ("name", "inputs", "inputs_list", "layers", "nodes", "outputs", "outputs_list"),
+)  # fmt: skip
+
+
+def _model_config(v: Any, path: str) -> Any:
+    if isinstance(v, dict) and "nodes" in v:
+        return _GRAPH(v, path)
+    return obj({"name": name, "layers": lambda v, p: v}, ("name", "layers"))(v, path)
+
+
 MODEL = obj(
-    {"class_name": one_of("Sequential", what="model type"),
-     "config": obj({"name": name, "layers": lambda v, p: v}, ("name", "layers")),
-     "input_shape": optional(_SHAPE)},
+    {"class_name": one_of("Sequential", "Functional", what="model type"),
+     "config": _model_config, "input_shape": optional(_SHAPE)},
     ("class_name", "config", "input_shape"),
 )  # fmt: skip
 _U128 = integer(0, 2**128 - 1)
@@ -367,6 +386,63 @@ def check_document(doc: dict[str, Any], kinds: tuple[str, ...]) -> dict[str, Any
     fields, required = KINDS[kind]
     return obj({**_TOP, **fields}, ("format", "format_version", "gpunet_version", "kind",
                                      *required))(doc, "$")  # fmt: skip
+
+
+def plan_functional(model: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """Check a functional model's graph and infer the weights it implies.
+
+    Returns ``(layers, expected)``: the ``(class_name, config)`` pairs and
+    ``{tensor name: (shape, dtype)}``. Every call may read only the inputs and
+    earlier calls, so the graph is acyclic by construction.
+    """
+    cfg, base = model["config"], "$.model.config"
+    if model["class_name"] != "Functional" or "nodes" not in cfg:
+        raise fail(f"{base}", "expected a Functional model's graph")
+    entries = cfg["layers"]
+    if not isinstance(entries, list) or len(entries) > 10_000:
+        raise fail(f"{base}.layers", "expected a list of at most 10000 layers")
+    layers = [check_layer(v, f"{base}.layers[{i}]") for i, v in enumerate(entries)]
+    shapes: list[Any] = [(None, *t["shape"]) for t in cfg["inputs"]]
+    if not shapes:
+        raise fail(f"{base}.inputs", "a functional model needs at least one input")
+    expected: dict[str, Any] = {}
+    built: set[int] = set()
+    outs: list[Any] = []
+
+    def shape_of(ref: int, path: str, n_done: int) -> Any:
+        if ref < 0 and -ref - 1 < len(shapes):
+            return shapes[-ref - 1]
+        if 0 <= ref < n_done:
+            return outs[ref]
+        raise fail(path, f"reference {ref} is neither an input nor an earlier call")
+
+    for j, node in enumerate(cfg["nodes"]):
+        path = f"{base}.nodes[{j}]"
+        if node["layer"] >= len(layers):
+            raise fail(f"{path}.layer", f"no layer {node['layer']}")
+        args = [shape_of(r, f"{path}.args", j) for r in node["args"]]
+        if not args or (not node["list"] and len(args) != 1) or None in args:
+            raise fail(f"{path}.args", "expected one input, or a list of them")
+        arg = args if node["list"] else args[0]
+        cls, lcfg = layers[node["layer"]]
+        layer = described(cls, lcfg, path)
+        try:
+            if node["layer"] not in built:
+                dtype = lcfg.get("dtype", "float32")
+                for w in layer.weight_specs(arg):
+                    expected[f"layers.{node['layer']}.{w.name}"] = (tuple(w.shape), dtype)
+                built.add(node["layer"])
+            out = layer.compute_output_shape(arg)
+        except (GpunetError, TypeError, ValueError, IndexError) as exc:
+            raise fail(path, f"the layer does not fit its input: {exc}") from None
+        if not isinstance(out, tuple):
+            raise fail(path, f"output shape {out!r} is not valid")
+        outs.append(out)
+    for k, r in enumerate(cfg["outputs"]):
+        shape_of(r, f"{base}.outputs[{k}]", len(outs))
+    if not cfg["outputs"] or (not cfg["outputs_list"] and len(cfg["outputs"]) != 1):
+        raise fail(f"{base}.outputs", "expected one output, or a list of them")
+    return layers, expected
 
 
 def plan_sequential(model: dict[str, Any]) -> tuple[list[Any], list[Any], dict[str, Any]]:

@@ -1,0 +1,204 @@
+"""The Keras functional API: ``Input``, layers called on symbolic tensors, and
+``Model(inputs, outputs)``.
+
+Calling a layer on a :class:`SymbolicTensor` builds it for that shape and returns a
+new symbolic tensor that remembers the call (the layer, its inputs, its keyword
+arguments). ``Model(inputs, outputs)`` walks those calls back from the outputs once,
+in topological order, and replays them on real tensors at every call, so shared
+layers, residual adds, several inputs and outputs, and models used as layers all
+train through the same autograd graph.
+
+Example:
+    >>> import numpy as np, gpunet as gn
+    >>> x = gn.Input(shape=(4,))
+    >>> h = gn.layers.Dense(8, activation="relu")(x)
+    >>> y = gn.layers.Dense(2)(gn.layers.Add()([h, gn.layers.Dense(8)(x)]))
+    >>> model = gn.Model(x, y)
+    >>> model(np.ones((3, 4))).shape
+    (3, 2)
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from gpunet import config
+from gpunet.autograd import Tensor, no_grad
+from gpunet.errors import InputValidationError, InvalidParameterError
+
+_input_ids = itertools.count()
+
+
+class SymbolicTensor:
+    """A placeholder for a batch of data: a shape (batch axis first, None where not
+    known yet), a dtype, and the layer call that makes it (None for an ``Input``)."""
+
+    __slots__ = ("dtype", "inputs", "kwargs", "layer", "name", "shape")
+
+    def __init__(self, shape: tuple[Any, ...], dtype: str, layer: Any = None,
+                 inputs: Any = None, kwargs: dict[str, Any] | None = None,
+                 name: str | None = None) -> None:  # fmt: skip
+        self.shape, self.dtype = tuple(shape), str(dtype)
+        self.layer, self.inputs, self.kwargs = layer, inputs, kwargs or {}
+        self.name = name or (layer.name if layer is not None else f"input_{next(_input_ids)}")
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __add__(self, other: Any) -> SymbolicTensor:
+        from gpunet.layers import Add
+
+        out: SymbolicTensor = Add()([self, other])
+        return out
+
+    def __repr__(self) -> str:
+        return f"<SymbolicTensor shape={self.shape} dtype={self.dtype} name={self.name!r}>"
+
+
+def Input(shape: Any = None, batch_size: int | None = None, dtype: Any = None,
+          name: str | None = None, batch_shape: Any = None) -> SymbolicTensor:  # fmt: skip
+    """A symbolic input of samples of ``shape`` (without the batch axis), as Keras'.
+
+    Raises:
+        InvalidParameterError: for a shape that is not a tuple of positive ints/None.
+    """
+    if batch_shape is not None:
+        full = tuple(batch_shape)
+    else:
+        if shape is None:
+            raise InvalidParameterError("Input needs shape=(...) (one sample's shape)")
+        dims = (shape,) if isinstance(shape, int) else tuple(shape)
+        full = (batch_size, *dims)
+    for d in full[1:]:
+        if d is not None and (isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1):
+            raise InvalidParameterError(f"Input shape must hold positive ints or None, got {full}")
+    dt = str(np.dtype(dtype or config.floatx()))
+    return SymbolicTensor(tuple(None if d is None else int(d) for d in full), dt, name=name)
+
+
+def is_symbolic(x: Any) -> bool:
+    if isinstance(x, SymbolicTensor):
+        return True
+    if isinstance(x, (list, tuple)):
+        return any(isinstance(v, SymbolicTensor) for v in x)
+    if isinstance(x, dict):
+        return any(isinstance(v, SymbolicTensor) for v in x.values())
+    return False
+
+
+def flatten(struct: Any) -> list[Any]:
+    """The leaves of a tensor, a list/tuple or a dict (in key order) of them."""
+    if isinstance(struct, dict):
+        return [v for k in struct for v in flatten(struct[k])]
+    if isinstance(struct, (list, tuple)):
+        return [v for s in struct for v in flatten(s)]
+    return [struct]
+
+
+def rebuild(struct: Any, leaves: Any) -> Any:
+    """``struct`` with its leaves replaced, in order, by those of the iterator ``leaves``."""
+    if isinstance(struct, dict):
+        return {k: rebuild(v, leaves) for k, v in struct.items()}
+    if isinstance(struct, (list, tuple)):
+        return [rebuild(v, leaves) for v in struct]
+    return next(leaves)
+
+
+def symbolic_call(layer: Any, inputs: Any, kwargs: dict[str, Any]) -> SymbolicTensor:
+    """Record ``layer(inputs, **kwargs)`` on symbolic tensors: build the layer for
+    their shapes and work out the output's shape."""
+    for t in flatten(inputs):
+        if not isinstance(t, SymbolicTensor):
+            raise InvalidParameterError(
+                f"layer {layer.name!r} was called on a mix of symbolic tensors and "
+                f"{type(t).__name__}; wrap constants in a layer or use gn.Input for every input"
+            )
+    shapes = rebuild(inputs, iter([t.shape for t in flatten(inputs)]))
+    shapes = tuple(shapes) if isinstance(shapes, list) and not isinstance(inputs, list) else shapes
+    if not layer.built and not hasattr(layer, "_nodes"):
+        layer.built_input_shape = shapes
+        layer.build(shapes)
+        layer.built = True
+    from gpunet.layers.base import Layer
+
+    if type(layer).compute_output_shape is not Layer.compute_output_shape:
+        out = layer.compute_output_shape(shapes)
+    else:  # work it out by running the layer once on a batch of one
+        out = _probe_shape(layer, inputs)
+    if not isinstance(out, tuple):
+        raise InvalidParameterError(
+            f"layer {layer.name!r} returns several outputs; the functional API takes layers "
+            "with one output"
+        )
+    return SymbolicTensor(out, layer.dtype, layer, inputs, kwargs)
+
+
+def _probe_shape(layer: Any, inputs: Any) -> tuple[Any, ...]:
+    def zeros(t: SymbolicTensor) -> np.ndarray:
+        return np.zeros([1 if d is None else d for d in t.shape], dtype=t.dtype)
+
+    probe = rebuild(inputs, iter([zeros(t) for t in flatten(inputs)]))
+    with no_grad():
+        out = layer(probe, training=False)
+    if not isinstance(out, Tensor):
+        return None  # type: ignore[return-value]
+    return (None, *out.shape[1:])
+
+
+def trace(inputs: Any, outputs: Any) -> list[SymbolicTensor]:
+    """The calls between ``inputs`` and ``outputs``, each after those it reads.
+
+    Raises:
+        InvalidParameterError: when an output needs an input that is not given.
+    """
+    given = {id(t) for t in flatten(inputs)}
+    for t in flatten(inputs):
+        if not isinstance(t, SymbolicTensor) or t.layer is not None:
+            raise InvalidParameterError(f"Model inputs must be gn.Input(...) tensors, got {t!r}")
+    order: list[SymbolicTensor] = []
+    seen: set[int] = set()
+    stack: list[tuple[SymbolicTensor, bool]] = [(t, False) for t in reversed(flatten(outputs))]
+    while stack:
+        t, done = stack.pop()
+        if not isinstance(t, SymbolicTensor):
+            raise InvalidParameterError(f"Model outputs must be symbolic tensors, got {t!r}")
+        if done:
+            order.append(t)
+            continue
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        if t.layer is None:
+            if id(t) not in given:
+                raise InvalidParameterError(
+                    f"graph disconnected: the outputs need input {t.name!r} "
+                    f"(shape {t.shape}), which is not among the model's inputs"
+                )
+            continue
+        stack.append((t, True))
+        stack.extend((p, False) for p in reversed(flatten(t.inputs)) if id(p) not in seen)
+    return order
+
+
+def check_inputs(model: Any, inputs: Any) -> None:
+    """Raise a Keras-quality error when real inputs do not fit the model's Inputs."""
+    want = flatten(model._inputs_struct)
+    got = flatten(inputs) if isinstance(inputs, (list, tuple, dict)) else [inputs]
+    if len(got) != len(want):
+        raise InputValidationError(
+            f"model {model.name!r} expects {len(want)} input(s) "
+            f"({', '.join(t.name for t in want)}), got {len(got)}"
+        )
+    for sym, t in zip(want, got, strict=True):
+        shape = tuple(getattr(t, "shape", ()))
+        ok = len(shape) == sym.ndim and all(
+            d is None or d == s for d, s in zip(sym.shape[1:], shape[1:], strict=True)
+        )
+        if not ok:
+            raise InputValidationError(
+                f"input {sym.name!r} of model {model.name!r} expects shape {sym.shape}, got {shape}"
+            )
