@@ -57,7 +57,7 @@ class ArrayFeed:
         self.arrays = model._to_device(X, Y, W)  # whole if it fits, else streamed per batch
         self.order: Any = None
 
-    def __len__(self) -> int:
+    def size(self) -> int:
         return math.ceil(self.n / self.batch_size)
 
     def one_pass(self) -> Iterator[Batch]:
@@ -89,7 +89,8 @@ class StreamFeed:
         self.one_shot = isinstance(source, Iterator)  # a generator runs once
         self._pending: Iterator[Any] | None = None
 
-    def __len__(self) -> int | None:  # type: ignore[override]
+    def size(self) -> int | None:
+        """Batches per pass, when the source knows (a generator does not)."""
         try:
             return len(self.source)
         except TypeError:
@@ -160,11 +161,11 @@ class Epochs:
     @property
     def length(self) -> int | None:
         """Batches per epoch when known (the progress bar's total)."""
-        n = len(self.feed)
+        n = self.feed.size()
         return self.steps if self.steps is not None else n
 
     def epoch(self) -> Iterator[Batch]:
-        n = len(self.feed)
+        n = self.feed.size()
         if self.steps is None:
             steps = 0
             for steps, b in enumerate(self.feed.one_pass(), 1):  # noqa: B007

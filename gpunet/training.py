@@ -290,6 +290,7 @@ class TrainingMixin(InferenceMixin):
                     "data out: pass x only, and validation_data for validation"
                 )
             train: Any = StreamFeed(self, x, "fit", class_weight, shuffle)
+            held_out = None
             train.build()
         else:
             X, Y, W = self._prepare(x, y, sample_weight, class_weight)
