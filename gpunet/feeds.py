@@ -140,8 +140,9 @@ class StreamFeed:
             if self.mode == "predict":
                 yield Batch(ops.asarray(X), None, None, len(X))
                 continue
-            Xd, Yd, Wd = self.model._to_device(X, Y, W)
-            yield from self.model._batches(Xd, Yd, Wd, len(X))
+            Wd = None if W is None else ops.asarray(W, dtype=self.model.output_dtype)
+            # each process takes its rows of every batch (all iterate the same source)
+            yield from self.model._batches(ops.asarray(X), ops.asarray(Y), Wd, len(X))
 
     def on_epoch_end(self) -> None:
         if self.indexed:

@@ -395,3 +395,33 @@ def test_api_overview_numbers_match_keras(digits: Any) -> None:
     assert model.evaluate(x_test, y_test, batch_size=128, verbose=0) == pytest.approx(
         km.evaluate(x_test, y_test, batch_size=128, verbose=0), rel=2e-4, abs=1e-5
     )
+
+
+def test_pytorch_dataloader_as_in_the_guide(digits: Any) -> None:
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    x_train, y_train, x_val, y_val, *_ = digits
+
+    class ExampleTorchDataset(torch.utils.data.Dataset):
+        def __init__(self, x, y):  # type: ignore[no-untyped-def]
+            self.x = x
+            self.y = y
+
+        def __len__(self):  # type: ignore[no-untyped-def]
+            return len(self.x)
+
+        def __getitem__(self, idx):  # type: ignore[no-untyped-def]
+            return self.x[idx], self.y[idx]
+
+    train_torch_dataset = ExampleTorchDataset(x_train, y_train)
+    val_torch_dataset = ExampleTorchDataset(x_val, y_val)
+    train_dataloader = torch.utils.data.DataLoader(train_torch_dataset, batch_size=32)
+    val_dataloader = torch.utils.data.DataLoader(val_torch_dataset, batch_size=32)
+    gn.utils.set_random_seed(2)
+    model = get_compiled_model()
+    got = model.fit(train_dataloader, validation_data=val_dataloader, epochs=1, verbose=0)
+    gn.utils.set_random_seed(2)
+    same = get_compiled_model().fit(x_train, y_train, batch_size=32, epochs=1, shuffle=False,
+                                    validation_data=(x_val, y_val), verbose=0)  # fmt: skip
+    for k, v in same.history.items():
+        assert got.history[k] == pytest.approx(v, rel=1e-6), k
