@@ -113,8 +113,9 @@ class CallbackList:
             names.add("on_batch_begin")
         if "on_train_batch_end" in names:
             names.add("on_batch_end")
-        return any(getattr(type(cb), h, None) is not getattr(Callback, h) for cb in self.callbacks
-                   for h in names)  # fmt: skip
+        # a LambdaCallback's hooks are instance attributes
+        return any(h in vars(cb) or getattr(type(cb), h, None) is not getattr(Callback, h)
+                   for cb in self.callbacks for h in names)  # fmt: skip
 
     def hook(self, name: str, *args: Any) -> None:
         if not args or not isinstance(args[-1], Mapping):

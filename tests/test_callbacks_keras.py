@@ -107,3 +107,28 @@ class _null:
 
     def __exit__(self, *exc: Any) -> None:
         return None
+
+
+def _stop_run(lib: Any, model: Any) -> list[Any]:
+    x, y = _data()
+    seen: list[Any] = []
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+
+    def stop(batch: int, logs: Any) -> None:
+        seen.append(("batch", batch, sorted(logs)))
+        if batch == 1:
+            model.stop_training = True
+
+    cb = lib.callbacks.LambdaCallback(
+        on_batch_end=stop, on_epoch_end=lambda e, logs: seen.append(("epoch", e, sorted(logs)))
+    )
+    model.fit(x, y, batch_size=2, epochs=3, callbacks=[cb], verbose=0)
+    return seen
+
+
+def test_lambda_callback_batch_hooks_and_stop_training_mid_epoch(keras: Any) -> None:
+    km = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    gm = gn.Sequential([gn.layers.Dense(2, activation="softmax", input_shape=(3,))])
+    want = _stop_run(keras, km)
+    assert _stop_run(gn, gm) == want
+    assert want == [("batch", 0, ["loss"]), ("batch", 1, ["loss"]), ("epoch", 0, ["loss"])]
