@@ -211,7 +211,8 @@ class PyDataset:
 
     Subclass it, call ``super().__init__(**kwargs)``, and define ``__len__`` (the
     number of batches) and ``__getitem__(idx)`` returning ``(x, y)`` or
-    ``(x, y, sample_weight)`` for batch ``idx``; ``on_epoch_end`` runs after
+    ``(x, y, sample_weight)`` for batch ``idx`` (or a ``num_batches`` property,
+    None for an endless one); ``on_epoch_begin`` and ``on_epoch_end`` run around
     each epoch. ``workers``, ``use_multiprocessing`` and ``max_queue_size`` are
     accepted for Keras code; batches are made in this process.
     """
@@ -228,8 +229,12 @@ class PyDataset:
         raise NotImplementedError(f"{type(self).__name__} must define __len__")
 
     @property
-    def num_batches(self) -> int:
+    def num_batches(self) -> int | None:
+        """Batches in the dataset (``len(self)``); override to return None for an endless one."""
         return len(self)
+
+    def on_epoch_begin(self) -> None:
+        """Called before each epoch."""
 
     def on_epoch_end(self) -> None:
         """Called after each epoch (e.g. to reshuffle)."""

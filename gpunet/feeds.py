@@ -10,6 +10,7 @@ again once it has run out.
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Iterator
@@ -71,6 +72,9 @@ class ArrayFeed:
         X, Y, W = self.arrays
         return self.model._batch_at(X, Y, W, self.batch_size, self.order, i)  # type: ignore[no-any-return]
 
+    def on_epoch_begin(self) -> None:
+        pass
+
     def on_epoch_end(self) -> None:
         pass
 
@@ -91,6 +95,8 @@ class StreamFeed:
 
     def size(self) -> int | None:
         """Batches per pass, when the source knows (a generator does not)."""
+        if self.indexed:
+            return self.source.num_batches  # type: ignore[no-any-return]
         try:
             return len(self.source)
         except TypeError:
@@ -98,9 +104,12 @@ class StreamFeed:
 
     def _items(self) -> Iterator[Any]:
         if self.indexed:
-            order = np.arange(len(self.source))
+            n = self.source.num_batches
+            if n is None:  # endless: fit needs steps_per_epoch
+                return (self.source[i] for i in itertools.count())
+            order = np.arange(n)
             if self.shuffle:  # Keras shuffles a PyDataset's batch order
-                order = grandom.generator("shuffle").permutation(len(order))
+                order = grandom.generator("shuffle").permutation(n)
             return (self.source[int(i)] for i in order)
         return iter(self.source)
 
@@ -144,6 +153,10 @@ class StreamFeed:
             # each process takes its rows of every batch (all iterate the same source)
             yield from self.model._batches(ops.asarray(X), ops.asarray(Y), Wd, len(X))
 
+    def on_epoch_begin(self) -> None:
+        if self.indexed:
+            self.source.on_epoch_begin()
+
     def on_epoch_end(self) -> None:
         if self.indexed:
             self.source.on_epoch_end()
@@ -167,6 +180,7 @@ class Epochs:
 
     def epoch(self) -> Iterator[Batch]:
         n = self.feed.size()
+        self.feed.on_epoch_begin()
         if self.steps is None:
             steps = 0
             for steps, b in enumerate(self.feed.one_pass(), 1):  # noqa: B007

@@ -348,6 +348,8 @@ class TrainingMixin(InferenceMixin):
                   on_nan: str = "raise") -> cbks.History:  # fmt: skip
         self._build_optimizer()
         self.strategy.setup(self)  # first: it may move the model to this process's GPU
+        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+            raise InvalidParameterError(f"callbacks must be a list of Callback, got {callbacks!r}")
         self.history = cbks.History()
         cb_list = [*(callbacks or []), self.history]
         if verbose and self.strategy.is_chief:

@@ -127,20 +127,44 @@ def test_pydataset_weights_and_epoch_end() -> None:
             s = slice(i * 10, (i + 1) * 10)
             return X[s], y[s], np.full(10, 2.0)
 
+        def on_epoch_begin(self) -> None:
+            self.begins += 1
+
         def on_epoch_end(self) -> None:
             self.ends += 1
 
     seq = Seq(workers=2)
+    seq.begins = 0
     m = _model()
     m.fit(seq, epochs=2, verbose=0)
-    assert seq.ends == 2
+    assert seq.ends == 2 and seq.begins == 2
     weighted = m.evaluate(seq, verbose=0)
     same = m.evaluate(X, y, batch_size=10, sample_weight=np.full(30, 2.0), verbose=0)
     assert weighted == pytest.approx(same, rel=1e-6)
 
 
+def test_endless_pydataset_with_steps_per_epoch() -> None:
+    X, y = _xy(20)
+
+    class Endless(gn.utils.PyDataset):
+        @property
+        def num_batches(self) -> None:
+            return None
+
+        def __getitem__(self, i: int) -> tuple[Any, ...]:
+            s = slice((i % 2) * 10, (i % 2 + 1) * 10)
+            return X[s], y[s]
+
+    a, b = _model(), _model()
+    ha = a.fit(Endless(), steps_per_epoch=2, epochs=2, verbose=0).history
+    hb = b.fit(X, y, batch_size=10, epochs=2, shuffle=False, verbose=0).history
+    assert ha["loss"] == pytest.approx(hb["loss"], rel=1e-6)
+
+
 def test_stream_rejects_y_and_validation_split() -> None:
     X, y = _xy(20)
+    with pytest.raises(InvalidParameterError, match="list of Callback"):
+        _model().fit(X, y, callbacks=gn.callbacks.History(), verbose=0)
     with pytest.raises(InvalidParameterError, match="batches hold y"):
         _model().fit(_gen(X, y, 10), y, verbose=0)
     with pytest.raises(InputValidationError, match=r"\(x, y\)"):

@@ -263,6 +263,7 @@ def _keras_get_model(lib: Any) -> Any:
     return model
 
 
+@pytest.mark.slow  # importing Keras and its first fit on torch
 def test_custom_callback_lines_match_keras(digits: Any) -> None:
     os.environ["KERAS_BACKEND"] = "torch"
     torch = pytest.importorskip("torch")
