@@ -252,3 +252,14 @@ def test_streamed_fit_on_the_simulated_device(batch_size: int) -> None:
     out = sim.predict((X[i : i + batch_size] for i in range(0, 40, batch_size)), callbacks=[cb])
     np.testing.assert_allclose(out, cpu2.predict(X), rtol=1e-5, atol=1e-6)
     assert rec == ["t"] * steps + ["p"] * steps
+
+
+def test_progress_bar_for_a_generator_of_unknown_length(capsys: Any, monkeypatch: Any) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # the plain text bar
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    X, y = _xy(20)
+    _model().fit(_gen(X, y, 10, repeat=False), epochs=1, verbose=1)
+    out = capsys.readouterr().out
+    assert "Epoch 1/1" in out and "loss:" in out and "None" not in out
