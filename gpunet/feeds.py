@@ -49,14 +49,23 @@ def unpack(item: Any, where: str) -> tuple[Any, Any, Any]:
 
 
 class ArrayFeed:
-    """Arrays already validated on the host: on the device once, batched there."""
+    """Arrays already validated on the host: on the device once (whole if they fit
+    in its free memory, else streamed per batch), batched there."""
 
     def __init__(self, model: Any, X: Any, Y: Any, W: Any, batch_size: int,
                  shuffle: bool = False, shard: bool = True) -> None:  # fmt: skip
         self.model, self.batch_size, self.shuffle, self.shard = model, batch_size, shuffle, shard
         self.n = len(X)
-        self.arrays = model._to_device(X, Y, W)  # whole if it fits, else streamed per batch
+        self._host: Any = (X, Y, W)
+        self._device: Any = None
         self.order: Any = None
+
+    @property
+    def arrays(self) -> Any:
+        # uploaded at first use, after fit's strategy has put the model on its device
+        if self._device is None:
+            self._device, self._host = self.model._to_device(*self._host), None
+        return self._device
 
     def size(self) -> int:
         return math.ceil(self.n / self.batch_size)
