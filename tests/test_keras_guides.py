@@ -426,3 +426,18 @@ def test_pytorch_dataloader_as_in_the_guide(digits: Any) -> None:
                                     validation_data=(x_val, y_val), verbose=0)  # fmt: skip
     for k, v in same.history.items():
         assert got.history[k] == pytest.approx(v, rel=1e-6), k
+
+
+def test_a_learning_rate_set_by_a_callback_is_the_one_used(digits: Any) -> None:
+    x_train, y_train, *_ = digits
+    y_train = y_train.astype("float32")
+    runs = []
+    for lr, callbacks in ((0.1, [CustomLearningRateScheduler(lambda e, lr: 0.01)]), (0.01, [])):
+        gn.utils.set_random_seed(4)
+        model = keras.Sequential([keras.layers.Dense(1, input_shape=(64,))])
+        model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=lr), loss="mse")
+        model.fit(x_train, y_train, batch_size=64, epochs=2, shuffle=False, verbose=0,
+                  callbacks=callbacks)  # fmt: skip
+        runs.append(model.get_weights())
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
