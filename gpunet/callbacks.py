@@ -19,9 +19,22 @@ import numpy as np
 
 from gpunet.errors import InvalidParameterError
 
+Logs = Mapping[str, Any]
+
+# Keras's hooks; ``on_batch_*`` are the old names of ``on_train_batch_*``, which
+# call them unless overridden (so a callback written with either name runs)
+HOOKS = (
+    "on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+    "on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end",
+    "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end",
+    "on_predict_begin", "on_predict_end", "on_predict_batch_begin", "on_predict_batch_end",
+)  # fmt: skip
+
 
 class Callback:
-    """Base class; override any of the ``on_*`` hooks. ``self.model`` is set by ``fit``."""
+    """Base class; override any of the ``on_*`` hooks. ``self.model`` is set by
+    ``fit``, ``evaluate`` and ``predict``; every hook gets ``logs`` as a mapping
+    (``{}`` at the begin hooks, as Keras passes)."""
 
     def __init__(self) -> None:
         self.model: Any = None
@@ -33,29 +46,42 @@ class Callback:
     def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
 
-    def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None: ...
-    def on_train_end(self, logs: Mapping[str, float] | None = None) -> None: ...
-    def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None: ...
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None: ...
-    def on_train_batch_begin(self, batch: int, logs: Mapping[str, float] | None = None) -> None: ...
-    def on_train_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None: ...
-    def on_test_begin(self, logs: Mapping[str, float] | None = None) -> None: ...
-    def on_test_end(self, logs: Mapping[str, float] | None = None) -> None: ...
+    def on_train_begin(self, logs: Logs | None = None) -> None: ...
+    def on_train_end(self, logs: Logs | None = None) -> None: ...
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None: ...
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None: ...
+    def on_batch_begin(self, batch: int, logs: Logs | None = None) -> None: ...
+    def on_batch_end(self, batch: int, logs: Logs | None = None) -> None: ...
+
+    def on_train_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        self.on_batch_begin(batch, logs=logs)
+
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        self.on_batch_end(batch, logs=logs)
+
+    def on_test_begin(self, logs: Logs | None = None) -> None: ...
+    def on_test_end(self, logs: Logs | None = None) -> None: ...
+    def on_test_batch_begin(self, batch: int, logs: Logs | None = None) -> None: ...
+    def on_test_batch_end(self, batch: int, logs: Logs | None = None) -> None: ...
+    def on_predict_begin(self, logs: Logs | None = None) -> None: ...
+    def on_predict_end(self, logs: Logs | None = None) -> None: ...
+    def on_predict_batch_begin(self, batch: int, logs: Logs | None = None) -> None: ...
+    def on_predict_batch_end(self, batch: int, logs: Logs | None = None) -> None: ...
 
 
-class LazyLogs(Mapping[str, float]):
+class LazyLogs(Mapping[str, Any]):
     """Batch logs read from device metric state only when a key is accessed."""
 
-    def __init__(self, read: Callable[[], dict[str, float]]) -> None:
+    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
         self._read = read
-        self._values: dict[str, float] | None = None
+        self._values: dict[str, Any] | None = None
 
-    def _get(self) -> dict[str, float]:
+    def _get(self) -> dict[str, Any]:
         if self._values is None:
             self._values = self._read()
         return self._values
 
-    def __getitem__(self, key: str) -> float:
+    def __getitem__(self, key: str) -> Any:
         return self._get()[key]
 
     def __iter__(self) -> Iterator[str]:
@@ -65,48 +91,37 @@ class LazyLogs(Mapping[str, float]):
         return len(self._get())
 
 
-class CallbackList(Callback):
-    """Calls every callback in order."""
+class CallbackList:
+    """Calls every callback in order; ``cbs.hook(name, *args)`` with a fresh
+    ``{}`` as the logs where none are given."""
 
     def __init__(self, callbacks: list[Callback], model: Any, params: dict[str, Any]) -> None:
-        super().__init__()
-        self.callbacks = callbacks
-        for cb in callbacks:
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            if not hasattr(cb, "set_model"):
+                raise InvalidParameterError(
+                    f"callbacks must be gpunet.callbacks.Callback instances, got {cb!r}"
+                )
             cb.set_model(model)
             cb.set_params(params)
 
     def overrides(self, *hooks: str) -> bool:
-        """Whether any callback defines one of ``hooks`` (else fit skips calling it)."""
-        return any(getattr(type(cb), h) is not getattr(Callback, h) for cb in self.callbacks
-                   for h in hooks)  # fmt: skip
+        """Whether any callback defines one of ``hooks`` (else the loop skips calling
+        it, and never builds the logs). ``on_train_batch_*`` count their aliases."""
+        names = set(hooks)
+        if "on_train_batch_begin" in names:
+            names.add("on_batch_begin")
+        if "on_train_batch_end" in names:
+            names.add("on_batch_end")
+        # a LambdaCallback's hooks are instance attributes
+        return any(h in vars(cb) or getattr(type(cb), h, None) is not getattr(Callback, h)
+                   for cb in self.callbacks for h in names)  # fmt: skip
 
-    def _call(self, hook: str, *args: Any) -> None:
-        for cb in self.callbacks:
-            getattr(cb, hook)(*args)
-
-    def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
-        self._call("on_train_begin", logs)
-
-    def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
-        self._call("on_train_end", logs)
-
-    def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        self._call("on_epoch_begin", epoch, logs)
-
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        self._call("on_epoch_end", epoch, logs)
-
-    def on_train_batch_begin(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
-        self._call("on_train_batch_begin", batch, logs)
-
-    def on_train_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
-        self._call("on_train_batch_end", batch, logs)
-
-    def on_test_begin(self, logs: Mapping[str, float] | None = None) -> None:
-        self._call("on_test_begin", logs)
-
-    def on_test_end(self, logs: Mapping[str, float] | None = None) -> None:
-        self._call("on_test_end", logs)
+    def hook(self, name: str, *args: Any) -> None:
+        if not args or not isinstance(args[-1], Mapping):
+            args = (*args, {})
+        for cb in self.callbacks:  # one logs object for all, as in Keras: History
+            getattr(cb, name)(*args)  # sees what a scheduler wrote into it
 
 
 class History(Callback):
@@ -117,7 +132,7 @@ class History(Callback):
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
 
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         self.epoch.append(epoch)
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(v)
@@ -175,12 +190,12 @@ class EarlyStopping(Callback):
         self.baseline, self.restore_best_weights = baseline, restore_best_weights
         self.start_from_epoch = start_from_epoch
 
-    def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
+    def on_train_begin(self, logs: Logs | None = None) -> None:
         self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
         self.best: float | None = self.baseline
         self.best_weights: list[Any] | None = None
 
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         value = (logs or {}).get(self.monitor)
         if value is None or epoch < self.start_from_epoch:
             return
@@ -194,7 +209,7 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
-    def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
+    def on_train_end(self, logs: Logs | None = None) -> None:
         if self.stopped_epoch and self.verbose:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None and self.stopped_epoch:
@@ -206,7 +221,7 @@ class EarlyStopping(Callback):
 class TerminateOnNaN(Callback):
     """Stop training at the first batch whose loss is NaN or infinite."""
 
-    def on_train_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
             print(f"Batch {batch}: invalid loss {loss}, terminating training")
@@ -236,11 +251,11 @@ class ReduceLROnPlateau(Callback):
         self.better = _mode(mode, monitor)
         self.sign = 1.0 if self.better(1.0, 0.0) else -1.0
 
-    def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
+    def on_train_begin(self, logs: Logs | None = None) -> None:
         self.wait, self.cooldown_left = 0, 0
         self.best: float | None = None
 
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         value = (logs or {}).get(self.monitor)
         if value is None:
             return
@@ -272,14 +287,14 @@ class LearningRateScheduler(Callback):
         super().__init__()
         self.schedule, self.verbose = schedule, verbose
 
-    def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         opt = self.model.optimizer
         lr = float(self.schedule(epoch, opt.learning_rate))
         opt.learning_rate = lr
         if self.verbose:
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr:g}.")
 
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         if isinstance(logs, dict):
             logs["learning_rate"] = self.model.optimizer.learning_rate
 
@@ -293,13 +308,13 @@ class CSVLogger(Callback):
         super().__init__()
         self.filename, self.sep, self.append = os.fspath(filename), separator, append
 
-    def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
+    def on_train_begin(self, logs: Logs | None = None) -> None:
         exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename)
         self._file = open(self.filename, "a" if self.append else "w", newline="")
         self._writer: Any = None
         self._header_done = bool(exists)
 
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}}
         if self._writer is None:
             self._writer = csv.DictWriter(self._file, fieldnames=list(row), delimiter=self.sep)
@@ -308,7 +323,7 @@ class CSVLogger(Callback):
         self._writer.writerow({k: row.get(k, np.nan) for k in self._writer.fieldnames})
         self._file.flush()
 
-    def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
+    def on_train_end(self, logs: Logs | None = None) -> None:
         self._file.close()
 
 

@@ -80,12 +80,13 @@ class ModelCheckpoint(Callback):
         self._batches = 0
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
-        from gpunet.models import Sequential
-
-        if not self.save_weights_only and type(self.model) is not Sequential:
+        # checked now, not at the first save after an epoch of training
+        reason = None if self.save_weights_only else _model.unsavable(self.model)
+        if reason is not None:
             raise InvalidParameterError(
-                f"ModelCheckpoint cannot store the architecture of {type(self.model).__name__!r} "
-                "(subclassed models are code); pass save_weights_only=True"
+                f"ModelCheckpoint cannot save model {self.model.name!r} with model.save: "
+                f"{reason}. Pass save_weights_only=True to ModelCheckpoint to checkpoint "
+                "the weights (model.load_weights reads them back)"
             )
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:

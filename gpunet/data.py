@@ -104,3 +104,29 @@ def _to_host(X: Any) -> np.ndarray:
     if callable(get):
         return np.asarray(get())
     return np.from_dlpack(X)
+
+
+# the dataset and loader classes live beside the validation they feed (gn.data.*)
+from gpunet.datasets import (  # noqa: E402
+    DataLoader,
+    Dataset,
+    PyDataset,
+    Subset,
+    TensorDataset,
+    default_collate,
+    random_split,
+)
+
+__all__ = [
+    "DataLoader",
+    "Dataset",
+    "PyDataset",
+    "Subset",
+    "TensorDataset",
+    "as_float_array",
+    "as_sample_weight",
+    "check_consistent_length",
+    "check_finite",
+    "default_collate",
+    "random_split",
+]

@@ -59,7 +59,8 @@ class ProgbarLogger(Callback):
         if self._bar is not None:
             self._bar.set_postfix_str(text, refresh=False)
         else:
-            print(f"\r{batch + 1}/{self.steps} - {text}", end="", flush=True)
+            of = "" if self.steps is None else f"/{self.steps}"  # a generator's length is unknown
+            print(f"\r{batch + 1}{of} - {text}", end="", flush=True)
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         took = time.perf_counter() - self.start
@@ -68,7 +69,8 @@ class ProgbarLogger(Callback):
             self._bar.set_postfix_str(text, refresh=False)
             self._bar.close()
         elif self.verbose == 1:
-            print(f"\r{self.steps}/{self.steps} - {took:.1f}s - {text}", flush=True)
+            done = "" if self.steps is None else f"{self.steps}/{self.steps} - "
+            print(f"\r{done}{took:.1f}s - {text}", flush=True)
         else:
             print(
                 f"Epoch {epoch + 1}/{self.params.get('epochs')} - {took:.1f}s - {text}", flush=True

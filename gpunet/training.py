@@ -9,7 +9,6 @@ progress bar does, at most every 0.1 s, and so does the epoch end.
 from __future__ import annotations
 
 import itertools
-import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,7 +27,9 @@ from gpunet.errors import (
     NonFiniteError,
     NotCompiledError,
 )
-from gpunet.feeding import Batch, DataMixin, int_param
+from gpunet.feeding import Batch, int_param
+from gpunet.feeds import ArrayFeed, Epochs, StreamFeed, is_stream
+from gpunet.inference import InferenceMixin
 from gpunet.layers import base
 from gpunet.progbar import ProgbarLogger
 from gpunet.strategy import InterruptGuard, LocalStrategy
@@ -36,7 +37,7 @@ from gpunet.strategy import InterruptGuard, LocalStrategy
 __all__ = ["LocalStrategy", "TrainingMixin"]
 
 
-class TrainingMixin(DataMixin):
+class TrainingMixin(InferenceMixin):
     """The Keras training API, mixed into ``Model``."""
 
     optimizer: Any = None
@@ -245,12 +246,21 @@ class TrainingMixin(DataMixin):
         class_weight: Any = None,
         sample_weight: Any = None,
         initial_epoch: int = 0,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
         validation_batch_size: int | None = None,
         validation_freq: int = 1,
         validation_shuffle: bool = False,
         on_nan: str = "raise",
     ) -> cbks.History:
         """Train for ``epochs`` epochs; returns a ``History``.
+
+        ``x`` is an array (with targets ``y``), or a stream of ``(x, y)`` or
+        ``(x, y, sample_weight)`` batches: a Python generator, a ``PyDataset``, a
+        ``DataLoader`` or any re-iterable of batches, read one batch at a time.
+        ``steps_per_epoch`` ends each epoch after that many batches, the next
+        epoch going on where it stopped (as Keras does); ``validation_steps`` does
+        the same for ``validation_data``, checked every ``validation_freq`` epochs.
 
         ``validation_split`` holds out the last fraction of the data, as Keras does;
         ``validation_shuffle=True`` shuffles (with the seeded ``shuffle`` stream)
@@ -274,6 +284,8 @@ class TrainingMixin(DataMixin):
         epochs = int_param("epochs", epochs, 0)
         initial_epoch = int_param("initial_epoch", initial_epoch, 0)
         validation_freq = int_param("validation_freq", validation_freq, 1)
+        pairs = (("steps_per_epoch", steps_per_epoch), ("validation_steps", validation_steps))
+        steps = [None if s is None else int_param(n, s, 1) for n, s in pairs]
         verbose = 1 if verbose == "auto" else verbose
         if verbose not in (0, 1, 2):
             raise InvalidParameterError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
@@ -281,72 +293,85 @@ class TrainingMixin(DataMixin):
             raise InvalidParameterError(
                 f"validation_split must be in [0, 1), got {validation_split!r}"
             )
-        X, Y, W = self._prepare(x, y, sample_weight, class_weight)
-        val = None
-        if validation_data is not None:
-            vx, vy, *vw = validation_data
-            val = self._prepare(vx, vy, vw[0] if vw else None)
-        elif validation_split:
-            if validation_shuffle:
-                perm = grandom.generator("shuffle").permutation(len(X))
-                X, Y, W = X[perm], Y[perm], (None if W is None else W[perm])
-            cut = int(len(X) * (1.0 - validation_split))
-            if cut == 0 or cut == len(X):
-                raise InputValidationError(
-                    f"validation_split={validation_split} leaves no training or no validation "
-                    f"samples out of {len(X)}"
+        if is_stream(x):
+            if y is not None or sample_weight is not None or validation_split:
+                raise InvalidParameterError(
+                    f"fit: with x a generator, PyDataset or DataLoader ({type(x).__name__}) "
+                    "the batches hold y and sample_weight, and validation_split cannot hold "
+                    "data out: pass x only, and validation_data for validation"
                 )
-            val = (X[cut:], Y[cut:], None if W is None else W[cut:])
-            X, Y, W = X[:cut], Y[:cut], (None if W is None else W[:cut])
+            train: Any = StreamFeed(self, x, "fit", class_weight, shuffle)
+            held_out = None
+            train.build()
+        else:
+            X, Y, W = self._prepare(x, y, sample_weight, class_weight)
+            X, Y, W, held_out = self._split(X, Y, W, validation_split, validation_shuffle)
+            train = ArrayFeed(self, X, Y, W, batch_size, shuffle)
+        val: Any = None
+        if validation_data is not None:
+            vbatch = validation_batch_size or batch_size
+            if is_stream(validation_data):
+                val = self._feed(validation_data, None, None, vbatch, "evaluate")
+            else:
+                val = ArrayFeed(self, *self._validation(validation_data), vbatch)
+        elif held_out is not None:
+            vX, vY, vW = held_out
+            val = ArrayFeed(self, vX, vY, vW, validation_batch_size or batch_size)
         with self.ops.oom_guard(batch_size):  # a clear error, the failed step freed
             return self._fit_loop(
-                X,
-                Y,
-                W,
-                val,
-                batch_size,
+                Epochs(train, steps[0]),
+                None if val is None else Epochs(val, steps[1]),
                 epochs,
                 verbose,
                 callbacks,
-                shuffle,
                 initial_epoch,
-                validation_batch_size or batch_size,
                 validation_freq,
                 on_nan,
             )
 
-    def _fit_loop(
-        self,
-        X: np.ndarray,
-        Y: np.ndarray,
-        W: Any,
-        val: Any,
-        batch_size: int,
-        epochs: int,
-        verbose: int,
-        callbacks: Any,
-        shuffle: bool,
-        initial_epoch: int,
-        val_batch: int,
-        validation_freq: int,
-        on_nan: str = "raise",
-    ) -> cbks.History:
+    def _validation(self, data: Any) -> tuple[Any, Any, Any]:
+        if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+            raise InvalidParameterError(
+                "validation_data must be (x_val, y_val), (x_val, y_val, val_sample_weight) "
+                f"or a generator, PyDataset or DataLoader, got {type(data).__name__}"
+            )
+        vx, vy, *vw = data
+        return self._prepare(vx, vy, vw[0] if vw else None)
+
+    def _split(self, X: Any, Y: Any, W: Any, fraction: float, shuffle: bool) -> Any:
+        """The training rows and the held-out ``(X, Y, W)`` of ``validation_split``."""
+        if not fraction:
+            return X, Y, W, None
+        if shuffle:
+            perm = grandom.generator("shuffle").permutation(len(X))
+            X, Y, W = X[perm], Y[perm], (None if W is None else W[perm])
+        cut = int(len(X) * (1.0 - fraction))
+        if cut == 0 or cut == len(X):
+            raise InputValidationError(
+                f"validation_split={fraction} leaves no training or no validation "
+                f"samples out of {len(X)}"
+            )
+        held = (X[cut:], Y[cut:], None if W is None else W[cut:])
+        return X[:cut], Y[:cut], (None if W is None else W[:cut]), held
+
+    def _fit_loop(self, train: Epochs, val: Epochs | None, epochs: int, verbose: int,
+                  callbacks: Any, initial_epoch: int, validation_freq: int,
+                  on_nan: str = "raise") -> cbks.History:  # fmt: skip
         self._build_optimizer()
         self.strategy.setup(self)  # first: it may move the model to this process's GPU
-        Xd, Yd, Wd = self._to_device(X, Y, W)  # whole if it fits, else streamed per batch
-        steps = math.ceil(len(X) / batch_size)
+        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+            raise InvalidParameterError(f"callbacks must be a list of Callback, got {callbacks!r}")
         self.history = cbks.History()
         cb_list = [*(callbacks or []), self.history]
         if verbose and self.strategy.is_chief:
             cb_list.append(ProgbarLogger(verbose))
-        cbs = cbks.CallbackList(
-            cb_list, self, {"epochs": epochs, "steps": steps, "verbose": verbose}
-        )
+        params = {"verbose": verbose, "epochs": epochs, "steps": train.length}
+        cbs = cbks.CallbackList(cb_list, self, params)
         self.stop_training = False
         self._nonfinite_flag = self._finite_steps = None
         was_training = self.training
         self._resume_epoch = None
-        cbs.on_train_begin()
+        cbs.hook("on_train_begin")
         resume = self._take_resume_epoch()
         if resume is not None:  # a callback restored a backup
             initial_epoch = resume
@@ -355,92 +380,44 @@ class TrainingMixin(DataMixin):
         guard = InterruptGuard()
         self._check_penalties()
         batch_hooks = cbs.overrides("on_train_batch_begin", "on_train_batch_end")
+        # a batch can be made again (to name a non-finite layer) when epochs are whole passes
+        batch_at = train.feed.batch_at if train.steps is None else None
+        logs: dict[str, Any] = {}
         try:
             errstate.__enter__()
             guard.__enter__()
             for epoch in range(initial_epoch, epochs):
-                cbs.on_epoch_begin(epoch)
+                cbs.hook("on_epoch_begin", epoch)
                 self._reset_metrics()
-                order = None
-                if shuffle:
-                    order = grandom.generator("shuffle").permutation(len(X))
-                for step, b in enumerate(self._batches(Xd, Yd, Wd, batch_size, order)):
+                done = 0
+                for step, b in enumerate(train.epoch()):
                     if batch_hooks:
-                        cbs.on_train_batch_begin(step)
+                        cbs.hook("on_train_batch_begin", step)
                     self._train_step(b, on_nan, (epoch, step))
+                    done += 1
                     if batch_hooks:
-                        cbs.on_train_batch_end(step, cbks.LazyLogs(self._read_local_metrics))
+                        cbs.hook(
+                            "on_train_batch_end", step, cbks.LazyLogs(self._read_local_metrics)
+                        )
                     if guard.pending:  # Ctrl-C, held until this step was complete
                         raise KeyboardInterrupt
                     if self.stop_training:
                         break
-                self._check_epoch_finite(
-                    epoch, on_nan, lambda i, o=order: self._batch_at(Xd, Yd, Wd, batch_size, o, i)
-                )
+                if not done:  # a spent generator: no epoch to report
+                    break
+                self._check_epoch_finite(epoch, on_nan, batch_at)
                 logs = self._read_metrics()
                 if val is not None and (epoch + 1) % validation_freq == 0:
-                    vX, vY, vW = val
-                    logs.update(self._evaluate_arrays(vX, vY, vW, val_batch, prefix="val_"))
-                cbs.on_epoch_end(epoch, logs)
-                if self.stop_training:
+                    logs.update(self._evaluate_batches(val.epoch(), cbs, prefix="val_"))
+                cbs.hook("on_epoch_end", epoch, logs)
+                if self.stop_training or train.ran_out:
                     break
         finally:
             guard.__exit__(None, None, None)
             errstate.__exit__(None, None, None)
             self.train(was_training)
-        cbs.on_train_end()
+        cbs.hook("on_train_end", logs)
         return self.history
-
-    # -- evaluate / predict ----------------------------------------------------------
-    def _evaluate_arrays(
-        self, X: np.ndarray, Y: np.ndarray, W: Any, batch_size: int, prefix: str = ""
-    ) -> dict[str, float]:
-        ops = self.ops
-        Xd, Yd, Wd = self._to_device(X, Y, W)
-        self._reset_metrics()
-        with no_grad():
-            for b in self._batches(Xd, Yd, Wd, batch_size):
-                y_pred = self(Tensor(b.x, ops), training=False)
-                self._track(b, y_pred, self._loss(b, y_pred))
-        return self._read_metrics(prefix)
-
-    def evaluate(
-        self,
-        x: Any = None,
-        y: Any = None,
-        batch_size: int | None = None,
-        verbose: Any = "auto",
-        sample_weight: Any = None,
-        return_dict: bool = False,
-    ) -> Any:
-        """Loss (and metrics) on ``x, y``: a float, a list ``[loss, *metrics]`` or a dict."""
-        self._require_compiled("evaluate")
-        batch_size = int_param("batch_size", 32 if batch_size is None else batch_size, 1)
-        X, Y, W = self._prepare(x, y, sample_weight)
-        with self.ops.oom_guard(batch_size):
-            logs = self._evaluate_arrays(X, Y, W, batch_size)
-        if verbose and self.strategy.is_chief:
-            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values[0] if len(values) == 1 else values
-
-    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0) -> np.ndarray:
-        """Outputs for ``x`` in inference mode, batched, as a NumPy array."""
-        batch_size = int_param("batch_size", 32 if batch_size is None else batch_size, 1)
-        X = self._inputs(x)
-        ops = self.ops
-        Xd = self._to_device(X)[0]
-        outs = []
-        fast = engine_step.plan(self, training=False) if self.use_fastpath else None
-        with no_grad(), ops.oom_guard(batch_size):
-            for b in self._batches(Xd, None, None, batch_size, shard=False):
-                if fast is not None:  # the same ops as model(x), without a graph
-                    outs.append(fast.predict(b.x))
-                else:
-                    outs.append(self(Tensor(b.x, ops), training=False).data)
-        return ops.to_numpy(outs[0] if len(outs) == 1 else ops.xp.concat(outs, axis=0))
 
     def train_on_batch(
         self,
@@ -461,22 +438,3 @@ class TrainingMixin(DataMixin):
         self._check_penalties()
         self._train_step(b)
         return self._result(return_dict)
-
-    def test_on_batch(
-        self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False
-    ) -> Any:
-        self._require_compiled("test_on_batch")
-        X, Y, W = self._prepare(x, y, sample_weight)
-        self._evaluate_arrays(X, Y, W, len(X))
-        return self._result(return_dict)
-
-    def predict_on_batch(self, x: Any) -> np.ndarray:
-        X = self._inputs(x)
-        return self.predict(X, batch_size=len(X))
-
-    def _result(self, return_dict: bool) -> Any:
-        logs = self._read_metrics()
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values[0] if len(values) == 1 else values

@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 
 from gpunet import random as grandom
+from gpunet.datasets import PyDataset
+
+__all__ = ["PyDataset", "set_random_seed", "to_categorical"]
 
 
 def set_random_seed(seed: int) -> None:

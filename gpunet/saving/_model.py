@@ -39,6 +39,9 @@ def read(source: Any, kinds: tuple[str, ...]) -> tuple[dict[str, Any], dict[str,
 
 
 def write(path: Any, doc: dict[str, Any], tensors: dict[str, Any]) -> None:
+    folder = os.path.dirname(os.fspath(path))
+    if folder:  # save_weights("./checkpoints/x") makes ./checkpoints, as TF Keras did
+        os.makedirs(folder, exist_ok=True)
     write_atomic(path, _container.pack(doc, tensors))
 
 
@@ -64,6 +67,41 @@ def _input_shape(model: Any) -> list[int] | None:
     )
 
 
+def _metric_doc(m: Any) -> Any:
+    """A compiled metric as the file stores it: its name, or a built-in class and config."""
+    if isinstance(m, str):
+        return m
+    cls = type(m).__name__
+    known: Any = _schema.METRIC_CLASSES.get(cls)
+    if known is not type(m):
+        raise _Unsavable(
+            f"the metric {cls!r} is not one of gpunet's built-in metric classes",
+            "compile with metric names or gpunet.metrics classes",
+        )
+    cfg: dict[str, Any] = {"name": m.name}
+    if cls == "BinaryAccuracy":
+        cfg["threshold"] = float(m.threshold)
+    elif cls in ("Precision", "Recall"):
+        cfg.update(thresholds=[float(t) for t in m.thresholds], from_logits=m.from_logits)
+    elif cls == "AUC":
+        cfg.update(num_thresholds=len(m.thresholds), from_logits=m.from_logits)
+    return {"class_name": cls, "config": cfg}
+
+
+def _metric_of(doc: Any) -> Any:
+    if isinstance(doc, str):
+        return doc
+    return _schema.METRIC_CLASSES[doc["class_name"]](**doc["config"])
+
+
+class _Unsavable(Exception):
+    """Why a model cannot be saved, and what the user can do instead."""
+
+    def __init__(self, reason: str, advice: str) -> None:
+        super().__init__(reason)
+        self.reason, self.advice = reason, advice
+
+
 def _compile_doc(model: Any) -> dict[str, Any] | None:
     loss, opt = model.compiled_loss, model.optimizer
     if loss is None or opt is None:
@@ -71,17 +109,11 @@ def _compile_doc(model: Any) -> dict[str, Any] | None:
     pairs = ((loss, losses.CLASSES, "loss"), (opt, optimizers.CLASSES, "optimizer"))
     for obj, table, what in pairs:
         if table.get(type(obj).__name__) is not type(obj):
-            raise InvalidParameterError(
-                f"cannot save the {what} {type(obj).__name__!r}: only gpunet's own "
-                f"{what}es can be stored; pass include_optimizer=False to save the "
-                "architecture and weights only"
+            raise _Unsavable(
+                f"the {what} {type(obj).__name__!r} is not one of gpunet's own {what}es",
+                f"compile with a gpunet {what}",
             )
-    specs = list(getattr(model, "_metric_specs", []))
-    if not all(isinstance(m, str) for m in specs):
-        raise InvalidParameterError(
-            "cannot save metric objects, only metric names; pass include_optimizer=False "
-            "or compile with metric names"
-        )
+    specs = [_metric_doc(m) for m in getattr(model, "_metric_specs", [])]
     opt_doc = {"class_name": type(opt).__name__, "config": opt.get_config()}
     if opt.built:
         opt_doc["iterations"] = int(opt.iterations)
@@ -89,34 +121,60 @@ def _compile_doc(model: Any) -> dict[str, Any] | None:
             "optimizer": opt_doc, "metrics": specs}  # fmt: skip
 
 
+def _architecture_check(model: Any) -> None:
+    from gpunet.models import Functional, Sequential
+
+    if type(model) is not Sequential and type(model) is not Functional:
+        raise _Unsavable(
+            f"{type(model).__name__!r} is defined by Python code, which a model file "
+            "never holds (model.save stores Sequential and functional models only)",
+            "use model.save_weights(path) and load_weights into a new instance",
+        )
+    for layer in model._layers:
+        if LAYER_CLASSES.get(type(layer).__name__) is not type(layer):
+            raise _Unsavable(
+                f"unknown layer type {type(layer).__name__!r}; a model file holds only "
+                f"{', '.join(sorted(LAYER_CLASSES))}",
+                "use model.save_weights(path) for other models",
+            )
+
+
+def unsavable(model: Any) -> str | None:
+    """Why ``model.save(path)`` would fail for this model, or None: checked by
+    ``ModelCheckpoint`` when training starts, not at its first save."""
+    try:
+        _architecture_check(model)
+        _compile_doc(model)
+    except _Unsavable as exc:
+        return exc.reason
+    return None
+
+
 def save_model(model: Any, path: Any, include_optimizer: bool = True) -> None:
     """Save a ``Sequential`` model (architecture, weights and, by default, the
     compile settings and optimizer state) to one ``.gpunet`` file, atomically.
+    Metrics compiled as names or as built-in metric objects are stored.
 
     Raises:
         InvalidParameterError: for a subclassed model (its code cannot be stored:
             use ``save_weights``) or parts that are not gpunet's own.
     """
-    from gpunet.models import Functional, Sequential
+    from gpunet.models import Functional
 
     if type(model) is Functional:
         return _save_functional(model, path, include_optimizer)
-    if type(model) is not Sequential:
+    try:
+        _architecture_check(model)
+        compiled = _compile_doc(model) if include_optimizer else None
+    except _Unsavable as exc:
+        extra = "; or pass include_optimizer=False to save the architecture and weights only"
+        if exc.advice.startswith("use model.save_weights"):
+            extra = ""
         raise InvalidParameterError(
-            f"model.save stores Sequential models only; {type(model).__name__!r} is defined "
-            "by Python code, which a model file never holds. Use model.save_weights(path) "
-            "and load_weights into a new instance"
-        )
-    for layer in model._layers:
-        if LAYER_CLASSES.get(type(layer).__name__) is not type(layer):
-            raise InvalidParameterError(
-                f"cannot save model {model.name!r}: unknown layer type {type(layer).__name__!r}"
-                f"; a model file holds only {', '.join(sorted(LAYER_CLASSES))}. Use "
-                "model.save_weights(path) for other models"
-            )
+            f"cannot save model {model.name!r}: {exc.reason}; {exc.advice}{extra}"
+        ) from None
     arch = {"class_name": "Sequential", "config": model.get_config(),
             "input_shape": _input_shape(model)}  # fmt: skip
-    compiled = _compile_doc(model) if include_optimizer else None
     params = T.named_weights(model)
     tensors = {k: p.numpy() for k, p in params.items()}
     if compiled is not None and "iterations" in compiled["optimizer"]:
@@ -140,7 +198,12 @@ def _save_functional(model: Any, path: Any, include_optimizer: bool) -> None:
                 "layers are saved with save_weights)"
             )
     arch = {"class_name": "Functional", "config": model.get_config(), "input_shape": None}
-    compiled = _compile_doc(model) if include_optimizer else None
+    try:
+        compiled = _compile_doc(model) if include_optimizer else None
+    except _Unsavable as exc:
+        raise InvalidParameterError(
+            f"cannot save model {model.name!r}: {exc.reason}; {exc.advice}"
+        ) from None
     tensors = {k: p.numpy() for k, p in T.named_weights(model).items()}
     if compiled is not None and "iterations" in compiled["optimizer"]:
         tensors.update(T.optimizer_arrays(model.optimizer))
@@ -228,7 +291,7 @@ def _compile(model: Any, cfg: dict[str, Any], tensors: dict[str, Any], allow: bo
         loss = losses.CLASSES[cfg["loss"]["class_name"]](**cfg["loss"]["config"])
         opt_doc = cfg["optimizer"]
         opt = optimizers.from_config(opt_doc["class_name"], opt_doc["config"])
-        model.compile(optimizer=opt, loss=loss, metrics=cfg["metrics"])
+        model.compile(optimizer=opt, loss=loss, metrics=[_metric_of(m) for m in cfg["metrics"]])
         if "iterations" in opt_doc and model.trainable_weights:
             model._build_optimizer()
     except (GpunetError, TypeError, ValueError) as exc:

@@ -306,10 +306,33 @@ def _config_of(table: dict[str, dict[str, Check]], common: dict[str, Check], wha
     return check
 
 
+# built-in metric classes a file may name, and their config keys beyond "name"
+METRIC_CLASSES: dict[str, type] = {
+    c.__name__: c for c in (*metrics._REGISTRY.values(), metrics.Accuracy)
+}
+_THRESHOLDS = {"thresholds": array(number(0.0, 1.0), 200), "from_logits": boolean}
+METRIC_CONFIG: dict[str, dict[str, Check]] = {
+    "BinaryAccuracy": {"threshold": number(0.0, 1.0)},
+    "Precision": _THRESHOLDS, "Recall": _THRESHOLDS,
+    "AUC": {"num_thresholds": integer(2, 10_000), "from_logits": boolean},
+}  # fmt: skip
+
+
+def metric(v: Any, path: str) -> Any:
+    """A metric name, or ``{"class_name": a built-in class, "config": {...}}``."""
+    if isinstance(v, str):
+        return one_of(*METRICS, what="metric")(v, path)
+    if not isinstance(v, dict):
+        raise fail(path, f"expected a metric name or object, got {_show(v)}")
+    cls = one_of(*METRIC_CLASSES, what="metric class")(v.get("class_name"), f"{path}.class_name")
+    config = obj({"name": name, **METRIC_CONFIG.get(cls, {})}, ("name",))
+    return obj({"class_name": name, "config": config}, ("class_name", "config"))(v, path)
+
+
 COMPILE = obj(
     {"loss": _config_of(LOSSES, _LOSS_COMMON, "loss"),
      "optimizer": _config_of(OPTIMIZERS, _OPT_COMMON, "optimizer"),
-     "metrics": array(one_of(*METRICS, what="metric"))},
+     "metrics": array(metric)},
     ("loss", "optimizer", "metrics"),
 )  # fmt: skip
 _REF = integer(-10_000, 10_000)
