@@ -29,6 +29,7 @@ from gpunet import (
     schedules,
     utils,
 )
+from gpunet import kops as ops  # Keras 3's keras.ops names
 from gpunet.autograd import Tensor, enable_grad, is_grad_enabled, no_grad
 from gpunet.backend import available_devices, get_ops
 from gpunet.models import Model, Sequential
@@ -89,6 +90,7 @@ __all__ = [
     "metrics",
     "nn",
     "no_grad",
+    "ops",
     "optim",
     "optimizers",
     "random",
