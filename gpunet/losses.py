@@ -93,7 +93,7 @@ class Loss:
 
     @property
     def _custom(self) -> bool:
-        return type(self).call is not Loss.call
+        return type(self).call is not Loss.call or not self.kind
 
     def call(self, y_true: Any, y_pred: Any) -> Tensor:
         """One loss value per sample (Keras' ``Loss.call``); subclasses override it."""

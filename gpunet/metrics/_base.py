@@ -98,21 +98,37 @@ class Variable:
     def __repr__(self) -> str:
         return f"<Variable {self.name!r} shape={self.shape} value={self.numpy()!r}>"
 
-    def assign(self, value: Any) -> None:
+    def _place(self, value: Any) -> tuple[Any, Any]:
+        """``(ops, array)``: the value on the device the state will live on. A device
+        value wins over host state (which moves once); a host value joins device state."""
         m = self._metric
-        ops = value.ops if isinstance(value, Tensor) else (m._ops or get_ops("cpu"))
+        v = value._as_tensor() if isinstance(value, Variable) else value
+        here = m._ops if m.state else None
+        if isinstance(v, Tensor):
+            ops, V = v.ops, v.data
+            if here is not None and here is not ops and ops.device == "cpu":
+                ops, V = here, here.asarray(ops.to_numpy(V), dtype=here.accum_dtype)
+        else:
+            ops = here or get_ops("cpu")
+            V = v if isinstance(v, (int, float)) else np.asarray(v, dtype=np.float64)
+            if not isinstance(V, (int, float)):
+                V = ops.asarray(V, dtype=ops.accum_dtype)
         m._ensure(ops)
-        V = value._as_tensor().data if isinstance(value, Variable) else value
-        V = V.data if isinstance(V, Tensor) else V
-        if isinstance(V, (np.ndarray, np.generic, list, tuple)):
-            V = ops.asarray(np.asarray(V, dtype=np.float64))
-        m.state[self.name] = ops.zeros(self.shape, ops.accum_dtype) + V
+        if not isinstance(V, (int, float)):
+            V = ops.xp.astype(V, ops.dtype(ops.accum_dtype))
+        return ops, V
+
+    def assign(self, value: Any) -> None:
+        ops, V = self._place(value)
+        self._metric.state[self.name] = ops.zeros(self.shape, ops.accum_dtype) + V
 
     def assign_add(self, value: Any) -> None:
-        self.assign(self._as_tensor() + _tensor_or_number(value))
+        _, V = self._place(value)
+        self._metric.state[self.name] = self._metric.state[self.name] + V
 
     def assign_sub(self, value: Any) -> None:
-        self.assign(self._as_tensor() - _tensor_or_number(value))
+        _, V = self._place(value)
+        self._metric.state[self.name] = self._metric.state[self.name] - V
 
     def __add__(self, other: Any) -> Any:
         return self._as_tensor() + _tensor_or_number(other)
