@@ -69,16 +69,27 @@ class OpsTensor(Tensor):
 
 
 def _out(t: Tensor) -> OpsTensor:
+    """An op's fresh result as an ``OpsTensor`` (same layout: no copy)."""
     if type(t) is Tensor:
-        t.__class__ = OpsTensor  # same layout (no new slots): a view of the same object
+        t.__class__ = OpsTensor
     return t  # type: ignore[return-value]
+
+
+def _view(x: Tensor) -> OpsTensor:
+    """The caller's tensor seen as an ``OpsTensor``: an identity node, so the
+    caller's object keeps its own class and its gradient still reaches it."""
+    if isinstance(x, OpsTensor):
+        return x
+    out = _out(record(x.data, x.ops, (x,), lambda g: (g,), "view"))
+    out._logits = x._logits  # a following cross-entropy may still fuse with it
+    return out
 
 
 def convert_to_tensor(x: Any, dtype: Any = None) -> OpsTensor:
     """``x`` as a tensor: tensors stay (cast if ``dtype`` differs), host data goes
     to the CPU (Python floats take the default float dtype)."""
     if isinstance(x, Tensor):
-        return cast(x, dtype) if dtype is not None else _out(x)
+        return cast(x, dtype) if dtype is not None else _view(x)
     as_t = getattr(x, "_as_tensor", None)  # a metric's Variable
     if as_t is not None:
         return convert_to_tensor(as_t(), dtype)
@@ -119,6 +130,8 @@ def cast(x: Any, dtype: Any) -> OpsTensor:
     t = _t(x)
     ops = t.ops
     dt = ops.dtype(dtype)
+    if t.dtype == dt:
+        return _view(t)
     if _is_float(dt) and _is_float(t.dtype):
         return _out(F.cast(t, dt))
     return _out(Tensor(ops.xp.astype(t.data, dt), ops))

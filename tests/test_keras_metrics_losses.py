@@ -317,7 +317,7 @@ def test_binary_ops_match_keras_ops(name):
 
 
 def test_shape_and_reduction_ops_match_keras_ops():
-    t, k = gn.tensor(OPS_X), torch.tensor(OPS_X)
+    t, k = gn.ops.convert_to_tensor(OPS_X), torch.tensor(OPS_X)
     pairs = [
         (gn.ops.mean(t, axis=-1), keras.ops.mean(k, axis=-1)),
         (gn.ops.sum(t, axis=0, keepdims=True), keras.ops.sum(k, axis=0, keepdims=True)),
@@ -336,3 +336,12 @@ def test_shape_and_reduction_ops_match_keras_ops():
     ]
     for ours, theirs in pairs:
         np.testing.assert_allclose(ours.numpy(), np.asarray(theirs), rtol=1e-6)
+
+
+def test_ops_leave_the_callers_tensor_alone_and_reach_its_gradient():
+    x = gn.tensor(np.array([[1.0, -2.0]]), requires_grad=True)
+    y = gn.ops.convert_to_tensor(x)
+    assert type(x) is gn.Tensor and isinstance(y, gn.ops.OpsTensor)
+    assert (y == 1.0).numpy().tolist() == [[True, False]]
+    gn.ops.sum(gn.ops.cast(y, x.dtype) * 3.0).backward()
+    np.testing.assert_array_equal(x.grad, [[3.0, 3.0]])

@@ -47,6 +47,7 @@ def _scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     return found
 
 
+@pytest.mark.slow
 def test_scalars_of_two_epochs_read_back(tmp_path):
     pytest.importorskip("tensorboardX")
     rng = np.random.default_rng(0)
