@@ -164,3 +164,16 @@ def test_metric_variables_reset_assign_and_read():
     assert float(m.hits) == 0.0 and float(m.seen) == 0.0
     with pytest.raises(gn.errors.InvalidParameterError, match="hits"):
         m.add_variable(name="hits")
+
+
+def test_vector_results_print_in_the_progress_bar(capsys):
+    x = RNG.normal(size=(32, 3))
+    y = (x[:, 0] > 0).astype(float)
+    model = gn.Sequential([gn.layers.Dense(1, activation="sigmoid", input_shape=(3,))])
+    per_threshold = gn.metrics.Precision(thresholds=[0.3, 0.6])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=[per_threshold])
+    h = model.fit(x, y, epochs=1, verbose=1).history
+    (p,) = h["precision"]
+    assert p.shape == (2,) and f"{p:.2f}" == f"[{p[0]:.2f} {p[1]:.2f}]"
+    printed = capsys.readouterr()
+    assert f"precision: [{p[0]:.4f} {p[1]:.4f}]" in printed.err + printed.out

@@ -159,6 +159,19 @@ def _tensor_or_number(x: Any) -> Any:
     return x._as_tensor() if isinstance(x, Variable) else x
 
 
+class ResultArray(np.ndarray):
+    """A vector result (one value per threshold or class) that formats each value
+    with the format spec, as the progress bar formats scalar logs (``f"{v:.4f}"``)."""
+
+    def __format__(self, spec: str) -> str:
+        if not spec:
+            return str(np.asarray(self))
+        return "[" + " ".join(format(float(v), spec) for v in np.ravel(self)) + "]"
+
+    def __repr__(self) -> str:
+        return repr(np.asarray(self))
+
+
 def _host_result(fn: Any) -> Any:
     """Wrap a subclass's ``result``: tensors and variables come back as floats
     (or NumPy arrays when not scalar), the form logs and the progress bar take."""
@@ -171,7 +184,7 @@ def _host_result(fn: Any) -> Any:
         if isinstance(out, (Tensor, Variable)):
             out = out.numpy()
         out = np.asarray(out, dtype=np.float64)
-        return float(out) if out.ndim == 0 else out
+        return float(out) if out.ndim == 0 else out.view(ResultArray)
 
     result._host = True  # type: ignore[attr-defined]
     return result
