@@ -219,32 +219,73 @@ class Recall(_Confusion):
 
 
 class AUC(_Confusion):
-    """Area under the ROC curve from ``num_thresholds`` buckets (Keras, trapezoids)."""
+    """Area under the ROC or precision-recall curve from ``num_thresholds`` buckets
+    (Keras' ``AUC``: trapezoids, or for ``curve="PR"`` the interpolation of Davis &
+    Goadrich; ``summation_method="minoring"``/``"majoring"`` for lower/upper sums)."""
 
     name = "auc"
 
     def __init__(
         self,
         num_thresholds: int = 200,
+        curve: str = "ROC",
+        summation_method: str = "interpolation",
         name: str | None = None,
         dtype: Any = None,
         from_logits: bool = False,
     ) -> None:
         if num_thresholds < 2:
             raise InvalidParameterError(f"num_thresholds must be > 1, got {num_thresholds}")
+        if str(curve).upper() not in ("ROC", "PR"):
+            raise InvalidParameterError(f"curve must be 'ROC' or 'PR', got {curve!r}")
+        if summation_method not in ("interpolation", "minoring", "majoring"):
+            raise InvalidParameterError(
+                "summation_method must be 'interpolation', 'minoring' or 'majoring', "
+                f"got {summation_method!r}"
+            )
         eps = 1e-7
         inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
         super().__init__([-eps, *inner, 1.0 + eps], name, dtype, from_logits)
         self.num_thresholds = int(num_thresholds)
+        self.curve, self.summation_method = str(curve).upper(), summation_method
 
     def result(self) -> float:
         c = self.counts()
-        tpr, fpr = _ratio(c["tp"], c["tp"] + c["fn"]), _ratio(c["fp"], c["fp"] + c["tn"])
+        tp, fp, fn, tn = c["tp"], c["fp"], c["fn"], c["tn"]
+        if self.curve == "PR" and self.summation_method == "interpolation":
+            return _interpolated_pr_auc(tp, fp, fn)
+        recall = _ratio(tp, tp + fn)
+        if self.curve == "ROC":
+            x, y = _ratio(fp, fp + tn), recall
+        else:
+            x, y = recall, _ratio(tp, tp + fp)
+        if self.summation_method == "interpolation":
+            heights = (y[:-1] + y[1:]) / 2.0
+        else:
+            heights = (np.minimum if self.summation_method == "minoring" else np.maximum)(
+                y[:-1], y[1:]
+            )
         # thresholds ascend, so both rates descend: integrate right to left
-        return float(np.sum((fpr[:-1] - fpr[1:]) * (tpr[:-1] + tpr[1:]) / 2.0))
+        return float(np.sum((x[:-1] - x[1:]) * heights))
 
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, "num_thresholds": self.num_thresholds}
+        return {"name": self.name, "num_thresholds": self.num_thresholds, "curve": self.curve,
+                "summation_method": self.summation_method}  # fmt: skip
+
+
+def _interpolated_pr_auc(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> float:
+    """Precision interpolated between buckets along the number of positive
+    predictions (Davis & Goadrich 2006), as Keras' ``interpolate_pr_auc``."""
+    dtp = tp[:-1] - tp[1:]
+    p = tp + fp
+    dp = p[:-1] - p[1:]
+    slope = _ratio(dtp, np.maximum(dp, 0.0))
+    intercept = tp[1:] - slope * p[1:]
+    both = (p[:-1] > 0) & (p[1:] > 0)
+    p_ratio = np.where(both, _ratio(p[:-1], np.maximum(p[1:], 0.0)), 1.0)
+    log_ratio = np.log(np.where(p_ratio > 0, p_ratio, 1.0))
+    step = _ratio(slope * (dtp + intercept * log_ratio), np.maximum(tp[1:] + fn[1:], 0.0))
+    return float(np.sum(step))
 
 
 class FBetaScore(Metric):
