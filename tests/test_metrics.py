@@ -177,3 +177,36 @@ def test_vector_results_print_in_the_progress_bar(capsys):
     assert p.shape == (2,) and f"{p:.2f}" == f"[{p[0]:.2f} {p[1]:.2f}]"
     printed = capsys.readouterr()
     assert f"precision: [{p[0]:.4f} {p[1]:.4f}]" in printed.err + printed.out
+
+
+def test_custom_metric_variables_join_the_metrics_allreduce():
+    from gpunet.distributed import _strategy
+
+    class TwoRanks:  # the other rank holds the same sums
+        def allreduce_(self, buf, what):
+            buf *= 2
+
+    class Count(gn.metrics.Metric):
+        def __init__(self, name="count", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.n = self.add_variable(shape=(), initializer="zeros", name="n")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            self.n.assign_add(gn.ops.cast(gn.ops.shape(y_pred)[0], "float32"))
+
+        def result(self):
+            return self.n
+
+    model = gn.Sequential([gn.layers.Dense(1, input_shape=(3,))])
+    model.compile(optimizer="sgd", loss="mse", metrics=[Count(), _Hits()])
+    x = RNG.normal(size=(10, 3))
+    model.fit(x, np.eye(1)[np.zeros(10, int)], epochs=1, batch_size=4, verbose=0)
+    local = model._read_local_metrics()
+    s = _strategy.MPIStrategy.__new__(_strategy.MPIStrategy)
+    s.rank, s.size, s.comm = 0, 2, TwoRanks()
+    both = s.read_metrics(model, "")
+    assert local["count"] == 10.0 and both["count"] == 20.0  # counts add up over ranks
+    assert both["hits"] == pytest.approx(local["hits"]) and both["loss"] == pytest.approx(
+        local["loss"]
+    )
+    assert model._read_local_metrics() == local  # the local state is left alone
