@@ -30,6 +30,7 @@ from gpunet import (
     schedules,
     utils,
 )
+from gpunet import kops as ops  # Keras 3's keras.ops names
 from gpunet.autograd import Tensor, enable_grad, is_grad_enabled, no_grad
 from gpunet.backend import available_devices, get_ops
 from gpunet.engine.functional import Input
@@ -93,6 +94,7 @@ __all__ = [
     "metrics",
     "nn",
     "no_grad",
+    "ops",
     "optim",
     "optimizers",
     "random",

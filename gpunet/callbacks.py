@@ -349,3 +349,6 @@ def __getattr__(name: str) -> Any:
 
         return getattr(checkpoint, name)
     raise AttributeError(f"module 'gpunet.callbacks' has no attribute {name!r}")
+
+
+from gpunet.tensorboard import TensorBoard as TensorBoard  # noqa: E402  (it subclasses Callback)

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+from numbers import Number
 from typing import Any
 
 import numpy as np
@@ -23,48 +24,140 @@ from gpunet import functional as F
 from gpunet.autograd import Tensor, as_tensor, record
 from gpunet.errors import InputValidationError, InvalidParameterError
 
+REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
+
 
 class Loss:
-    """Base: ``loss(y_true, y_pred, sample_weight=None) -> Tensor`` (a scalar).
+    """Base: ``loss(y_true, y_pred, sample_weight=None) -> Tensor``.
+
+    Subclass it as in Keras: define ``call(y_true, y_pred)`` returning one value per
+    sample (with ``gn.ops``, so gradients flow); the base class applies the sample
+    weights and the reduction.
 
     Args:
-        reduction: ``"sum_over_batch_size"`` (mean over samples, default), ``"sum"``
-            or ``"none"`` (one value per sample).
+        reduction: ``"sum_over_batch_size"`` (the default) or ``"mean"``: the weighted
+            sum over the number of values; ``"sum"``; ``"mean_with_sample_weight"``:
+            the weighted sum over the sum of the weights; ``"none"`` or None: the
+            weighted values themselves.
+        name: the loss's name.
+
+    Example:
+        >>> import numpy as np, gpunet as gn
+        >>> class MyMSE(gn.losses.Loss):
+        ...     def call(self, y_true, y_pred):
+        ...         return gn.ops.mean(gn.ops.square(y_true - y_pred), axis=-1)
+        >>> float(MyMSE()(np.array([[0.0], [1.0]]), np.array([[1.0], [3.0]]), [1.0, 0.5]))
+        1.5
     """
 
     name = "loss"
     kind = ""  # the backend op of the probability / regression path
 
-    def __init__(self, reduction: str = "sum_over_batch_size", name: str | None = None) -> None:
-        if reduction not in ("sum_over_batch_size", "sum", "none"):
+    def __init__(
+        self, reduction: str | None = "sum_over_batch_size", name: str | None = None,
+        dtype: Any = None,
+    ) -> None:  # fmt: skip
+        if reduction not in REDUCTIONS:
             raise InvalidParameterError(
-                f"unknown reduction {reduction!r}; expected 'sum_over_batch_size', 'sum' or 'none'"
+                f"unknown reduction {reduction!r}; expected one of "
+                f"{', '.join(map(repr, REDUCTIONS))}"
             )
         self.reduction = reduction
         self.name = name or self.name
+        self.dtype = dtype
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Tensor:
         if not isinstance(y_pred, Tensor):
-            y_pred = as_tensor(np.asarray(y_pred, dtype=config.floatx()), _cpu())
+            y_pred = as_tensor(np.asarray(y_pred, dtype=self.dtype or config.floatx()), _cpu())
+        if self._custom:
+            return self._reduce(
+                self._values(y_true, y_pred), self._sample_weight(sample_weight, y_pred)
+            )
         if y_pred.ndim == 1:
             y_pred = F.reshape(y_pred, (-1, 1))
         T = self.target(y_true, y_pred)
+        w = self._sample_weight(sample_weight, y_pred)
+        if self.reduction in ("none", None):
+            out = self._per_sample(y_pred, T)
+            return out if w is None else F.mul(out, w)
         B = y_pred.shape[0]
-        if self.reduction == "none":
-            return self._per_sample(y_pred, T)
-        denom = 1.0 if self.reduction == "sum" else 1.0 / max(B, 1)
-        scale: Any = denom
-        if sample_weight is not None:
-            w = sample_weight.data if isinstance(sample_weight, Tensor) else sample_weight
-            if hasattr(w, "__array_interface__") or isinstance(w, (list, tuple)):
-                w = np.asarray(w, dtype=y_pred.dtype).reshape(-1)
-                if w.shape[0] != B:
-                    raise InputValidationError(
-                        f"sample_weight has {w.shape[0]} entries for a batch of {B}"
-                    )
-                w = y_pred.ops.asarray(w)
-            scale = w * denom
+        if self.reduction == "sum":
+            scale: Any = 1.0 if w is None else w
+        elif self.reduction == "mean_with_sample_weight" and w is not None:
+            xp = y_pred.ops.xp
+            total = xp.sum(w)
+            scale = xp.where(total != 0, w / xp.where(total != 0, total, 1.0), 0.0 * w)
+        else:
+            scale = 1.0 / max(B, 1) if w is None else w * (1.0 / max(B, 1))
         return self.compute(y_pred, T, scale)
+
+    @property
+    def _custom(self) -> bool:
+        return type(self).call is not Loss.call or not self.kind
+
+    def call(self, y_true: Any, y_pred: Any) -> Tensor:
+        """One loss value per sample (Keras' ``Loss.call``); subclasses override it."""
+        if not self.kind:
+            raise NotImplementedError(
+                f"{type(self).__name__} must define call(self, y_true, y_pred) returning "
+                "one loss value per sample"
+            )
+        y_pred = y_pred if isinstance(y_pred, Tensor) else as_tensor(np.asarray(y_pred), _cpu())
+        if y_pred.ndim == 1:
+            y_pred = F.reshape(y_pred, (-1, 1))
+        return self._per_sample(y_pred, self.target(y_true, y_pred))
+
+    def _sample_weight(self, sample_weight: Any, y_pred: Tensor) -> Any:
+        """Sample weights as a device array of ``y_pred``'s dtype, one per row."""
+        if sample_weight is None:
+            return None
+        w = sample_weight.data if isinstance(sample_weight, Tensor) else sample_weight
+        B = y_pred.shape[0] if y_pred.ndim else 1
+        if hasattr(w, "__array_interface__") or isinstance(w, (list, tuple, int, float)):
+            w = np.asarray(w, dtype=y_pred.dtype)
+            if w.ndim == 0:
+                w = np.full(B, float(w), dtype=y_pred.dtype)
+            w = y_pred.ops.asarray(w)
+        w = y_pred.ops.xp.astype(w, y_pred.dtype)
+        if w.ndim > 1 and w.size == B:
+            w = y_pred.ops.xp.reshape(w, (B,))
+        if w.shape[0] != B:
+            raise InputValidationError(f"sample_weight has {w.shape[0]} entries for a batch of {B}")
+        return w
+
+    # -- subclasses' call(): values, then Keras' weighting and reduction --------------
+    def _values(self, y_true: Any, y_pred: Tensor) -> Tensor:
+        from gpunet import kops
+
+        yt = (
+            y_true
+            if isinstance(y_true, Tensor)
+            else Tensor(_device_array(y_true, y_pred), y_pred.ops)
+        )
+        out = self.call(kops.cast(yt, y_pred.dtype), kops.convert_to_tensor(y_pred))
+        if not isinstance(out, Tensor):
+            raise InvalidParameterError(
+                f"loss {self.name!r} must return a tensor (build it with gn.ops so gradients "
+                f"flow), got {type(out).__name__}"
+            )
+        return out
+
+    def _reduce(self, V: Tensor, w: Any) -> Tensor:
+        """Keras' ``reduce_weighted_values`` on the values of ``call``."""
+        if w is not None:
+            W = Tensor(w, V.ops)
+            if V.ndim > 1:  # (B, ...) values, (B,) weights: one weight per row
+                W = F.reshape(W, (w.shape[0], *(1,) * (V.ndim - 1)))
+            V = F.mul(V, W)
+        if self.reduction in ("none", None) or V.ndim == 0:
+            return V
+        total = F.sum(V)
+        if self.reduction == "sum":
+            return total
+        if self.reduction == "mean_with_sample_weight" and w is not None:
+            divisor = V.ops.xp.sum(w)
+            return F.mul(total, V.ops.xp.where(divisor != 0, 1.0 / divisor, 0.0))
+        return F.mul(total, 1.0 / max(int(np.prod(V.shape)), 1))
 
     # -- the parts subclasses choose ----------------------------------------------------
     def target(self, y_true: Any, y_pred: Tensor) -> Any:
@@ -80,7 +173,26 @@ class Loss:
         return T
 
     def compute(self, y_pred: Tensor, T: Any, scale: Any) -> Tensor:
+        """``sum_i scale_i * L_i``: ``fit``'s step, with ``scale`` the per-sample
+        weights over the (global) batch size."""
+        if self._custom:
+            return self._compute_call(y_pred, T, scale)
         return F.fused_loss(self.kind, y_pred, T, scale, **self.kwargs())
+
+    def _compute_call(self, y_pred: Tensor, T: Any, scale: Any) -> Tensor:
+        V = self._values(T, y_pred)
+        xp, B = y_pred.ops.xp, y_pred.shape[0]
+        if V.ndim == 0:  # one value for the whole batch stands for every sample
+            return F.mul(V, float(scale) * B if isinstance(scale, (int, float)) else xp.sum(scale))
+        if V.shape[0] != B:
+            raise InputValidationError(
+                f"loss {self.name!r} returned shape {V.shape} for a batch of {B}: expected "
+                "one value per sample (or a scalar)"
+            )
+        per = V if V.ndim == 1 else F.mean(V, axis=tuple(range(1, V.ndim)))
+        if isinstance(scale, Number):
+            return F.mul(F.sum(per), scale)
+        return F.sum(F.mul(per, xp.reshape(scale, (-1,))))
 
     def kwargs(self) -> dict[str, Any]:
         return {}
@@ -352,16 +464,24 @@ def get(spec: Any) -> Loss:
 
 
 class _FunctionLoss(Loss):
-    def __init__(self, fn: Any) -> None:
-        super().__init__(name=getattr(fn, "__name__", "loss"))
+    """A function ``f(y_true, y_pred)`` used as a loss (Keras' ``LossFunctionWrapper``):
+    targets and predictions of ranks one apart are matched first, as Keras does."""
+
+    def __init__(self, fn: Any, reduction: str | None = "sum_over_batch_size") -> None:
+        super().__init__(reduction=reduction, name=getattr(fn, "__name__", "loss"))
         self.fn = fn
 
-    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Tensor:
-        if sample_weight is not None:
-            raise InvalidParameterError(f"custom loss {self.name!r} takes no sample_weight")
-        if not isinstance(y_true, Tensor) and isinstance(y_pred, Tensor):
-            y_true = Tensor(_device_array(y_true, y_pred), y_pred.ops)
-        out = self.fn(y_true, y_pred)
-        if not isinstance(out, Tensor):
-            raise InvalidParameterError(f"custom loss {self.name!r} must return a Tensor")
-        return out if out.ndim == 0 else F.mean(out)
+    def call(self, y_true: Any, y_pred: Any) -> Tensor:
+        y_true, y_pred = _same_rank(y_true, y_pred)
+        return self.fn(y_true, y_pred)  # type: ignore[no-any-return]
+
+
+def _same_rank(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Keras' ``squeeze_or_expand_to_same_rank``."""
+    from gpunet import kops
+
+    if a.ndim == b.ndim + 1 and a.shape[-1] == 1:
+        return (a, kops.expand_dims(b, -1)) if b.ndim == 1 else (kops.squeeze(a, -1), b)
+    if b.ndim == a.ndim + 1 and b.shape[-1] == 1:
+        return (kops.expand_dims(a, -1), b) if a.ndim == 1 else (a, kops.squeeze(b, -1))
+    return a, b
