@@ -146,8 +146,8 @@ class Optimizer(_Base):
                     entry["step"] = np.array(float(g.steps[i]), dtype=np.float32)
                 for k, v in g.slots.items():
                     entry[k] = np.array(g.ops.to_numpy(g.views(v, i))).reshape(p.shape)
-                entry.update(self._absent_state(g))
-                state[index[id(p)]] = entry
+                if entry:  # SGD without momentum keeps no state, as in PyTorch
+                    state[index[id(p)]] = entry
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -192,9 +192,6 @@ class Optimizer(_Base):
     def _eager_state(self, g: Any) -> bool:
         return False
 
-    def _absent_state(self, g: Any) -> dict[str, Any]:
-        return {}
-
 
 class SGD(Optimizer):
     """``torch.optim.SGD``: ``b <- momentum b + (1 - dampening) g`` (``b = g`` at the
@@ -222,9 +219,6 @@ class SGD(Optimizer):
 
     def _slots(self, group: dict[str, Any]) -> dict[str, float]:
         return {"momentum_buffer": 0.0} if group["momentum"] else {}
-
-    def _absent_state(self, g: Any) -> dict[str, Any]:
-        return {} if g.slots else {"momentum_buffer": None}
 
     def torch_step(
         self, ops: Any, hp: dict[str, Any], P: Any, G: Any, slots: dict[str, Any], t: int
@@ -255,8 +249,10 @@ class Adam(Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        amsgrad: bool = False,
     ) -> None:
-        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
+        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
+                    "amsgrad": bool(amsgrad)}  # fmt: skip
         super().__init__(params, defaults)
 
     def _check(self, group: dict[str, Any]) -> None:
@@ -266,7 +262,11 @@ class Adam(Optimizer):
                 raise InvalidParameterError(f"Invalid beta parameter at index {i}: {b!r}")
 
     def _slots(self, group: dict[str, Any]) -> dict[str, float]:
-        return {"exp_avg": 0.0, "exp_avg_sq": 0.0}
+        return {
+            "exp_avg": 0.0,
+            "exp_avg_sq": 0.0,
+            **({"max_exp_avg_sq": 0.0} if group["amsgrad"] else {}),
+        }
 
     def torch_step(
         self, ops: Any, hp: dict[str, Any], P: Any, G: Any, slots: dict[str, Any], t: int
@@ -274,18 +274,12 @@ class Adam(Optimizer):
         (b1, b2), lr = hp["betas"], hp["lr"]
         c2 = math.sqrt(1.0 - b2**t)
         # lr / (1 - b1^t) * m / (sqrt(v) / c2 + eps), written as the fused op's form
-        return ops.adam(  # type: ignore[no-any-return]
-            P,
-            G,
-            slots["exp_avg"],
-            slots["exp_avg_sq"],
-            lr_t=lr * c2 / (1.0 - b1**t),
-            beta1=b1,
-            beta2=b2,
-            eps=hp["eps"] * c2,
-            decay=lr * hp["weight_decay"] if self.decoupled else 0.0,
-            **self._guard(),
-        )
+        kw = {"lr_t": lr * c2 / (1.0 - b1**t), "beta1": b1, "beta2": b2, "eps": hp["eps"] * c2,
+              "decay": lr * hp["weight_decay"] if self.decoupled else 0.0}  # fmt: skip
+        M, V = slots["exp_avg"], slots["exp_avg_sq"]
+        if hp["amsgrad"]:
+            return ops.amsgrad(P, G, M, V, slots["max_exp_avg_sq"], **kw)  # type: ignore[no-any-return]
+        return ops.adam(P, G, M, V, **kw, **self._guard())  # type: ignore[no-any-return]
 
 
 class AdamW(Adam):
@@ -300,8 +294,9 @@ class AdamW(Adam):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
+        amsgrad: bool = False,
     ) -> None:
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
 
 
 class RMSprop(Optimizer):

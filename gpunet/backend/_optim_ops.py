@@ -48,6 +48,30 @@ class OptimizerOps:
         P = P - lr_t * M / (xp.sqrt(V) + eps)
         return P, M, V
 
+    def amsgrad(
+        self,
+        P: Array,
+        G: Array,
+        M: Array,
+        V: Array,
+        Vmax: Array,
+        *,
+        lr_t: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        decay: float = 0.0,
+    ) -> tuple[Array, Array, Array, Array]:
+        """Adam's AMSGrad variant (https://openreview.net/forum?id=ryQu7f-RZ): the
+        root takes the running maximum ``Vmax`` of ``V``; arguments as ``adam``."""
+        xp = self.xp
+        M = beta1 * M + (1.0 - beta1) * G
+        V = beta2 * V + (1.0 - beta2) * (G * G)
+        Vmax = xp.maximum(Vmax, V)
+        if decay:
+            P = P * (1.0 - decay)
+        return P - lr_t * M / (xp.sqrt(Vmax) + eps), M, V, Vmax
+
     def sgd(
         self,
         P: Array,

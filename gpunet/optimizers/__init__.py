@@ -69,9 +69,8 @@ class Adam(Optimizer):
     Args:
         beta_1, beta_2: Decay rates of the first and second moment estimates.
         epsilon: Added to ``sqrt(v)`` (Keras default 1e-7).
+        amsgrad: Divide by the root of the running maximum of ``v`` (AMSGrad).
     """
-
-    torch_eps = False  # PyTorch adds eps to sqrt(v_hat), not to sqrt(v)
 
     def __init__(
         self,
@@ -79,38 +78,35 @@ class Adam(Optimizer):
         beta_1: float = 0.9,
         beta_2: float = 0.999,
         epsilon: float = 1e-7,
+        amsgrad: bool = False,
         **kwargs: Any,
     ) -> None:
         self.beta_1, self.beta_2 = _prob("beta_1", beta_1), _prob("beta_2", beta_2)
         if not epsilon >= 0:
             raise InvalidParameterError(f"epsilon must be >= 0, got {epsilon!r}")
-        self.epsilon = float(epsilon)
-        self.slots = {"m": 0.0, "v": 0.0}
+        self.epsilon, self.amsgrad = float(epsilon), bool(amsgrad)
+        self.slots = {"m": 0.0, "v": 0.0, **({"v_hat": 0.0} if self.amsgrad else {})}
         super().__init__(learning_rate, **kwargs)
 
     def update(self, ops: Any, P: Any, G: Any, slots: dict[str, Any], lr: float) -> None:
         t = self.iterations + 1
         c2 = math.sqrt(1.0 - self.beta_2**t)
-        lr_t = lr * c2 / (1.0 - self.beta_1**t)
-        eps = self.epsilon * c2 if self.torch_eps else self.epsilon
+        kw = {"lr_t": lr * c2 / (1.0 - self.beta_1**t), "beta1": self.beta_1,
+              "beta2": self.beta_2, "eps": self.epsilon,
+              "decay": lr * self.weight_decay}  # fmt: skip
         M, V = slots["m"], slots["v"]
-        res = ops.adam(
-            P,
-            G,
-            M,
-            V,
-            lr_t=lr_t,
-            beta1=self.beta_1,
-            beta2=self.beta_2,
-            eps=eps,
-            decay=lr * self.weight_decay,
-            **self._guard(),
-        )
-        self._write(ops, (P, M, V), res)
+        if self.amsgrad:  # the reference only: no fused kernel for the rare variant
+            self._write(
+                ops, (P, M, V, slots["v_hat"]), ops.amsgrad(P, G, M, V, slots["v_hat"], **kw)
+            )
+        else:
+            self._write(ops, (P, M, V), ops.adam(P, G, M, V, **kw, **self._guard()))
 
     def get_config(self) -> dict[str, Any]:
+        extra = {"amsgrad": True} if self.amsgrad else {}  # the file schema knows no key else
         return {
             **super().get_config(),
+            **extra,
             "beta_1": self.beta_1,
             "beta_2": self.beta_2,
             "epsilon": self.epsilon,

@@ -118,6 +118,12 @@ class Optimizer:
                 )
             self._lr: Any = value
             return
+        if isinstance(getattr(self, "_lr", None), LearningRateSchedule):
+            raise TypeError(  # as Keras: a schedule owns the rate; fit's callbacks see it
+                "This optimizer was created with a LearningRateSchedule as its learning_rate, "
+                f"hence its learning rate is not settable (got {value!r}); pass a float "
+                "learning_rate to the constructor to set it later"
+            )
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise InvalidParameterError(
                 f"The 'learning_rate' parameter must be a float > 0, got {value!r}"
