@@ -263,14 +263,15 @@ static void adam(T* P, const T* G, T* M, T* V, long long n, T lr_t, T b1, T omb1
 }
 
 template <typename T>
-static void sgd(T* P, const T* G, T* Vel, long long n, T lr, T mu, int nesterov, T keep) {
+static void sgd(T* P, const T* G, T* Vel, long long n, T lr, T mu, T ga, T gs, int nesterov,
+                T keep) {
     const bool nest = nesterov != 0;
     parallel_for(n, n, [&](long long a, long long b) {
         if (Vel) {
 #pragma omp simd
             for (long long i = a; i < b; ++i) {
                 T p = P[i], v = Vel[i];
-                gpunet::sgd_momentum_step<T>(p, v, G[i], lr, mu, nest, keep);
+                gpunet::sgd_momentum_step<T>(p, v, G[i], ga, gs, mu, nest, keep);
                 P[i] = p, Vel[i] = v;
             }
         } else {
@@ -304,8 +305,8 @@ static void sgd(T* P, const T* G, T* Vel, long long n, T lr, T mu, int nesterov,
         adam<T>(P, G, M, V, n, T(lr_t), T(b1), T(1.0 - b1), T(b2), T(1.0 - b2), T(eps), T(keep)); \
     }                                                                                            \
     extern "C" void gpunet_sgd_##S(T* P, const T* G, T* Vel, long long n, double lr, double mu,  \
-                                   int nesterov, double keep) {                                  \
-        sgd<T>(P, G, Vel, n, T(lr), T(mu), nesterov, T(keep));                                   \
+                                   double a, double s, int nesterov, double keep) {              \
+        sgd<T>(P, G, Vel, n, T(lr), T(mu), T(a), T(s), nesterov, T(keep));                       \
     }
 
 GPUNET_HOST_API(float, f32)

@@ -29,20 +29,22 @@ __global__ void gpunet_adam(P* param, P* m, P* v, const P* grad, long long n, do
 }
 
 // SGD over n elements. vel == null (or momentum == 0): plain step, as the
-// reference leaves the velocity untouched then.
+// reference leaves the velocity untouched then. a, s: the buffer's form (Keras or
+// PyTorch), as sgd_momentum_step takes them.
 template <typename P>
 __global__ void gpunet_sgd(P* param, P* vel, const P* grad, long long n, double lr,
-                           double momentum, double decay, int nesterov, const bool* ok) {
+                           double momentum, double a, double s, double decay, int nesterov,
+                           const bool* ok) {
     if (ok != 0 && !*ok) return;
     typedef typename gpunet::Math<P>::type M;
-    const M lr_ = M(lr), mu = M(momentum), keep = M(1.0 - decay);
+    const M lr_ = M(lr), mu = M(momentum), a_ = M(a), s_ = M(s), keep = M(1.0 - decay);
     const bool plain = vel == 0 || momentum == 0.0;
     GPUNET_GRID_STRIDE(i, n) {
         if (plain) {
             param[i] = P(gpunet::sgd_step(M(param[i]), M(grad[i]), lr_, keep));
         } else {
             M p_ = M(param[i]), v_ = M(vel[i]);
-            gpunet::sgd_momentum_step(p_, v_, M(grad[i]), lr_, mu, nesterov != 0, keep);
+            gpunet::sgd_momentum_step(p_, v_, M(grad[i]), a_, s_, mu, nesterov != 0, keep);
             param[i] = P(p_);
             vel[i] = P(v_);
         }

@@ -16,12 +16,14 @@ GPUNET_HD void adam_step(M& p, M& m, M& v, M g, M lr_t, M b1, M one_minus_b1, M 
     p = p - lr_t * m / (sqrt_(v) + eps);
 }
 
-// SGD with momentum in the Keras form v <- mu v - lr g; Nesterov steps by mu v - lr g.
+// SGD with momentum in the one form both libraries fit: v <- mu v + a g; p += s v
+// (Nesterov: p += s (mu v + a g)). Keras: a = -lr, s = 1; PyTorch: a = 1 - dampening,
+// s = -lr (see _sgd_coefficients in gpunet/backend/_optim_ops.py).
 template <typename M>
-GPUNET_HD void sgd_momentum_step(M& p, M& vel, M g, M lr, M mu, bool nesterov, M keep) {
+GPUNET_HD void sgd_momentum_step(M& p, M& vel, M g, M a, M s, M mu, bool nesterov, M keep) {
     p = p * keep;
-    vel = mu * vel - lr * g;
-    p = p + (nesterov ? mu * vel - lr * g : vel);
+    vel = mu * vel + a * g;
+    p = p + s * (nesterov ? mu * vel + a * g : vel);
 }
 
 template <typename M>

@@ -168,6 +168,21 @@ def test_schedules():
     np.testing.assert_allclose(got[2], got[0])
 
 
+def _one():
+    ops = gn.get_ops("cpu")
+    return [gn.layers.Parameter(ops.asarray(np.ones(2)), ops, name="w")]
+
+
+def test_keras_zero_grad_keeps_zeros_when_asked():
+    (w,) = _one()
+    opt = gn.optimizers.SGD(0.1, params=[w])
+    w.grad = np.array([1.0, 2.0])
+    opt.zero_grad(set_to_none=False)
+    np.testing.assert_array_equal(w.grad, [0.0, 0.0])
+    opt.zero_grad()
+    assert w.grad is None
+
+
 @pytest.mark.parametrize(
     "make, words",
     [
@@ -176,6 +191,10 @@ def test_schedules():
         (lambda: gn.optimizers.Adam(beta_1=1.0), "beta_1"),
         (lambda: gn.optimizers.get("adamx"), "adam, adamw, adagrad"),
         (lambda: gn.optimizers.SGD(clipnorm=-1), "clipnorm"),
+        (lambda: gn.optimizers.SGD(clipnorm=1.0, global_clipnorm=1.0), "Only one of, clipnorm=1.0"),
+        (lambda: gn.optim.Adam([]), "empty parameter list"),
+        (lambda: gn.optim.SGD(_one(), lr=-0.1), "Invalid learning rate, -0.1"),
+        (lambda: gn.optim.Adam(_one(), betas=(0.9, 1.0)), "beta parameter at index 1"),
     ],
 )
 def test_invalid_hyperparameters(make, words):

@@ -57,7 +57,7 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "softmax_xent": (None, [_p, _p, _p, _p, _p, _ll, _ll, _d, _p, _d]),
     "sigmoid_bce": (None, [_p, _p, _p, _p, _ll, _ll, _d, _p, _d]),
     "adam": (None, [_p, _p, _p, _p, _ll, _d, _d, _d, _d, _d]),
-    "sgd": (None, [_p, _p, _p, _ll, _d, _d, _i, _d]),
+    "sgd": (None, [_p, _p, _p, _ll, _d, _d, _d, _d, _i, _d]),
 }
 
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import numpy
 
 from gpunet.backend import _compat
+from gpunet.backend._optim_ops import _sgd_coefficients
 
 # a wheel ships the sources as gpunet/kernels/, a checkout has <repo>/kernels/
 _HERE = Path(__file__).resolve()
@@ -306,15 +307,19 @@ def adam(P: Any, G: Any, M: Any, V: Any, *, lr_t: float, beta1: float, beta2: fl
 
 
 def sgd(P: Any, G: Any, Vel: Any, *, lr: float, momentum: float, nesterov: bool,
-        decay: float, ok: Any = None) -> None:  # fmt: skip
-    """One SGD step updating ``P`` (and the velocity ``Vel`` when given) in place."""
+        decay: float, dampening: float = 0.0, lr_in_buffer: bool = True,
+        ok: Any = None) -> None:  # fmt: skip
+    """One SGD step updating ``P`` (and the velocity ``Vel`` when given) in place;
+    ``dampening``/``lr_in_buffer`` pick the buffer's form as ``OptimizerOps.sgd``."""
+    a, s = _sgd_coefficients(lr, dampening, lr_in_buffer)
     dtype = P.dtype.name
     for what, X in (("P", P), ("G", G), ("Vel", Vel)):
         if X is not None:
             _check(what, X, dtype, tuple(P.shape))
     _launch("optimizers.cu", f"gpunet_sgd<{CTYPE[dtype]}>", P.size, BLOCK,
             (P, _NULL if Vel is None else Vel, G, _i64(P.size), _f64(lr), _f64(momentum),
-             _f64(decay), numpy.int32(nesterov), _NULL if ok is None else ok))  # fmt: skip
+             _f64(a), _f64(s), _f64(decay), numpy.int32(nesterov),
+             _NULL if ok is None else ok))  # fmt: skip
 
 
 # -- compiling without a device ------------------------------------------------------------

@@ -48,6 +48,30 @@ class OptimizerOps:
         P = P - lr_t * M / (xp.sqrt(V) + eps)
         return P, M, V
 
+    def amsgrad(
+        self,
+        P: Array,
+        G: Array,
+        M: Array,
+        V: Array,
+        Vmax: Array,
+        *,
+        lr_t: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        decay: float = 0.0,
+    ) -> tuple[Array, Array, Array, Array]:
+        """Adam's AMSGrad variant (https://openreview.net/forum?id=ryQu7f-RZ): the
+        root takes the running maximum ``Vmax`` of ``V``; arguments as ``adam``."""
+        xp = self.xp
+        M = beta1 * M + (1.0 - beta1) * G
+        V = beta2 * V + (1.0 - beta2) * (G * G)
+        Vmax = xp.maximum(Vmax, V)
+        if decay:
+            P = P * (1.0 - decay)
+        return P - lr_t * M / (xp.sqrt(Vmax) + eps), M, V, Vmax
+
     def sgd(
         self,
         P: Array,
@@ -58,16 +82,26 @@ class OptimizerOps:
         momentum: float = 0.0,
         nesterov: bool = False,
         decay: float = 0.0,
+        dampening: float = 0.0,
+        lr_in_buffer: bool = True,
         ok: Array | None = None,
     ) -> tuple[Array, Array | None]:
-        """SGD with momentum in the Keras/scikit-learn form ``v <- m v - lr g``."""
+        """SGD with momentum, in either library's form of the buffer.
+
+        ``lr_in_buffer`` (Keras, scikit-learn): ``v <- m v - lr g``; ``P += v``
+        (Nesterov: ``P += m v - lr g``). Otherwise PyTorch's: ``b <- m b + (1 - d) g``;
+        ``P -= lr b`` (Nesterov: ``P -= lr (g + m b)``), so a new ``lr`` acts on the
+        whole buffer at once. PyTorch's first step sets ``b = g``: pass
+        ``dampening=0`` then (the buffer starts at zero).
+        """
         if decay:
             P = P * (1.0 - decay)
         if Vel is None or momentum == 0.0:
             return P - lr * G, Vel
-        Vel = momentum * Vel - lr * G
-        step = momentum * Vel - lr * G if nesterov else Vel
-        return P + step, Vel
+        a, s = _sgd_coefficients(lr, dampening, lr_in_buffer)
+        Vel = momentum * Vel + a * G
+        step = momentum * Vel + a * G if nesterov else Vel
+        return P + s * step, Vel
 
     def rmsprop(
         self,
@@ -82,30 +116,54 @@ class OptimizerOps:
         eps: float,
         momentum: float = 0.0,
         decay: float = 0.0,
+        eps_inside_sqrt: bool = True,
+        lr_in_buffer: bool = True,
     ) -> tuple[Array, Array, Array | None, Array | None]:
-        """RMSprop as Keras 3: ``A <- rho A + (1-rho) g^2``; ``P -= lr g / sqrt(A + eps)``.
+        """RMSprop: ``A <- rho A + (1-rho) g^2``; ``P -= lr g / D``.
 
-        ``Mg`` (the running mean of ``g``) makes it centered; ``Mom`` adds momentum.
+        Keras 3 (the defaults): ``D = sqrt(A + eps)`` and the momentum buffer holds
+        ``lr g / D``. PyTorch (``eps_inside_sqrt=False, lr_in_buffer=False``):
+        ``D = sqrt(A) + eps`` and the buffer holds ``g / D``, scaled by ``lr`` at each
+        step. ``Mg`` (the running mean of ``g``) makes it centered: ``A - Mg^2`` under
+        the root; ``Mom`` adds momentum.
         """
         xp = self.xp
         if decay:
             P = P * (1.0 - decay)
         A = rho * A + (1.0 - rho) * (G * G)
-        denom = A + eps
+        var = A
         if Mg is not None:
             Mg = rho * Mg + (1.0 - rho) * G
-            denom = denom - Mg * Mg
-        inc = lr * G / xp.sqrt(denom)
+            var = A - Mg * Mg
+        denom = xp.sqrt(var + eps) if eps_inside_sqrt else xp.sqrt(var) + eps
+        inc = lr * G / denom if lr_in_buffer else G / denom
         if Mom is not None:
             Mom = momentum * Mom + inc
             inc = Mom
-        return P - inc, A, Mom, Mg
+        return (P - inc if lr_in_buffer else P - lr * inc), A, Mom, Mg
 
     def adagrad(
-        self, P: Array, G: Array, A: Array, *, lr: float, eps: float, decay: float = 0.0
+        self,
+        P: Array,
+        G: Array,
+        A: Array,
+        *,
+        lr: float,
+        eps: float,
+        decay: float = 0.0,
+        eps_inside_sqrt: bool = True,
     ) -> tuple[Array, Array]:
-        """Adagrad as Keras: ``A <- A + g^2``; ``P -= lr g / sqrt(A + eps)``."""
+        """Adagrad: ``A <- A + g^2``; ``P -= lr g / sqrt(A + eps)`` (Keras) or, with
+        ``eps_inside_sqrt=False``, ``P -= lr g / (sqrt(A) + eps)`` (PyTorch)."""
+        xp = self.xp
         if decay:
             P = P * (1.0 - decay)
         A = A + G * G
-        return P - lr * G / self.xp.sqrt(A + eps), A
+        denom = xp.sqrt(A + eps) if eps_inside_sqrt else xp.sqrt(A) + eps
+        return P - lr * (G / denom), A
+
+
+def _sgd_coefficients(lr: float, dampening: float, lr_in_buffer: bool) -> tuple[float, float]:
+    """``(a, s)`` of the one SGD-momentum form both libraries fit:
+    ``v <- m v + a g``; ``P += s v`` (the kernels take the same two numbers)."""
+    return (-lr, 1.0) if lr_in_buffer else (1.0 - dampening, -lr)

@@ -165,13 +165,14 @@ class FusedOps(Ops):
     def sgd(
         self, P: Array, G: Array, Vel: Array | None,
         *, lr: float, momentum: float = 0.0, nesterov: bool = False, decay: float = 0.0,
-        ok: Array | None = None,
+        dampening: float = 0.0, lr_in_buffer: bool = True, ok: Array | None = None,
     ) -> tuple[Array, Array | None]:  # fmt: skip
+        kw: dict[str, Any] = {"dampening": dampening, "lr_in_buffer": lr_in_buffer, "ok": ok}
         if _kernels.fast_dtype(P, G, Vel) is None or not _same_shape(P, G, Vel):
             return super().sgd(P, G, Vel, lr=lr, momentum=momentum, nesterov=nesterov,
-                               decay=decay, ok=ok)  # fmt: skip
+                               decay=decay, **kw)  # fmt: skip
         _kernels.sgd(P, G, Vel, lr=lr, momentum=momentum, nesterov=nesterov, decay=decay,
-                     ok=ok)  # fmt: skip
+                     **kw)  # fmt: skip
         return P, Vel
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from gpunet.backend import _host
 from gpunet.backend._activation_ops import NEEDS_X
+from gpunet.backend._optim_ops import _sgd_coefficients
 from gpunet.backend.ops import Ops
 
 Array = Any
@@ -296,12 +297,18 @@ class NumpyOps(Ops):
         momentum: float = 0.0,
         nesterov: bool = False,
         decay: float = 0.0,
+        dampening: float = 0.0,
+        lr_in_buffer: bool = True,
         ok: Array | None = None,
     ) -> tuple[Array, Array | None]:
         vel = Vel if momentum else None
         suffix = None if self.host is None or ok is not None else _fast(P, G, vel)
+        kw: dict[str, Any] = {"dampening": dampening, "lr_in_buffer": lr_in_buffer}
         if suffix is None:
-            return super().sgd(P, G, Vel, lr=lr, momentum=momentum, nesterov=nesterov, decay=decay)
+            return super().sgd(
+                P, G, Vel, lr=lr, momentum=momentum, nesterov=nesterov, decay=decay, **kw
+            )
+        a, s = _sgd_coefficients(lr, **kw)
         addr = self._addr
         self.host.sgd[suffix](
             addr(P),
@@ -310,6 +317,8 @@ class NumpyOps(Ops):
             P.size,
             lr,
             momentum,
+            a,
+            s,
             int(nesterov),
             1.0 - decay,
         )

@@ -191,11 +191,13 @@ def test_adam_updates_in_place_as_the_reference(host, n, dtype, decay):
 @pytest.mark.parametrize("n", [0, 1, 7, 128 * 128 * 2 + 3])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
-def test_sgd_updates_in_place_as_the_reference(host, n, dtype, momentum, nesterov):
+@pytest.mark.parametrize("form", [{}, {"lr_in_buffer": False, "dampening": 0.0}])
+def test_sgd_updates_in_place_as_the_reference(host, n, dtype, momentum, nesterov, form):
+    # form: Keras' buffer (lr inside) or PyTorch's (raw gradients, lr at the step)
     rng = np.random.default_rng(7)
     P, G, Vel = (rng.standard_normal(n).astype(dtype) for _ in range(3))
     rd = reference_dtype(dtype)
-    kw = {"lr": 0.05, "momentum": momentum, "nesterov": nesterov, "decay": 0.001}
+    kw = {"lr": 0.05, "momentum": momentum, "nesterov": nesterov, "decay": 0.001, **form}
     vel_ref = Vel.astype(rd) if momentum else None
     P0, V0 = REF.sgd(P.astype(rd), G.astype(rd), vel_ref, **kw)
     _kernels.sgd(P, G, Vel if momentum else None, **kw)

@@ -1,19 +1,10 @@
-"""Optimizers over one flat buffer per dtype.
+"""The optimizer machinery both spellings share: flat buffers, clipping, the step.
 
 ``build(params)`` copies the parameters into one contiguous buffer and makes each
 parameter's data (and gradient) a view of it, so one update call covers the whole
 model: on the CPU that turns ~13 passes per tensor into 13 passes in all, and on
 the GPU into one fused kernel launch. State (``m``, ``v``, ...) is flat the same
-way. Keras argument names and defaults; ``gn.optim`` has the PyTorch spelling.
-
-Example:
-    >>> import numpy as np, gpunet as gn
-    >>> w = gn.layers.Dense(1, input_dim=2, kernel_initializer="ones", use_bias=False).kernel
-    >>> opt = gn.optimizers.SGD(learning_rate=0.1, params=[w])
-    >>> w.grad = np.ones((2, 1), dtype="float32")
-    >>> opt.step()
-    >>> w.numpy().ravel()
-    array([0.9, 0.9], dtype=float32)
+way.
 """
 
 from __future__ import annotations
@@ -21,7 +12,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gpunet import schedules
 from gpunet.errors import InvalidParameterError
 from gpunet.schedules import LearningRateSchedule
 
@@ -31,6 +21,8 @@ class _FlatGroup:
 
     def __init__(self, ops: Any, params: list[Any], slots: dict[str, float]) -> None:
         self.ops, self.params = ops, params
+        self.hp: dict[str, Any] = {}  # gn.optim: the parameter group's hyperparameters
+        self.steps = [0] * len(params)  # gn.optim: steps taken by each parameter
         dtype = params[0].dtype
         sizes = [int(math.prod(p.shape)) for p in params]
         n = sum(sizes)
@@ -93,11 +85,15 @@ class Optimizer:
         ):
             if v is not None and not (isinstance(v, (int, float)) and v >= 0):
                 raise InvalidParameterError(f"{key} must be a number >= 0, got {v!r}")
-        if clipnorm is not None and global_clipnorm is not None:
-            raise InvalidParameterError("pass at most one of clipnorm and global_clipnorm")
+        clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
+        if sum(v is not None for v in clips.values()) > 1:  # as Keras 3 refuses it
+            raise InvalidParameterError(
+                "Only one of clipnorm, clipvalue and global_clipnorm can be set; got "
+                + ", ".join(f"{k}={v}" for k, v in clips.items())
+            )
         self.weight_decay = float(weight_decay or 0.0)
-        self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
-        self.l2 = 0.0  # coupled L2 (PyTorch's weight_decay), added to the gradient
+        # Keras reads 0 as "no clipping"
+        self.clipnorm, self.clipvalue, self.global_clipnorm = (v or None for v in clips.values())
         if not hasattr(self, "slots"):
             self.slots = {}
         self.name = name or type(self).__name__.lower()
@@ -122,6 +118,12 @@ class Optimizer:
                 )
             self._lr: Any = value
             return
+        if isinstance(getattr(self, "_lr", None), LearningRateSchedule):
+            raise TypeError(  # as Keras: a schedule owns the rate; fit's callbacks see it
+                "This optimizer was created with a LearningRateSchedule as its learning_rate, "
+                f"hence its learning rate is not settable (got {value!r}); pass a float "
+                "learning_rate to the constructor to set it later"
+            )
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise InvalidParameterError(
                 f"The 'learning_rate' parameter must be a float > 0, got {value!r}"
@@ -145,15 +147,21 @@ class Optimizer:
                 unique.setdefault(id(p), p)
         if not unique:
             raise InvalidParameterError("the optimizer got no trainable parameters")
-        by_key: dict[tuple[int, str], list[Any]] = {}
-        for p in unique.values():
-            by_key.setdefault((id(p.ops), str(p.dtype)), []).append(p)
-        self.groups = [_FlatGroup(ps[0].ops, ps, self.slots) for ps in by_key.values()]
+        self.groups = _pack(list(unique.values()), self.slots)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Forget every parameter's gradient before the next backward."""
+        """Forget every parameter's gradient before the next backward.
+
+        ``set_to_none=False`` keeps the gradients that exist, filled with zeros
+        (PyTorch's semantics); parameters without one keep ``None``.
+        """
         for p in self.params:
-            p.zero_grad()
+            if set_to_none or p.grad is None:
+                p.zero_grad()
+            elif p.grad is p._gbuf:
+                p.ops.assign(p._gbuf, p.ops.xp.zeros_like(p._gbuf))
+            else:
+                p.grad = p.ops.xp.zeros_like(p.grad)
 
     def to(self, device: Any) -> None:
         """Move the state to ``device`` and repack the (already moved) parameters."""
@@ -162,8 +170,9 @@ class Optimizer:
         ops = get_ops(device)
         old = self.groups
         saved = [{k: g.ops.to_numpy(v) for k, v in g.slots.items()} for g in old]
-        self.groups = [_FlatGroup(ops, g.params, self.slots) for g in old]
-        for g, state in zip(self.groups, saved, strict=True):
+        self.groups = [_FlatGroup(ops, g.params, dict.fromkeys(g.slots, 0.0)) for g in old]
+        for g, was, state in zip(self.groups, old, saved, strict=True):
+            g.hp, g.steps = was.hp, was.steps
             for k, v in state.items():
                 ops.assign(g.slots[k], ops.asarray(v))
 
@@ -216,21 +225,24 @@ class Optimizer:
                 view = G if i is None else g.views(G, i)
                 norm = xp.sqrt(xp.sum(view * view))
                 ops.assign(view, view * (self.clipnorm / xp.maximum(norm, self.clipnorm)))
-        if self.l2:
-            ops.assign(G, G + self.l2 * P)
         self.update(ops, P, G, slots, lr)
 
     def _clip_global(self) -> None:
+        """Keras' ``clip_by_global_norm``: one norm over every gradient, whatever its
+        dtype or buffer, and one factor ``c / max(norm, c)`` for them all."""
         c = float(self.global_clipnorm)  # type: ignore[arg-type]
-        for g in self.groups:  # one norm over every group's gradient
-            xp = g.ops.xp
-            sq = [xp.sum(p.grad * p.grad) for p in g.params if p.grad is not None]
-            total = xp.sqrt(sum(sq[1:], sq[0])) if sq else None
-            if total is not None:
-                factor = c / xp.maximum(total, c)
-                for p in g.params:
-                    if p.grad is not None:
-                        p.grad = p.grad * factor
+        grads = [(g.ops, p) for g in self.groups for p in g.params if p.grad is not None]
+        if not grads:
+            return
+        ops0 = grads[0][0]
+        wide = max((p.grad.dtype for _, p in grads), key=lambda d: ops0.xp.finfo(d).bits)
+        total: Any = 0.0
+        for ops, p in grads:  # summed in the widest dtype, on the device: no host read
+            G = ops.xp.astype(p.grad, wide)
+            total = total + _moved(ops, ops0, ops.xp.sum(G * G))
+        factor = c / ops0.xp.maximum(ops0.xp.sqrt(total), c)
+        for ops, p in grads:
+            p.grad = p.grad * ops.xp.astype(_moved(ops0, ops, factor), p.grad.dtype)
 
     def update(self, ops: Any, P: Any, G: Any, slots: dict[str, Any], lr: float) -> None:
         raise NotImplementedError  # pragma: no cover - each optimizer defines it
@@ -288,208 +300,14 @@ def _prob(key: str, v: float, *, closed: bool = False) -> float:
     return float(v)
 
 
-class SGD(Optimizer):
-    """Stochastic gradient descent with optional (Nesterov) momentum.
-
-    ``v <- momentum * v - lr * g``; ``w <- w + v`` (Nesterov: ``w + momentum*v - lr*g``).
-    """
-
-    def __init__(
-        self,
-        learning_rate: Any = 0.01,
-        momentum: float = 0.0,
-        nesterov: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        self.momentum = _prob("momentum", momentum, closed=True)
-        self.nesterov = bool(nesterov)
-        self.slots = {"velocity": 0.0} if self.momentum else {}
-        super().__init__(learning_rate, **kwargs)
-
-    def update(self, ops: Any, P: Any, G: Any, slots: dict[str, Any], lr: float) -> None:
-        vel = slots.get("velocity")
-        newP, newV = ops.sgd(
-            P,
-            G,
-            vel,
-            lr=lr,
-            momentum=self.momentum,
-            nesterov=self.nesterov,
-            decay=lr * self.weight_decay,
-            **self._guard(),
-        )
-        self._write(ops, (P, vel), (newP, newV))
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+def _pack(params: list[Any], slots: dict[str, float]) -> list[_FlatGroup]:
+    """One flat group per device and dtype, in the parameters' order."""
+    by_key: dict[tuple[int, str], list[Any]] = {}
+    for p in params:
+        by_key.setdefault((id(p.ops), str(p.dtype)), []).append(p)
+    return [_FlatGroup(ps[0].ops, ps, slots) for ps in by_key.values()]
 
 
-class Adam(Optimizer):
-    """Adam (https://arxiv.org/abs/1412.6980) with Keras' epsilon placement.
-
-    Args:
-        beta_1, beta_2: Decay rates of the first and second moment estimates.
-        epsilon: Added to ``sqrt(v)`` (Keras default 1e-7).
-    """
-
-    torch_eps = False  # PyTorch adds eps to sqrt(v_hat), not to sqrt(v)
-
-    def __init__(
-        self,
-        learning_rate: Any = 0.001,
-        beta_1: float = 0.9,
-        beta_2: float = 0.999,
-        epsilon: float = 1e-7,
-        **kwargs: Any,
-    ) -> None:
-        self.beta_1, self.beta_2 = _prob("beta_1", beta_1), _prob("beta_2", beta_2)
-        if not epsilon >= 0:
-            raise InvalidParameterError(f"epsilon must be >= 0, got {epsilon!r}")
-        self.epsilon = float(epsilon)
-        self.slots = {"m": 0.0, "v": 0.0}
-        super().__init__(learning_rate, **kwargs)
-
-    def update(self, ops: Any, P: Any, G: Any, slots: dict[str, Any], lr: float) -> None:
-        t = self.iterations + 1
-        c2 = math.sqrt(1.0 - self.beta_2**t)
-        lr_t = lr * c2 / (1.0 - self.beta_1**t)
-        eps = self.epsilon * c2 if self.torch_eps else self.epsilon
-        M, V = slots["m"], slots["v"]
-        res = ops.adam(
-            P,
-            G,
-            M,
-            V,
-            lr_t=lr_t,
-            beta1=self.beta_1,
-            beta2=self.beta_2,
-            eps=eps,
-            decay=lr * self.weight_decay,
-            **self._guard(),
-        )
-        self._write(ops, (P, M, V), res)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "beta_1": self.beta_1,
-            "beta_2": self.beta_2,
-            "epsilon": self.epsilon,
-        }
-
-
-class AdamW(Adam):
-    """Adam with decoupled weight decay (https://arxiv.org/abs/1711.05101); Keras
-    default ``weight_decay=0.004``."""
-
-    def __init__(
-        self, learning_rate: Any = 0.001, weight_decay: float = 0.004, **kwargs: Any
-    ) -> None:
-        super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
-
-
-class RMSprop(Optimizer):
-    """RMSprop (Keras 3 form): ``a <- rho a + (1-rho) g^2``; ``w -= lr g / sqrt(a + eps)``."""
-
-    def __init__(
-        self,
-        learning_rate: Any = 0.001,
-        rho: float = 0.9,
-        momentum: float = 0.0,
-        epsilon: float = 1e-7,
-        centered: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        self.rho, self.momentum = _prob("rho", rho), _prob("momentum", momentum)
-        self.epsilon, self.centered = float(epsilon), bool(centered)
-        self.slots = {"velocity": 0.0}
-        if self.momentum:
-            self.slots["momentum"] = 0.0
-        if self.centered:
-            self.slots["average_gradient"] = 0.0
-        super().__init__(learning_rate, **kwargs)
-
-    def update(self, ops: Any, P: Any, G: Any, slots: dict[str, Any], lr: float) -> None:
-        A, Mom, Mg = slots["velocity"], slots.get("momentum"), slots.get("average_gradient")
-        res = ops.rmsprop(
-            P,
-            G,
-            A,
-            Mom,
-            Mg,
-            lr=lr,
-            rho=self.rho,
-            eps=self.epsilon,
-            momentum=self.momentum,
-            decay=lr * self.weight_decay,
-        )
-        self._write(ops, (P, A, Mom, Mg), res)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "rho": self.rho,
-            "momentum": self.momentum,
-            "epsilon": self.epsilon,
-            "centered": self.centered,
-        }
-
-
-class Adagrad(Optimizer):
-    """Adagrad: ``a <- a + g^2``; ``w -= lr g / sqrt(a + eps)`` (Keras defaults)."""
-
-    def __init__(
-        self,
-        learning_rate: Any = 0.001,
-        initial_accumulator_value: float = 0.1,
-        epsilon: float = 1e-7,
-        **kwargs: Any,
-    ) -> None:
-        if initial_accumulator_value < 0:
-            raise InvalidParameterError("initial_accumulator_value must be >= 0")
-        self.initial_accumulator_value = float(initial_accumulator_value)
-        self.epsilon = float(epsilon)
-        self.slots = {"accumulator": self.initial_accumulator_value}
-        super().__init__(learning_rate, **kwargs)
-
-    def update(self, ops: Any, P: Any, G: Any, slots: dict[str, Any], lr: float) -> None:
-        A = slots["accumulator"]
-        res = ops.adagrad(P, G, A, lr=lr, eps=self.epsilon, decay=lr * self.weight_decay)
-        self._write(ops, (P, A), res)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "epsilon": self.epsilon,
-            "initial_accumulator_value": self.initial_accumulator_value,
-        }
-
-
-_REGISTRY: dict[str, Any] = {
-    "sgd": SGD,
-    "adam": Adam,
-    "adamw": AdamW,
-    "rmsprop": RMSprop,
-    "adagrad": Adagrad,
-}
-CLASSES = {cls.__name__: cls for cls in _REGISTRY.values()}
-
-
-def get(spec: Any) -> Optimizer:
-    """An optimizer from a name (``"adam"``, ``"sgd"``, ...) or an instance."""
-    if isinstance(spec, Optimizer):
-        return spec
-    if isinstance(spec, str) and spec.lower() in _REGISTRY:
-        return _REGISTRY[spec.lower()]()  # type: ignore[no-any-return]
-    raise InvalidParameterError(
-        f"unknown optimizer {spec!r}; expected one of {', '.join(sorted(_REGISTRY))}"
-    )
-
-
-def from_config(class_name: str, config: dict[str, Any]) -> Optimizer:
-    """Rebuild a saved optimizer (names come from a closed registry)."""
-    cfg = dict(config)
-    lr = cfg.get("learning_rate")
-    if isinstance(lr, dict):
-        cfg["learning_rate"] = schedules.CLASSES[lr["class_name"]](**lr["config"])
-    return CLASSES[class_name](**cfg)  # type: ignore[no-any-return]
+def _moved(src: Any, dst: Any, X: Any) -> Any:
+    """``X`` on ``dst``'s device (a no-op on the same one)."""
+    return X if src is dst else dst.asarray(src.to_numpy(X))
