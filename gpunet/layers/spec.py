@@ -99,8 +99,8 @@ def register(cls: type) -> type:
     """
     name = cls.__name__
     known = LAYERS.get(name)
-    if known is not None and known is not cls and known.__module__ == cls.__module__:
-        known = None  # the same module defined again (a reload): take the new class
+    if known is not None and known is not cls and _same_source(known, cls):
+        known = None  # the same file imported again (a reload, or under 2 names)
     if known is not None and known is not cls:
         raise InvalidParameterError(
             f"a layer type named {name!r} is registered already ({known.__module__}); "
@@ -110,3 +110,10 @@ def register(cls: type) -> type:
         raise InvalidParameterError(f"layer {name!r} needs a CONFIG dict of its config fields")
     LAYERS[name] = cls
     return cls
+
+
+def _same_source(a: type, b: type) -> bool:
+    import sys
+
+    files = [getattr(sys.modules.get(c.__module__), "__file__", None) for c in (a, b)]
+    return files[0] is not None and files[0] == files[1] and a.__qualname__ == b.__qualname__
