@@ -242,6 +242,7 @@ class NumpyOps(Ops):
             np.subtract(sp, l, out=l)
             np.subtract(Z, sp, out=sp)
             np.exp(sp, out=sp)
+            np.copyto(sp, 1.0, where=Z == np.inf)  # inf - inf above; sigmoid(inf) = 1
             np.subtract(sp, T, out=sp)
             sp *= self._row_scale(scale, Z.shape[-1])
             return (l[:, 0] if Z.shape[-1] == 1 else np.mean(l, axis=-1)), sp
