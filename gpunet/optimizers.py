@@ -41,7 +41,7 @@ class _FlatGroup:
         for p, size in zip(params, sizes, strict=True):
             a, b = off, off + size
             ops.assign(self.P[a:b], xp.reshape(p.data, (-1,)))
-            grad = p.grad
+            grad = p._grad
             p.data = xp.reshape(self.P[a:b], p.shape)
             p._gbuf = xp.reshape(self.G[a:b], p.shape)
             p._grad = None
@@ -199,9 +199,9 @@ class Optimizer:
                 self._update_group(g, lr, g.P, g.G, g.slots)
                 continue
             for i, p in enumerate(g.params):
-                if p.grad is not None:
+                if p._grad is not None:
                     slots = {k: g.views(v, i) for k, v in g.slots.items()}
-                    grad = g.ops.xp.reshape(p.grad, (-1,))
+                    grad = g.ops.xp.reshape(p._grad, (-1,))
                     self._update_group(g, lr, g.views(g.P, i), grad, slots)
         self.iterations += 1
 
@@ -224,13 +224,13 @@ class Optimizer:
         c = float(self.global_clipnorm)  # type: ignore[arg-type]
         for g in self.groups:  # one norm over every group's gradient
             xp = g.ops.xp
-            sq = [xp.sum(p.grad * p.grad) for p in g.params if p.grad is not None]
+            sq = [xp.sum(p._grad * p._grad) for p in g.params if p._grad is not None]
             total = xp.sqrt(sum(sq[1:], sq[0])) if sq else None
             if total is not None:
                 factor = c / xp.maximum(total, c)
                 for p in g.params:
-                    if p.grad is not None:
-                        p.grad = p.grad * factor
+                    if p._grad is not None:
+                        p.grad = p._grad * factor
 
     def update(self, ops: Any, P: Any, G: Any, slots: dict[str, Any], lr: float) -> None:
         raise NotImplementedError  # pragma: no cover - each optimizer defines it
