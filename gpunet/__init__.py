@@ -11,6 +11,8 @@ Example:
     ['accuracy', 'loss']
 """
 
+import builtins
+
 from gpunet import (
     activations,
     callbacks,
@@ -32,6 +34,60 @@ from gpunet import (
 from gpunet.autograd import Tensor, enable_grad, is_grad_enabled, no_grad
 from gpunet.backend import available_devices, get_ops
 from gpunet.models import Model, Sequential
+from gpunet.tensor_functions import (
+    abs,
+    arange,
+    argmax,
+    argmin,
+    cat,
+    clamp,
+    concat,
+    cos,
+    device,
+    double,
+    exp,
+    flatten,
+    float16,
+    float32,
+    float64,
+    from_numpy,
+    full,
+    half,
+    int32,
+    int64,
+    linspace,
+    load,
+    log,
+    log_softmax,
+    long,
+    manual_seed,
+    matmul,
+    max,
+    mean,
+    min,
+    ones,
+    ones_like,
+    permute,
+    pow,
+    rand,
+    randint,
+    randn,
+    relu,
+    reshape,
+    save,
+    sigmoid,
+    sin,
+    softmax,
+    sqrt,
+    squeeze,
+    stack,
+    sum,
+    tanh,
+    unsqueeze,
+    where,
+    zeros,
+    zeros_like,
+)
 
 optimizers.schedules = schedules  # type: ignore[attr-defined]  # Keras path
 
@@ -48,7 +104,11 @@ def __getattr__(name: str) -> object:
 
 
 def tensor(
-    data: object, *, device: object = None, dtype: object = None, requires_grad: bool = False
+    data: object,
+    *,
+    device: object = None,
+    dtype: object = None,
+    requires_grad: builtins.bool = False,
 ) -> Tensor:
     """A tensor from array-like ``data`` on ``device`` (``"cpu"`` by default).
 
@@ -70,30 +130,88 @@ def tensor(
     return Tensor(ops.asarray(arr, dtype=dtype), ops, requires_grad=requires_grad)
 
 
+# torch.bool and torch.float; bound last so the annotations above mean the builtins
+from gpunet.tensor_functions import bool_ as bool  # noqa: E402
+from gpunet.tensor_functions import float_ as float  # noqa: E402
+
 __all__ = [
     "Model",
     "Sequential",
     "Tensor",
+    "abs",
     "activations",
+    "arange",
+    "argmax",
+    "argmin",
     "available_devices",
+    "bool",
     "callbacks",
+    "cat",
+    "clamp",
+    "concat",
     "config",
+    "cos",
+    "device",
+    "double",
     "enable_grad",
     "errors",
+    "exp",
+    "flatten",
+    "float",
+    "float16",
+    "float32",
+    "float64",
+    "from_numpy",
+    "full",
     "functional",
     "get_ops",
+    "half",
     "initializers",
+    "int32",
+    "int64",
     "is_grad_enabled",
     "layers",
+    "linspace",
+    "load",
+    "log",
+    "log_softmax",
+    "long",
     "losses",
+    "manual_seed",
+    "matmul",
+    "max",
+    "mean",
     "metrics",
+    "min",
     "nn",
     "no_grad",
+    "ones",
+    "ones_like",
     "optim",
     "optimizers",
+    "permute",
+    "pow",
+    "rand",
+    "randint",
+    "randn",
     "random",
     "regularizers",
+    "relu",
+    "reshape",
+    "save",
     "schedules",
+    "sigmoid",
+    "sin",
+    "softmax",
+    "sqrt",
+    "squeeze",
+    "stack",
+    "sum",
+    "tanh",
     "tensor",
+    "unsqueeze",
     "utils",
+    "where",
+    "zeros",
+    "zeros_like",
 ]
