@@ -64,7 +64,42 @@ class Parameter(metaclass=_ParameterType):
 
 class Module(TorchModule, Model):
     """Subclass it and define ``forward``; sublayers and ``nn.Parameter``
-    attributes are registered in assignment order, as PyTorch does."""
+    attributes are registered in assignment order, as PyTorch does.
+
+    An attribute named ``weights`` (as in "What is torch.nn really?") is the
+    user's; the Keras list of all weights stays reachable as ``all_weights``.
+    """
+
+    @property  # type: ignore[override]
+    def weights(self) -> Any:
+        own = self.__dict__.get("weights")
+        return own if own is not None else self.all_weights
+
+    @weights.setter
+    def weights(self, value: Any) -> None:
+        self.__dict__["weights"] = value
+
+    @property
+    def all_weights(self) -> list[_Parameter]:
+        return Model.weights.fget(self)  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def trainable_weights(self) -> list[_Parameter]:
+        return [p for p in self.all_weights if p.requires_grad]
+
+    @property
+    def non_trainable_weights(self) -> list[_Parameter]:
+        return [p for p in self.all_weights if not p.requires_grad]
+
+    def count_params(self) -> int:
+        return int(sum(int(np.prod(p.shape)) for p in self.all_weights))
+
+    def zero_grad(self) -> None:
+        for p in self.all_weights:
+            p.zero_grad()
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [p.numpy().copy() for p in self.all_weights]
 
 
 class Sequential(TorchModule, _Sequential):
