@@ -84,7 +84,7 @@ class Module(TorchModule, Model):
         return Model.weights.fget(self)  # type: ignore[attr-defined,no-any-return]
 
     @property
-    def trainable_weights(self) -> list[_Parameter]:
+    def trainable_weights(self) -> list[_Parameter]:  # type: ignore[override]
         return [p for p in self.all_weights if p.requires_grad]
 
     @property
