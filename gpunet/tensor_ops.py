@@ -188,7 +188,7 @@ class TensorMethods:
         return self._inplace(other, "div")
 
     def __imatmul__(self, other: Any) -> Any:
-        raise RuntimeError("In-place matmul is not supported. Use 'a = a @ b' instead of 'a @= b'.")
+        return self._inplace(other, "matmul")  # PyTorch 2 allows it when the shape holds
 
     def add_(self, other: Any, alpha: float = 1.0) -> Any:
         """``self += alpha * other`` in place."""
@@ -396,4 +396,4 @@ def _kind(dtype: Any) -> str:
     return "f" if k in "fc" else ("i" if k in "iu" else k)
 
 
-_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/", "matmul": "@"}

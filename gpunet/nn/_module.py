@@ -164,6 +164,6 @@ def module_repr(m: Layer) -> str:
         return f"{type(m).__name__}({extra})"
     lines = [f"{type(m).__name__}(" + (extra if extra else "")]
     for name, c in kids:
-        body = module_repr(c).replace("\n", "\n  ")
+        body = (repr(c) if isinstance(c, TorchModule) else module_repr(c)).replace("\n", "\n  ")
         lines.append(f"  ({name}): {body}")
     return "\n".join(lines) + "\n)"

@@ -32,7 +32,7 @@ from gpunet.layers.base import Layer
 from gpunet.layers.base import Parameter as _Parameter
 from gpunet.models import Model
 from gpunet.models import Sequential as _Sequential
-from gpunet.nn._module import TorchModule
+from gpunet.nn._module import TorchModule, module_repr
 
 
 class _ParameterType(type):
@@ -133,6 +133,26 @@ class ModuleList(TorchModule, Layer):
         super().__init__()
         for m in modules or []:
             self.append(m)
+
+    def _child_names(self) -> list[str]:
+        return [str(i) for i in range(len(self._layers))]
+
+    def __repr__(self) -> str:
+        """PyTorch's form: a run of equal modules prints once, as ``(0-2): 3 x ...``."""
+        reprs = [module_repr(m) for m in self._layers]
+        if not reprs:
+            return "ModuleList()"
+        runs: list[list[Any]] = []
+        for i, r in enumerate(reprs):
+            if runs and runs[-1][2] == r:
+                runs[-1][1] = i
+            else:
+                runs.append([i, i, r])
+        lines = [
+            (f"({a}): {r}" if a == b else f"({a}-{b}): {b - a + 1} x {r}").replace("\n", "\n  ")
+            for a, b, r in runs
+        ]
+        return "ModuleList(\n  " + "\n  ".join(lines) + "\n)"
 
     def append(self, module: Layer) -> ModuleList:
         if not isinstance(module, Layer):
