@@ -231,9 +231,14 @@ class Linear(TorchModule, Layer):
     PyTorch's initialization, ``U(-1/sqrt(in), 1/sqrt(in))`` for both weights."""
 
     def __init__(
-        self, in_features: int, out_features: int, bias: bool = True, dtype: Any = None
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
     ) -> None:
-        super().__init__(dtype=dtype)
+        super().__init__(dtype=None if dtype is None else np.dtype(dtype).name)
         for what, n in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(n, bool) or not isinstance(n, int) or n < 0:
                 raise InvalidParameterError(f"Linear {what} must be an int >= 0, got {n!r}")
@@ -245,6 +250,8 @@ class Linear(TorchModule, Layer):
             self._param("bias", rng.uniform(-bound, bound, (out_features,))) if bias else None
         )
         self.built = True
+        if device is not None:
+            self.to(device)
 
     def _param(self, name: str, values: np.ndarray) -> _Parameter:
         p = _Parameter(
