@@ -16,19 +16,19 @@ Example:
     >>> x = gn.tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
     >>> y = (x * x).sum()
     >>> y.backward()
-    >>> x.grad
+    >>> x.grad.numpy()
     array([ 2., -4.,  6.])
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from gpunet.errors import DeviceError
+from gpunet.tensor_ops import TensorMethods
 
 Array = Any
 Backward = Callable[[Any], tuple[Any, ...]]
@@ -100,17 +100,18 @@ def _freed(dY: Any) -> tuple[Any, ...]:
     )
 
 
-class Tensor:
+class Tensor(TensorMethods):
     """An array on a device, with an optional gradient and the op that made it.
 
     ``data`` is the backend array (NumPy on ``"cpu"``, CuPy on ``"cuda"``);
-    ``grad`` is an array of the same shape, or None.
+    ``grad`` is a Tensor of the same shape, or None (``_grad`` is its array).
     """
 
     __slots__ = (
         "__weakref__",
         "_gbuf",
         "_grad",
+        "_gview",
         "_logits",
         "_node",
         "data",
@@ -138,6 +139,7 @@ class Tensor:
         self.name = name
         self._node: Node | None = None
         self._grad: Array | None = None
+        self._gview: Tensor | None = None  # the Tensor that .grad returns
         self._gbuf: Array | None = None  # a view into an optimizer's flat buffer
         self._logits: tuple[Tensor, str] | None = None  # (logits, "sigmoid"|"softmax")
 
@@ -168,17 +170,22 @@ class Tensor:
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
         import numpy as np
 
-        out = self.numpy()
+        out = self.numpy()  # np.asarray shares a CPU tensor's memory; np.array copies
+        if copy and np.may_share_memory(out, self.data):
+            out = out.copy()
         return out if dtype is None else np.asarray(out, dtype=dtype)
 
     def item(self) -> float:
-        """The value of a one-element tensor as a Python float."""
+        """The value of a one-element tensor as a Python number (float, int or bool)."""
         if self.data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
-        return float(self.numpy().reshape(()))
+        return self.numpy().reshape(()).item()  # type: ignore[no-any-return]
 
     def __float__(self) -> float:
-        return self.item()
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
 
     def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
@@ -194,11 +201,24 @@ class Tensor:
 
     # -- gradients ----------------------------------------------------------------
     @property
-    def grad(self) -> Array | None:
-        return self._grad
+    def grad(self) -> Tensor | None:
+        """The accumulated gradient as a Tensor over its array (so ``x.grad.zero_()``
+        and ``x.grad += g`` write into it, as in PyTorch), or None."""
+        g = self._grad
+        if g is None:
+            return None
+        view = self._gview
+        if view is not None and view.data is g:
+            return view
+        if g is not self._gbuf:  # backward may share one array between leaves: own it
+            g = self._grad = self.ops.copy(g)
+        view = self._gview = Tensor(g, self.ops)
+        return view
 
     @grad.setter
-    def grad(self, value: Array | None) -> None:
+    def grad(self, value: Any) -> None:
+        if isinstance(value, Tensor):
+            value = value.data
         if value is None:
             self._grad = None
         elif self._gbuf is not None:
@@ -247,83 +267,6 @@ class Tensor:
         else:
             seed = grad.data if isinstance(grad, Tensor) else self.ops.asarray(grad)
         run_backward(self, seed)
-
-    # -- operators (the graph ops live in gpunet.functional) ------------------------
-    def __add__(self, other: Any) -> Tensor:
-        return _F().add(self, other)
-
-    def __radd__(self, other: Any) -> Tensor:
-        return _F().add(other, self)
-
-    def __sub__(self, other: Any) -> Tensor:
-        return _F().sub(self, other)
-
-    def __rsub__(self, other: Any) -> Tensor:
-        return _F().sub(other, self)
-
-    def __mul__(self, other: Any) -> Tensor:
-        return _F().mul(self, other)
-
-    def __rmul__(self, other: Any) -> Tensor:
-        return _F().mul(other, self)
-
-    def __truediv__(self, other: Any) -> Tensor:
-        return _F().div(self, other)
-
-    def __rtruediv__(self, other: Any) -> Tensor:
-        return _F().div(other, self)
-
-    def __neg__(self) -> Tensor:
-        return _F().mul(self, -1.0)
-
-    def __pow__(self, exponent: float) -> Tensor:
-        return _F().power(self, exponent)
-
-    def __matmul__(self, other: Any) -> Tensor:
-        return _F().matmul(self, other)
-
-    def __rmatmul__(self, other: Any) -> Tensor:
-        return _F().matmul(other, self)
-
-    def __getitem__(self, key: Any) -> Tensor:
-        return _F().getitem(self, key)
-
-    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return _F().sum(self, axis=axis, keepdims=keepdims)
-
-    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return _F().mean(self, axis=axis, keepdims=keepdims)
-
-    def reshape(self, *shape: Any) -> Tensor:
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        return _F().reshape(self, shape)
-
-    @property
-    def T(self) -> Tensor:
-        return _F().transpose(self)
-
-    def exp(self) -> Tensor:
-        return _F().exp(self)
-
-    def log(self) -> Tensor:
-        return _F().log(self)
-
-    def relu(self) -> Tensor:
-        return _F().activation(self, "relu")
-
-    def sigmoid(self) -> Tensor:
-        return _F().activation(self, "sigmoid")
-
-    def tanh(self) -> Tensor:
-        return _F().activation(self, "tanh")
-
-
-@functools.cache
-def _F() -> Any:
-    from gpunet import functional
-
-    return functional
 
 
 def record(

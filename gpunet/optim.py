@@ -106,9 +106,9 @@ class Optimizer(_Base):
                 g.steps = [g.steps[0] + 1] * len(g.params)
                 continue
             for i, p in enumerate(g.params):  # parameters that skip a step keep their count
-                if p.grad is not None:
+                if p._grad is not None:
                     slots = {k: g.views(v, i) for k, v in g.slots.items()}
-                    G = xp.reshape(p.grad, (-1,))
+                    G = xp.reshape(p._grad, (-1,))
                     self._torch_update(g, g.views(g.P, i), G, slots, g.steps[i] + 1)
                     g.steps[i] += 1
         self.iterations += 1

@@ -226,5 +226,81 @@ def layer_cases() -> list[Case]:
     return cases
 
 
+def torch_surface_cases() -> list[Case]:
+    """The PyTorch-style tensor methods, gn.* functions and nn.functional losses."""
+    NF = gn.nn.functional
+    r = _rng(5)
+    A = r.normal(size=(3, 4))
+    A_far = _away_from(A, [0.0, 0.5, -0.5])
+    pos = r.uniform(0.5, 2.0, (3, 4))
+    W, b = r.normal(size=(5, 4)), r.normal(size=(5,))
+    labels = gn.tensor(np.array([0, 2, 1]))
+    probs = r.uniform(0.05, 0.95, (3, 4))
+    T = (r.random((3, 4)) > 0.5).astype("float64")
+    mask = gn.tensor(A > 0)
+    cases = [
+        Case("torch:sin", [A], lambda a: a.sin()),
+        Case("torch:cos", [A], lambda a: gn.cos(a)),
+        Case("torch:abs", [A_far], lambda a: a.abs()),
+        Case("torch:sqrt", [pos], lambda a: a.sqrt()),
+        Case("torch:clamp", [A_far], lambda a: a.clamp(-0.5, 0.5)),
+        Case("torch:where", [A, pos], lambda a, p: gn.where(mask, a, p)),
+        Case("torch:max_dim", [A], lambda a: a.max(dim=1)[0]),
+        Case("torch:min_dim_keepdim", [A], lambda a: a.min(0, keepdim=True).values),
+        Case("torch:max_all", [A], lambda a: a.max()),
+        Case("torch:permute", [r.normal(size=(2, 3, 4))], lambda a: a.permute(2, 0, 1)),
+        Case("torch:t_unsqueeze_squeeze", [A], lambda a: a.t().unsqueeze(0).squeeze(0)),
+        Case("torch:pow_tensor_exponent", [pos, A], lambda a, e: a.pow(e)),
+        Case("torch:rpow", [A], lambda a: 2.0**a),
+        Case("torch:index_int_arrays", [A], lambda a: a[[0, 2, 2], [1, 3, 3]]),
+        Case("torch:index_range_tensor", [A], lambda a: a[range(3), labels]),
+        Case("torch:index_bool", [A], lambda a: a[mask]),
+        Case("torch:linear", [A, W, b], lambda x, w, c: NF.linear(x, w, c)),
+        Case("torch:linear_3d", [r.normal(size=(2, 3, 4)), W], lambda x, w: NF.linear(x, w)),
+        Case("torch:stack", [A, pos], lambda a, p: gn.stack([a, p], dim=1)),
+        Case("torch:cat", [A, pos], lambda a, p: gn.cat([a, p], dim=0)),
+        Case("torch:clone_flatten", [r.normal(size=(2, 3, 4))], lambda a: a.clone().flatten(1)),
+        Case("torch:pad", [A], lambda a: NF.pad(a, (1, 2, 0, 1), value=0.5)),
+        Case("torch:softmax_dim0", [A], lambda a: NF.softmax(a, dim=0)),
+        Case("torch:nll_loss", [A], lambda a: NF.nll_loss(a, labels)),
+        Case(
+            "torch:cross_entropy_sum", [A], lambda a: NF.cross_entropy(a, labels, reduction="sum")
+        ),
+        Case(
+            "torch:cross_entropy_weight_smoothing",
+            [A],
+            lambda a: NF.cross_entropy(
+                a, labels, weight=gn.tensor(np.array([1.0, 2.0, 0.5, 1.0])), label_smoothing=0.1
+            ),
+        ),
+        Case(
+            "torch:cross_entropy_probs_none",
+            [A],
+            lambda a: NF.cross_entropy(a, gn.tensor(probs), reduction="none"),
+        ),
+        Case("torch:bce", [probs], lambda p: NF.binary_cross_entropy(p, gn.tensor(T))),
+        Case(
+            "torch:bce_logits_pos_weight",
+            [A],
+            lambda a: NF.binary_cross_entropy_with_logits(
+                a, gn.tensor(T), pos_weight=gn.tensor(np.array([1.0, 2.0, 3.0, 0.5]))
+            ),
+        ),
+        Case("torch:mse_none", [A, pos], lambda a, p: NF.mse_loss(a, p, reduction="none")),
+        Case(
+            "torch:l1_sum",
+            [A_far],
+            lambda a: NF.l1_loss(a, gn.tensor(np.zeros((3, 4))), reduction="sum"),
+        ),
+        Case("torch:huber", [A_far * 2], lambda a: NF.huber_loss(a, gn.tensor(np.zeros((3, 4))))),
+    ]
+    lin = gn.nn.Linear(4, 5, dtype="float64")
+    cases.append(Case("torch:nn.Linear", [A], lambda x: lin(x), layer=lin))
+    return cases
+
+
 def all_cases() -> list[Case]:
-    return activation_cases() + tensor_op_cases() + loss_cases() + layer_cases()
+    return (
+        activation_cases() + tensor_op_cases() + loss_cases() + layer_cases()
+        + torch_surface_cases()
+    )  # fmt: skip

@@ -8,8 +8,13 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "gpunet"
 MAX_FILE = 400
-# raise only in a commit that says what earned the lines
-MAX_TOTAL = 12000
+# raise only in a commit that says what earned the lines. The style guide's 8,000 was
+# set for the MLP core; since then the PyTorch surface (gn.nn, tensor methods, the
+# torch optimizers), the Keras metric/loss/callback protocol, the functional API, data
+# loaders and the GPU check earned ~4,300 lines (12,915 on 2026-12-01). 16,000 leaves
+# room for the convolution family and no more: each later family raises it in its own
+# commit. The per-file limit (400) is the rule that keeps each file readable.
+MAX_TOTAL = 16000
 
 
 def code_lines(path: Path) -> int:

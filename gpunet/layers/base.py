@@ -159,7 +159,7 @@ class Layer:
             self._layers.append(value)
             if self._ops is not None and value._ops is None:
                 value.to(self._ops)
-        elif isinstance(value, Parameter) and value not in self._params:
+        elif isinstance(value, Parameter) and all(p is not value for p in self._params):
             self._params.append(value)
         object.__setattr__(self, key, value)
 
@@ -370,7 +370,7 @@ class Layer:
         for layer in self._walk():
             for p in layer._params:
                 if p.ops is not ops:
-                    grad = p.grad
+                    grad = p._grad
                     p.data = ops.asarray(p.ops.to_numpy(p.data))
                     p._gbuf = None
                     p._grad = None if grad is None else ops.asarray(p.ops.to_numpy(grad))

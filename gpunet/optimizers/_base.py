@@ -33,7 +33,7 @@ class _FlatGroup:
         for p, size in zip(params, sizes, strict=True):
             a, b = off, off + size
             ops.assign(self.P[a:b], xp.reshape(p.data, (-1,)))
-            grad = p.grad
+            grad = p._grad
             p.data = xp.reshape(self.P[a:b], p.shape)
             p._gbuf = xp.reshape(self.G[a:b], p.shape)
             p._grad = None
@@ -156,12 +156,12 @@ class Optimizer:
         (PyTorch's semantics); parameters without one keep ``None``.
         """
         for p in self.params:
-            if set_to_none or p.grad is None:
+            if set_to_none or p._grad is None:
                 p.zero_grad()
-            elif p.grad is p._gbuf:
+            elif p._grad is p._gbuf:
                 p.ops.assign(p._gbuf, p.ops.xp.zeros_like(p._gbuf))
             else:
-                p.grad = p.ops.xp.zeros_like(p.grad)
+                p.grad = p.ops.xp.zeros_like(p._grad)
 
     def to(self, device: Any) -> None:
         """Move the state to ``device`` and repack the (already moved) parameters."""
@@ -208,9 +208,9 @@ class Optimizer:
                 self._update_group(g, lr, g.P, g.G, g.slots)
                 continue
             for i, p in enumerate(g.params):
-                if p.grad is not None:
+                if p._grad is not None:
                     slots = {k: g.views(v, i) for k, v in g.slots.items()}
-                    grad = g.ops.xp.reshape(p.grad, (-1,))
+                    grad = g.ops.xp.reshape(p._grad, (-1,))
                     self._update_group(g, lr, g.views(g.P, i), grad, slots)
         self.iterations += 1
 
@@ -231,18 +231,18 @@ class Optimizer:
         """Keras' ``clip_by_global_norm``: one norm over every gradient, whatever its
         dtype or buffer, and one factor ``c / max(norm, c)`` for them all."""
         c = float(self.global_clipnorm)  # type: ignore[arg-type]
-        grads = [(g.ops, p) for g in self.groups for p in g.params if p.grad is not None]
+        grads = [(g.ops, p) for g in self.groups for p in g.params if p._grad is not None]
         if not grads:
             return
         ops0 = grads[0][0]
-        wide = max((p.grad.dtype for _, p in grads), key=lambda d: ops0.xp.finfo(d).bits)
+        wide = max((p._grad.dtype for _, p in grads), key=lambda d: ops0.xp.finfo(d).bits)
         total: Any = 0.0
         for ops, p in grads:  # summed in the widest dtype, on the device: no host read
-            G = ops.xp.astype(p.grad, wide)
+            G = ops.xp.astype(p._grad, wide)
             total = total + _moved(ops, ops0, ops.xp.sum(G * G))
         factor = c / ops0.xp.maximum(ops0.xp.sqrt(total), c)
         for ops, p in grads:
-            p.grad = p.grad * ops.xp.astype(_moved(ops0, ops, factor), p.grad.dtype)
+            p.grad = p._grad * ops.xp.astype(_moved(ops0, ops, factor), p._grad.dtype)
 
     def update(self, ops: Any, P: Any, G: Any, slots: dict[str, Any], lr: float) -> None:
         raise NotImplementedError  # pragma: no cover - each optimizer defines it

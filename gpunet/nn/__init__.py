@@ -1,0 +1,78 @@
+"""PyTorch spellings over gpunet layers and losses, for code written as in a
+PyTorch tutorial: ``nn.Module`` with ``forward``, ``nn.Sequential(nn.Linear(10, 64),
+nn.ReLU(), ...)``, ``nn.CrossEntropyLoss()``, ``nn.functional``. Losses take
+``(input, target)``.
+
+Example:
+    >>> import numpy as np
+    >>> from gpunet import nn
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> net(np.zeros((2, 4))).shape
+    (2, 3)
+"""
+
+from gpunet.nn import functional
+from gpunet.nn.losses import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+)
+from gpunet.nn.modules import (
+    ELU,
+    GELU,
+    SELU,
+    BatchNorm1d,
+    Dropout,
+    Flatten,
+    LayerNorm,
+    LeakyReLU,
+    Linear,
+    LogSoftmax,
+    Module,
+    ModuleDict,
+    ModuleList,
+    Parameter,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
+)
+
+__all__ = [
+    "ELU",
+    "GELU",
+    "SELU",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "BatchNorm1d",
+    "CrossEntropyLoss",
+    "Dropout",
+    "Flatten",
+    "HuberLoss",
+    "L1Loss",
+    "LayerNorm",
+    "LeakyReLU",
+    "Linear",
+    "LogSoftmax",
+    "MSELoss",
+    "Module",
+    "ModuleDict",
+    "ModuleList",
+    "NLLLoss",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "SiLU",
+    "Sigmoid",
+    "Softmax",
+    "Softplus",
+    "Tanh",
+    "functional",
+]

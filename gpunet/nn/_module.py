@@ -1,0 +1,169 @@
+"""The ``torch.nn.Module`` surface shared by gpunet's PyTorch-style modules:
+``named_parameters``, ``named_modules``, ``children``, ``state_dict`` and
+``load_state_dict`` with PyTorch's key names (``0.weight``, ``fc1.bias``), and
+``print(model)`` as PyTorch prints the module tree.
+
+Example:
+    >>> from gpunet import nn
+    >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
+    >>> list(net.state_dict())
+    ['0.weight', '0.bias']
+    >>> print(net)
+    Sequential(
+      (0): Linear(in_features=2, out_features=3, bias=True)
+      (1): ReLU()
+    )
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from gpunet.autograd import Tensor
+from gpunet.layers.base import Layer, Parameter
+
+
+def named_children(layer: Layer) -> list[tuple[str, Layer]]:
+    """Direct sublayers with PyTorch's names: attribute names, or positions in
+    a ``Sequential``/``ModuleList``, or keys of a ``ModuleDict``."""
+    keys = getattr(layer, "_child_names", None)
+    subs = list(layer._layers)
+    if keys is not None:
+        return list(zip(keys(), subs, strict=True))
+    from gpunet.models import Sequential
+
+    if isinstance(layer, Sequential):
+        return [(str(i), m) for i, m in enumerate(subs)]
+    by_id = {id(v): k for k, v in vars(layer).items() if isinstance(v, Layer) and k != "_parent"}
+    return [(by_id.get(id(m), m.name), m) for m in subs]
+
+
+def own_params(layer: Layer) -> list[tuple[str, Parameter]]:
+    by_id = {id(v): k for k, v in vars(layer).items() if isinstance(v, Parameter)}
+    return [(by_id.get(id(p), p.name or str(i)), p) for i, p in enumerate(layer._params)]
+
+
+def walk(layer: Layer, prefix: str = "") -> Iterator[tuple[str, Layer]]:
+    """``(dotted name, layer)`` for ``layer`` and every sublayer, each once."""
+    seen: set[int] = set()
+    stack = [(prefix, layer)]
+    while stack:
+        name, m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        yield name, m
+        kids = named_children(m)
+        stack.extend((f"{name}.{k}" if name else k, c) for k, c in reversed(kids))
+
+
+def _tensors(layer: Layer, buffers: bool) -> Iterator[tuple[str, Parameter]]:
+    seen: set[int] = set()
+    for name, m in walk(layer):
+        for key, p in own_params(m):
+            if id(p) not in seen and (buffers or p.trainable):
+                seen.add(id(p))
+                yield (f"{name}.{key}" if name else key), p
+
+
+class _IncompatibleKeys(NamedTuple):
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+def _values(value: Any) -> np.ndarray:
+    if isinstance(value, Tensor):
+        return value.numpy()
+    detach = getattr(value, "detach", None)  # a torch tensor
+    return np.asarray(detach().cpu() if callable(detach) else value)
+
+
+class TorchModule:
+    """Mixin: the ``torch.nn.Module`` methods, on any gpunet ``Layer``."""
+
+    __slots__ = ()
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        for name, p in _tensors(self, buffers=False):  # type: ignore[arg-type]
+            yield (f"{prefix}.{name}" if prefix else name), p
+
+    def named_buffers(self) -> Iterator[tuple[str, Parameter]]:
+        for name, p in _tensors(self, buffers=True):  # type: ignore[arg-type]
+            if not p.trainable:
+                yield name, p
+
+    def named_modules(self) -> Iterator[tuple[str, Layer]]:
+        return walk(self)  # type: ignore[arg-type]
+
+    def modules(self) -> Iterator[Layer]:
+        return (m for _, m in walk(self))  # type: ignore[arg-type]
+
+    def named_children(self) -> Iterator[tuple[str, Layer]]:
+        return iter(named_children(self))  # type: ignore[arg-type]
+
+    def children(self) -> Iterator[Layer]:
+        return (m for _, m in named_children(self))  # type: ignore[arg-type]
+
+    def state_dict(self) -> OrderedDict[str, Tensor]:
+        """Every parameter and buffer by PyTorch's dotted name, in registration
+        order; the tensors share memory with the model (detached), as in PyTorch."""
+        return OrderedDict(
+            (k, p.detach())
+            for k, p in _tensors(self, buffers=True)  # type: ignore[arg-type]
+        )
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True) -> _IncompatibleKeys:
+        """Copy values in place by name (tensors, NumPy arrays or torch tensors).
+
+        Raises:
+            RuntimeError: with ``strict``, on missing or unexpected keys, as PyTorch
+                does; always, on a shape mismatch. Nothing is copied then.
+        """
+        own = dict(_tensors(self, buffers=True))  # type: ignore[arg-type]
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        errors = []
+        if strict and unexpected:
+            errors.append(
+                "Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected)
+            )
+        if strict and missing:
+            errors.append("Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing))
+        values = {k: _values(v) for k, v in state_dict.items() if k in own}
+        for k, v in values.items():
+            if tuple(v.shape) != own[k].shape:
+                errors.append(
+                    f"size mismatch for {k}: copying a param with shape {tuple(v.shape)} from "
+                    f"checkpoint, the shape in current model is {own[k].shape}."
+                )
+        if errors:
+            raise RuntimeError(
+                f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
+                + "\n\t".join(errors)
+            )
+        for k, v in values.items():
+            own[k].assign(v)
+        return _IncompatibleKeys(missing, unexpected)
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        return module_repr(self)  # type: ignore[arg-type]
+
+
+def module_repr(m: Layer) -> str:
+    """PyTorch's module tree: ``Name(extra)`` or ``Name(\\n  (child): ...\\n)``."""
+    extra = m.extra_repr() if hasattr(m, "extra_repr") else ""
+    kids = named_children(m)
+    if not kids:
+        return f"{type(m).__name__}({extra})"
+    lines = [f"{type(m).__name__}(" + (extra if extra else "")]
+    for name, c in kids:
+        body = (repr(c) if isinstance(c, TorchModule) else module_repr(c)).replace("\n", "\n  ")
+        lines.append(f"  ({name}): {body}")
+    return "\n".join(lines) + "\n)"

@@ -1,0 +1,248 @@
+"""``torch.nn.functional`` spellings: activations, ``linear``, ``dropout``,
+``one_hot``, ``pad`` and the losses with PyTorch's ``reduction`` and argument
+order ``(input, target)``.
+
+Example:
+    >>> import gpunet as gn
+    >>> F = gn.nn.functional
+    >>> logits = gn.tensor([[2.0, 0.0], [0.0, 2.0]])
+    >>> round(F.cross_entropy(logits, gn.tensor([0, 1])).item(), 4)
+    0.1269
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gpunet import functional as G
+from gpunet import losses as _losses
+from gpunet.autograd import Tensor, as_tensor, record
+
+linear = G.linear
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _t(x: Any, like: Tensor | None = None) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    from gpunet.backend import get_ops
+
+    ops = like.ops if like is not None else get_ops("cpu")
+    arr = np.asarray(x)
+    return as_tensor(arr, ops, like.dtype if like is not None and arr.dtype.kind == "f" else None)
+
+
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    return G.activation(_t(input), "relu")
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    return G.activation(_t(input), "sigmoid")
+
+
+def tanh(input: Tensor) -> Tensor:
+    return G.activation(_t(input), "tanh")
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    return G.activation(_t(input), "swish")
+
+
+def softplus(input: Tensor) -> Tensor:
+    return G.activation(_t(input), "softplus")
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    return G.activation(_t(input), "elu", alpha=float(alpha))
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    return G.activation(_t(input), "gelu", approximate=approximate == "tanh")
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    return G.activation(_t(input), "leaky_relu", alpha=float(negative_slope))
+
+
+def _softmax_dim(ndim: int) -> int:
+    return 0 if ndim in (0, 1, 3) else 1  # PyTorch's implicit dim
+
+
+def softmax(input: Tensor, dim: int | None = None) -> Tensor:
+    x = _t(input)
+    return G.activation(x, "softmax", axis=_softmax_dim(x.ndim) if dim is None else dim)
+
+
+def log_softmax(input: Tensor, dim: int | None = None) -> Tensor:
+    x = _t(input)
+    return G.activation(x, "log_softmax", axis=_softmax_dim(x.ndim) if dim is None else dim)
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    return G.dropout(_t(input), float(p), training)
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """Integer class indices to an int64 one-hot tensor (last axis the classes)."""
+    t = _t(tensor)
+    if t.ops.xp.isdtype(t.dtype, "real floating"):
+        raise RuntimeError("one_hot is only applicable to index tensor")
+    n = int(t.data.max()) + 1 if num_classes < 0 else int(num_classes)
+    classes = t.ops.arange(n)
+    return Tensor(t.ops.xp.astype(t.data[..., None] == classes, t.ops.dtype("int64")), t.ops)
+
+
+def pad(input: Tensor, pad: Any, mode: str = "constant", value: float = 0.0) -> Tensor:
+    """Constant padding; ``pad`` pairs run from the last axis backwards."""
+    x = _t(input)
+    if mode != "constant":
+        raise NotImplementedError(f"pad mode {mode!r}: only 'constant' is supported")
+    if len(pad) % 2 or len(pad) // 2 > x.ndim:
+        raise ValueError(f"pad must have an even length of at most 2 * ndim, got {pad!r}")
+    widths = [(0, 0)] * x.ndim
+    for i in range(len(pad) // 2):
+        widths[x.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+    if any(a < 0 or b < 0 for a, b in widths):
+        raise NotImplementedError(f"negative padding (cropping) is not supported: {pad!r}")
+    ops = x.ops
+    Y = ops.full(
+        tuple(n + a + b for n, (a, b) in zip(x.shape, widths, strict=True)), value, x.dtype
+    )
+    inner = tuple(slice(a, a + n) for n, (a, _) in zip(x.shape, widths, strict=True))
+    Y[inner] = x.data
+    return record(Y, ops, (x,), lambda g: (g[inner],), "pad")
+
+
+# -- losses ----------------------------------------------------------------------------
+def _reduce(L: Tensor, reduction: str, denom: Any = None) -> Tensor:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    if reduction == "none":
+        return L
+    total = L.sum()
+    if reduction == "sum":
+        return total
+    return total / denom if denom is not None else G.mean(L)
+
+
+def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    x = _t(input)
+    return _reduce((x - _t(target, x)) ** 2, reduction)
+
+
+def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    x = _t(input)
+    return _reduce(G.abs(x - _t(target, x)), reduction)
+
+
+def huber_loss(input: Tensor, target: Any, reduction: str = "mean", delta: float = 1.0) -> Tensor:
+    x = _t(input)
+    d = x - _t(target, x)
+    a = G.abs(d)
+    quad = G.clamp(a, max=delta)  # |d| up to delta, then linear beyond it
+    return _reduce(0.5 * quad * quad + delta * (a - quad), reduction)
+
+
+def binary_cross_entropy(
+    input: Tensor, target: Any, weight: Any = None, reduction: str = "mean"
+) -> Tensor:
+    """Of probabilities; each log is clamped at -100, as PyTorch's."""
+    p = _t(input)
+    t = _t(target, p)
+    L = -(t * G.clamp(G.log(p), min=-100.0) + (1.0 - t) * G.clamp(G.log(1.0 - p), min=-100.0))
+    return _reduce(L if weight is None else L * _t(weight, p), reduction)
+
+
+def binary_cross_entropy_with_logits(
+    input: Tensor, target: Any, weight: Any = None, reduction: str = "mean", pos_weight: Any = None
+) -> Tensor:
+    """Of logits, computed stably: ``softplus(x) - t * x`` (``pos_weight`` scales the
+    positive term, ``pw * t * softplus(-x)``)."""
+    x = _t(input)
+    t = _t(target, x)
+    if pos_weight is None:
+        L = G.activation(x, "softplus") - t * x
+    else:
+        pw = _t(pos_weight, x)
+        L = pw * t * G.activation(-x, "softplus") + (1.0 - t) * G.activation(x, "softplus")
+    return _reduce(L if weight is None else L * _t(weight, x), reduction)
+
+
+def nll_loss(
+    input: Tensor,
+    target: Any,
+    weight: Any = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> Tensor:
+    """``-input[n, target[n]]`` of log-probabilities ``(N, C)``, weighted per class;
+    ``mean`` divides by the summed weights of the counted targets."""
+    x = _t(input)
+    y = _t(target, x)
+    if x.ndim != 2 or y.ndim != 1 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"nll_loss expects input (N, C) and target (N,), got {x.shape}, {y.shape}")
+    ops, xp = x.ops, x.ops.xp
+    Y = y.data
+    keep = Y != ignore_index
+    safe = xp.where(keep, Y, 0)
+    w = ops.xp.astype(keep, x.dtype)
+    if weight is not None:
+        w = w * _t(weight, x).data[safe]
+    picked = G.getitem(x, (ops.arange(x.shape[0]), safe))
+    L = -picked * Tensor(w, ops)
+    return _reduce(L, reduction, denom=Tensor(xp.sum(w), ops))
+
+
+def cross_entropy(
+    input: Tensor,
+    target: Any,
+    weight: Any = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Softmax cross-entropy of logits ``(N, C)`` against class indices ``(N,)`` or
+    class probabilities ``(N, C)``."""
+    x = _t(input)
+    y = _t(target, x)
+    probs = y.ops.xp.isdtype(y.dtype, "real floating")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    if reduction == "mean" and weight is None and x.ndim == 2:
+        # NOTE: on a device, looking for ignored labels would cost a host sync per
+        # step: there the fused kernel takes every label (ignore_index unsupported)
+        plain = probs or y.ops.device != "cpu" or not bool(y.ops.xp.any(y.data == ignore_index))
+        if plain:  # the fused softmax-cross-entropy kernel
+            kind = (
+                _losses.CategoricalCrossentropy if probs else _losses.SparseCategoricalCrossentropy
+            )
+            return kind(from_logits=True, label_smoothing=label_smoothing)(y, x)  # type: ignore[no-any-return]
+    logp = log_softmax(x, dim=1)
+    if probs:
+        C = x.shape[1]
+        t = y * (1.0 - label_smoothing) + label_smoothing / C
+        if weight is not None:
+            t = t * _t(weight, x)
+        return _reduce(-(logp * t).sum(dim=1), reduction)
+    nll = nll_loss(logp, y, weight, ignore_index, reduction)
+    if not label_smoothing:
+        return nll
+    C = x.shape[1]
+    keep = Tensor(x.ops.xp.astype(y.data != ignore_index, x.dtype), x.ops)
+    w = 1.0 if weight is None else _t(weight, x)
+    smooth = -(logp * w).sum(dim=1) * keep / C
+    denom = keep.sum() if weight is None else nll_denom(y, weight, ignore_index, x)
+    return (1.0 - label_smoothing) * nll + label_smoothing * _reduce(smooth, reduction, denom)
+
+
+def nll_denom(y: Tensor, weight: Any, ignore_index: int, like: Tensor) -> Tensor:
+    xp = like.ops.xp
+    keep = y.data != ignore_index
+    w = _t(weight, like).data[xp.where(keep, y.data, 0)] * xp.astype(keep, like.dtype)
+    return Tensor(xp.sum(w), like.ops)
