@@ -16,7 +16,7 @@ Example:
     >>> float(loss)
     0.25
     >>> loss.backward()
-    >>> y_pred.grad
+    >>> y_pred.grad.numpy()
     array([[ 0.5, -0.5]])
 """
 
@@ -444,12 +444,14 @@ def _as_bool(x: Any, like: Tensor) -> Any:
 
 
 def logical_and(x1: Any, x2: Any) -> OpsTensor:
-    like = _like(x1, x2) or _t(x1)
+    like = _like(x1, x2)
+    like = like if like is not None else _t(x1)
     return _out(Tensor(_as_bool(x1, like) & _as_bool(x2, like), like.ops))
 
 
 def logical_or(x1: Any, x2: Any) -> OpsTensor:
-    like = _like(x1, x2) or _t(x1)
+    like = _like(x1, x2)
+    like = like if like is not None else _t(x1)
     return _out(Tensor(_as_bool(x1, like) | _as_bool(x2, like), like.ops))
 
 
