@@ -10,6 +10,8 @@ test by its join timeout instead of hanging the run.
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
 import threading
 import time
 from typing import Any
@@ -124,3 +126,51 @@ def test_resizing_the_pool_while_threads_compute_keeps_the_results(ops):
                 np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-2, err_msg=name)
             else:
                 assert np.array_equal(a, e), name
+
+
+TSAN_DRIVER = r"""
+#include <thread>
+#include <vector>
+extern "C" void gpunet_adam_f32(float*, const float*, float*, float*, long long, double, double,
+                                double, double, double);
+extern "C" int gpunet_act_bwd_f32(float*, const float*, const float*, const float*, float*,
+                                  long long, long long, int, double);
+extern "C" void gpunet_host_set_threads(int);
+int main() {
+    gpunet_host_set_threads(4);
+    const long long n = 1 << 20, O = 64, B = n / O;
+    std::vector<std::thread> ts;
+    for (int k = 0; k < 3; ++k)
+        ts.emplace_back([=] {
+            std::vector<float> P(n, 1.f), G(n, .5f), M(n), V(n), dZ(n), db(O);
+            for (int r = 0; r < 3; ++r) {
+                float *p = P.data(), *g = G.data();
+                gpunet_adam_f32(p, g, M.data(), V.data(), n, 1e-3, .9, .999, 1e-7, 1.);
+                gpunet_act_bwd_f32(dZ.data(), g, nullptr, p, db.data(), B, O, 1, 0.);
+            }
+        });
+    ts.emplace_back([] { for (int r = 0; r < 8; ++r) gpunet_host_set_threads(1 + r % 4); });
+    for (auto& t : ts) t.join();
+}
+"""
+
+
+@pytest.mark.slow
+def test_the_pool_is_free_of_data_races_under_the_thread_sanitizer(tmp_path):
+    """Three threads in the kernels and one resizing the pool, under TSan: the
+    unlocked pool this replaced raced on its job slot here (and then hung)."""
+    cxx = _host._compiler()
+    if cxx is None:
+        pytest.skip("needs a C++ compiler")
+    (tmp_path / "driver.cpp").write_text(TSAN_DRIVER)
+    exe = tmp_path / "driver"
+    src = [str(_host.KERNEL_DIR / _host.SOURCE), str(tmp_path / "driver.cpp")]
+    flags = ["-O1", "-g", "-std=c++17", "-fsanitize=thread", "-fopenmp-simd", "-pthread"]
+    build = subprocess.run([cxx, *flags, "-I", str(_host.KERNEL_DIR), *src, "-o", str(exe)],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    if build.returncode:
+        pytest.skip(f"no thread sanitizer here: {build.stderr[-300:]}")
+    env = {**os.environ, "TSAN_OPTIONS": "halt_on_error=1 exitcode=66"}
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert "ThreadSanitizer" not in run.stderr, run.stderr[-4000:]
