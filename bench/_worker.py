@@ -1,12 +1,13 @@
 """Each implementation in its own process, driven over a pipe.
 
-Why: gpunet's CPU kernels, PyTorch and scikit-learn each bring an OpenMP runtime,
-and they share whichever ``libgomp.so.1`` a process loads first. Measured on the
-2-core bench machine: with torch imported first, gpunet's A step went from
-~4.5 ms to 42-125 ms (its OpenMP regions ran on torch's libgomp while
-OpenBLAS's threads needed the cores); with gpunet first, torch's A step went
-from 5.5 to 8-9 ms. A single process therefore favours whichever library
-loads first. One process per implementation gives each library the runtime it
+Why: PyTorch and scikit-learn each bring an OpenMP runtime, and they share
+whichever ``libgomp.so.1`` a process loads first; gpunet's CPU kernels did too,
+before they got a thread pool of their own. Measured on the 2-core bench machine
+then: with torch imported first, gpunet's A step went from ~4.5 ms to 42-125 ms
+(its OpenMP regions ran on torch's libgomp while OpenBLAS's threads needed the
+cores); with gpunet first, torch's A step went from 5.5 to 8-9 ms. A single
+process favours whichever library loads first, and the BLAS and OpenMP pools of
+one library still slow another's. One process per implementation gives each library the runtime it
 has in a user's program, while the coordinator still interleaves the blocks in
 rotating order (``_runner.interleave``), so drift is shared as before. The
 pipe costs ~0.1 ms per block, outside the timed region.

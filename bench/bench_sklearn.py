@@ -139,18 +139,21 @@ def table(workloads: list[str], rounds: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--threads", type=int, default=None, help="BLAS and OpenMP threads")
+    ap.add_argument("--threads", type=int, default=None, help="BLAS and host-kernel threads")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workloads", nargs="*", default=list(WORKLOADS))
     args = ap.parse_args()
     import _machine
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from gpunet.backend import get_ops
+    from gpunet.backend import _host
 
-    get_ops("cpu")  # loads the host kernels' OpenMP runtime, so the limit reaches it
-    with threadpool_limits(limits=args.threads):  # BLAS and OpenMP (host kernels) alike
+    kernels = _host.load()
+    if kernels is not None and args.threads:  # a pool of its own: threadpoolctl's limit
+        kernels.set_threads(args.threads)  # does not reach it
+    with threadpool_limits(limits=args.threads):  # BLAS (and any OpenMP runtime)
         pools = [(d["internal_api"], d["num_threads"]) for d in threadpool_info()]
+        pools.append(("gpunet host kernels", kernels.threads if kernels else 0))
         print(f"CPU: {_machine._lscpu().get('Model name', '?')}; thread pools: {pools}")
         import sklearn
 

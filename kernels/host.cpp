@@ -22,6 +22,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -36,37 +37,51 @@ static const long long kParallelMinOptimizer = 1 << 19;
 
 namespace {
 
-// Runs job(t, n) on n threads (the caller is thread 0) and returns when all are done.
-// Workers start on first use and sleep between jobs.
+// Runs job(t, nt) for t in [0, nt) and returns when all are done: on the workers
+// (the caller is thread 0), or, while another thread's job holds them, every t in
+// turn on the calling thread. Python threads call in at once (ctypes releases the
+// GIL): waiting for the pool would gain nothing, the cores are busy with the other
+// job, and each t computes the same chunk either way, so the results are the same
+// bits. Workers start on first use and sleep between jobs.
 class Pool {
   public:
+    using Job = std::function<void(int, int)>;
+
     explicit Pool(int n) : n_(n < 1 ? 1 : n), owner_(getpid()) {}
 
-    int size() const { return n_; }
+    int size() const { return n_.load(std::memory_order_relaxed); }
     pid_t owner() const { return owner_; }
 
     void resize(int n) {
+        std::lock_guard<std::mutex> busy(busy_);  // after the running job, if any
         stop();
         n_ = n < 1 ? 1 : n;
     }
 
-    void run(const std::function<void(int, int)>& job) {
-        if (n_ == 1) return job(0, 1);
-        if ((int)workers_.size() != n_ - 1) start();
+    // nt: the split the caller sized its buffers for (size() when it asked)
+    void run(int nt, const Job& job) {
+        std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+        if (nt <= 1 || !busy.owns_lock() || nt != n_) {
+            for (int t = 0; t < nt; ++t) job(t, nt);
+            return;
+        }
+        if ((int)workers_.size() != nt - 1) start();
         {
             std::lock_guard<std::mutex> lock(m_);
             job_ = &job;
-            pending_ = n_ - 1;
+            nt_ = nt;
+            pending_ = nt - 1;
             ++generation_;
         }
         wake_.notify_all();
-        job(0, n_);
+        job(0, nt);
         std::unique_lock<std::mutex> lock(m_);
         done_.wait(lock, [this] { return pending_ == 0; });
         job_ = nullptr;
     }
 
   private:
+    // start and stop run with busy_ held
     void start() {
         stop();
         std::lock_guard<std::mutex> lock(m_);
@@ -87,26 +102,30 @@ class Pool {
 
     void loop(int t, long long seen) {
         for (;;) {
-            const std::function<void(int, int)>* job;
+            const Job* job;
+            int nt;
             {
                 std::unique_lock<std::mutex> lock(m_);
                 wake_.wait(lock, [&] { return quit_ || generation_ != seen; });
                 if (quit_) return;
                 seen = generation_;
                 job = job_;
+                nt = nt_;
             }
-            (*job)(t, n_);
+            (*job)(t, nt);
             std::lock_guard<std::mutex> lock(m_);
             if (--pending_ == 0) done_.notify_one();
         }
     }
 
-    int n_;
+    std::atomic<int> n_;
     pid_t owner_;
+    std::mutex busy_;  // held by the thread whose job the workers run
     std::vector<std::thread> workers_;
-    std::mutex m_;
+    std::mutex m_;  // guards what the workers read: job_, nt_, generation_, pending_, quit_
     std::condition_variable wake_, done_;
-    const std::function<void(int, int)>* job_ = nullptr;
+    const Job* job_ = nullptr;
+    int nt_ = 1;
     long long generation_ = 0;
     int pending_ = 0;
     bool quit_ = false;
@@ -114,19 +133,26 @@ class Pool {
 
 // One pool per process. A forked child inherits the pool's memory but not its
 // threads: it gets a fresh pool, and the parent's copy is left alone (never freed,
-// since destroying it would join threads that do not exist here).
+// since destroying it would join threads that do not exist here). Threads of the
+// child may ask at once: one fresh pool wins, the others' are freed unused.
 Pool& pool() {
-    static Pool* p = new Pool(1);
-    if (p->owner() != getpid()) p = new Pool(p->size());
-    return *p;
+    static std::atomic<Pool*> current{new Pool(1)};
+    Pool* p = current.load(std::memory_order_acquire);
+    if (p->owner() == getpid()) return *p;
+    Pool* fresh = new Pool(p->size());
+    if (current.compare_exchange_strong(p, fresh, std::memory_order_acq_rel)) return *fresh;
+    delete fresh;  // never started: no threads to join
+    return *p;     // the winner's
 }
 
 // f(begin, end) over [0, n) in contiguous chunks, one per thread: static, so every
 // run splits the same way and the results are bit-for-bit repeatable
 template <typename F>
 void parallel_for(long long n, long long work, F f, long long min_work = kParallelMin) {
-    if (work < min_work || pool().size() == 1) return f(0, n);
-    pool().run([&](int t, int nt) {
+    Pool& p = pool();
+    const int threads = p.size();
+    if (work < min_work || threads == 1) return f(0, n);
+    p.run(threads, [&](int t, int nt) {
         const long long chunk = (n + nt - 1) / nt;
         const long long a = t * chunk, b = a + chunk < n ? a + chunk : n;
         if (a < b) f(a, b);
@@ -156,7 +182,8 @@ static void bias_act_impl(T* Y, T* Zk, const T* b, long long B, long long O, T a
 template <typename T, typename A>
 static void act_bwd_impl(T* dZ, const T* dY, const T* Z, const T* Y, T* db, long long B,
                          long long O, T alpha) {
-    const int nt = B * O >= kParallelMin ? pool().size() : 1;
+    Pool& p = pool();
+    const int nt = B * O >= kParallelMin ? p.size() : 1;
     // per-chunk partial bias sums, combined in chunk order: deterministic
     std::vector<T> partial(db ? (size_t)nt * O : 0, T(0));
     auto rows = [&](long long r0, long long r1, T* acc) {
@@ -173,7 +200,7 @@ static void act_bwd_impl(T* dZ, const T* dY, const T* Z, const T* Y, T* db, long
     if (nt == 1) {
         rows(0, B, db ? partial.data() : nullptr);
     } else {
-        pool().run([&](int t, int n) {
+        p.run(nt, [&](int t, int n) {
             const long long chunk = (B + n - 1) / n;
             const long long a = t * chunk, b = a + chunk < B ? a + chunk : B;
             if (a < b) rows(a, b, db ? partial.data() + (size_t)t * O : nullptr);

@@ -25,7 +25,6 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from gpunet import sklearn as gn
-from gpunet.backend import get_ops
 
 DATASETS = {
     "digits": (datasets.load_digits, "classifier"),
@@ -53,9 +52,9 @@ def score_of(library, name: str, **extra) -> float:
         reg = library.MLPRegressor(**PARAMS, early_stopping=True, **extra)
         est = TransformedTargetRegressor(reg, transformer=StandardScaler())
     pipe = make_pipeline(StandardScaler(), est)
-    # one BLAS and OpenMP thread: small matrices gain nothing from more, and shared
-    # CI cores make spinning thread pools crawl
-    get_ops("cpu")  # load the host kernels first, so the limit reaches their OpenMP
+    # one BLAS thread: small matrices gain nothing from more, and shared CI cores make
+    # spinning thread pools crawl (the host kernels' own pool runs these small layers
+    # on the calling thread)
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # both libraries warn alike when max_iter is hit
         pipe.fit(X_train, y_train)

@@ -1,5 +1,7 @@
-"""The host build of ``kernels/``: compiled once with the system C++ compiler and
-OpenMP, cached on disk, called through ctypes by ``NumpyOps``.
+"""The host build of ``kernels/``: ``host.cpp`` compiled once with the system C++
+compiler, cached on disk, called through ctypes by ``NumpyOps``. Its loops run on
+a thread pool of its own (``set_num_threads``), safe to call from several Python
+threads at once.
 
 Nothing here is required: without a compiler (or with ``GPUNET_HOST_KERNELS=0``)
 ``load()`` returns None and NumPy does the same work, with the same results to

@@ -12,8 +12,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import stat
 import sys
 import time
+import traceback
 from types import ModuleType
 from typing import Any
 
@@ -37,6 +39,7 @@ def mpi() -> ModuleType:
 
 
 _abort_comm: Any = None
+DRAIN_SECONDS = 5.0  # longest wait for the launcher to read our last words before the abort
 
 
 def install_abort_hook(comm: Any) -> None:
@@ -45,23 +48,75 @@ def install_abort_hook(comm: Any) -> None:
     Python would otherwise exit into ``MPI_Finalize`` and wait there for ranks
     that are themselves waiting in a collective for it: a deadlock (mpi4py's
     docs warn of it). Abort ends every rank of the job with a non-zero status,
-    after this rank's traceback is printed.
+    after this rank's traceback is printed and read by the launcher.
     """
     global _abort_comm
     if _abort_comm is None:
         previous = sys.excepthook
 
         def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-            previous(kind, value, tb)
             rank = _abort_comm.Get_rank()
-            print(f"gpunet.distributed: rank {rank} failed ({kind.__name__}); aborting "
-                  "every rank", file=sys.stderr)  # fmt: skip
-            sys.stdout.flush()
-            sys.stderr.flush()
-            _abort_comm.Abort(1)
+            last = (
+                f"gpunet.distributed: rank {rank} failed ({kind.__name__}); aborting every rank\n"
+            )
+            if previous is sys.__excepthook__:  # the traceback and the verdict in one write
+                say("".join(traceback.format_exception(kind, value, tb)) + last)
+            else:  # someone's own hook (IPython, a logger): theirs first
+                previous(kind, value, tb)
+                say(last)
+            abort(_abort_comm)
 
         sys.excepthook = hook
     _abort_comm = comm
+
+
+def say(text: str) -> None:
+    """Write ``text`` to stderr now: one unbuffered write after whatever Python buffered."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):  # closed or replaced streams
+            pass
+    data = text.encode(errors="backslashreplace")
+    try:
+        while data:
+            data = data[os.write(2, data) :]
+    except OSError:  # no stderr at all: nothing to tell
+        pass
+
+
+def abort(comm: Any) -> None:
+    """``MPI_Abort`` once the launcher has read what this rank wrote.
+
+    The launcher forwards each rank's output through a pipe and tears the job
+    down when it handles the abort; a launcher slow to run (a loaded machine)
+    finds both waiting and may handle the abort first: the traceback, still in
+    the pipe, would be lost, and the user left with a bare nonzero exit.
+    """
+    wait_for_readers((1, 2), DRAIN_SECONDS)
+    time.sleep(0.05)  # and a moment to pass it on
+    comm.Abort(1)
+
+
+def wait_for_readers(fds: tuple[int, ...], seconds: float) -> None:
+    """Until each pipe among ``fds`` is empty (its reader took it all) or ``seconds`` pass."""
+    try:
+        import fcntl
+        import termios
+    except ImportError:  # not POSIX
+        return
+    deadline = time.monotonic() + seconds
+    for fd in fds:
+        try:
+            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                continue  # a file or terminal takes the bytes at once
+            while time.monotonic() < deadline:
+                queued = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+                if int.from_bytes(queued, sys.byteorder) == 0:
+                    break
+                time.sleep(0.002)
+        except OSError:
+            continue
 
 
 def resolve_timeout(timeout: float | None) -> float:
@@ -97,9 +152,9 @@ class Comm:
 
     def fail(self, message: str) -> None:
         """Report ``message``, end every rank (when aborting), else raise."""
-        print(f"gpunet.distributed: {message}", file=sys.stderr, flush=True)
+        say(f"gpunet.distributed: {message}\n")
         if self.abort:
-            self.comm.Abort(1)
+            abort(self.comm)
         raise DistributedError(message)
 
     # -- array collectives (in place) ---------------------------------------------------

@@ -6,8 +6,15 @@ killed and the test fails, so "no deadlock" is checked, not hoped for.
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+import time
+
 import numpy as np
 import pytest
+
+from gpunet.distributed import _mpi
 
 BOUND = 60.0  # seconds from launch to every rank gone
 WATCHDOG = {"FAULT_TIMEOUT": "10"}  # seconds a rank waits in a collective, once training runs
@@ -33,6 +40,63 @@ def test_exception_on_one_rank_ends_every_rank(mpi_launch, tmp_path):
     assert "ValueError: injected failure on rank 0 at step 3" in job.output
     assert "rank 0 failed (ValueError); aborting every rank" in job.output
     assert "done" not in job.output
+
+
+def unread(fd: int) -> int:
+    """Bytes written to the pipe ``fd`` that its reader has not taken yet."""
+    import fcntl
+    import termios
+
+    return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"), sys.byteorder)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
+def test_the_abort_waits_until_the_launcher_has_read_the_traceback(monkeypatch):
+    """The launcher reads each rank's stderr from a pipe and tears the job down on
+    the abort; on a loaded machine it may find both at once and handle the abort
+    first. The traceback must have left the pipe before ``MPI_Abort`` is called."""
+    r, w = os.pipe()
+    seen: dict[str, int] = {}
+
+    class Comm:  # the two calls the hook makes
+        def Get_rank(self) -> int:
+            return 0
+
+        def Abort(self, code: int) -> None:
+            seen.update(code=code, unread=unread(w))
+
+    chunks: list[bytes] = []
+
+    def launcher() -> None:  # slow to get the CPU
+        time.sleep(0.3)
+        while data := os.read(r, 1 << 16):
+            chunks.append(data)
+
+    reader = threading.Thread(target=launcher, daemon=True)
+    reader.start()
+    monkeypatch.setattr(sys, "excepthook", sys.__excepthook__)
+    monkeypatch.setattr(_mpi, "_abort_comm", None)
+    # Python's stderr on a pipe, as a rank has it (pytest's capture would hide it)
+    monkeypatch.setattr(sys, "stderr", open(w, "w", buffering=1, closefd=False))
+    stderr = os.dup(2)
+    try:
+        os.dup2(w, 2)
+        _mpi.install_abort_hook(Comm())
+        try:
+            raise ValueError("injected failure")
+        except ValueError as exc:
+            sys.excepthook(ValueError, exc, exc.__traceback__)
+    finally:
+        os.dup2(stderr, 2)
+        os.close(stderr)
+        os.close(w)
+    reader.join(10)
+    os.close(r)
+    out = b"".join(chunks).decode()
+    assert seen == {"code": 1, "unread": 0}, out
+    assert out.startswith("Traceback (most recent call last):"), out
+    last = "gpunet.distributed: rank 0 failed (ValueError); aborting every rank\n"
+    assert out.endswith("ValueError: injected failure\n" + last), out
 
 
 def test_hung_rank_ends_the_job_by_the_watchdog(mpi_launch, tmp_path):
