@@ -24,11 +24,11 @@ from gpunet import random as grandom
 from gpunet.autograd import Tensor
 from gpunet.backend import get_ops
 from gpunet.errors import InputValidationError, InvalidParameterError
-from gpunet.layers import Activation, BatchNormalization
+from gpunet.layers import Activation, BatchNormalization, spec
 from gpunet.layers import Dropout as _Dropout
 from gpunet.layers import Flatten as _Flatten
 from gpunet.layers import LayerNormalization as _LayerNorm
-from gpunet.layers.base import Layer
+from gpunet.layers.base import Layer, add_grad
 from gpunet.layers.base import Parameter as _Parameter
 from gpunet.models import Model
 from gpunet.models import Sequential as _Sequential
@@ -226,9 +226,12 @@ class ModuleDict(TorchModule, Layer):
         return list(zip(self._keys, self._layers, strict=True))
 
 
+@spec.register
 class Linear(TorchModule, Layer):
     """``y = x @ weight.T + bias`` with ``weight`` of shape ``(out, in)`` and
     PyTorch's initialization, ``U(-1/sqrt(in), 1/sqrt(in))`` for both weights."""
+
+    CONFIG = {"in_features": spec.Int(0), "out_features": spec.Int(0), "bias": spec.Bool()}
 
     def __init__(
         self,
@@ -237,8 +240,9 @@ class Linear(TorchModule, Layer):
         bias: bool = True,
         device: Any = None,
         dtype: Any = None,
+        **kwargs: Any,  # name=, trainable=: what a saved config also holds
     ) -> None:
-        super().__init__(dtype=None if dtype is None else np.dtype(dtype).name)
+        super().__init__(dtype=None if dtype is None else np.dtype(dtype).name, **kwargs)
         for what, n in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(n, bool) or not isinstance(n, int) or n < 0:
                 raise InvalidParameterError(f"Linear {what} must be an int >= 0, got {n!r}")
@@ -272,10 +276,47 @@ class Linear(TorchModule, Layer):
                 f"(*, {self.in_features}), got {shape}"
             )
 
-    def call(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight, self.bias)
+    def forward(self, x: Any) -> Any:
+        return self(x)
 
-    forward = call
+    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Any]:
+        """``X @ weight.T + bias`` on arrays (the layer protocol: the graph and the
+        graph-free step both run it)."""
+        xp, W, b = ops.xp, self.weight, self.bias
+        lead = None
+        if X.ndim != 2:
+            lead = tuple(X.shape[:-1])
+            X = xp.reshape(X, (-1, X.shape[-1]))
+        Wd = W.data
+        Y = ops.gemm(X, Wd, trans2=True)
+        if b is not None:
+            Y = Y + b.data
+
+        def backprop(dY: Any, need_dX: bool) -> Any:
+            if lead is not None:
+                dY = xp.reshape(dY, (-1, dY.shape[-1]))
+            add_grad(W, ops.gemm(dY, X, trans1=True))
+            if b is not None and b.requires_grad:
+                add_grad(b, xp.sum(dY, axis=0))
+            if not need_dX:
+                return None
+            dX = ops.gemm(dY, Wd)
+            return dX if lead is None else xp.reshape(dX, (*lead, dX.shape[-1]))
+
+        return (Y if lead is None else xp.reshape(Y, (*lead, self.out_features))), backprop
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "in_features": self.in_features,
+                "out_features": self.out_features, "bias": self.bias is not None}  # fmt: skip
+
+    def weight_specs(self, input_shape: Any) -> list[spec.WeightSpec]:
+        specs = [spec.WeightSpec("weight", (self.out_features, self.in_features))]
+        if self.bias is not None:
+            specs.append(spec.WeightSpec("bias", (self.out_features,)))
+        return specs
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return (*input_shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         bias = self.bias is not None
