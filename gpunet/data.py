@@ -20,6 +20,17 @@ def as_float_array(
         InputValidationError: for strings, complex numbers, NaN/inf (or values too
             large for ``dtype``), empty arrays and the wrong number of dimensions.
     """
+    if (  # the common case, a float ndarray of the dtype already: only what can fail
+        type(X) is np.ndarray
+        and X.dtype.kind == "f"
+        and X.dtype == dtype
+        and (ndim is None or X.ndim == ndim)
+        and X.ndim >= 1
+        and X.shape[0] > 0
+        and (X.ndim != 2 or X.shape[1] > 0)
+    ):
+        check_finite(X, name)
+        return X
     if hasattr(X, "__cuda_array_interface__") or (
         hasattr(X, "__dlpack_device__") and not isinstance(X, np.ndarray)
     ):

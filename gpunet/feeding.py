@@ -107,7 +107,7 @@ class DataMixin:
                 )
             )
         if getattr(loss, "name", "") in ("binary_crossentropy", "categorical_crossentropy"):
-            if np.any((arr < 0) | (arr > 1)):
+            if ((arr < 0) | (arr > 1)).any():
                 raise InputValidationError(
                     f"{loss.name}: y must hold probabilities in [0, 1], got values in "
                     f"[{arr.min():g}, {arr.max():g}]"

@@ -434,7 +434,10 @@ class TrainingMixin(InferenceMixin):
         self._build_optimizer()
         self._reset_metrics()
         Wd = None if W is None else ops.asarray(W, dtype=self.output_dtype)
-        b = next(self._batches(ops.asarray(X), ops.asarray(Y), Wd, len(X)))
+        n = len(X)
+        start, stop = self.strategy.local_rows(0, n)  # one global batch: this rank's rows
+        Xd, Yd = ops.asarray(X[start:stop]), ops.asarray(Y[start:stop])
+        b = Batch(Xd, Yd, None if Wd is None else Wd[start:stop], stop - start, n)
         self._check_penalties()
         self._train_step(b)
         return self._result(return_dict)

@@ -30,8 +30,8 @@ def data(n=96, d=6, seed=0):
 
 
 def make_model(device, d=6, batchnorm=True):
-    """With batch norm ``fit`` trains through the autograd graph; without it, a plain
-    Dense/Dropout stack takes the graph-free step: both must hold on the device."""
+    """A stack with batch norm and dropout (``fit`` runs it on the graph-free step;
+    ``use_fastpath = False`` forces the autograd graph): both must hold on the device."""
     gn.utils.set_random_seed(3)
     layers = [
         gn.layers.Dense(16, activation="relu", input_shape=(d,)),
@@ -266,3 +266,27 @@ def test_a_nonfinite_loss_keeps_the_last_finite_weights_on_every_device(device):
     good.fit(X[:16], y[:16], epochs=1, batch_size=8, shuffle=False, verbose=0)
     for a, b in zip(bad.get_weights(), good.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_two_simulated_devices_in_one_process_never_mix():
+    """Devices come from a registry of name patterns; "sim" and "sim:1" are two
+    devices (as cuda:0 and cuda:1 would be), each model's work stays on its own."""
+    first, second = gn.get_ops("sim"), gn.get_ops("sim:1")
+    assert first is not second and first.sim_device != second.sim_device
+    assert (first.device, second.device) == ("sim", "sim:1")
+    X, y = data()
+    models = [make_model(d) for d in ("cpu", "sim", "sim:1")]
+    for m in models:
+        m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    for _ in range(2):  # interleaved: neither model's state leaks into the other's
+        for m in models:
+            gn.utils.set_random_seed(5)
+            m.fit(X, y, epochs=1, batch_size=16, verbose=0)
+    cpu, a, b = (m.get_weights() for m in models)
+    for wa, wb, wc in zip(a, b, cpu, strict=True):
+        np.testing.assert_array_equal(wa, wb)
+        np.testing.assert_allclose(wa, wc, rtol=1e-5, atol=1e-6)
+    with pytest.raises(DeviceError, match="different devices"):
+        gn.tensor(X, device="sim") + gn.tensor(X, device="sim:1")
+    with pytest.raises(DeviceError, match="unknown device"):
+        gn.get_ops("sim:2")

@@ -14,6 +14,9 @@ host reads, a seeded CuPy generator, pinned streaming and out-of-memory handling
 
 from __future__ import annotations
 
+import functools
+import inspect
+import types
 from numbers import Real
 from typing import Any
 
@@ -184,6 +187,29 @@ def _same_shape(*arrays: Array | None) -> bool:
     return len({tuple(a.shape) for a in arrays if a is not None}) == 1
 
 
+def _on_own_device(cls: type) -> type:
+    """Class decorator: every public method runs with the backend's own GPU current.
+
+    CuPy launches on the *current* device; without this, two models on ``cuda:0`` and
+    ``cuda:1`` in one process would launch each other's work on whichever was current.
+    """
+    for name in dir(cls):
+        fn = inspect.getattr_static(cls, name)
+        if name.startswith("__") or not isinstance(fn, types.FunctionType):
+            continue
+
+        def run(self: Any, *args: Any, _fn: Any = fn, **kwargs: Any) -> Any:
+            dev = self.__dict__.get("_dev")  # None while __init__ is still running
+            if dev is None:
+                return _fn(self, *args, **kwargs)
+            with dev:
+                return _fn(self, *args, **kwargs)
+
+        setattr(cls, name, functools.wraps(fn)(run))
+    return cls
+
+
+@_on_own_device
 class CupyOps(FusedOps):
     """The backend of CUDA device ``index`` (``"cuda:N"``).
 

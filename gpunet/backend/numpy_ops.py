@@ -135,7 +135,8 @@ class NumpyOps(Ops):
         act = None if small else _act_code(activation, kw)
         suffix = None if act is None else _fast(dY, X, W, Y, Z, dW_out, db_out)
         if act is None or suffix is None:
-            if activation != "relu" or kw or dY.ndim != 2 or (dW_out is None and db_out is None):
+            small_ok = activation in ("relu", "linear") and not kw and dY.ndim == 2
+            if not small_ok or (dW_out is None and db_out is None):
                 return super().backprop_dense(
                     dY,
                     X,
@@ -149,7 +150,8 @@ class NumpyOps(Ops):
                     db_out=db_out,
                     **kw,
                 )
-            dZ = dY * (Y > 0)  # as the reference relu backward, without its cast
+            # as the reference backward (linear: dY itself), without its wrappers and cast
+            dZ = dY if activation == "linear" else dY * (Y > 0)
             db = np.add.reduce(dZ, axis=0, out=db_out) if need_db else None
             dW = np.matmul(X.T, dZ, out=dW_out)
             return (np.matmul(dZ, W.T) if need_dX else None), dW, db

@@ -40,7 +40,9 @@ from gpunet.errors import DeviceError
 
 Array = Any
 SIM_DEVICE = "no_float64"
+SECOND_SIM_DEVICE = "device1"  # "sim:1": a second device, to catch arrays of two mixed
 _READS = ("__bool__", "__float__", "__int__", "__index__")
+_GUARDED: set[Any] = set()  # the simulated devices whose implicit reads raise
 
 
 class StrictOps(Ops):
@@ -52,8 +54,11 @@ class StrictOps(Ops):
     reads_are_free = False
     accum_dtype = "float32"  # no float64 on this device
 
-    def __init__(self, memory_limit: int | None = None) -> None:
+    def __init__(self, memory_limit: int | None = None, index: int = 0) -> None:
         super().__init__()
+        if index not in (0, 1):
+            raise DeviceError(f"the simulated devices are 'sim' and 'sim:1', not 'sim:{index}'")
+        self.device = "sim" if index == 0 else "sim:1"
         try:
             import array_api_strict
         except ImportError:
@@ -61,7 +66,7 @@ class StrictOps(Ops):
                 "the simulated device 'sim' needs array-api-strict: pip install array-api-strict"
             ) from None
         self.xp = array_api_strict
-        self.sim_device = array_api_strict.Device(SIM_DEVICE)
+        self.sim_device = array_api_strict.Device(SIM_DEVICE if index == 0 else SECOND_SIM_DEVICE)
         self.device_kw = {"device": self.sim_device}
         self.memory_limit = memory_limit
         self.uploads = 0  # host->device transfers
@@ -116,13 +121,14 @@ class StrictOps(Ops):
 
 
 def _forbid_implicit_reads(array_type: type, device: Any) -> None:
+    _GUARDED.add(device)
     for name in _READS:
         original = getattr(array_type, name)
         if getattr(original, "_gpunet_guard", False):
             continue
 
         def guard(self: Any, *, _name: str = name, _original: Any = original) -> Any:
-            if self.device == device:
+            if self.device in _GUARDED:
                 raise DeviceError(
                     f"implicit device->host read ({_name}) of an array on the simulated "
                     "device: on a GPU this is a hidden synchronisation; read explicitly "
