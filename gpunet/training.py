@@ -17,6 +17,7 @@ from gpunet import callbacks as cbks
 from gpunet import functional as F
 from gpunet import losses as losses_mod
 from gpunet import metrics as metrics_mod
+from gpunet import multi_io
 from gpunet import optimizers as optimizers_mod
 from gpunet import random as grandom
 from gpunet.autograd import Tensor, no_grad
@@ -90,10 +91,16 @@ class TrainingMixin(InferenceMixin):
         if kwargs:
             raise InvalidParameterError(f"compile got unknown arguments: {sorted(kwargs)}")
         self.optimizer = optimizers_mod.get(optimizer)
-        self.compiled_loss = losses_mod.get(loss)
         self._plan_key = None
-        self._metric_specs = list(metrics or [])
-        self.compiled_metrics = [metrics_mod.get(m, self.compiled_loss) for m in self._metric_specs]
+        if multi_io.several(self, "outputs"):  # a loss, and metrics, per output
+            multi = self.compiled_loss = multi_io.MultiLoss(self, loss, loss_weights, metrics)
+            self._metric_specs, self.compiled_metrics = multi.metric_specs, multi.all_metrics
+        else:
+            self.compiled_loss = losses_mod.get(multi_io.one_loss(self, loss))
+            self._metric_specs = list(multi_io.single(self, metrics, "outputs") or [])
+            self.compiled_metrics = [
+                metrics_mod.get(m, self.compiled_loss) for m in self._metric_specs
+            ]
         self._loss_tracker = metrics_mod.Mean(name="loss")
         self.strategy = strategy if strategy is not None else LocalStrategy()
         self.build_from_input_shape()  # Keras: a model with input_shape is built by now
@@ -110,24 +117,18 @@ class TrainingMixin(InferenceMixin):
         return 1.0 / b.denom if b.sw is None else b.sw * (1.0 / b.denom)
 
     def _loss(self, b: Batch, y_pred: Tensor) -> Tensor:
-        scale = self._scale(b)
         loss = self.compiled_loss
-        if isinstance(loss, losses_mod._FunctionLoss) or loss.reduction != "sum_over_batch_size":
-            own = loss(
-                Tensor(b.y, self.ops), y_pred, None if b.sw is None else Tensor(b.sw, self.ops)
-            )
-            if b.n != b.denom and loss.reduction == "sum_over_batch_size":
-                own = own * (b.n / b.denom)  # a shard's mean, weighed by its share of the batch
-            return own
-        # b.y was validated and shaped for this loss once per fit (DataMixin._targets)
-        out: Tensor = loss.compute(y_pred, b.y, scale)
-        return out
+        if isinstance(loss, multi_io.MultiLoss):
+            return loss(self, b, y_pred)
+        return multi_io.loss_value(loss, b, b.y, y_pred, self._scale(b), self.ops)
 
     def _track(self, b: Batch, y_pred: Tensor, loss: Tensor) -> None:
         value = loss.detach()
         if b.n != b.denom:  # a shard's loss is its share of the global batch mean
             value = value * (b.denom / max(b.n, 1))
         self._loss_tracker.update_state(value, weight=float(b.n))
+        if isinstance(self.compiled_loss, multi_io.MultiLoss):
+            return self.compiled_loss.track(b, y_pred, self.ops)
         for m in self.compiled_metrics:
             m.update_state(Tensor(b.y, self.ops), y_pred.detach(), b.sw)
 
@@ -140,7 +141,7 @@ class TrainingMixin(InferenceMixin):
             loss = Tensor(value, self.ops)
             y_pred = Tensor(P, self.ops) if P is not None else loss
             return self._finish_step(b, y_pred, loss, loss, on_nan, where, backward=False)
-        y_pred = self(Tensor(b.x, self.ops), training=True)
+        y_pred = self(multi_io.tensors(b.x, self.ops), training=True)
         loss = self._loss(b, y_pred)
         total = loss
         if self._penalties:
@@ -206,7 +207,7 @@ class TrainingMixin(InferenceMixin):
         base.call_hooks.append(probe)
         try:
             with no_grad():
-                self(Tensor(b.x, self.ops), training=True)
+                self(multi_io.tensors(b.x, self.ops), training=True)
         finally:
             base.call_hooks.remove(probe)
         if found:
@@ -223,8 +224,10 @@ class TrainingMixin(InferenceMixin):
 
     def _read_local_metrics(self, prefix: str = "") -> dict[str, float]:
         logs = {prefix + "loss": self._loss_tracker.result()}
-        for m in self.compiled_metrics:
-            logs[prefix + m.name] = m.result()
+        names = getattr(self.compiled_loss, "log_names", None)
+        for name, m in zip(names or [m.name for m in self.compiled_metrics],
+                           self.compiled_metrics, strict=True):  # fmt: skip
+            logs[prefix + name] = m.result()
         return logs
 
     def _build_optimizer(self) -> None:
@@ -342,17 +345,18 @@ class TrainingMixin(InferenceMixin):
         """The training rows and the held-out ``(X, Y, W)`` of ``validation_split``."""
         if not fraction:
             return X, Y, W, None
+        each, n = multi_io.each, multi_io.rows(X)
         if shuffle:
-            perm = grandom.generator("shuffle").permutation(len(X))
-            X, Y, W = X[perm], Y[perm], (None if W is None else W[perm])
-        cut = int(len(X) * (1.0 - fraction))
-        if cut == 0 or cut == len(X):
+            perm = grandom.generator("shuffle").permutation(n)
+            X, Y, W = (None if A is None else each(A, lambda a: a[perm]) for A in (X, Y, W))
+        cut = int(n * (1.0 - fraction))
+        if cut == 0 or cut == n:
             raise InputValidationError(
                 f"validation_split={fraction} leaves no training or no validation "
-                f"samples out of {len(X)}"
+                f"samples out of {n}"
             )
-        held = (X[cut:], Y[cut:], None if W is None else W[cut:])
-        return X[:cut], Y[:cut], (None if W is None else W[:cut]), held
+        held = tuple(None if A is None else each(A, lambda a: a[cut:]) for A in (X, Y, W))
+        return (*(None if A is None else each(A, lambda a: a[:cut]) for A in (X, Y, W)), held)
 
     def _fit_loop(self, train: Epochs, val: Epochs | None, epochs: int, verbose: int,
                   callbacks: Any, initial_epoch: int, validation_freq: int,
@@ -434,7 +438,8 @@ class TrainingMixin(InferenceMixin):
         self._build_optimizer()
         self._reset_metrics()
         Wd = None if W is None else ops.asarray(W, dtype=self.output_dtype)
-        b = next(self._batches(ops.asarray(X), ops.asarray(Y), Wd, len(X)))
+        X, Y = multi_io.each(X, ops.asarray), multi_io.each(Y, ops.asarray)
+        b = next(self._batches(X, Y, Wd, multi_io.rows(X)))
         self._check_penalties()
         self._train_step(b)
         return self._result(return_dict)
