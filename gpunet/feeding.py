@@ -172,21 +172,33 @@ class DataMixin:
         """Batches of ``X, Y, W``; ``order`` is a host permutation of the rows, moved
         to the device once so the gathers happen there (unless the data streams)."""
         ops = self.ops
-        n = multi_io.rows(X)
+        n, several = multi_io.rows(X), isinstance(X, list) or isinstance(Y, list)
         stream = isinstance(multi_io.flatten(X)[0], HostData)
         if order is not None and not stream and isinstance(order, np.ndarray):
             order = ops.asarray(order)
         for g_start in range(0, n, batch_size):
             g_stop = min(g_start + batch_size, n)
             start, stop = self.strategy.local_rows(g_start, g_stop) if shard else (g_start, g_stop)
-            if stream:  # gather the rows on the host, upload only them
+            if several:  # lists of arrays: the same rows of each
+                if stream:
+                    rows = slice(start, stop) if order is None else order[start:stop]
+                    take: Any = _Rows(ops.upload_rows, rows, host=True)
+                else:
+                    take = _Rows(*((None, slice(start, stop)) if order is None else
+                                   (ops.take_rows, order[start:stop])))  # fmt: skip
+                xb, yb, wb = (None if A is None else multi_io.each(A, take) for A in (X, Y, W))
+            elif stream:  # gather the rows on the host, upload only them
                 rows = slice(start, stop) if order is None else order[start:stop]
-                take: Any = _Rows(ops.upload_rows, rows, host=True)
+                xb, yb, wb = (None if A is None else ops.upload_rows(A.array, rows)
+                              for A in (X, Y, W))  # fmt: skip
             elif order is None:
-                take = _Rows(None, slice(start, stop))
+                pick: Any = slice(start, stop)
+                xb, yb = X[pick, ...], (None if Y is None else Y[pick, ...])
+                wb = None if W is None else W[pick]
             else:
-                take = _Rows(ops.take_rows, order[start:stop])
-            xb, yb, wb = (None if A is None else multi_io.each(A, take) for A in (X, Y, W))
+                idx = order[start:stop]
+                xb, yb = ops.take_rows(X, idx), (None if Y is None else ops.take_rows(Y, idx))
+                wb = None if W is None else ops.take_rows(W, idx)
             yield Batch(xb, yb, wb, stop - start, g_stop - g_start)
 
     # -- reading the device ----------------------------------------------------------

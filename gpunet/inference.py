@@ -66,7 +66,7 @@ class InferenceMixin(DataMixin):
             for step, b in enumerate(batches):
                 if hooks:
                     cbs.hook("on_test_batch_begin", step)
-                y_pred = self(multi_io.tensors(b.x, self.ops), training=False)
+                y_pred = multi_io.forward(self, b.x, training=False)
                 self._track(b, y_pred, self._loss(b, y_pred))
                 if hooks:
                     cbs.hook("on_test_batch_end", step, cbks.LazyLogs(self._read_local_metrics))
@@ -139,17 +139,16 @@ class InferenceMixin(DataMixin):
                 if fast is not None:  # the same ops as model(x), without a graph
                     outs.append(fast.predict(b.x))
                 else:
-                    outs.append(
-                        multi_io.arrays_of(self(multi_io.tensors(b.x, ops), training=False))
-                    )
+                    outs.append(multi_io.arrays_of(multi_io.forward(self, b.x, training=False)))
                 if hooks:
                     cbs.hook("on_predict_batch_end", step, _outputs(ops, outs[-1]))
         if cbs is not None:
             cbs.hook("on_predict_end")
         if not outs:
             raise InputValidationError("predict: the data source yielded no batch")
-        if isinstance(outs[0], list):  # one array per output
-            return [_joined(ops, [o[i] for o in outs]) for i in range(len(outs[0]))]
+        if isinstance(outs[0], list):  # one array per output, in the outputs' structure
+            joined = [_joined(ops, [o[i] for o in outs]) for i in range(len(outs[0]))]
+            return multi_io.structured(self, joined)
         return _joined(ops, outs)
 
     def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,

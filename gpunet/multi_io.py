@@ -55,6 +55,22 @@ def tensors(X: Any, ops: Any) -> Any:
     return [Tensor(A, ops) for A in X] if isinstance(X, list) else Tensor(X, ops)
 
 
+def forward(model: Any, X: Any, training: bool) -> Any:
+    """``model`` on device data ``X``: one output as a tensor (``outputs=[y]`` too, as
+    Keras fits it), several as they come (a list, or a dict)."""
+    out = model(tensors(X, model.ops), training=training)
+    if isinstance(out, list) and len(out) == 1 and not several(model, "outputs"):
+        return out[0]
+    return out
+
+
+def structured(model: Any, arrays: list[Any]) -> Any:
+    """Per-output ``arrays`` as a dict by output name when the model's outputs are one."""
+    if isinstance(getattr(model, "_outputs_struct", None), dict):
+        return dict(zip(names(model, "outputs"), arrays, strict=True))
+    return arrays
+
+
 def arrays_of(out: Any) -> Any:
     """The device arrays of a model's output: one, or a list in output order."""
     return out.data if isinstance(out, Tensor) else [t.data for t in flatten(out)]

@@ -141,7 +141,7 @@ class TrainingMixin(InferenceMixin):
             loss = Tensor(value, self.ops)
             y_pred = Tensor(P, self.ops) if P is not None else loss
             return self._finish_step(b, y_pred, loss, loss, on_nan, where, backward=False)
-        y_pred = self(multi_io.tensors(b.x, self.ops), training=True)
+        y_pred = multi_io.forward(self, b.x, training=True)
         loss = self._loss(b, y_pred)
         total = loss
         if self._penalties:
@@ -207,7 +207,7 @@ class TrainingMixin(InferenceMixin):
         base.call_hooks.append(probe)
         try:
             with no_grad():
-                self(multi_io.tensors(b.x, self.ops), training=True)
+                multi_io.forward(self, b.x, training=True)
         finally:
             base.call_hooks.remove(probe)
         if found:

@@ -319,3 +319,17 @@ def test_hostile_compile_sections_are_rejected(tmp_path, edit, match):
     bad = _container.pack(json.loads(json.dumps(doc)), tensors)
     with pytest.raises(ModelFileError, match=match):
         gn.models.load_model(bad)
+
+
+def test_outputs_as_a_list_of_one_or_a_dict_fit_as_keras_names_them():
+    a, b = gn.Input(shape=(4,), name="a"), gn.Input(shape=(3,), name="b")
+    listed = gn.Model(a, [gn.layers.Dense(2, name="o")(a)])
+    listed.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    assert set(listed.fit(XA, np.zeros((N, 2)), verbose=0).history) == {"loss", "mae"}
+    assert listed.predict(XA).shape == (N, 2)  # Keras unwraps outputs=[y] as well
+    named = gn.Model({"x": a, "z": b}, {"p": gn.layers.Dense(1)(a), "q": gn.layers.Dense(1)(b)})
+    named.compile(optimizer="sgd", loss={"p": "mse", "q": "mae"})
+    history = named.fit({"x": XA, "z": XB}, {"q": Y_PRICE, "p": Y_PRICE}, verbose=0).history
+    assert set(history) == {"loss", "p_loss", "q_loss"}  # the dicts' keys name them
+    pred = named.predict({"x": XA, "z": XB})
+    assert set(pred) == {"p", "q"} and pred["q"].shape == (N, 1)
