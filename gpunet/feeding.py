@@ -156,11 +156,15 @@ class DataMixin:
         Y = self._targets(y, self._n_outputs)
         return X, Y, self._weights(Y, len(X), sample_weight, class_weight)
 
+    def _weights_on(self, xp: Any) -> Any:
+        """Sample weights as arrays of the output dtype, by ``xp.asarray`` (NumPy's or ops')."""
+        return lambda W: xp.asarray(W, dtype=self.output_dtype)
+
     def _to_device(self, X: np.ndarray, Y: Any = None, W: Any = None) -> tuple[Any, Any, Any]:
         """``X, Y, W`` on the device when they fit in its free memory (copied once),
         else wrapped as ``HostData`` for ``_batches`` to stream batch by batch."""
         ops = self.ops
-        arrays = [X, Y, None if W is None else np.asarray(W, dtype=self.output_dtype)]
+        arrays = [X, Y, None if W is None else multi_io.each(W, self._weights_on(np))]
         put = ops.asarray
         if not ops.fits_in_memory(sum(A.nbytes for A in multi_io.flatten(arrays) if A is not None)):
             put = HostData

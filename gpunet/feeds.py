@@ -159,7 +159,7 @@ class StreamFeed:
             if self.mode == "predict":
                 yield Batch(multi_io.each(X, ops.asarray), None, None, multi_io.rows(X))
                 continue
-            Wd = None if W is None else ops.asarray(W, dtype=self.model.output_dtype)
+            Wd = None if W is None else multi_io.each(W, self.model._weights_on(ops))
             X, Y = multi_io.each(X, ops.asarray), multi_io.each(Y, ops.asarray)
             # each process takes its rows of every batch (all iterate the same source)
             yield from self.model._batches(X, Y, Wd, multi_io.rows(X))

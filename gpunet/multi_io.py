@@ -197,13 +197,6 @@ def prepare(model: Any, x: Any, y: Any, sample_weight: Any, class_weight: Any) -
             by_position(model, y, "outputs", "y"), _widths(model, X), loss.losses,
             loss.names, strict=True)]  # fmt: skip
         what = [f"output {k!r}" for k in loss.names]
-        if isinstance(sample_weight, dict) or (
-            isinstance(sample_weight, (list, tuple)) and any(np.ndim(w) for w in sample_weight)
-        ):
-            raise InvalidParameterError(
-                "sample_weight per output is not supported: pass one array of one weight "
-                "per sample, applied to every output"
-            )
     counts = [(f"input {t.name!r}", len(A)) for t, A in zip(model.inputs, X, strict=True)]
     counts += [(w, len(A)) for w, A in zip(what, Ys, strict=True)]
     if len({n for _, n in counts}) > 1:
@@ -212,6 +205,11 @@ def prepare(model: Any, x: Any, y: Any, sample_weight: Any, class_weight: Any) -
             + ", ".join(f"{w}: {n}" for w, n in counts)
         )
     n = counts[0][1]
+    if isinstance(sample_weight, dict) or (  # one array per output (not one number per row)
+        isinstance(sample_weight, (list, tuple)) and any(np.ndim(w) for w in sample_weight)
+    ):
+        per = by_position(model, sample_weight, "outputs", "sample_weight")
+        return X, Y, [np.ones(n) if w is None else data.as_sample_weight(w, n) for w in per]
     return X, Y, model._weights(Ys[0], n, sample_weight, class_weight)
 
 
@@ -289,12 +287,13 @@ class MultiLoss:
         self.name = "+".join(fn.name for fn in self.losses)
 
     def __call__(self, model: Any, b: Any, y_pred: Any) -> Tensor:
-        scale = model._scale(b)
+        weights = b.sw if isinstance(b.sw, list) else [b.sw] * len(self.losses)
         self.values = []
         total: Any = None
-        for fn, w, T, P in zip(self.losses, self.loss_weights, b.y, flatten(y_pred),
-                               strict=True):  # fmt: skip
-            value = loss_value(fn, b, T, P, scale, model.ops)
+        for fn, w, T, P, sw in zip(self.losses, self.loss_weights, b.y, flatten(y_pred), weights,
+                                   strict=True):  # fmt: skip
+            scale = 1.0 / b.denom if sw is None else sw * (1.0 / b.denom)
+            value = loss_value(fn, b, T, P, scale, model.ops, sw)
             self.values.append(value.detach())
             value = value if w == 1.0 else F.mul(value, w)
             total = value if total is None else F.add(total, value)
@@ -311,11 +310,13 @@ class MultiLoss:
                 m.update_state(Tensor(T, ops), P.detach())
 
 
-def loss_value(loss: Any, b: Any, T: Any, y_pred: Tensor, scale: Any, ops: Any) -> Tensor:
+def loss_value(loss: Any, b: Any, T: Any, y_pred: Tensor, scale: Any, ops: Any,
+               sw: Any) -> Tensor:  # fmt: skip
     """One loss on one batch: ``sum_i scale_i * L_i`` for targets ``T`` (validated and
-    shaped for this loss once per fit, by ``DataMixin._targets``)."""
+    shaped for this loss once per fit, by ``DataMixin._targets``), ``sw`` its sample
+    weights (``scale`` is ``sw`` over the global batch size)."""
     if isinstance(loss, losses_mod._FunctionLoss) or loss.reduction != "sum_over_batch_size":
-        own = loss(Tensor(T, ops), y_pred, None if b.sw is None else Tensor(b.sw, ops))
+        own = loss(Tensor(T, ops), y_pred, None if sw is None else Tensor(sw, ops))
         if b.n != b.denom and loss.reduction == "sum_over_batch_size":
             own = own * (b.n / b.denom)  # a shard's mean, weighed by its share of the batch
         return own  # type: ignore[no-any-return]

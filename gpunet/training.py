@@ -120,7 +120,7 @@ class TrainingMixin(InferenceMixin):
         loss = self.compiled_loss
         if isinstance(loss, multi_io.MultiLoss):
             return loss(self, b, y_pred)
-        return multi_io.loss_value(loss, b, b.y, y_pred, self._scale(b), self.ops)
+        return multi_io.loss_value(loss, b, b.y, y_pred, self._scale(b), self.ops, b.sw)
 
     def _track(self, b: Batch, y_pred: Tensor, loss: Tensor) -> None:
         value = loss.detach()
@@ -437,7 +437,7 @@ class TrainingMixin(InferenceMixin):
         ops = self.ops
         self._build_optimizer()
         self._reset_metrics()
-        Wd = None if W is None else ops.asarray(W, dtype=self.output_dtype)
+        Wd = None if W is None else multi_io.each(W, self._weights_on(ops))
         X, Y = multi_io.each(X, ops.asarray), multi_io.each(Y, ops.asarray)
         b = next(self._batches(X, Y, Wd, multi_io.rows(X)))
         self._check_penalties()

@@ -22,6 +22,7 @@ XB = RNG.normal(size=(N, 3)).astype("float32")
 Y_PRICE = RNG.normal(size=(N, 1)).astype("float32")
 Y_CLS = RNG.integers(0, 3, size=N)
 SW = RNG.uniform(0.0, 2.0, size=N)  # one weight per sample, for every output
+SW_CLS = RNG.uniform(0.0, 1.0, size=N)
 X_LIST, Y_LIST = [XA, XB], [Y_PRICE, Y_CLS]
 X_DICT, Y_DICT = {"b": XB, "a": XA}, {"cls": Y_CLS, "price": Y_PRICE}
 COMPILE = {
@@ -80,6 +81,9 @@ def _keras_results(km, ours):
         "weighted": km.evaluate(
             X_LIST, Y_LIST, batch_size=16, verbose=0, return_dict=True, sample_weight=SW
         ),
+        "per_output": km.evaluate(
+            X_LIST, Y_LIST, batch_size=16, verbose=0, return_dict=True, sample_weight=[SW, SW_CLS]
+        ),
         "train_on_batch": km.train_on_batch(X_LIST, Y_LIST, return_dict=True),
     }
 
@@ -114,6 +118,10 @@ def test_fit_evaluate_predict_match_keras(keras_run):
     weighted = model.evaluate(X_LIST, Y_LIST, batch_size=16, verbose=0, return_dict=True,
                               sample_weight=SW)  # fmt: skip
     _close(weighted, keras_run["weighted"])
+    for sw in ([SW, SW_CLS], {"cls": SW_CLS, "price": SW}):  # one array per output
+        per_output = model.evaluate(X_LIST, Y_LIST, batch_size=16, verbose=0, return_dict=True,
+                                    sample_weight=sw)  # fmt: skip
+        _close(per_output, keras_run["per_output"])
     _close(model.train_on_batch(X_LIST, Y_LIST, return_dict=True), keras_run["train_on_batch"])
 
 
@@ -257,12 +265,23 @@ def test_bad_compile_arguments_name_the_problem(kw, match):
         _compiled(**kw)
 
 
-def test_class_weight_and_per_output_sample_weights_are_refused_clearly():
+def test_class_weight_and_bad_per_output_sample_weights_are_refused_clearly():
     model = _compiled()
     with pytest.raises(InvalidParameterError, match="class_weight is only supported"):
         model.fit(X_LIST, Y_LIST, class_weight={0: 1.0}, verbose=0)
-    with pytest.raises(InvalidParameterError, match="sample_weight per output"):
-        model.fit(X_LIST, Y_LIST, sample_weight=[SW, SW], verbose=0)
+    with pytest.raises(InputValidationError, match=r"sample_weight: no array for output.*'cls'"):
+        model.fit(X_LIST, Y_LIST, sample_weight={"price": SW}, verbose=0)
+    with pytest.raises(InputValidationError, match="sample_weight has 39 entries, expected 40"):
+        model.fit(X_LIST, Y_LIST, sample_weight=[SW, SW[:-1]], verbose=0)
+
+
+def test_per_output_sample_weights_train_each_loss_with_its_own():
+    zero_cls = _fit(X_LIST, Y_LIST, shuffle=False, sample_weight=[SW, np.zeros(N)])[0]
+    price_only = _compiled(loss_weights=[1.0, 0.0])
+    price_only.fit(X_LIST, Y_LIST, batch_size=16, epochs=2, verbose=0, shuffle=False,
+                   sample_weight=SW)  # fmt: skip
+    for w1, w2 in zip(zero_cls.get_weights(), price_only.get_weights(), strict=True):
+        np.testing.assert_allclose(w1, w2, rtol=1e-6, atol=1e-7)
 
 
 def test_saving_keeps_per_output_losses_weights_and_metrics(tmp_path):
@@ -333,3 +352,8 @@ def test_outputs_as_a_list_of_one_or_a_dict_fit_as_keras_names_them():
     assert set(history) == {"loss", "p_loss", "q_loss"}  # the dicts' keys name them
     pred = named.predict({"x": XA, "z": XB})
     assert set(pred) == {"p", "q"} and pred["q"].shape == (N, 1)
+    # train_on_batch reports the loss of the weights it started from: evaluate's
+    model = _compiled()
+    sw = {"price": SW, "cls": SW_CLS}
+    before = model.evaluate(X_LIST, Y_LIST, batch_size=N, sample_weight=sw, verbose=0)
+    assert model.train_on_batch(X_LIST, Y_LIST, sample_weight=sw) == before
