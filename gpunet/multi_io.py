@@ -142,11 +142,18 @@ def single(model: Any, value: Any, which: str) -> Any:
     return value
 
 
-def one_loss(model: Any, loss: Any) -> Any:
-    """The loss of a functional model of one output given as ``[loss]`` or ``{name: loss}``."""
-    if symbols(model, "outputs") is None or not isinstance(loss, (list, tuple, dict)):
-        return loss
-    return per_output(loss, names(model, "outputs"), "loss")[0]
+def one_output(model: Any, spec: Any, what: str) -> Any:
+    """The loss (``[loss]``, ``{name: loss}``) or metrics (``{name: metrics}``) of a
+    functional model of one output."""
+    is_list = isinstance(spec, (list, tuple))
+    if symbols(model, "outputs") is None or not (isinstance(spec, dict) or is_list):
+        return spec
+    if what == "metrics" and is_list:  # the metrics of its one output
+        return spec
+    value = per_output(spec, names(model, "outputs"), what)[0]
+    if what == "metrics" and not isinstance(value, (list, tuple)):
+        return [] if value is None else [value]
+    return value
 
 
 # -- validating data -------------------------------------------------------------------------

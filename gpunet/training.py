@@ -96,8 +96,8 @@ class TrainingMixin(InferenceMixin):
             multi = self.compiled_loss = multi_io.MultiLoss(self, loss, loss_weights, metrics)
             self._metric_specs, self.compiled_metrics = multi.metric_specs, multi.all_metrics
         else:
-            self.compiled_loss = losses_mod.get(multi_io.one_loss(self, loss))
-            self._metric_specs = list(multi_io.single(self, metrics, "outputs") or [])
+            self.compiled_loss = losses_mod.get(multi_io.one_output(self, loss, "loss"))
+            self._metric_specs = list(multi_io.one_output(self, metrics, "metrics") or [])
             self.compiled_metrics = [
                 metrics_mod.get(m, self.compiled_loss) for m in self._metric_specs
             ]

@@ -32,7 +32,7 @@ COMPILE = {
 }
 
 
-def _model(lib=gn):
+def _graph(lib=gn):
     """Two inputs, a Dense shared by both, a residual Add, a regression head and a
     classification head; ``lib`` is gpunet or keras (same layer names)."""
     layers = lib.layers
@@ -42,7 +42,12 @@ def _model(lib=gn):
     r = layers.Add(name="residual")([h, layers.Dense(5, activation="relu", name="mix")(h)])
     price = layers.Dense(1, name="price")(r)
     cls = layers.Dense(3, activation="softmax", name="cls")(r)
-    return lib.Model(inputs=[a, b], outputs=[price, cls])
+    return [a, b], [price, cls]
+
+
+def _model(lib=gn):
+    inputs, outputs = _graph(lib)
+    return lib.Model(inputs=inputs, outputs=outputs)
 
 
 def _compiled(**overrides):
@@ -94,6 +99,7 @@ def _close(ours, theirs, rtol=1e-5):
         np.testing.assert_allclose(ours[k], theirs[k], rtol=rtol, atol=1e-6, err_msg=k)
 
 
+@pytest.mark.slow  # importing Keras
 def test_fit_evaluate_predict_match_keras(keras_run):
     model = keras_run["model"]
     history = model.fit(X_LIST, Y_LIST, batch_size=16, epochs=3, shuffle=False, verbose=0,
@@ -301,6 +307,20 @@ def test_saving_keeps_per_output_losses_weights_and_metrics(tmp_path):
     assert h1 == h2  # the optimizer state came back too
 
 
+def test_a_compile_section_by_output_name_loads(tmp_path):
+    from gpunet.saving import _container
+
+    model = _compiled()
+    model.save(tmp_path / "m.gpunet")
+    doc, tensors = _container.read(tmp_path / "m.gpunet")
+    c = doc["compile"]
+    c.update(loss=dict(zip(["price", "cls"], c["loss"], strict=True)),
+             loss_weights={"cls": 0.5, "price": 1.0}, metrics={"cls": ["accuracy"]})  # fmt: skip
+    back = gn.models.load_model(_container.pack(json.loads(json.dumps(doc)), tensors))
+    assert back.compiled_loss.loss_weights == [1.0, 0.5]
+    assert back.evaluate(X_LIST, Y_LIST, verbose=0) == model.evaluate(X_LIST, Y_LIST, verbose=0)
+
+
 @pytest.mark.parametrize(
     "edit, match",
     [
@@ -357,3 +377,35 @@ def test_outputs_as_a_list_of_one_or_a_dict_fit_as_keras_names_them():
     sw = {"price": SW, "cls": SW_CLS}
     before = model.evaluate(X_LIST, Y_LIST, batch_size=N, sample_weight=sw, verbose=0)
     assert model.train_on_batch(X_LIST, Y_LIST, sample_weight=sw) == before
+
+
+def test_several_inputs_and_outputs_train_on_a_device_as_on_the_cpu():
+    """On the simulated device ("sim": mixing host and device arrays and hidden reads
+    raise), the lists of arrays live and are batched on the device."""
+    pytest.importorskip("array_api_strict")
+    out = {}
+    for device in ("cpu", "sim"):
+        gn.utils.set_random_seed(3)
+        model = gn.Model(*_graph(), device=device)
+        model.compile(optimizer=gn.optimizers.SGD(learning_rate=0.1), **COMPILE)
+        history = model.fit(X_DICT, Y_LIST, batch_size=16, epochs=2, verbose=0,
+                            validation_split=0.25, sample_weight=[SW, SW_CLS])  # fmt: skip
+        out[device] = (history.history, model.evaluate(X_LIST, Y_LIST, verbose=0),
+                       model.predict(X_LIST), model.train_on_batch(X_LIST, Y_LIST))  # fmt: skip
+    (h0, e0, p0, t0), (h1, e1, p1, t1) = out["cpu"], out["sim"]
+    _close(h1, h0)
+    np.testing.assert_allclose(e1, e0, rtol=1e-5)
+    np.testing.assert_allclose(t1, t0, rtol=1e-5)
+    for a, b in zip(p1, p0, strict=True):
+        assert isinstance(a, np.ndarray)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_one_output_compiled_by_name_rejects_an_unknown_name():
+    a = gn.Input(shape=(4,), name="a")
+    model = gn.Model(a, gn.layers.Dense(1, name="out")(a))
+    for kw in ({"loss": {"other": "mse"}}, {"loss": "mse", "metrics": {"other": "mae"}}):
+        with pytest.raises(InvalidParameterError, match=r"unknown \['other'\]"):
+            model.compile(optimizer="sgd", **kw)
+    model.compile(optimizer="sgd", loss="mse", metrics={"out": "mae"})
+    assert set(model.fit(XA, Y_PRICE, verbose=0).history) == {"loss", "mae"}
