@@ -286,10 +286,12 @@ class MultiLoss:
         self.metrics = [[metrics_mod.get(m, fn) for m in s]
                         for s, fn in zip(self.metric_specs, self.losses, strict=True)]  # fmt: skip
         self.trackers = [metrics_mod.Mean(name=f"{k}_loss") for k in self.names]
-        self.all_metrics = [*self.trackers, *(m for ms in self.metrics for m in ms)]
-        self.log_names = [f"{k}_loss" for k in self.names] + [
-            f"{k}_{m.name}" for k, ms in zip(self.names, self.metrics, strict=True) for m in ms
-        ]
+        # Keras 3 lists the per-output losses in output order, then the metrics by name
+        pairs = [(f"{k}_{m.name}", m) for k, ms in zip(self.names, self.metrics, strict=True)
+                 for m in ms]  # fmt: skip
+        pairs.sort(key=lambda pair: pair[0])
+        self.all_metrics = [*self.trackers, *(m for _, m in pairs)]
+        self.log_names = [f"{k}_loss" for k in self.names] + [n for n, _ in pairs]
         self.values: list[Tensor] = []
         self.name = "+".join(fn.name for fn in self.losses)
 

@@ -85,7 +85,14 @@ class TrainingMixin(InferenceMixin):
     ) -> None:
         """Choose the optimizer, loss and metrics (``compile(optimizer="adam",
         loss="binary_crossentropy", metrics=["accuracy"])``); ``strategy`` spreads
-        ``fit`` over processes (see ``gpunet.distributed``)."""
+        ``fit`` over processes (see ``gpunet.distributed``).
+
+        For a functional model of several outputs (as Keras 3): ``loss`` is one loss
+        for every output, a list (output order) or a dict by output name;
+        ``loss_weights`` a list or dict (the loss is ``sum_i w_i * loss_i``);
+        ``metrics`` a list of one entry per output or a dict by output name, logged
+        as ``<output>_<metric>`` beside each ``<output>_loss`` (see ``gpunet.multi_io``).
+        """
         if loss is None:
             raise InvalidParameterError("compile needs a loss, e.g. loss='mse'")
         if kwargs:
@@ -258,7 +265,9 @@ class TrainingMixin(InferenceMixin):
     ) -> cbks.History:
         """Train for ``epochs`` epochs; returns a ``History``.
 
-        ``x`` is an array (with targets ``y``), or a stream of ``(x, y)`` or
+        ``x`` is an array (with targets ``y``; for a functional model of several
+        inputs or outputs, lists of arrays in the model's order or dicts by name,
+        ``sample_weight`` one array or one per output), or a stream of ``(x, y)`` or
         ``(x, y, sample_weight)`` batches: a Python generator, a ``PyDataset``, a
         ``DataLoader`` or any re-iterable of batches, read one batch at a time.
         ``steps_per_epoch`` ends each epoch after that many batches, the next
