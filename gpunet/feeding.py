@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpunet import data
+from gpunet import data, multi_io
 from gpunet import losses as losses_mod
 from gpunet.autograd import Tensor
 from gpunet.errors import InputValidationError, InvalidParameterError, NonFiniteError
@@ -54,6 +54,21 @@ class HostData:
         return tuple(self.array.shape)
 
 
+class _Rows:
+    """Rows ``sel`` of an array: sliced, gathered by ``fn`` on the device, or gathered
+    on the host and uploaded (``host``), for every array of a batch alike."""
+
+    __slots__ = ("fn", "host", "sel")
+
+    def __init__(self, fn: Any, sel: Any, host: bool = False) -> None:
+        self.fn, self.sel, self.host = fn, sel, host
+
+    def __call__(self, A: Any) -> Any:
+        if self.fn is None:
+            return A[self.sel, ...]
+        return self.fn(A.array if self.host else A, self.sel)
+
+
 class DataMixin:
     """Validation of ``x``/``y``/weights, batching, and the reads ``fit`` makes from
     the device, mixed into ``Model``."""
@@ -77,7 +92,10 @@ class DataMixin:
         def output_dtype(self) -> str: ...
 
     # -- data --------------------------------------------------------------------------
-    def _inputs(self, x: Any) -> np.ndarray:
+    def _inputs(self, x: Any) -> Any:
+        if multi_io.several(self, "inputs") or multi_io.several(self, "outputs"):
+            return multi_io.inputs(self, x)  # a list of arrays, in the model's order
+        x = multi_io.single(self, x, "inputs")
         arr = data.as_float_array(x, name="X", dtype=self.input_dtype, ndim=None)
         if arr.ndim < 2:
             data.as_float_array(arr, name="X", dtype=self.input_dtype, ndim=2)
@@ -86,20 +104,21 @@ class DataMixin:
         self.check_input(Tensor(self.ops.asarray(arr[:1]), self.ops))
         return arr
 
-    def _targets(self, y: Any, n_out: int) -> np.ndarray:
-        loss = self.compiled_loss
+    def _targets(self, y: Any, n_out: int, loss: Any = None, name: str = "y") -> np.ndarray:
+        """``y`` validated and shaped for ``loss`` (the compiled one by default)."""
+        loss = self.compiled_loss if loss is None else loss
         if getattr(loss, "name", "") == SPARSE:
             y_arr = np.asarray(y)
             if y_arr.dtype.kind == "f":
-                data.check_finite(y_arr, "y")
+                data.check_finite(y_arr, name)
             return losses_mod.check_labels(y_arr, n_out, name=SPARSE)
-        arr = data.as_float_array(y, name="y", dtype=self.output_dtype, ndim=None)
+        arr = data.as_float_array(y, name=name, dtype=self.output_dtype, ndim=None)
         if arr.ndim == 1:
             arr = arr.reshape(-1, 1)
         if arr.ndim != 2 or arr.shape[1] != n_out:
             raise InputValidationError(
-                f"y has {arr.shape[1] if arr.ndim == 2 else arr.shape} columns but the output "
-                f"layer has {n_out} units"
+                f"{name} has {arr.shape[1] if arr.ndim == 2 else arr.shape} columns but the "
+                f"output layer has {n_out} units"
                 + (
                     "; one-hot encode y or use sparse_categorical_crossentropy"
                     if n_out > 1 and arr.shape[-1] == 1
@@ -109,7 +128,7 @@ class DataMixin:
         if getattr(loss, "name", "") in ("binary_crossentropy", "categorical_crossentropy"):
             if ((arr < 0) | (arr > 1)).any():
                 raise InputValidationError(
-                    f"{loss.name}: y must hold probabilities in [0, 1], got values in "
+                    f"{loss.name}: {name} must hold probabilities in [0, 1], got values in "
                     f"[{arr.min():g}, {arr.max():g}]"
                 )
         return arr
@@ -127,21 +146,29 @@ class DataMixin:
     def _prepare(
         self, x: Any, y: Any, sample_weight: Any = None, class_weight: Any = None
     ) -> tuple[np.ndarray, np.ndarray, Any]:
+        if multi_io.several(self, "inputs") or multi_io.several(self, "outputs"):
+            return multi_io.prepare(self, x, y, sample_weight, class_weight)  # type: ignore[no-any-return]
         X = self._inputs(x)
+        y = multi_io.single(self, y, "outputs")
         if y is None:
             raise InputValidationError("y is required (targets for the loss)")
         data.check_consistent_length(X, np.asarray(y) if not hasattr(y, "shape") else y)
         Y = self._targets(y, self._n_outputs)
         return X, Y, self._weights(Y, len(X), sample_weight, class_weight)
 
+    def _weights_on(self, xp: Any) -> Any:
+        """Sample weights as arrays of the output dtype, by ``xp.asarray`` (NumPy's or ops')."""
+        return lambda W: xp.asarray(W, dtype=self.output_dtype)
+
     def _to_device(self, X: np.ndarray, Y: Any = None, W: Any = None) -> tuple[Any, Any, Any]:
         """``X, Y, W`` on the device when they fit in its free memory (copied once),
         else wrapped as ``HostData`` for ``_batches`` to stream batch by batch."""
         ops = self.ops
-        arrays = [X, Y, None if W is None else np.asarray(W, dtype=self.output_dtype)]
-        if ops.fits_in_memory(sum(a.nbytes for a in arrays if a is not None)):
-            return tuple(None if a is None else ops.asarray(a) for a in arrays)  # type: ignore[return-value]
-        return tuple(None if a is None else HostData(a) for a in arrays)  # type: ignore[return-value]
+        arrays = [X, Y, None if W is None else multi_io.each(W, self._weights_on(np))]
+        put = ops.asarray
+        if not ops.fits_in_memory(sum(A.nbytes for A in multi_io.flatten(arrays) if A is not None)):
+            put = HostData
+        return tuple(None if a is None else multi_io.each(a, put) for a in arrays)  # type: ignore[return-value]
 
     def _batches(
         self, X: Any, Y: Any, W: Any, batch_size: int, order: Any = None, shard: bool = True
@@ -149,14 +176,22 @@ class DataMixin:
         """Batches of ``X, Y, W``; ``order`` is a host permutation of the rows, moved
         to the device once so the gathers happen there (unless the data streams)."""
         ops = self.ops
-        n = int(X.shape[0])
-        stream = isinstance(X, HostData)
+        n, several = multi_io.rows(X), isinstance(X, list) or isinstance(Y, list)
+        stream = isinstance(multi_io.flatten(X)[0], HostData)
         if order is not None and not stream and isinstance(order, np.ndarray):
             order = ops.asarray(order)
         for g_start in range(0, n, batch_size):
             g_stop = min(g_start + batch_size, n)
             start, stop = self.strategy.local_rows(g_start, g_stop) if shard else (g_start, g_stop)
-            if stream:  # gather the rows on the host, upload only them
+            if several:  # lists of arrays: the same rows of each
+                if stream:
+                    rows = slice(start, stop) if order is None else order[start:stop]
+                    take: Any = _Rows(ops.upload_rows, rows, host=True)
+                else:
+                    take = _Rows(*((None, slice(start, stop)) if order is None else
+                                   (ops.take_rows, order[start:stop])))  # fmt: skip
+                xb, yb, wb = (None if A is None else multi_io.each(A, take) for A in (X, Y, W))
+            elif stream:  # gather the rows on the host, upload only them
                 rows = slice(start, stop) if order is None else order[start:stop]
                 xb, yb, wb = (None if A is None else ops.upload_rows(A.array, rows)
                               for A in (X, Y, W))  # fmt: skip

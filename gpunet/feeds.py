@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from gpunet import multi_io
 from gpunet import random as grandom
 from gpunet.autograd import Tensor
 from gpunet.datasets import DataLoader, PyDataset
@@ -55,7 +56,7 @@ class ArrayFeed:
     def __init__(self, model: Any, X: Any, Y: Any, W: Any, batch_size: int,
                  shuffle: bool = False, shard: bool = True) -> None:  # fmt: skip
         self.model, self.batch_size, self.shuffle, self.shard = model, batch_size, shuffle, shard
-        self.n = len(X)
+        self.n = multi_io.rows(X)
         self._host: Any = (X, Y, W)
         self._device: Any = None
         self.order: Any = None
@@ -156,11 +157,12 @@ class StreamFeed:
         for item in items:
             X, Y, W = self._prepare(item)
             if self.mode == "predict":
-                yield Batch(ops.asarray(X), None, None, len(X))
+                yield Batch(multi_io.each(X, ops.asarray), None, None, multi_io.rows(X))
                 continue
-            Wd = None if W is None else ops.asarray(W, dtype=self.model.output_dtype)
+            Wd = None if W is None else multi_io.each(W, self.model._weights_on(ops))
+            X, Y = multi_io.each(X, ops.asarray), multi_io.each(Y, ops.asarray)
             # each process takes its rows of every batch (all iterate the same source)
-            yield from self.model._batches(ops.asarray(X), ops.asarray(Y), Wd, len(X))
+            yield from self.model._batches(X, Y, Wd, multi_io.rows(X))
 
     def on_epoch_begin(self) -> None:
         if self.indexed:

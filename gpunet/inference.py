@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gpunet import callbacks as cbks
+from gpunet import multi_io
 from gpunet.autograd import Tensor, no_grad
 from gpunet.engine import step as engine_step
 from gpunet.errors import InputValidationError, InvalidParameterError
@@ -31,9 +32,13 @@ def _callback_list(model: Any, callbacks: Any, verbose: int, steps: int | None) 
     return cbks.CallbackList(list(callbacks), model, params)
 
 
+def _joined(ops: Any, outs: list[Any]) -> np.ndarray:
+    return ops.to_numpy(outs[0] if len(outs) == 1 else ops.xp.concat(outs, axis=0))  # type: ignore[no-any-return]
+
+
 def _outputs(ops: Any, out: Any) -> cbks.LazyLogs:
     """``{"outputs": batch outputs}`` (NumPy), read from the device only if asked."""
-    return cbks.LazyLogs(lambda: {"outputs": ops.to_numpy(out)})
+    return cbks.LazyLogs(lambda: {"outputs": multi_io.each(out, ops.to_numpy)})
 
 
 class InferenceMixin(DataMixin):
@@ -61,7 +66,7 @@ class InferenceMixin(DataMixin):
             for step, b in enumerate(batches):
                 if hooks:
                     cbs.hook("on_test_batch_begin", step)
-                y_pred = self(Tensor(b.x, self.ops), training=False)
+                y_pred = multi_io.forward(self, b.x, training=False)
                 self._track(b, y_pred, self._loss(b, y_pred))
                 if hooks:
                     cbs.hook("on_test_batch_end", step, cbks.LazyLogs(self._read_local_metrics))
@@ -111,8 +116,9 @@ class InferenceMixin(DataMixin):
         return values[0] if len(values) == 1 else values
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0,
-                steps: int | None = None, callbacks: Any = None) -> np.ndarray:  # fmt: skip
-        """Outputs for ``x`` in inference mode, batched, as a NumPy array.
+                steps: int | None = None, callbacks: Any = None) -> Any:  # fmt: skip
+        """Outputs for ``x`` in inference mode, batched, as a NumPy array (a list of
+        them, one per output, for a model of several outputs).
 
         ``x`` may also be a generator, ``PyDataset`` or ``DataLoader`` of batches
         (``x``, or tuples whose first item is ``x``).
@@ -133,25 +139,28 @@ class InferenceMixin(DataMixin):
                 if fast is not None:  # the same ops as model(x), without a graph
                     outs.append(fast.predict(b.x))
                 else:
-                    outs.append(self(Tensor(b.x, ops), training=False).data)
+                    outs.append(multi_io.arrays_of(multi_io.forward(self, b.x, training=False)))
                 if hooks:
                     cbs.hook("on_predict_batch_end", step, _outputs(ops, outs[-1]))
         if cbs is not None:
             cbs.hook("on_predict_end")
         if not outs:
             raise InputValidationError("predict: the data source yielded no batch")
-        return ops.to_numpy(outs[0] if len(outs) == 1 else ops.xp.concat(outs, axis=0))  # type: ignore[no-any-return]
+        if isinstance(outs[0], list):  # one array per output, in the outputs' structure
+            joined = [_joined(ops, [o[i] for o in outs]) for i in range(len(outs[0]))]
+            return multi_io.structured(self, joined)
+        return _joined(ops, outs)
 
     def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
                       return_dict: bool = False) -> Any:  # fmt: skip
         self._require_compiled("test_on_batch")
         X, Y, W = self._prepare(x, y, sample_weight)
-        self._evaluate_arrays(X, Y, W, len(X))
+        self._evaluate_arrays(X, Y, W, multi_io.rows(X))
         return self._result(return_dict)
 
-    def predict_on_batch(self, x: Any) -> np.ndarray:
+    def predict_on_batch(self, x: Any) -> Any:
         X = self._inputs(x)
-        return self.predict(X, batch_size=len(X))
+        return self.predict(X, batch_size=multi_io.rows(X))
 
     def _result(self, return_dict: bool) -> Any:
         logs = self._read_metrics()

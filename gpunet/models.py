@@ -95,6 +95,8 @@ class Model(TrainingMixin, Layer):
             return
         with no_grad():
             out = self(X[:1], training=False)
+        if isinstance(out, list) and len(out) == 1:  # a functional model's outputs=[y]
+            out = out[0]
         if not isinstance(out, Tensor):
             raise InvalidParameterError("the model must return a single tensor")
         self._n_outputs = int(out.shape[-1]) if out.ndim > 1 else 1

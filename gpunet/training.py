@@ -17,6 +17,7 @@ from gpunet import callbacks as cbks
 from gpunet import functional as F
 from gpunet import losses as losses_mod
 from gpunet import metrics as metrics_mod
+from gpunet import multi_io
 from gpunet import optimizers as optimizers_mod
 from gpunet import random as grandom
 from gpunet.autograd import Tensor, no_grad
@@ -84,16 +85,29 @@ class TrainingMixin(InferenceMixin):
     ) -> None:
         """Choose the optimizer, loss and metrics (``compile(optimizer="adam",
         loss="binary_crossentropy", metrics=["accuracy"])``); ``strategy`` spreads
-        ``fit`` over processes (see ``gpunet.distributed``)."""
+        ``fit`` over processes (see ``gpunet.distributed``).
+
+        For a functional model of several outputs (as Keras 3): ``loss`` is one loss
+        for every output, a list (output order) or a dict by output name;
+        ``loss_weights`` a list or dict (the loss is ``sum_i w_i * loss_i``);
+        ``metrics`` a list of one entry per output or a dict by output name, logged
+        as ``<output>_<metric>`` beside each ``<output>_loss`` (see ``gpunet.multi_io``).
+        """
         if loss is None:
             raise InvalidParameterError("compile needs a loss, e.g. loss='mse'")
         if kwargs:
             raise InvalidParameterError(f"compile got unknown arguments: {sorted(kwargs)}")
         self.optimizer = optimizers_mod.get(optimizer)
-        self.compiled_loss = losses_mod.get(loss)
         self._plan_key = None
-        self._metric_specs = list(metrics or [])
-        self.compiled_metrics = [metrics_mod.get(m, self.compiled_loss) for m in self._metric_specs]
+        if multi_io.several(self, "outputs"):  # a loss, and metrics, per output
+            multi = self.compiled_loss = multi_io.MultiLoss(self, loss, loss_weights, metrics)
+            self._metric_specs, self.compiled_metrics = multi.metric_specs, multi.all_metrics
+        else:
+            self.compiled_loss = losses_mod.get(multi_io.one_output(self, loss, "loss"))
+            self._metric_specs = list(multi_io.one_output(self, metrics, "metrics") or [])
+            self.compiled_metrics = [
+                metrics_mod.get(m, self.compiled_loss) for m in self._metric_specs
+            ]
         self._loss_tracker = metrics_mod.Mean(name="loss")
         self.strategy = strategy if strategy is not None else LocalStrategy()
         self.build_from_input_shape()  # Keras: a model with input_shape is built by now
@@ -110,24 +124,18 @@ class TrainingMixin(InferenceMixin):
         return 1.0 / b.denom if b.sw is None else b.sw * (1.0 / b.denom)
 
     def _loss(self, b: Batch, y_pred: Tensor) -> Tensor:
-        scale = self._scale(b)
         loss = self.compiled_loss
-        if isinstance(loss, losses_mod._FunctionLoss) or loss.reduction != "sum_over_batch_size":
-            own = loss(
-                Tensor(b.y, self.ops), y_pred, None if b.sw is None else Tensor(b.sw, self.ops)
-            )
-            if b.n != b.denom and loss.reduction == "sum_over_batch_size":
-                own = own * (b.n / b.denom)  # a shard's mean, weighed by its share of the batch
-            return own
-        # b.y was validated and shaped for this loss once per fit (DataMixin._targets)
-        out: Tensor = loss.compute(y_pred, b.y, scale)
-        return out
+        if isinstance(loss, multi_io.MultiLoss):
+            return loss(self, b, y_pred)
+        return multi_io.loss_value(loss, b, b.y, y_pred, self._scale(b), self.ops, b.sw)
 
     def _track(self, b: Batch, y_pred: Tensor, loss: Tensor) -> None:
         value = loss.detach()
         if b.n != b.denom:  # a shard's loss is its share of the global batch mean
             value = value * (b.denom / max(b.n, 1))
         self._loss_tracker.update_state(value, weight=float(b.n))
+        if isinstance(self.compiled_loss, multi_io.MultiLoss):
+            return self.compiled_loss.track(b, y_pred, self.ops)
         for m in self.compiled_metrics:
             m.update_state(Tensor(b.y, self.ops), y_pred.detach(), b.sw)
 
@@ -140,7 +148,7 @@ class TrainingMixin(InferenceMixin):
             loss = Tensor(value, self.ops)
             y_pred = Tensor(P, self.ops) if P is not None else loss
             return self._finish_step(b, y_pred, loss, loss, on_nan, where, backward=False)
-        y_pred = self(Tensor(b.x, self.ops), training=True)
+        y_pred = multi_io.forward(self, b.x, training=True)
         loss = self._loss(b, y_pred)
         total = loss
         if self._penalties:
@@ -206,7 +214,7 @@ class TrainingMixin(InferenceMixin):
         base.call_hooks.append(probe)
         try:
             with no_grad():
-                self(Tensor(b.x, self.ops), training=True)
+                multi_io.forward(self, b.x, training=True)
         finally:
             base.call_hooks.remove(probe)
         if found:
@@ -223,8 +231,10 @@ class TrainingMixin(InferenceMixin):
 
     def _read_local_metrics(self, prefix: str = "") -> dict[str, float]:
         logs = {prefix + "loss": self._loss_tracker.result()}
-        for m in self.compiled_metrics:
-            logs[prefix + m.name] = m.result()
+        names = getattr(self.compiled_loss, "log_names", None)
+        for name, m in zip(names or [m.name for m in self.compiled_metrics],
+                           self.compiled_metrics, strict=True):  # fmt: skip
+            logs[prefix + name] = m.result()
         return logs
 
     def _build_optimizer(self) -> None:
@@ -255,7 +265,9 @@ class TrainingMixin(InferenceMixin):
     ) -> cbks.History:
         """Train for ``epochs`` epochs; returns a ``History``.
 
-        ``x`` is an array (with targets ``y``), or a stream of ``(x, y)`` or
+        ``x`` is an array (with targets ``y``; for a functional model of several
+        inputs or outputs, lists of arrays in the model's order or dicts by name,
+        ``sample_weight`` one array or one per output), or a stream of ``(x, y)`` or
         ``(x, y, sample_weight)`` batches: a Python generator, a ``PyDataset``, a
         ``DataLoader`` or any re-iterable of batches, read one batch at a time.
         ``steps_per_epoch`` ends each epoch after that many batches, the next
@@ -342,17 +354,18 @@ class TrainingMixin(InferenceMixin):
         """The training rows and the held-out ``(X, Y, W)`` of ``validation_split``."""
         if not fraction:
             return X, Y, W, None
+        each, n = multi_io.each, multi_io.rows(X)
         if shuffle:
-            perm = grandom.generator("shuffle").permutation(len(X))
-            X, Y, W = X[perm], Y[perm], (None if W is None else W[perm])
-        cut = int(len(X) * (1.0 - fraction))
-        if cut == 0 or cut == len(X):
+            perm = grandom.generator("shuffle").permutation(n)
+            X, Y, W = (None if A is None else each(A, lambda a: a[perm]) for A in (X, Y, W))
+        cut = int(n * (1.0 - fraction))
+        if cut == 0 or cut == n:
             raise InputValidationError(
                 f"validation_split={fraction} leaves no training or no validation "
-                f"samples out of {len(X)}"
+                f"samples out of {n}"
             )
-        held = (X[cut:], Y[cut:], None if W is None else W[cut:])
-        return X[:cut], Y[:cut], (None if W is None else W[:cut]), held
+        held = tuple(None if A is None else each(A, lambda a: a[cut:]) for A in (X, Y, W))
+        return (*(None if A is None else each(A, lambda a: a[:cut]) for A in (X, Y, W)), held)
 
     def _fit_loop(self, train: Epochs, val: Epochs | None, epochs: int, verbose: int,
                   callbacks: Any, initial_epoch: int, validation_freq: int,
@@ -433,11 +446,20 @@ class TrainingMixin(InferenceMixin):
         ops = self.ops
         self._build_optimizer()
         self._reset_metrics()
-        Wd = None if W is None else ops.asarray(W, dtype=self.output_dtype)
-        n = len(X)
-        start, stop = self.strategy.local_rows(0, n)  # one global batch: this rank's rows
-        Xd, Yd = ops.asarray(X[start:stop]), ops.asarray(Y[start:stop])
-        b = Batch(Xd, Yd, None if Wd is None else Wd[start:stop], stop - start, n)
+        if (
+            isinstance(X, np.ndarray)
+            and isinstance(Y, np.ndarray)
+            and (W is None or isinstance(W, np.ndarray))
+        ):  # one input and one output: this rank's rows of the one global batch
+            Wd = None if W is None else ops.asarray(W, dtype=self.output_dtype)
+            n = len(X)
+            start, stop = self.strategy.local_rows(0, n)
+            Xd, Yd = ops.asarray(X[start:stop]), ops.asarray(Y[start:stop])
+            b = Batch(Xd, Yd, None if Wd is None else Wd[start:stop], stop - start, n)
+        else:
+            Wd = None if W is None else multi_io.each(W, self._weights_on(ops))
+            X, Y = multi_io.each(X, ops.asarray), multi_io.each(Y, ops.asarray)
+            b = next(self._batches(X, Y, Wd, multi_io.rows(X)))
         self._check_penalties()
         self._train_step(b)
         return self._result(return_dict)

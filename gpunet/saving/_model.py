@@ -10,6 +10,7 @@ from gpunet import random as grandom
 from gpunet.backend import get_ops
 from gpunet.errors import GpunetError, InvalidParameterError, ModelFileError
 from gpunet.layers import base, spec
+from gpunet.multi_io import MultiLoss
 from gpunet.saving import _container, _schema
 from gpunet.saving import _tensors as T
 from gpunet.saving.atomic import write_atomic
@@ -106,19 +107,26 @@ def _compile_doc(model: Any) -> dict[str, Any] | None:
     loss, opt = model.compiled_loss, model.optimizer
     if loss is None or opt is None:
         return None
-    pairs = ((loss, losses.CLASSES, "loss"), (opt, optimizers.CLASSES, "optimizer"))
+    multi = isinstance(loss, MultiLoss)  # a loss, a weight and metrics per output
+    fns = loss.losses if multi else [loss]
+    pairs = [*((fn, losses.CLASSES, "loss") for fn in fns), (opt, optimizers.CLASSES, "optimizer")]
     for obj, table, what in pairs:
         if table.get(type(obj).__name__) is not type(obj):
             raise _Unsavable(
                 f"the {what} {type(obj).__name__!r} is not one of gpunet's own {what}es",
                 f"compile with a gpunet {what}",
             )
-    specs = [_metric_doc(m) for m in getattr(model, "_metric_specs", [])]
+    specs = getattr(model, "_metric_specs", [])
+    metrics = [[_metric_doc(m) for m in ms] for ms in specs] if multi else list(
+        map(_metric_doc, specs))  # fmt: skip
     opt_doc = {"class_name": type(opt).__name__, "config": opt.get_config()}
     if opt.built:
         opt_doc["iterations"] = int(opt.iterations)
-    return {"loss": {"class_name": type(loss).__name__, "config": loss.get_config()},
-            "optimizer": opt_doc, "metrics": specs}  # fmt: skip
+    docs = [{"class_name": type(fn).__name__, "config": fn.get_config()} for fn in fns]
+    doc = {"loss": docs if multi else docs[0], "optimizer": opt_doc, "metrics": metrics}
+    if multi:
+        doc["loss_weights"] = list(loss.loss_weights)
+    return doc
 
 
 def _architecture_check(model: Any) -> None:
@@ -287,11 +295,28 @@ def _build_with_zeros(layer: Any, shape: tuple[int, ...]) -> None:
 
 
 def _compile(model: Any, cfg: dict[str, Any], tensors: dict[str, Any], allow: bool) -> None:
+    def loss_of(doc: Any) -> Any:
+        return losses.CLASSES[doc["class_name"]](**doc["config"])
+
+    def metrics_of(doc: Any) -> Any:
+        return [metrics_of(m) for m in doc] if isinstance(doc, list) else _metric_of(doc)
+
     try:
-        loss = losses.CLASSES[cfg["loss"]["class_name"]](**cfg["loss"]["config"])
+        loss, metrics = cfg["loss"], cfg["metrics"]
+        if isinstance(loss, list):
+            loss = [loss_of(v) for v in loss]
+        else:  # one loss, or one per output name
+            loss = (
+                loss_of(loss) if "class_name" in loss else {k: loss_of(v) for k, v in loss.items()}
+            )
+        if isinstance(metrics, dict):
+            metrics = {k: metrics_of(v) for k, v in metrics.items()}
+        else:
+            metrics = metrics_of(metrics)
         opt_doc = cfg["optimizer"]
         opt = optimizers.from_config(opt_doc["class_name"], opt_doc["config"])
-        model.compile(optimizer=opt, loss=loss, metrics=[_metric_of(m) for m in cfg["metrics"]])
+        model.compile(optimizer=opt, loss=loss, metrics=metrics,
+                      loss_weights=cfg.get("loss_weights"))  # fmt: skip
         if "iterations" in opt_doc and model.trainable_weights:
             model._build_optimizer()
     except (GpunetError, TypeError, ValueError) as exc:

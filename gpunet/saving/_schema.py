@@ -329,10 +329,31 @@ def metric(v: Any, path: str) -> Any:
     return obj({"class_name": name, "config": config}, ("class_name", "config"))(v, path)
 
 
+def per_output(inner: Check, one: Check | None = None) -> Check:
+    """``one`` value (when given), a list of ``inner`` (one per output, in order) or
+    an object of them keyed by output name; the model's compile checks the count."""
+
+    def check(v: Any, path: str) -> Any:
+        if isinstance(v, list):
+            return array(inner)(v, path)
+        if one is not None and not (isinstance(v, dict) and "class_name" not in v):
+            return one(v, path)
+        if not isinstance(v, dict) or len(v) > 64:
+            raise fail(path, f"expected a list or an object of at most 64 outputs, got {_show(v)}")
+        return {name(k, f"{path} key"): inner(x, f"{path}.{k}") for k, x in v.items()}
+
+    return check
+
+
+def _metrics(v: Any, path: str) -> Any:  # a metric or a list of them, for one output
+    return array(metric)(v, path) if isinstance(v, list) else metric(v, path)
+
+
+_LOSS = _config_of(LOSSES, _LOSS_COMMON, "loss")
 COMPILE = obj(
-    {"loss": _config_of(LOSSES, _LOSS_COMMON, "loss"),
+    {"loss": per_output(_LOSS, _LOSS), "loss_weights": per_output(number()),
      "optimizer": _config_of(OPTIMIZERS, _OPT_COMMON, "optimizer"),
-     "metrics": array(metric)},
+     "metrics": per_output(_metrics)},
     ("loss", "optimizer", "metrics"),
 )  # fmt: skip
 _REF = integer(-10_000, 10_000)
