@@ -193,6 +193,7 @@ def _on_own_device(cls: type) -> type:
     CuPy launches on the *current* device; without this, two models on ``cuda:0`` and
     ``cuda:1`` in one process would launch each other's work on whichever was current.
     """
+    cls._own_methods = frozenset(vars(cls))  # type: ignore[attr-defined]  # its real overrides
     for name in dir(cls):
         fn = inspect.getattr_static(cls, name)
         if name.startswith("__") or not isinstance(fn, types.FunctionType):
@@ -205,7 +206,9 @@ def _on_own_device(cls: type) -> type:
             with dev:
                 return _fn(self, *args, **kwargs)
 
-        setattr(cls, name, functools.wraps(fn)(run))
+        wrapped = functools.wraps(fn)(run)
+        wrapped._device_wrapper = True  # type: ignore[attr-defined]
+        setattr(cls, name, wrapped)
     return cls
 
 

@@ -84,11 +84,16 @@ BACKENDS: dict[str, tuple[tuple[str, ...], list[Any], Callable[..., Any], type |
 
 
 def _overrides(cls: type) -> set[str]:
-    """The public methods of ``Ops`` that ``cls`` itself redefines."""
+    """The public methods of ``Ops`` that ``cls`` itself redefines (CupyOps wraps every
+    inherited method to run on its own GPU: those wrappers are not overrides)."""
+    own = getattr(cls, "_own_methods", None)
     return {
         name
         for name, value in vars(cls).items()
-        if callable(value) and not name.startswith("_") and hasattr(Ops, name)
+        if callable(value)
+        and not name.startswith("_")
+        and hasattr(Ops, name)
+        and not (getattr(value, "_device_wrapper", False) and own is not None and name not in own)
     }
 
 
