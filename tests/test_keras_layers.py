@@ -1,0 +1,94 @@
+"""Softmax and the merge layers against Keras 3 (torch backend): outputs and input
+gradients on the same inputs, the functional forms, and saving."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pytest
+
+import gpunet as gn
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+keras = pytest.importorskip("keras")
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)
+
+R = np.random.default_rng(0)
+A, B, C = (R.normal(size=(4, 3)) for _ in range(3))
+
+
+def _keras_out_and_grads(layer: object, xs: list[np.ndarray]) -> tuple[np.ndarray, list[Any]]:
+    ts = [torch.tensor(x, requires_grad=True) for x in xs]
+    out = layer(ts if len(ts) > 1 else ts[0])  # type: ignore[operator]
+    (out * torch.tensor(np.arange(out.numel()).reshape(out.shape) / 7.0)).sum().backward()
+    return out.detach().numpy(), [t.grad.numpy() for t in ts]
+
+
+def _ours_out_and_grads(layer: object, xs: list[np.ndarray]) -> tuple[np.ndarray, list[Any]]:
+    ts = [gn.tensor(x, dtype="float64", requires_grad=True) for x in xs]
+    out = layer(ts if len(ts) > 1 else ts[0])  # type: ignore[operator]
+    w = gn.tensor(np.arange(out.numel()).reshape(out.shape) / 7.0, dtype="float64")
+    (out * w).sum().backward()
+    return out.numpy(), [np.asarray(t.grad) for t in ts]
+
+
+CASES = [
+    ("Softmax", {}, [A]),
+    ("Softmax", {"axis": 0}, [A]),
+    ("Softmax", {"axis": 1}, [R.normal(size=(2, 3, 4))]),
+    ("Add", {}, [A, B, C]),
+    ("Subtract", {}, [A, B]),
+    ("Average", {}, [A, B, C]),
+    ("Multiply", {}, [A, B, C]),
+    ("Maximum", {}, [A, B, C]),
+    ("Minimum", {}, [A, B, C]),
+    ("Concatenate", {"axis": 0}, [A, B]),
+]
+
+
+@pytest.mark.parametrize(("name", "kw", "xs"), CASES, ids=[f"{c[0]}{c[1]}" for c in CASES])
+def test_layer_matches_keras(name: str, kw: dict[str, Any], xs: list[np.ndarray]) -> None:
+    want, want_grads = _keras_out_and_grads(getattr(keras.layers, name)(dtype="float64", **kw), xs)
+    got, got_grads = _ours_out_and_grads(getattr(gn.layers, name)(dtype="float64", **kw), xs)
+    tol = 1e-12 if want.dtype == np.float64 else 1e-6  # Keras computes some in float32
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize(
+    "fn", ["add", "subtract", "average", "multiply", "maximum", "minimum", "concatenate"]
+)
+def test_functional_forms_match_keras(fn: str) -> None:
+    want = getattr(keras.layers, fn)([A, B]).detach().numpy()
+    got = getattr(gn.layers, fn)([A, B]).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    x1, x2 = gn.Input(shape=(3,)), gn.Input(shape=(3,))
+    model = gn.Model([x1, x2], gn.layers.Dense(2)(getattr(gn.layers, fn)([x1, x2])))
+    assert model([A, B]).shape == (4, 2)
+
+
+def test_merge_layers_reject_bad_inputs() -> None:
+    with pytest.raises(gn.errors.InputValidationError, match="exactly 2 inputs"):
+        gn.layers.Subtract()([A, B, C])
+    with pytest.raises(gn.errors.InputValidationError, match="shapes"):
+        gn.layers.Multiply()([A, R.normal(size=(4, 2))])
+    with pytest.raises(gn.errors.InputValidationError, match="list of at least 2"):
+        gn.layers.Maximum()(A)
+    with pytest.raises(gn.errors.InvalidParameterError, match="out of range"):
+        gn.layers.Softmax(axis=3)(A)
+
+
+def test_new_layers_save_and_load(tmp_path: Any) -> None:
+    x1, x2 = gn.Input(shape=(3,)), gn.Input(shape=(3,))
+    h = gn.layers.maximum([gn.layers.Dense(4)(x1), gn.layers.Dense(4)(x2)])
+    h = gn.layers.subtract([h, gn.layers.multiply([h, h])])
+    out = gn.layers.Softmax(axis=-1)(gn.layers.average([h, gn.layers.minimum([h, h])]))
+    model = gn.Model([x1, x2], out)
+    path = tmp_path / "m.gpunet"
+    model.save(path)
+    again = gn.models.load_model(path)
+    np.testing.assert_array_equal(again([A, B]).numpy(), model([A, B]).numpy())
