@@ -92,3 +92,66 @@ def test_new_layers_save_and_load(tmp_path: Any) -> None:
     model.save(path)
     again = gn.models.load_model(path)
     np.testing.assert_array_equal(again([A, B]).numpy(), model([A, B]).numpy())
+
+
+# -- the Keras Layer API: add_weight, add_loss, layer.input / layer.output ---------------
+def test_add_weight_takes_both_keras_spellings() -> None:
+    ours, theirs = gn.layers.Layer(), keras.layers.Layer()
+    for layer in (ours, theirs):
+        layer.add_weight(shape=(2, 3), initializer="ones", trainable=True, name="w")
+        layer.add_weight(shape=(3,), initializer="zeros", trainable=False, name="b")
+        layer.add_variable(shape=(4,), initializer="ones", name="v")
+    assert [tuple(w.shape) for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]
+    assert [w.trainable for w in ours.weights] == [w.trainable for w in theirs.weights]
+    for a, b in zip(ours.weights, theirs.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.value.detach().numpy())
+    old = gn.layers.Layer().add_weight("kernel", (2, 2), "ones", trainable=False)
+    assert old.name.endswith("/kernel") and not old.trainable
+    default = gn.layers.Layer(dtype="float64").add_weight(shape=(50, 40))
+    limit = np.sqrt(6 / 90)  # Keras' default initializer is glorot_uniform
+    assert 0.5 * limit < np.abs(default.numpy()).max() <= limit
+    with pytest.raises(gn.errors.InvalidParameterError, match="constraint"):
+        gn.layers.Layer().add_weight(shape=(2,), constraint="non_neg")
+
+
+def _penalty_layer(lib: Any) -> Any:
+    class ActivityPenalty(lib.layers.Layer):
+        def call(self, inputs: Any) -> Any:
+            self.add_loss(0.1 * lib.ops.sum(inputs * inputs))
+            return inputs
+
+    return ActivityPenalty()
+
+
+def test_add_loss_joins_the_training_loss_as_in_keras() -> None:
+    W = R.normal(size=(3, 2))
+    X, Y = R.normal(size=(8, 3)), R.normal(size=(8, 2))
+    results = []
+    for lib in (gn, keras):
+        dense = lib.layers.Dense(2, use_bias=False)
+        model = lib.Sequential([lib.Input(shape=(3,)), dense, _penalty_layer(lib)])
+        dense.set_weights([W.astype("float32")])
+        model.compile(optimizer=lib.optimizers.SGD(0.1), loss="mse")
+        loss = model.train_on_batch(X.astype("float32"), Y.astype("float32"))
+        loss = loss[0] if isinstance(loss, list) else loss
+        results.append((float(loss), _host(dense.weights[0])))
+        layer_losses = model.layers[-1].losses
+        assert len(layer_losses) == 1
+    (ours, w_ours), (theirs, w_theirs) = results
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+    np.testing.assert_allclose(w_ours, w_theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_layer_input_and_output_are_the_first_symbolic_call() -> None:
+    x = gn.Input(shape=(3,))
+    dense = gn.layers.Dense(2)
+    y = dense(x)
+    dense(gn.Input(shape=(3,)))  # a second call does not move them (Keras: node 0)
+    assert dense.input is x and dense.output is y
+    with pytest.raises(AttributeError, match="never been called on symbolic"):
+        _ = gn.layers.Dense(2).output
+
+
+def _host(w: Any) -> np.ndarray:
+    value = getattr(w, "value", w)  # a Keras variable holds a torch tensor
+    return value.detach().numpy() if hasattr(value, "detach") else np.asarray(w.numpy())
