@@ -324,6 +324,7 @@ class Sequential(Model):
         return x
 
     def get_config(self) -> dict[str, Any]:
+        self.build_from_input_shape()  # the weights a file of this config holds exist
         return {
             "name": self.name,
             "layers": [

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import gpunet as gn
+from gpunet import saving
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 keras = pytest.importorskip("keras")
@@ -155,3 +156,90 @@ def test_layer_input_and_output_are_the_first_symbolic_call() -> None:
 def _host(w: Any) -> np.ndarray:
     value = getattr(w, "value", w)  # a Keras variable holds a torch tensor
     return value.detach().numpy() if hasattr(value, "detach") else np.asarray(w.numpy())
+
+
+# -- custom layers: register_serializable, train, save, load -----------------------------
+def _linear_class(lib: Any) -> Any:
+    """The Linear layer of the keras-io guide "Making new layers and models via
+    subclassing", written once for both libraries."""
+
+    class Linear(lib.layers.Layer):
+        def __init__(self, units: int = 32, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.units = units
+
+        def build(self, input_shape: Any) -> None:
+            self.w = self.add_weight(
+                shape=(input_shape[-1], self.units), initializer="random_normal", trainable=True
+            )
+            self.b = self.add_weight(shape=(self.units,), initializer="zeros", trainable=True)
+
+        def call(self, inputs: Any) -> Any:
+            return lib.ops.matmul(inputs, self.w) + self.b
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "units": self.units}
+
+    return Linear
+
+
+Linear = saving.register_serializable(package="Guide")(_linear_class(gn))
+
+
+def test_guide_custom_layer_trains_as_in_keras_and_round_trips(tmp_path: Any) -> None:
+    KLinear = _linear_class(keras)
+    X, Y = R.normal(size=(16, 3)).astype("float32"), R.normal(size=(16, 2)).astype("float32")
+    ours = gn.Sequential([gn.Input(shape=(3,)), Linear(4), gn.layers.Dense(2)])
+    theirs = keras.Sequential([keras.Input(shape=(3,)), KLinear(4), keras.layers.Dense(2)])
+    assert [w.shape for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]
+    ours.set_weights([_host(w) for w in theirs.weights])
+    for model, lib in ((ours, gn), (theirs, keras)):
+        model.compile(optimizer=lib.optimizers.SGD(0.05), loss="mse")
+        for _ in range(3):
+            model.train_on_batch(X, Y)
+    for a, b in zip(ours.weights, theirs.weights, strict=True):
+        np.testing.assert_allclose(_host(a), _host(b), rtol=1e-5, atol=1e-6)
+    path = tmp_path / "linear.gpunet"
+    ours.save(path)
+    again = gn.models.load_model(path)
+    assert type(again.layers[0]) is Linear and again.layers[0].units == 4
+    for a, b in zip(again.weights, ours.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(again.predict(X), ours.predict(X))
+
+
+def test_registration_infers_config_or_asks_for_it() -> None:
+    assert Linear.CONFIG == {"units": gn.layers.spec.Int(-(2**31), 2**31)}
+
+    class Named(gn.layers.Layer):
+        def __init__(self, mode: str = "a", **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+
+    with pytest.raises(gn.errors.InvalidParameterError, match="declare CONFIG"):
+        saving.register_serializable()(Named)
+    with pytest.raises(gn.errors.InvalidParameterError, match="gpunet layer classes"):
+        saving.register_serializable()(dict)
+
+    class Unregistered(gn.layers.Layer):
+        def call(self, x: Any) -> Any:
+            return x
+
+    with pytest.raises(gn.errors.InvalidParameterError, match="unknown layer type"):
+        gn.Sequential([gn.Input(shape=(2,)), Unregistered()]).save("never.gpunet")
+
+
+def test_a_hostile_config_is_checked_before_anything_is_allocated(tmp_path: Any) -> None:
+    import json
+
+    from hostile_files import parts, seal
+
+    model = gn.Sequential([gn.Input(shape=(3,)), Linear(4)])
+    model.save(tmp_path / "m.gpunet")
+    text, payload = parts((tmp_path / "m.gpunet").read_bytes())
+    doc = json.loads(text)
+    doc["model"]["config"]["layers"][0]["config"]["units"] = 2**30  # 12 GB of weights
+    with pytest.raises(gn.errors.ModelFileError, match="too large to find its output shape"):
+        gn.models.load_model(seal(json.dumps(doc).encode(), payload))
+    doc["model"]["config"]["layers"][0]["config"]["units"] = "4"
+    with pytest.raises(gn.errors.ModelFileError, match="units"):
+        gn.models.load_model(seal(json.dumps(doc).encode(), payload))

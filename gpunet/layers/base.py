@@ -258,6 +258,7 @@ class Layer:
         shape = (shape,) if isinstance(shape, int) else tuple(shape or ())
         if name is None:  # Keras names them variable, variable_1, ...
             taken = {str(p.name).rsplit("/", 1)[-1] for p in self._params}
+            taken |= {w.name for w in _local.describing or ()}
             name = next(n for k in range(len(taken) + 1)
                         if (n := f"variable_{k}" if k else "variable") not in taken)  # fmt: skip
         dt = str(np.dtype(dtype)) if dtype is not None else self.dtype
