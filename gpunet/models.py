@@ -62,6 +62,17 @@ class Model(TrainingMixin, Layer):
         return forward(x)
 
     @property
+    def _penalties(self) -> bool:
+        """Whether a training step adds ``collect_losses()``: for regularized weights
+        (set once per fit) or a layer that called ``add_loss``."""
+        known = bool(self.__dict__.get("_penalties_flag", True))
+        return known or any("adds_losses" in x.__dict__ for x in self._walk())
+
+    @_penalties.setter
+    def _penalties(self, value: bool) -> None:
+        self.__dict__["_penalties_flag"] = bool(value)
+
+    @property
     def input_dtype(self) -> str:
         """The dtype data is converted to on its way in (the model's own)."""
         return self.dtype
@@ -226,17 +237,6 @@ class Sequential(Model):
         raise InvalidParameterError(
             f"no layer named {name!r} in {self.name!r}; it has {[x.name for x in self._layers]}"
         )
-
-    @property
-    def _penalties(self) -> bool:
-        """Whether a training step adds ``collect_losses()``: for regularized weights
-        (set once per fit) or a layer that called ``add_loss``."""
-        known = bool(self.__dict__.get("_penalties_flag", True))
-        return known or any("adds_losses" in x.__dict__ for x in self._walk())
-
-    @_penalties.setter
-    def _penalties(self, value: bool) -> None:
-        self.__dict__["_penalties_flag"] = bool(value)
 
     @property
     def weights(self) -> list[Any]:

@@ -124,13 +124,34 @@ def _penalty_layer(lib: Any) -> Any:
     return ActivityPenalty()
 
 
-def test_add_loss_joins_the_training_loss_as_in_keras() -> None:
+def _model_of(lib: Any, kind: str, dense: Any) -> Any:
+    if kind == "sequential":
+        return lib.Sequential([lib.Input(shape=(3,)), dense, _penalty_layer(lib)])
+    if kind == "functional":
+        x = lib.Input(shape=(3,))
+        return lib.Model(x, _penalty_layer(lib)(dense(x)))
+
+    class Subclassed(lib.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dense, self.penalty = dense, _penalty_layer(lib)
+
+        def call(self, x: Any) -> Any:
+            return self.penalty(self.dense(x))
+
+    model = Subclassed()
+    model(np.zeros((1, 3), "float32"))
+    return model
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional", "subclassed"])
+def test_add_loss_joins_the_training_loss_as_in_keras(kind: str) -> None:
     W = R.normal(size=(3, 2))
     X, Y = R.normal(size=(8, 3)), R.normal(size=(8, 2))
     results = []
     for lib in (gn, keras):
         dense = lib.layers.Dense(2, use_bias=False)
-        model = lib.Sequential([lib.Input(shape=(3,)), dense, _penalty_layer(lib)])
+        model = _model_of(lib, kind, dense)
         dense.set_weights([W.astype("float32")])
         model.compile(optimizer=lib.optimizers.SGD(0.1), loss="mse")
         loss = model.train_on_batch(X.astype("float32"), Y.astype("float32"))
@@ -243,3 +264,18 @@ def test_a_hostile_config_is_checked_before_anything_is_allocated(tmp_path: Any)
     doc["model"]["config"]["layers"][0]["config"]["units"] = "4"
     with pytest.raises(gn.errors.ModelFileError, match="units"):
         gn.models.load_model(seal(json.dumps(doc).encode(), payload))
+
+
+def test_a_user_attribute_named_input_or_output_wins() -> None:
+    class Net(gn.nn.Module):  # PyTorch code often names its layers so
+        def __init__(self) -> None:
+            super().__init__()
+            self.input = gn.nn.Linear(2, 3)
+            self.output = gn.nn.Linear(3, 1)
+
+        def forward(self, x: Any) -> Any:
+            return self.output(self.input(x))
+
+    net = Net()
+    assert net(gn.ones(4, 2)).shape == (4, 1)
+    assert len(net.parameters()) == 4

@@ -109,6 +109,25 @@ class Parameter(Tensor):
         self.ops.assign(self.data, self.ops.asarray(value, dtype=self.dtype))
 
 
+def _node_attr(what: str) -> Any:
+    """``layer.input`` / ``layer.output``: the symbolic tensors of the layer's first call
+    on symbolic tensors (Keras); an attribute of that name set by the user wins (PyTorch
+    code writes ``self.output = nn.Linear(...)``)."""
+
+    def get(self: Layer) -> Any:
+        own, node = self.__dict__.get(f"_{what}_attr"), self.__dict__.get("_node0")
+        if own is not None:
+            return own
+        if node is not None:
+            return node.inputs if what == "input" else node
+        raise AttributeError(
+            f"layer {self.name!r} has never been called on symbolic tensors, so it has "
+            f"no defined {what} (call it on gn.Input(...) or give the model an input shape)"
+        )
+
+    return property(get, lambda self, value: self.__dict__.__setitem__(f"_{what}_attr", value))
+
+
 class Layer:
     """Base class of layers and models.
 
@@ -303,24 +322,8 @@ class Layer:
         self.__dict__["adds_losses"] = True
         self.losses.append(value if isinstance(value, Tensor) else as_tensor(value, self.ops))
 
-    @property
-    def input(self) -> Any:
-        """The symbolic input of this layer's first call on symbolic tensors (Keras)."""
-        return self._first_node("input")
-
-    @property
-    def output(self) -> Any:
-        """The symbolic output of this layer's first call on symbolic tensors (Keras)."""
-        return self._first_node("output")
-
-    def _first_node(self, what: str) -> Any:
-        node = self.__dict__.get("_node0")
-        if node is None:
-            raise AttributeError(
-                f"layer {self.name!r} has never been called on symbolic tensors, so it has "
-                f"no defined {what} (call it on gn.Input(...) or give the model an input shape)"
-            )
-        return node.inputs if what == "input" else node
+    input = _node_attr("input")
+    output = _node_attr("output")
 
     # -- calling ---------------------------------------------------------------------
     def weight_specs(self, input_shape: Any) -> list[WeightSpec]:
