@@ -241,6 +241,21 @@ def test_registration_infers_config_or_asks_for_it() -> None:
     with pytest.raises(gn.errors.InvalidParameterError, match="gpunet layer classes"):
         saving.register_serializable()(dict)
 
+    @saving.register_serializable()
+    class ScaledDense(gn.layers.Dense):  # a built-in's fields keep their types
+        def __init__(self, units: int, scale: float = 2.0, **kwargs: Any) -> None:
+            super().__init__(units, **kwargs)
+            self.scale = scale
+
+        def call(self, x: Any) -> Any:
+            return super().call(x) * self.scale
+
+    assert ScaledDense.CONFIG == {**gn.layers.Dense.CONFIG, "scale": gn.layers.spec.Float()}
+    model = gn.Sequential([ScaledDense(3, scale=0.5, input_shape=(2,))])
+    again = gn.models.load_model(_saved_bytes(model))
+    assert again.layers[0].scale == 0.5
+    np.testing.assert_array_equal(again.predict(A[:, :2]), model.predict(A[:, :2]))
+
     class Unregistered(gn.layers.Layer):
         def call(self, x: Any) -> Any:
             return x
@@ -279,3 +294,12 @@ def test_a_user_attribute_named_input_or_output_wins() -> None:
     net = Net()
     assert net(gn.ones(4, 2)).shape == (4, 1)
     assert len(net.parameters()) == 4
+
+
+def _saved_bytes(model: Any) -> bytes:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        model.save(Path(d) / "m.gpunet")
+        return (Path(d) / "m.gpunet").read_bytes()

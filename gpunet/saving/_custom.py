@@ -34,8 +34,9 @@ def register_serializable(package: str = "Custom", name: str | None = None) -> A
     files hold names, never code. Its config fields are typed by a ``CONFIG`` dict
     (see ``gpunet.layers.spec``); without one they are inferred from the
     constructor's defaults: an ``int`` default makes an ``Int``, a ``float`` a
-    ``Float``, a ``bool`` a ``Bool``. Other parameters (strings, no default) need
-    ``CONFIG``. Each field is saved from the attribute of its name.
+    ``Float``, a ``bool`` a ``Bool`` (fields of a registered parent class keep their
+    types). Other parameters (strings, no default) need ``CONFIG``. Each field is
+    saved from the attribute of its name.
 
     Args:
         package: Kept for Keras compatibility (the registry is keyed by class name).
@@ -95,9 +96,9 @@ def infer_config(cls: type) -> dict[str, Any]:
     """``CONFIG`` from the constructor's defaults (see :func:`register_serializable`)."""
     import inspect  # here, not at import time: it is slow to import
 
-    config: dict[str, Any] = {}
+    config: dict[str, Any] = dict(getattr(cls, "CONFIG", {}))  # a parent's fields stay typed
     for p in inspect.signature(cls.__init__).parameters.values():  # type: ignore[misc]
-        if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+        if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name in config:
             continue
         d = p.default
         if isinstance(d, bool):
