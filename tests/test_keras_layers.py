@@ -303,3 +303,22 @@ def _saved_bytes(model: Any) -> bytes:
     with tempfile.TemporaryDirectory() as d:
         model.save(Path(d) / "m.gpunet")
         return (Path(d) / "m.gpunet").read_bytes()
+
+
+def test_a_softmax_output_layer_fuses_with_cross_entropy_as_the_activation_does() -> None:
+    X, labels = R.normal(size=(16, 4)), R.integers(0, 3, 16)
+    losses, weights = [], []
+    for last in (gn.layers.Softmax(), None):
+        gn.utils.set_random_seed(3)
+        dense = gn.layers.Dense(3, activation=None if last else "softmax", input_shape=(4,))
+        model = gn.Sequential([dense, last] if last else [dense])
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        losses.append([float(model.train_on_batch(X, labels)) for _ in range(3)])
+        assert model.prob_activation == "softmax"  # the loss takes the logits
+        assert model._step_plan is not None  # and the graph-free step runs it
+        weights.append(dense.get_weights())
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6)
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    probs = gn.Sequential([gn.layers.Softmax(input_shape=(4,))]).predict(X)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)

@@ -134,7 +134,16 @@ class Softmax(Layer):
             raise InvalidParameterError(f"Softmax axis must be an int, got {axis!r}")
         self.axis = axis
 
-    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Backprop]:
+    @property
+    def prob_activation(self) -> str | None:  # type: ignore[override]
+        # over the last axis it is the output a cross-entropy fuses with (gradient p - y)
+        return "softmax" if self.axis == -1 else None
+
+    def forward_pass(
+        self, ops: Any, X: Any, training: bool, logits: bool = False
+    ) -> tuple[Any, Backprop]:
+        if logits:
+            return X, _identity
         if not -X.ndim <= self.axis < X.ndim:
             raise InvalidParameterError(
                 f"layer {self.name!r}: axis {self.axis} is out of range for inputs of "
