@@ -62,6 +62,17 @@ class Model(TrainingMixin, Layer):
         return forward(x)
 
     @property
+    def _penalties(self) -> bool:
+        """Whether a training step adds ``collect_losses()``: for regularized weights
+        (set once per fit) or a layer that called ``add_loss``."""
+        known = bool(self.__dict__.get("_penalties_flag", True))
+        return known or any("adds_losses" in x.__dict__ for x in self._walk())
+
+    @_penalties.setter
+    def _penalties(self, value: bool) -> None:
+        self.__dict__["_penalties_flag"] = bool(value)
+
+    @property
     def input_dtype(self) -> str:
         """The dtype data is converted to on its way in (the model's own)."""
         return self.dtype
@@ -151,21 +162,83 @@ class Sequential(Model):
         **kwargs: Any,
     ) -> None:
         super().__init__(name=name, device=device, **kwargs)
+        self._chain: list[Any] = []  # the symbolic Input, then each layer's output on it
         for layer in layers or []:
             self.add(layer)
 
     def add(self, layer: Layer) -> None:
-        """Append ``layer`` to the stack."""
+        """Append ``layer`` to the stack (a ``gn.Input(shape=...)`` may come first: it
+        gives the model its input shape, builds each layer as it is added and sets
+        their ``input``/``output``, as in Keras)."""
+        from gpunet.engine.functional import SymbolicTensor
+
+        if isinstance(layer, SymbolicTensor):
+            if self._layers or self._chain or layer.layer is not None:
+                raise InvalidParameterError(
+                    f"gn.Input(...) can only come first in Sequential {self.name!r}, "
+                    f"before any layer; got {layer!r}"
+                )
+            self._chain = [layer]
+            return
         if not isinstance(layer, Layer):
             raise InvalidParameterError(
                 f"Sequential.add expects a gpunet layer, got {type(layer).__name__}"
             )
+        if self._chain and not self._layers:
+            shape = self._chain[0].shape[1:]
+            if layer.input_shape_hint not in (None, shape):
+                raise InvalidParameterError(
+                    f"layer {layer.name!r} has input_shape {layer.input_shape_hint}, but the "
+                    f"Input of Sequential {self.name!r} has shape {shape}"
+                )
+            layer.input_shape_hint = shape  # the Keras input_shape=, which saving records
         self._layers.append(layer)
         structure_changed()
         if self._ops is not None:
             layer.to(self._ops)
         self.built = False
         self._n_outputs = 0
+        if self._chain:
+            self._chain.append(layer(self._chain[-1]))
+
+    def _symbolic(self) -> list[Any]:
+        """The chain of symbolic tensors, made now for a first layer's input_shape=."""
+        from gpunet.engine.functional import Input
+
+        if not self._chain and self._layers:
+            hint = self._layers[0].input_shape_hint
+            if hint is not None:
+                x = Input(shape=hint, dtype=self._layers[0].dtype)
+                self._chain = [x]
+                for layer in self._layers:
+                    self._chain.append(layer(self._chain[-1]))
+        if not self._chain:
+            raise InvalidParameterError(
+                f"Sequential model {self.name!r} has no defined input shape yet: start it "
+                "with gn.Input(shape=...) or give its first layer input_shape=..."
+            )
+        return self._chain
+
+    @property
+    def inputs(self) -> list[Any]:
+        """``[the symbolic Input]``, for ``gn.Model(inputs=model.inputs, outputs=...)``."""
+        return self._symbolic()[:1]
+
+    @property
+    def outputs(self) -> list[Any]:
+        """``[the last layer's symbolic output]``."""
+        return self._symbolic()[-1:]
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """The layer called ``name``, or at position ``index`` (Keras)."""
+        if index is not None:
+            return self._layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise InvalidParameterError(
+            f"no layer named {name!r} in {self.name!r}; it has {[x.name for x in self._layers]}"
+        )
 
     @property
     def weights(self) -> list[Any]:
@@ -188,6 +261,8 @@ class Sequential(Model):
         self.built = False
         self._n_outputs = 0
         structure_changed()
+        if len(self._chain) > 1:
+            self._chain.pop()
         return self._layers.pop()
 
     def build(self, input_shape: Any) -> None:
@@ -251,6 +326,7 @@ class Sequential(Model):
         return x
 
     def get_config(self) -> dict[str, Any]:
+        self.build_from_input_shape()  # the weights a file of this config holds exist
         return {
             "name": self.name,
             "layers": [

@@ -222,7 +222,22 @@ def layer_cases() -> list[Case]:
         _layer_case("Flatten", L.Flatten(dtype="float64"), [X3]),
         _layer_case("Add", L.Add(dtype="float64"), [X, r.normal(size=(4, 3))]),
         _layer_case("Concatenate", L.Concatenate(dtype="float64"), [X, r.normal(size=(4, 2))]),
+        _layer_case("Softmax", L.Softmax(dtype="float64"), [X]),
+        _layer_case("Softmax(axis=1 of 3d)", L.Softmax(axis=1, dtype="float64"), [X3]),
     ]
+    X2, X3b = r.normal(size=(4, 3)), r.normal(size=(4, 3))
+    for cls in ("Subtract", "Average", "Multiply", "Maximum", "Minimum"):
+        inputs = [X, X2] if cls == "Subtract" else [X, X2, X3b]
+        cases.append(_layer_case(cls, getattr(L, cls)(dtype="float64"), inputs))
+    # the functional forms make the layer and call it (keras.layers.add([a, b]))
+    for fn in ("add", "subtract", "average", "multiply", "maximum", "minimum", "concatenate"):
+        cases.append(
+            Case(
+                f"layer:{fn}",
+                [X, X2],
+                lambda a, b, fn=fn: getattr(L, fn)([a, b], dtype="float64"),
+            )
+        )
     return cases
 
 

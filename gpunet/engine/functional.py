@@ -134,7 +134,9 @@ def symbolic_call(layer: Any, inputs: Any, kwargs: dict[str, Any]) -> SymbolicTe
             f"layer {layer.name!r} returns several outputs; the functional API takes layers "
             "with one output"
         )
-    return SymbolicTensor(out, layer.dtype, layer, inputs, kwargs)
+    node = SymbolicTensor(out, layer.dtype, layer, inputs, kwargs)
+    layer.__dict__.setdefault("_node0", node)  # layer.input / layer.output (Keras: the first call)
+    return node
 
 
 def _probe_shape(layer: Any, inputs: Any) -> tuple[Any, ...]:

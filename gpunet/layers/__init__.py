@@ -7,14 +7,30 @@ Example:
 """
 
 from gpunet.layers.base import Layer, Parameter
-from gpunet.layers.core import Activation, Dropout, Flatten
+from gpunet.layers.core import Activation, Dropout, Flatten, Softmax
 from gpunet.layers.dense import Dense
-from gpunet.layers.merge import Add, Concatenate
+from gpunet.layers.merge import (
+    Add,
+    Average,
+    Concatenate,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    maximum,
+    minimum,
+    multiply,
+    subtract,
+)
 from gpunet.layers.normalization import BatchNormalization, LayerNormalization
 
 __all__ = [
     "Activation",
     "Add",
+    "Average",
     "BatchNormalization",
     "Concatenate",
     "Dense",
@@ -22,5 +38,17 @@ __all__ = [
     "Flatten",
     "Layer",
     "LayerNormalization",
+    "Maximum",
+    "Minimum",
+    "Multiply",
     "Parameter",
+    "Softmax",
+    "Subtract",
+    "add",
+    "average",
+    "concatenate",
+    "maximum",
+    "minimum",
+    "multiply",
+    "subtract",
 ]

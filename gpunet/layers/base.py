@@ -34,6 +34,9 @@ Backprop = Callable[[Any, bool], Any]  # backprop(dY, need_dX) -> dX (None if no
 _name_counts: defaultdict[str, itertools.count[int]] = defaultdict(itertools.count)
 
 
+_NO_EFFECT = ("autocast", "aggregation")  # add_weight arguments of Keras' that change nothing here
+
+
 class _CallState(threading.local):
     """Per-thread call state: the training flag of the outermost call, and hooks that
     see every layer output (NaN probing). Threads never see each other's."""
@@ -42,6 +45,7 @@ class _CallState(threading.local):
         self.training: list[bool] = []
         self.hooks: list[Any] = []
         self.zero_init = False  # build with zeros: the weights are about to be loaded
+        self.describing: list[WeightSpec] | None = None  # add_weight records, allocates nothing
 
 
 _local = _CallState()
@@ -103,6 +107,25 @@ class Parameter(Tensor):
                 f"weight {self.name!r} has shape {self.shape}, got {tuple(value.shape)}"
             )
         self.ops.assign(self.data, self.ops.asarray(value, dtype=self.dtype))
+
+
+def _node_attr(what: str) -> Any:
+    """``layer.input`` / ``layer.output``: the symbolic tensors of the layer's first call
+    on symbolic tensors (Keras); an attribute of that name set by the user wins (PyTorch
+    code writes ``self.output = nn.Linear(...)``)."""
+
+    def get(self: Layer) -> Any:
+        own, node = self.__dict__.get(f"_{what}_attr"), self.__dict__.get("_node0")
+        if own is not None:
+            return own
+        if node is not None:
+            return node.inputs if what == "input" else node
+        raise AttributeError(
+            f"layer {self.name!r} has never been called on symbolic tensors, so it has "
+            f"no defined {what} (call it on gn.Input(...) or give the model an input shape)"
+        )
+
+    return property(get, lambda self, value: self.__dict__.__setitem__(f"_{what}_attr", value))
 
 
 class Layer:
@@ -206,7 +229,7 @@ class Layer:
         """All weights, trainable first within each layer (Keras order)."""
         seen: dict[int, Parameter] = {}
         for layer in self._walk():
-            for p in layer._params:
+            for p in sorted(layer._params, key=lambda p: not p.trainable):
                 seen.setdefault(id(p), p)
         return list(seen.values())
 
@@ -227,19 +250,46 @@ class Layer:
 
     def add_weight(
         self,
-        name: str,
-        shape: Any,
-        initializer: Any = "zeros",
-        *,
-        regularizer: Any = None,
+        name: Any = None,
+        shape: Any = None,
+        initializer: Any = None,
         trainable: bool = True,
+        regularizer: Any = None,
+        dtype: Any = None,
+        **ignored: Any,
     ) -> Parameter:
-        """Create a weight drawn on the host by ``initializer`` and put it on the device."""
+        """Create a weight drawn on the host by ``initializer`` (default
+        ``"glorot_uniform"``, as Keras') and put it on the device. Both Keras
+        spellings work: ``add_weight(shape=(3, 4), initializer="random_normal",
+        name="w")`` (Keras 3, shape first) and ``add_weight("w", (3, 4), "zeros")``.
+
+        Example:
+            >>> import gpunet as gn
+            >>> layer = gn.layers.Layer()
+            >>> layer.add_weight(shape=(2, 3), initializer="ones", name="w").shape
+            (2, 3)
+        """
+        if name is not None and not isinstance(name, str):  # Keras 3 positional order
+            name, shape, initializer, dtype = None, name, shape, dtype or initializer
+        bad = sorted(k for k, v in ignored.items() if v is not None and k not in _NO_EFFECT)
+        if bad:
+            raise InvalidParameterError(f"add_weight of {self.name!r}: unsupported {bad}")
+        shape = (shape,) if isinstance(shape, int) else tuple(shape or ())
+        if name is None:  # Keras names them variable, variable_1, ...
+            taken = {str(p.name).rsplit("/", 1)[-1] for p in self._params}
+            taken |= {w.name for w in _local.describing or ()}
+            name = next(n for k in range(len(taken) + 1)
+                        if (n := f"variable_{k}" if k else "variable") not in taken)  # fmt: skip
+        dt = str(np.dtype(dtype)) if dtype is not None else self.dtype
+        initializer = "glorot_uniform" if initializer is None else initializer
+        if _local.describing is not None:  # record what build() would create, allocate nothing
+            _local.describing.append(WeightSpec(name, shape, initializer, trainable, regularizer))
+            return Tensor(np.broadcast_to(np.zeros((), dt), shape), self.ops)  # type: ignore[return-value]
         if _local.zero_init:  # drawing values a file overwrites would be wasted work
-            data = self.ops.zeros(tuple(shape), self.dtype)
+            data = self.ops.zeros(shape, dt)
         else:
             init = initializers.get(initializer)
-            data = self.ops.asarray(init(tuple(shape), self.dtype), dtype=self.dtype)
+            data = self.ops.asarray(init(shape, dt), dtype=dt)
         p = Parameter(
             data,
             self.ops,
@@ -251,6 +301,29 @@ class Layer:
         self._params.append(p)
         structure_changed()
         return p
+
+    add_variable = add_weight  # Keras 3's other name for it
+
+    def add_loss(self, value: Any) -> None:
+        """Add ``value`` (a scalar tensor computed in ``call``) to the training loss,
+        with the regularization penalties (Keras' ``add_loss``; cleared each call).
+
+        Example:
+            >>> import numpy as np, gpunet as gn
+            >>> class Penalized(gn.layers.Layer):
+            ...     def call(self, x):
+            ...         self.add_loss((x * x).mean())
+            ...         return x
+            >>> layer = Penalized()
+            >>> _ = layer(np.full((2, 2), 3.0))
+            >>> [float(v.item()) for v in layer.losses]
+            [9.0]
+        """
+        self.__dict__["adds_losses"] = True
+        self.losses.append(value if isinstance(value, Tensor) else as_tensor(value, self.ops))
+
+    input = _node_attr("input")
+    output = _node_attr("output")
 
     # -- calling ---------------------------------------------------------------------
     def weight_specs(self, input_shape: Any) -> list[WeightSpec]:

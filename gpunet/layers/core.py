@@ -1,4 +1,4 @@
-"""Activation, Dropout and Flatten: layers without a matrix product."""
+"""Activation, Dropout, Flatten and Softmax: layers without a matrix product."""
 
 from __future__ import annotations
 
@@ -114,3 +114,41 @@ class Flatten(Layer):
         xp, shape = ops.xp, tuple(X.shape)
         Y = xp.reshape(X, (shape[0], math.prod(shape[1:])))
         return Y, lambda dY, need_dX: xp.reshape(dY, shape)
+
+
+@spec.register
+class Softmax(Layer):
+    """Softmax over ``axis`` (default: the last), as Keras' ``layers.Softmax``.
+
+    Example:
+        >>> import numpy as np, gpunet as gn
+        >>> gn.layers.Softmax()(np.array([[0.0, 0.0]])).numpy()
+        array([[0.5, 0.5]], dtype=float32)
+    """
+
+    CONFIG = {"axis": spec.Int(-8, 7)}
+
+    def __init__(self, axis: int = -1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise InvalidParameterError(f"Softmax axis must be an int, got {axis!r}")
+        self.axis = axis
+
+    @property
+    def prob_activation(self) -> str | None:  # type: ignore[override]
+        # over the last axis it is the output a cross-entropy fuses with (gradient p - y)
+        return "softmax" if self.axis == -1 else None
+
+    def forward_pass(
+        self, ops: Any, X: Any, training: bool, logits: bool = False
+    ) -> tuple[Any, Backprop]:
+        if logits:
+            return X, _identity
+        if not -X.ndim <= self.axis < X.ndim:
+            raise InvalidParameterError(
+                f"layer {self.name!r}: axis {self.axis} is out of range for inputs of "
+                f"{X.ndim} dimensions"
+            )
+        axis = self.axis
+        Y = ops.softmax(X, axis=axis)
+        return Y, lambda dY, need_dX: ops.backprop_softmax(dY, X, Y, axis=axis)

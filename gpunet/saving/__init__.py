@@ -6,7 +6,8 @@ file), the weights in the safetensors layout and, optionally, the compile
 settings and optimizer state, all covered by a SHA-256 checksum that is
 verified before anything else is parsed. There is no pickle anywhere and no
 fallback to a less safe loader. Any damaged, malformed or hostile file raises
-``gpunet.errors.ModelFileError`` naming the problem.
+``gpunet.errors.ModelFileError`` naming the problem. Custom layers are saved once
+their class is registered with :func:`register_serializable` in both processes.
 
 Every write is atomic (see :mod:`gpunet.saving.atomic`).
 
@@ -20,6 +21,7 @@ Example:
     True
 """
 
+from gpunet.saving._custom import register_keras_serializable, register_serializable
 from gpunet.saving._estimator import load_estimator, save_estimator
 from gpunet.saving._model import load_model, load_weights, save_model, save_weights
 from gpunet.saving._tensors import named_weights
@@ -29,6 +31,8 @@ __all__ = [
     "load_model",
     "load_weights",
     "named_weights",
+    "register_keras_serializable",
+    "register_serializable",
     "save_estimator",
     "save_model",
     "save_weights",
