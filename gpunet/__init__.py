@@ -98,11 +98,12 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    # gn.distributed on first use: MPI is an optional extra, never loaded by `import gpunet`
-    if name == "distributed":
+    # gn.distributed on first use: MPI is an optional extra, never loaded by `import gpunet`;
+    # gn.saving too (gn.saving.register_serializable): the file format loads on first use
+    if name in ("distributed", "saving"):
         import importlib
 
-        return importlib.import_module("gpunet.distributed")
+        return importlib.import_module(f"gpunet.{name}")
     raise AttributeError(f"module 'gpunet' has no attribute {name!r}")
 
 
