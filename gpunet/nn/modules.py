@@ -226,12 +226,9 @@ class ModuleDict(TorchModule, Layer):
         return list(zip(self._keys, self._layers, strict=True))
 
 
-@spec.register
 class Linear(TorchModule, Layer):
     """``y = x @ weight.T + bias`` with ``weight`` of shape ``(out, in)`` and
     PyTorch's initialization, ``U(-1/sqrt(in), 1/sqrt(in))`` for both weights."""
-
-    CONFIG = {"in_features": spec.Int(0), "out_features": spec.Int(0), "bias": spec.Bool()}
 
     def __init__(
         self,
