@@ -23,7 +23,7 @@ from typing import Any
 
 from _workloads import Data, Workload
 
-from gpunet.quickbench import build_model
+from gpunet.cli.quickbench import build_model
 
 
 def _model(w: Workload, data: Data, device: str) -> Any:

@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _workloads as wl
 
-from gpunet.quickbench import build_model
+from gpunet.cli.quickbench import build_model
 
 
 class _Recorder:

@@ -1,7 +1,7 @@
 """Workload data, shared initial weights, and the array-library implementations
 every gpunet figure is compared with: the GEMM bound and a hand-written step.
 
-The workload definitions themselves live in ``gpunet.quickbench.WORKLOADS`` so
+The workload definitions themselves live in ``gpunet.cli.quickbench.WORKLOADS`` so
 ``gpunet bench`` and this suite can never disagree about them.
 
 Every implementation is an object with ``run(n)`` (``n`` training steps, or ``n``
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gpunet.quickbench import WORKLOADS, Workload
+from gpunet.cli.quickbench import WORKLOADS, Workload
 
 __all__ = ["WORKLOADS", "Data", "GemmBound", "HandPredict", "HandStep", "Workload"]
 

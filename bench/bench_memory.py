@@ -73,7 +73,7 @@ def growth(key: str = "B", steps: int = 1500, settle: int = 500, every: int = 50
     import _workloads as wl
 
     import gpunet as gn
-    from gpunet.quickbench import build_model
+    from gpunet.cli.quickbench import build_model
 
     w = wl.WORKLOADS[key]
     data = wl.make_data(w)
@@ -129,7 +129,7 @@ def peak_fit(key: str = "A") -> dict[str, Any]:
     import _workloads as wl
 
     import gpunet as gn
-    from gpunet.quickbench import build_model
+    from gpunet.cli.quickbench import build_model
 
     w = wl.WORKLOADS[key]
     data = wl.make_data(w)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from gpunet import random as grandom
-from gpunet.datasets import PyDataset
+from gpunet.data import PyDataset
 
 __all__ = ["PyDataset", "set_random_seed", "to_categorical"]
 

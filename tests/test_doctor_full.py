@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from gpunet import cli, gpu_check
+from gpunet import cli
 from gpunet.backend import _kernels
-from gpunet.gpu_check import _child, _devices, _environment, _parity
-from gpunet.gpu_check._report import markdown
+from gpunet.cli import gpu_check
+from gpunet.cli.gpu_check import _child, _devices, _environment, _parity
+from gpunet.cli.gpu_check._report import markdown
 
-ROOT = Path(gpu_check.__file__).resolve().parents[2]
+ROOT = Path(gpu_check.__file__).resolve().parents[3]
 RAN = ("ok", "partial", "failed", "not run", "cut short")
 WHY = "no CUDA driver (a test's reason)"
 

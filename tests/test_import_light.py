@@ -13,7 +13,7 @@ HEAVY = {"cupy", "cupy_backends", "cupyx", "sklearn", "scipy", "torch"}
 
 def test_import_gpunet_imports_no_heavy_dependency():
     code = (
-        "import gpunet, gpunet.cli, gpunet.quickbench, sys, json; "
+        "import gpunet, gpunet.cli, gpunet.cli.quickbench, sys, json; "
         "print(json.dumps(sorted(sys.modules)))"
     )
     out = subprocess.run(

@@ -1,12 +1,13 @@
-"""``gpunet bench`` (gpunet.quickbench): the structure of what it prints, in a tiny
+"""``gpunet bench`` (gpunet.cli.quickbench): the structure of what it prints, in a tiny
 mode. Timings are printed, never asserted."""
 
 from __future__ import annotations
 
 import pytest
 
-from gpunet import cli, quickbench
+from gpunet import cli
 from gpunet.backend import _compat
+from gpunet.cli import quickbench
 
 
 def _cells(line: str) -> list[str]:

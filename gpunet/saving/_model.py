@@ -10,7 +10,7 @@ from gpunet import random as grandom
 from gpunet.backend import get_ops
 from gpunet.errors import GpunetError, InvalidParameterError, ModelFileError
 from gpunet.layers import base, spec
-from gpunet.multi_io import MultiLoss
+from gpunet.models.multi_io import MultiLoss
 from gpunet.saving import _container, _schema
 from gpunet.saving import _tensors as T
 from gpunet.saving.atomic import write_atomic

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gpunet import cli, doctor
+from gpunet import cli
 from gpunet.backend import _compat, _kernels
+from gpunet.cli import doctor
 
 needs_cupy = pytest.mark.skipif(_compat.cupy_or_none() is None, reason="needs CuPy")
 

@@ -1,6 +1,6 @@
 """One stage of ``gpunet doctor --full`` in its own process (started by ``run``).
 
-Usage: ``python -m gpunet.gpu_check._child STAGE RESULT_JSON OUT_DIR SECONDS``.
+Usage: ``python -m gpunet.cli.gpu_check._child STAGE RESULT_JSON OUT_DIR SECONDS``.
 The stage records its checks through a :class:`Context`, which rewrites
 ``RESULT_JSON`` after each one: killed at any point, the stage still leaves
 what it found.
@@ -23,7 +23,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from gpunet.gpu_check._report import write_atomic
+from gpunet.cli.gpu_check._report import write_atomic
 
 STATUSES = ("ok", "failed", "not run")
 
@@ -69,7 +69,7 @@ def main(argv: list[str]) -> int:
     ctx = Context(stage, result, out, seconds)
     ctx.save()
     try:
-        importlib.import_module(f"gpunet.gpu_check._{stage}").run(ctx)
+        importlib.import_module(f"gpunet.cli.gpu_check._{stage}").run(ctx)
     except Exception as exc:  # a crashed stage is a failed check, not a lost report
         tail = traceback.format_exc().strip().splitlines()[-6:]
         ctx.check("stage crashed", "failed", f"{type(exc).__name__}: {exc}", traceback=tail)

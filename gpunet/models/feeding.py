@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpunet import data, multi_io
 from gpunet import losses as losses_mod
 from gpunet.autograd import Tensor
 from gpunet.errors import InputValidationError, InvalidParameterError, NonFiniteError
+from gpunet.models import multi_io
+from gpunet.models import validation as data
 
 SPARSE = "sparse_categorical_crossentropy"
 

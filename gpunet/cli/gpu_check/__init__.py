@@ -21,7 +21,7 @@ every stage, and by the stage's process after every check, so a run that is cut
 short still leaves valid reports of what it measured.
 
 Example:
-    >>> from gpunet import gpu_check
+    >>> from gpunet.cli import gpu_check
     >>> [s.name for s in gpu_check.STAGES]
     ['environment', 'gpu_tests', 'parity', 'bench', 'devices']
     >>> gpu_check.stage_status([{"status": "ok"}, {"status": "not run"}])
@@ -42,9 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpunet.gpu_check._report import markdown, write_atomic
+from gpunet.cli.gpu_check._report import markdown, write_atomic
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout (or site-packages) above gpunet/
+ROOT = Path(__file__).resolve().parents[3]  # the checkout (or site-packages) above gpunet/
 CHECKOUT = (ROOT / "pyproject.toml").is_file() and (ROOT / "kernels").is_dir()
 DEFAULT_BUDGET_S = 480.0
 MIN_STAGE_S = 2.0
@@ -180,7 +180,7 @@ def _run_stage(stage: Stage, limit: float, out: Path, result: Path) -> dict[str,
     """The stage in a child process of its own session, killed (with everything it
     started) when ``limit`` seconds are up; its checks are read back from ``result``."""
     env = child_env()
-    cmd = [sys.executable, "-m", "gpunet.gpu_check._child", stage.name, str(result), str(out),
+    cmd = [sys.executable, "-m", "gpunet.cli.gpu_check._child", stage.name, str(result), str(out),
            f"{limit:.3f}"]  # fmt: skip
     start = time.monotonic()
     sys.stdout.flush()

@@ -8,7 +8,7 @@ install. ``--precompile`` also compiles and loads every kernel on the GPU, which
 fills CuPy's on-disk cache so the first ``fit`` does not wait for NVRTC.
 
 Example:
-    >>> from gpunet import doctor
+    >>> from gpunet.cli import doctor
     >>> doctor.fused_ops_table()[1]
     ('dense + relu', 'float16 float32 float64')
 """

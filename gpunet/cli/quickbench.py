@@ -7,7 +7,7 @@ table shows the median ms per step and which device wins. Needs neither PyTorch
 nor scikit-learn: the comparison with those is ``python bench/run.py``.
 
 Example:
-    >>> from gpunet.quickbench import WORKLOADS
+    >>> from gpunet.cli.quickbench import WORKLOADS
     >>> WORKLOADS["A"].sizes, WORKLOADS["A"].batch
     ((784, 512, 512, 10), 256)
 """

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gpunet import callbacks as cbks
-from gpunet import multi_io
 from gpunet.autograd import Tensor, no_grad
 from gpunet.engine import step as engine_step
 from gpunet.errors import InputValidationError, InvalidParameterError
-from gpunet.feeding import Batch, DataMixin, int_param
-from gpunet.feeds import ArrayFeed, Epochs, StreamFeed, is_stream
+from gpunet.models import multi_io
+from gpunet.models.feeding import Batch, DataMixin, int_param
+from gpunet.models.feeds import ArrayFeed, Epochs, StreamFeed, is_stream
 
 
 def _steps(steps: Any) -> int | None:

@@ -1,6 +1,6 @@
 """One rank of the NCCL check of ``gpunet doctor --full`` (run under ``mpiexec``).
 
-Usage: ``mpiexec -n 2 python -m gpunet.gpu_check._nccl_rank nccl|host``. Each rank
+Usage: ``mpiexec -n 2 python -m gpunet.cli.gpu_check._nccl_rank nccl|host``. Each rank
 sums ``arange(n) * (rank + 1)`` with the strategy's GPU reducer, then trains the
 same data-parallel fit; rank 0 prints one JSON line: the largest error of the sum
 and whether every rank ended with rank 0's weights.

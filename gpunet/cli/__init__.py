@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 
-def demo(args: argparse.Namespace) -> int:
+def run_demo(args: argparse.Namespace) -> int:
     """Train a small network on scikit-learn's handwritten digits; print test accuracy."""
     try:
         from sklearn.datasets import load_digits
@@ -61,20 +61,20 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def doctor(args: argparse.Namespace) -> int:
+def run_doctor(args: argparse.Namespace) -> int:
     """Versions, devices and a tiny fit on each device; ``--full``: every GPU check."""
     if args.full:
-        from gpunet import gpu_check
+        from gpunet.cli import gpu_check
 
         only = args.only.split(",") if args.only else None
         return gpu_check.run(args.out, budget=args.budget, only=only)
-    from gpunet.doctor import run
+    from gpunet.cli.doctor import run
 
     return run(precompile=args.precompile)
 
 
-def bench(args: argparse.Namespace) -> int:
-    from gpunet.quickbench import run
+def run_bench(args: argparse.Namespace) -> int:
+    from gpunet.cli.quickbench import run
 
     return run(quick=not args.full)
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(fn=demo)
+    p.set_defaults(fn=run_demo)
     p = sub.add_parser("doctor", help="versions, devices, kernel compile check, parity fit")
     p.add_argument("--precompile", action="store_true", help="compile every kernel now")
     p.add_argument("--full", action="store_true",
@@ -96,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="--full: report folder (default bench/results/)")
     p.add_argument("--only", help="--full: comma list of stages: environment, gpu_tests, "
                    "parity, bench, devices")  # fmt: skip
-    p.set_defaults(fn=doctor)
+    p.set_defaults(fn=run_doctor)
     p = sub.add_parser("bench", help="a quick CPU-vs-GPU timing of the benchmark workloads")
     p.add_argument("--full", action="store_true")
-    p.set_defaults(fn=bench)
+    p.set_defaults(fn=run_bench)
     args: Any = parser.parse_args(argv)
     return int(args.fn(args))
 

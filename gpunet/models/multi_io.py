@@ -31,13 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from gpunet import data
 from gpunet import functional as F
 from gpunet import losses as losses_mod
 from gpunet import metrics as metrics_mod
 from gpunet.autograd import Tensor, no_grad
 from gpunet.engine.functional import SymbolicTensor, flatten
 from gpunet.errors import InputValidationError, InvalidParameterError
+from gpunet.models import validation as data
 
 
 # -- several arrays as one ---------------------------------------------------------------

@@ -8,7 +8,7 @@ batch size from which the GPU beats the CPU.
   installed), in one process (the worker processes ``bench/`` uses on the CPU
   keep OpenMP runtimes apart, which the GPU rows do not need). Its own JSON and
   Markdown land in ``OUT/bench/``.
-* Crossover: ``gpunet.quickbench`` times ``fit`` on cpu and cuda at growing batch
+* Crossover: ``gpunet.cli.quickbench`` times ``fit`` on cpu and cuda at growing batch
   sizes; the crossover is the smallest batch from which cuda wins at every size.
   Without a GPU only the CPU rows are timed, at a quick size.
 """
@@ -20,8 +20,8 @@ import subprocess
 import sys
 from typing import Any
 
-from gpunet.gpu_check import CHECKOUT, ROOT
-from gpunet.gpu_check._child import Context
+from gpunet.cli.gpu_check import CHECKOUT, ROOT
+from gpunet.cli.gpu_check._child import Context
 
 GPU_IMPLS = ("gpunet_cuda", "cupy_plain", "gemm_bound_cupy", "torch_cuda",
              "torch_cuda_fused_adam", "gpunet_predict_cuda", "torch_predict_cuda")  # fmt: skip
@@ -108,7 +108,7 @@ def _gpu_rows(ctx: Context) -> None:
 
 
 def _crossover(ctx: Context) -> None:
-    from gpunet import quickbench
+    from gpunet.cli import quickbench
 
     if not ctx.n_gpu:
         rows = quickbench.measure(["A", "B"], ["cpu"], batch_sizes=(32, 256), samples=256,

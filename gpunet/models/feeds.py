@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from gpunet import multi_io
 from gpunet import random as grandom
 from gpunet.autograd import Tensor
-from gpunet.datasets import DataLoader, PyDataset
+from gpunet.data import DataLoader, PyDataset
 from gpunet.errors import InputValidationError
-from gpunet.feeding import Batch
+from gpunet.models import multi_io
+from gpunet.models.feeding import Batch
 
 
 def is_stream(x: Any) -> bool:

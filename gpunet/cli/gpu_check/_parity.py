@@ -11,7 +11,7 @@ float16) against the CPU, whose dense and loss ops run the host build of the
 kernels.
 
 Example:
-    >>> from gpunet.gpu_check._parity import CASES
+    >>> from gpunet.cli.gpu_check._parity import CASES
     >>> len(CASES) >= 7
     True
 """
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from gpunet.gpu_check._child import Context
+from gpunet.cli.gpu_check._child import Context
 
 F32_LOSS_RTOL = 1e-4  # float32, TF32 off, 12 steps
 F32_WEIGHT_TOL = 1e-3  # |dw| / max(1, |w|)

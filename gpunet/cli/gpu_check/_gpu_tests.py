@@ -15,8 +15,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from gpunet.gpu_check import CHECKOUT, ROOT
-from gpunet.gpu_check._child import Context
+from gpunet.cli.gpu_check import CHECKOUT, ROOT
+from gpunet.cli.gpu_check._child import Context
 
 # "tests/x.py::test_y[p] PASSED   [ 12%]" (pytest -v, classic console output)
 _LINE = re.compile(

@@ -17,7 +17,6 @@ from gpunet import callbacks as cbks
 from gpunet import functional as F
 from gpunet import losses as losses_mod
 from gpunet import metrics as metrics_mod
-from gpunet import multi_io
 from gpunet import optimizers as optimizers_mod
 from gpunet import random as grandom
 from gpunet.autograd import Tensor, no_grad
@@ -28,10 +27,11 @@ from gpunet.errors import (
     NonFiniteError,
     NotCompiledError,
 )
-from gpunet.feeding import Batch, int_param
-from gpunet.feeds import ArrayFeed, Epochs, StreamFeed, is_stream
-from gpunet.inference import InferenceMixin
 from gpunet.layers import base
+from gpunet.models import multi_io
+from gpunet.models.feeding import Batch, int_param
+from gpunet.models.feeds import ArrayFeed, Epochs, StreamFeed, is_stream
+from gpunet.models.inference import InferenceMixin
 from gpunet.progbar import ProgbarLogger
 from gpunet.strategy import InterruptGuard, LocalStrategy
 
@@ -91,7 +91,7 @@ class TrainingMixin(InferenceMixin):
         for every output, a list (output order) or a dict by output name;
         ``loss_weights`` a list or dict (the loss is ``sum_i w_i * loss_i``);
         ``metrics`` a list of one entry per output or a dict by output name, logged
-        as ``<output>_<metric>`` beside each ``<output>_loss`` (see ``gpunet.multi_io``).
+        as ``<output>_<metric>`` beside each ``<output>_loss`` (see ``gpunet.models.multi_io``).
         """
         if loss is None:
             raise InvalidParameterError("compile needs a loss, e.g. loss='mse'")

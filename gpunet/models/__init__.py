@@ -19,7 +19,7 @@ from gpunet.autograd import Tensor, no_grad
 from gpunet.backend import get_ops
 from gpunet.errors import InputValidationError, InvalidParameterError
 from gpunet.layers.base import Layer, structure_changed, takes_training
-from gpunet.training import TrainingMixin
+from gpunet.models.training import TrainingMixin
 
 
 class Model(TrainingMixin, Layer):
@@ -134,7 +134,7 @@ class Model(TrainingMixin, Layer):
 
     def summary(self, print_fn: Callable[[str], Any] | None = None) -> None:
         """Print a table of layers, output shapes and parameter counts."""
-        from gpunet.summary import summary_lines
+        from gpunet.models.summary import summary_lines
 
         self.build_from_input_shape()
         emit = print_fn or print

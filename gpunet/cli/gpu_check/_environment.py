@@ -7,9 +7,9 @@ import os
 import time
 from typing import Any
 
-from gpunet import doctor
 from gpunet.backend import _kernels
-from gpunet.gpu_check._child import Context
+from gpunet.cli import doctor
+from gpunet.cli.gpu_check._child import Context
 
 
 def run(ctx: Context) -> None:

@@ -1,7 +1,7 @@
 """The reports of ``gpunet doctor --full``: atomic writes, and the Markdown view.
 
 Example:
-    >>> from gpunet.gpu_check._report import markdown
+    >>> from gpunet.cli.gpu_check._report import markdown
     >>> report = {"command": "gpunet doctor --full", "started": "now", "mode": "cpu",
     ...           "budget_s": 60, "no_gpu_reason": "no driver", "complete": True,
     ...           "stages": [{"name": "parity", "title": "fits", "status": "ok", "checks": [

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from gpunet.gpu_check import child_env
-from gpunet.gpu_check._child import Context
+from gpunet.cli.gpu_check import child_env
+from gpunet.cli.gpu_check._child import Context
 
 
 def run(ctx: Context) -> None:
@@ -138,7 +138,15 @@ def _nccl(ctx: Context) -> None:
 
 def _mpi_job(ctx: Context, mpiexec: str, label: str, ranks: int, reduce: str,
              share: int = 1) -> None:  # fmt: skip
-    cmd = [mpiexec, "-n", str(ranks), sys.executable, "-m", "gpunet.gpu_check._nccl_rank", reduce]
+    cmd = [
+        mpiexec,
+        "-n",
+        str(ranks),
+        sys.executable,
+        "-m",
+        "gpunet.cli.gpu_check._nccl_rank",
+        reduce,
+    ]
     env = child_env(OMP_NUM_THREADS="1")
     limit = max(5.0, ctx.left() / share - 1)
     try:
