@@ -169,3 +169,17 @@ def test_hostile_graph_documents_are_rejected(tmp_path, edit, match):
     bad = _container.pack(json.loads(json.dumps(doc)), tensors)
     with pytest.raises(ModelFileError, match=match):
         gn.models.load_model(bad)
+
+
+def test_summary_shows_inputs_calls_and_what_each_reads():
+    a, b = gn.Input(shape=(3,), name="a"), gn.Input(shape=(2,), name="b")
+    shared = gn.layers.Dense(4, name="shared")
+    out = gn.layers.Concatenate(name="cat")([shared(a), gn.layers.Dense(4, name="d")(b)])
+    model = gn.Model([a, b], [out, shared(a)])
+    lines: list[str] = []
+    model.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert "Connected to" in text and "a (InputLayer)" in text
+    row = next(line for line in lines if line.startswith("cat (Concatenate)"))
+    assert row.split()[-2:] == ["shared,", "d"] and "(None, 8)" in row
+    assert "Total params: 28" in text  # the shared layer's weights counted once

@@ -300,3 +300,21 @@ def test_to_categorical_as_keras():
         gn.utils.to_categorical([0, 5], num_classes=3)
     with pytest.raises(gn.errors.InputValidationError, match="integer labels"):
         gn.utils.to_categorical([0.5])
+
+
+@pytest.mark.parametrize("reduction", [None, "none", "mean"])
+def test_a_compiled_loss_of_any_reduction_trains_and_saves_as_keras(tmp_path, reduction):
+    """Keras' trainer takes the batch mean of a per-sample loss; every reduction and an
+    amsgrad Adam also round-trip through a model file."""
+    X = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
+    histories = []
+    for red in ("sum_over_batch_size", reduction):
+        gn.utils.set_random_seed(0)
+        m = gn.Sequential([gn.layers.Dense(1, input_shape=(3,))])
+        m.compile(optimizer=gn.optimizers.Adam(amsgrad=True),
+                  loss=gn.losses.MeanSquaredError(reduction=red))  # fmt: skip
+        histories.append(m.fit(X, X[:, :1], epochs=2, batch_size=4, verbose=0, shuffle=False))
+        m.save(tmp_path / "m.gpunet")
+        back = gn.models.load_model(tmp_path / "m.gpunet")
+        assert back.compiled_loss.reduction == red
+    np.testing.assert_allclose(histories[1].history["loss"], histories[0].history["loss"])

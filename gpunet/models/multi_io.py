@@ -326,7 +326,11 @@ def loss_value(loss: Any, b: Any, T: Any, y_pred: Tensor, scale: Any, ops: Any,
     weights (``scale`` is ``sw`` over the global batch size)."""
     if isinstance(loss, losses_mod._FunctionLoss) or loss.reduction != "sum_over_batch_size":
         own = loss(Tensor(T, ops), y_pred, None if sw is None else Tensor(sw, ops))
-        if b.n != b.denom and loss.reduction == "sum_over_batch_size":
+        if own.ndim:  # reduction "none": the trainer takes the mean over the batch (Keras)
+            from gpunet import functional as F
+
+            own = F.mul(F.sum(own), 1.0 / max(b.denom, 1))
+        elif b.n != b.denom and loss.reduction in ("sum_over_batch_size", "mean"):
             own = own * (b.n / b.denom)  # a shard's mean, weighed by its share of the batch
         return own  # type: ignore[no-any-return]
     out: Tensor = loss.compute(y_pred, T, scale)

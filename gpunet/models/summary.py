@@ -15,18 +15,39 @@ def _shape(s: Any) -> str:
     return str((None, *s[1:]))
 
 
+def _rows(model: Any) -> list[tuple[str, ...]]:
+    """One row per layer; for a functional model one per input and per layer call,
+    with the tensors each call reads (Keras' "Connected to" column)."""
+    nodes = getattr(model, "_nodes", None)
+    if nodes is None:
+        rows: list[tuple[str, ...]] = [("Layer (type)", "Output Shape", "Param #")]
+        for layer in model.layers:
+            n = sum(int(np.prod(p.shape)) for p in layer.weights)
+            label = f"{layer.name} ({type(layer).__name__})"
+            rows.append((label, _shape(layer.output_shape), f"{n:,}"))
+        return rows
+    from gpunet.engine import functional
+
+    rows = [("Layer (type)", "Output Shape", "Param #", "Connected to")]
+    rows += [(f"{t.name} (InputLayer)", _shape(t.shape), "0", "-") for t in model.inputs]
+    counted: set[int] = set()
+    for node in nodes:
+        layer = node.layer
+        n = 0 if id(layer) in counted else sum(int(np.prod(p.shape)) for p in layer.weights)
+        counted.add(id(layer))  # a shared layer's weights are counted at its first call
+        reads = ", ".join(t.name for t in functional.flatten(node.inputs))
+        rows.append((f"{layer.name} ({type(layer).__name__})", _shape(node.shape), f"{n:,}", reads))
+    return rows
+
+
 def summary_lines(model: Any) -> list[str]:
-    rows = [("Layer (type)", "Output Shape", "Param #")]
-    for layer in model.layers:
-        n = sum(int(np.prod(p.shape)) for p in layer.weights)
-        rows.append(
-            (f"{layer.name} ({type(layer).__name__})", _shape(layer.output_shape), f"{n:,}")
-        )
-    widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
-    widths = [max(w, m) for w, m in zip(widths, (30, 22, 10), strict=True)]
+    rows = _rows(model)
+    cols = len(rows[0])
+    widths = [max(len(r[i]) for r in rows) + 2 for i in range(cols)]
+    widths = [max(w, m) for w, m in zip(widths, (30, 22, 10, 20)[:cols], strict=True)]
     line = "─" * sum(widths)
 
-    def fmt(r: tuple[str, str, str]) -> str:
+    def fmt(r: tuple[str, ...]) -> str:
         return "".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
 
     total = model.count_params()

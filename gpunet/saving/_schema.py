@@ -245,7 +245,8 @@ def check_layer(v: Any, path: str) -> tuple[str, dict[str, Any]]:
     return cls, obj(fields, required)(entry["config"], f"{path}.config")
 
 
-_LOSS_COMMON = {"reduction": one_of("sum_over_batch_size", "sum", "none"), "name": name}
+_LOSS_COMMON = {"reduction": one_of("sum_over_batch_size", "sum", "none", "mean",
+                                    "mean_with_sample_weight", None), "name": name}  # fmt: skip
 _XENT = {"from_logits": boolean, "label_smoothing": number(0.0, 1.0)}
 LOSSES: dict[str, dict[str, Check]] = {
     "MeanSquaredError": {}, "MeanAbsoluteError": {}, "Poisson": {},
@@ -283,7 +284,7 @@ _CLIP = optional(number(0.0))
 _OPT_COMMON = {"learning_rate": learning_rate, "weight_decay": number(0.0), "clipnorm": _CLIP,
                "clipvalue": _CLIP, "global_clipnorm": _CLIP}  # fmt: skip
 _PROB = number(0.0, 0.999999999)
-_ADAM = {"beta_1": _PROB, "beta_2": _PROB, "epsilon": number(0.0)}
+_ADAM = {"beta_1": _PROB, "beta_2": _PROB, "epsilon": number(0.0), "amsgrad": boolean}
 OPTIMIZERS: dict[str, dict[str, Check]] = {
     "SGD": {"momentum": number(0.0, 1.0), "nesterov": boolean},
     "Adam": _ADAM, "AdamW": _ADAM,
