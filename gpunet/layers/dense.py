@@ -112,7 +112,7 @@ class Dense(Layer):
             raise InputValidationError(
                 f"X has {inputs.shape[-1]} features, but layer {self.name!r} expects "
                 f"{self.kernel.shape[0]} (input shape (batch, {self.kernel.shape[0]}), "
-                f"got {inputs.shape})"
+                f"got {(None, *inputs.shape[1:])})"
             )
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:
