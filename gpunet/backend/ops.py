@@ -19,12 +19,13 @@ from gpunet.backend._activation_ops import NEEDS_X, ActivationOps
 from gpunet.backend._loss_ops import LossOps
 from gpunet.backend._norm_ops import NormOps
 from gpunet.backend._optim_ops import OptimizerOps
+from gpunet.backend._pool_ops import PoolOps
 from gpunet.errors import OutOfMemoryError
 
 Array = Any
 
 
-class Ops(ActivationOps, LossOps, NormOps, OptimizerOps):
+class Ops(ActivationOps, LossOps, NormOps, OptimizerOps, PoolOps):
     """Reference backend over ``xp`` (NumPy unless a subclass says otherwise).
 
     Example:
