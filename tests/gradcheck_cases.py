@@ -225,6 +225,7 @@ def layer_cases() -> list[Case]:
         _layer_case("Softmax", L.Softmax(dtype="float64"), [X]),
         _layer_case("Softmax(axis=1 of 3d)", L.Softmax(axis=1, dtype="float64"), [X3]),
     ]
+    cases += _spatial_layer_cases(r)
     X2, X3b = r.normal(size=(4, 3)), r.normal(size=(4, 3))
     for cls in ("Subtract", "Average", "Multiply", "Maximum", "Minimum"):
         inputs = [X, X2] if cls == "Subtract" else [X, X2, X3b]
@@ -238,6 +239,44 @@ def layer_cases() -> list[Case]:
                 lambda a, b, fn=fn: getattr(L, fn)([a, b], dtype="float64"),
             )
         )
+    return cases
+
+
+def _spatial_layer_cases(r: np.random.Generator) -> list[Case]:
+    """Pooling and reshaping layers; max-pool inputs are distinct values spaced 0.1
+    apart, so no finite-difference step crosses a tie."""
+    L = gn.layers
+    img = r.normal(size=(2, 5, 6, 3))
+    spaced = (r.permutation(2 * 5 * 6 * 3) * 0.1).reshape(2, 5, 6, 3)
+    seq = (r.permutation(2 * 7 * 3) * 0.1).reshape(2, 7, 3)
+    f64: dict[str, Any] = {"dtype": "float64"}
+    specs: list[tuple[str, Any, np.ndarray]] = [
+        ("MaxPooling2D", L.MaxPooling2D(2, **f64), spaced),
+        ("MaxPooling2D(3, strides 2, same)", L.MaxPooling2D(3, 2, "same", **f64), spaced),
+        ("MaxPooling2D((2, 3), strides 1)", L.MaxPooling2D((2, 3), 1, **f64), spaced),
+        (
+            "MaxPooling2D(channels_first)",
+            L.MaxPooling2D(2, data_format="channels_first", **f64),
+            spaced,
+        ),
+        ("MaxPooling1D(3, strides 2, same)", L.MaxPooling1D(3, 2, "same", **f64), seq),
+        ("AveragePooling2D", L.AveragePooling2D(2, **f64), img),
+        ("AveragePooling2D(3, strides 2, same)", L.AveragePooling2D(3, 2, "same", **f64), img),
+        ("AveragePooling1D(2, strides 1)", L.AveragePooling1D(2, 1, **f64), seq),
+        ("GlobalAveragePooling2D", L.GlobalAveragePooling2D(**f64), img),
+        ("GlobalAveragePooling1D(keepdims)", L.GlobalAveragePooling1D(keepdims=True, **f64), seq),
+        ("GlobalMaxPooling2D", L.GlobalMaxPooling2D(**f64), spaced),
+        ("GlobalMaxPooling1D", L.GlobalMaxPooling1D(**f64), seq),
+        ("Reshape", L.Reshape((3, -1), **f64), img),
+        ("UpSampling2D", L.UpSampling2D((2, 3), **f64), img),
+        ("ZeroPadding2D", L.ZeroPadding2D(((1, 0), (2, 1)), **f64), img),
+        ("Cropping2D", L.Cropping2D(((1, 2), (0, 3)), **f64), img),
+        ("Cropping2D(channels_first)", L.Cropping2D(1, data_format="channels_first", **f64), img),
+    ]
+    cases = [_layer_case(name, layer, [x]) for name, layer, x in specs]
+    cases.append(
+        _layer_case("SpatialDropout2D(train)", L.SpatialDropout2D(0.5, **f64), [img], reseed=True)
+    )
     return cases
 
 
