@@ -368,3 +368,20 @@ def test_batch_normalization_moving_variance_and_inference_match_keras():
     np.testing.assert_allclose(ours.moving_variance.numpy(), var, rtol=1e-6)
     want = _np(theirs(X, training=False))
     np.testing.assert_allclose(ours(X, training=False).numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_symbolic_shapes_are_the_computed_ones():
+    x = gn.Input((9, 8, 3))
+    layers = [L.MaxPooling2D(3, 2, "same"), L.Cropping2D(1), L.UpSampling2D((2, 1)),
+              L.ZeroPadding2D((0, 2)), L.AveragePooling2D(2, 1), L.SpatialDropout2D(0.1),
+              L.Reshape((-1, 3)), L.MaxPooling1D(2, padding="same"),
+              L.GlobalAveragePooling1D(keepdims=True)]  # fmt: skip
+    y, shapes = x, []
+    for layer in layers:
+        y = layer(y)
+        shapes.append(tuple(y.shape))
+    assert shapes == [(None, 5, 4, 3), (None, 3, 2, 3), (None, 6, 2, 3), (None, 6, 6, 3),
+                      (None, 5, 5, 3), (None, 5, 5, 3), (None, 25, 3), (None, 13, 3),
+                      (None, 1, 3)]  # fmt: skip
+    out = gn.Model(x, y).predict(R.normal(size=(2, 9, 8, 3)).astype("float32"), verbose=0)
+    assert out.shape == (2, 1, 3)
