@@ -357,11 +357,6 @@ def test_batch_normalization_of_images_matches_keras_in_training():
     np.testing.assert_allclose(ours.moving_mean.numpy(), _np(theirs.moving_mean.value), rtol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Keras 3 updates the moving variance with the biased batch variance; "
-    "gpunet's BatchNormalization uses the unbiased one (n / (n - 1))",
-)
 def test_batch_normalization_moving_variance_and_inference_match_keras():
     ours, theirs, X = _batchnorm_pair()
     var = _np(theirs.moving_variance.value)

@@ -562,3 +562,15 @@ def test_linear_layout_init_and_errors():
     assert isinstance(lin.weight, nn.Parameter)
     p = nn.Parameter(gn.randn(2, 2), requires_grad=False)
     assert isinstance(p, nn.Parameter) and not p.requires_grad
+
+
+def test_batchnorm1d_running_statistics_match_torch():
+    """PyTorch keeps the unbiased batch variance in running_var (Keras 3 the biased one)."""
+    X = np.random.default_rng(4).normal(size=(6, 3))
+    ours = gn.nn.BatchNorm1d(3, momentum=0.3)
+    theirs = torch.nn.BatchNorm1d(3, momentum=0.3).double()
+    for _ in range(3):
+        ours(gn.tensor(X), training=True)
+        theirs.train()(torch.tensor(X))
+    np.testing.assert_allclose(ours.moving_mean.numpy(), theirs.running_mean.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ours.moving_variance.numpy(), theirs.running_var.numpy(), rtol=1e-6)

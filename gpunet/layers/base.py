@@ -29,6 +29,7 @@ from gpunet.autograd import Tensor, as_tensor, needs_grad, record
 from gpunet.backend import get_ops
 from gpunet.errors import InputValidationError, InvalidParameterError
 from gpunet.layers.spec import WeightSpec
+from gpunet.layers.spec import snake_case as _snake
 
 Backprop = Callable[[Any, bool], Any]  # backprop(dY, need_dX) -> dX (None if not needed)
 _name_counts: defaultdict[str, itertools.count[int]] = defaultdict(itertools.count)
@@ -75,10 +76,6 @@ structure_version = [0]  # bumped when any model's layers or weights change: tra
 def structure_changed() -> None:
     """Note that layers or weights were added, moved or (un)frozen somewhere."""
     structure_version[0] += 1
-
-
-def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
 
 def unique_name(base: str) -> str:

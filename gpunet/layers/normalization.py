@@ -60,6 +60,7 @@ class BatchNormalization(Layer):
                 f"got momentum={momentum!r}, epsilon={epsilon!r}"
             )
         self.momentum, self.epsilon = float(momentum), float(epsilon)
+        self.unbiased_moving_variance = False
         self.center, self.scale = bool(center), bool(scale)
         if self.input_shape_hint is not None:
             self.build((None, *self.input_shape_hint))
@@ -85,11 +86,12 @@ class BatchNormalization(Layer):
             for d in X.shape[:-1]:
                 n *= d
             m = self.momentum
-            unbiased = var * (n / max(n - 1, 1))  # moving variance is unbiased (Keras)
+            # Keras 3 averages the batch (biased) variance; PyTorch's running_var is the
+            # unbiased one, and gn.nn.BatchNorm1d asks for that
+            if self.unbiased_moving_variance:
+                var = var * (n / max(n - 1, 1))
             ops.assign(self.moving_mean.data, self.moving_mean.data * m + mean * (1.0 - m))
-            ops.assign(
-                self.moving_variance.data, self.moving_variance.data * m + unbiased * (1.0 - m)
-            )
+            ops.assign(self.moving_variance.data, self.moving_variance.data * m + var * (1.0 - m))
             backprop = ops.backprop_batchnorm
         else:
             Y, Xhat, inv = ops.batchnorm_inference(

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from gpunet.errors import InvalidParameterError
@@ -85,6 +86,11 @@ class WeightSpec:
     initializer: Any = "zeros"
     trainable: bool = True
     regularizer: Any = None
+
+
+def snake_case(name: str) -> str:
+    """A class name as Keras names its instances: ``MaxPooling2D`` -> ``max_pooling2d``."""
+    return re.sub("([a-z])([A-Z])", r"\1_\2", re.sub("(.)([A-Z][a-z0-9]+)", r"\1_\2", name)).lower()
 
 
 # -- the registry -------------------------------------------------------------------------

@@ -420,8 +420,11 @@ class Dropout(TorchModule, _Dropout):
 
 
 def BatchNorm1d(num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> BatchNormalization:
-    """PyTorch's momentum is the weight of the *new* value: 0.1 here is Keras' 0.9."""
-    return BatchNormalization(momentum=1.0 - momentum, epsilon=eps, input_dim=num_features)
+    """PyTorch's momentum is the weight of the *new* value: 0.1 here is Keras' 0.9; its
+    running variance is the unbiased batch variance (Keras 3 keeps the biased one)."""
+    layer = BatchNormalization(momentum=1.0 - momentum, epsilon=eps, input_dim=num_features)
+    layer.unbiased_moving_variance = True
+    return layer
 
 
 def LayerNorm(normalized_shape: int, eps: float = 1e-5) -> _LayerNorm:
