@@ -7,6 +7,7 @@ Example:
 """
 
 from gpunet.layers.base import Layer, Parameter
+from gpunet.layers.conv import Conv1D, Conv2D
 from gpunet.layers.core import Activation, Dropout, Flatten, Softmax
 from gpunet.layers.dense import Dense
 from gpunet.layers.merge import (
@@ -33,6 +34,8 @@ __all__ = [
     "Average",
     "BatchNormalization",
     "Concatenate",
+    "Conv1D",
+    "Conv2D",
     "Dense",
     "Dropout",
     "Flatten",
