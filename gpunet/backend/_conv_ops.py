@@ -53,6 +53,7 @@ def conv_out_size(n: int, k: int, s: int, d: int, pad: int) -> int:
 
 class ConvOps:
     xp: Any
+    device_kw: dict[str, Any]
 
     def conv2d(
         self,
@@ -160,7 +161,7 @@ class ConvOps:
     # -- helpers ---------------------------------------------------------------------
     def _chunks(self, X: Array, K: int, Ho: int, Wo: int) -> list[tuple[int, int]]:
         N, C = X.shape[0], X.shape[-1]
-        per_sample = max(Ho * Wo * K * C * _itemsize(X), 1)
+        per_sample = max(Ho * Wo * K * C * (self.xp.finfo(X.dtype).bits // 8), 1)
         step = max(1, MAX_COL_BYTES // per_sample)
         return [(i, min(i + step, N)) for i in range(0, N, step)]
 
@@ -169,7 +170,7 @@ class ConvOps:
         if t == bo == le == r == 0:
             return X
         N, H, Wd, C = X.shape
-        Xp = self.xp.zeros((N, H + t + bo, Wd + le + r, C), dtype=X.dtype, device=X.device)
+        Xp = self.xp.zeros((N, H + t + bo, Wd + le + r, C), dtype=X.dtype, **self.device_kw)
         Xp[:, t : t + H, le : le + Wd, :] = X
         return Xp
 
@@ -205,20 +206,10 @@ class ConvOps:
         xp = self.xp
         (sh, sw), ((t, bo), (le, r)), (dh, dw), _, Ho, Wo = geo
         n, H, Wd, C = shape
-        dXp = xp.zeros((n, H + t + bo, Wd + le + r, C), dtype=dcols.dtype, device=dcols.device)
+        dXp = xp.zeros((n, H + t + bo, Wd + le + r, C), dtype=dcols.dtype, **self.device_kw)
         for i in range(k[0]):
             for j in range(k[1]):
                 rows = slice(i * dh, i * dh + (Ho - 1) * sh + 1, sh)
                 cols = slice(j * dw, j * dw + (Wo - 1) * sw + 1, sw)
                 dXp[:, rows, cols, :] = dXp[:, rows, cols, :] + dcols[:, :, :, i * k[1] + j, :]
         return dXp[:, t : t + H, le : le + Wd, :]
-
-
-def _itemsize(X: Array) -> int:
-    dt = X.dtype
-    size = getattr(dt, "itemsize", None)
-    if size is None:  # array_api_strict dtypes: ask NumPy by name
-        import numpy
-
-        size = numpy.dtype(str(dt).split(".")[-1].strip("'>")).itemsize
-    return int(size)
