@@ -194,6 +194,11 @@ def _conv_cases(r: np.random.Generator) -> list[Case]:
             [r.normal(size=(2, 2, 5, 4))],
         ),
         _layer_case("Conv2D(no bias)", L.Conv2D(2, 3, use_bias=False, dtype="float64"), [X5]),
+        _layer_case(
+            "Conv2D(l1l2)",
+            L.Conv2D(2, 3, dtype="float64", kernel_regularizer=gn.regularizers.L1L2(0.0, 0.1)),
+            [X5],
+        ),
         _layer_case("Conv1D(valid)", L.Conv1D(3, 3, **f64), [X1]),
         _layer_case(
             "Conv1D(same, strides 2)", L.Conv1D(2, 4, strides=2, padding="same", **f64), [X1]

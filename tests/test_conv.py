@@ -274,3 +274,15 @@ def test_compute_output_shape(cls, shape, kw, out):
     assert layer.compute_output_shape(shape) == out
     if None not in shape[1:]:
         assert layer(np.ones((2, *shape[1:]), "float32")).shape == (2, *out[1:])
+
+
+def test_a_custom_activation_runs_as_a_tensor_function():
+    X = RNG.normal(size=(2, 5, 5, 3)).astype("float32")
+    custom = gn.layers.Conv2D(4, 3, activation=lambda t: t * 2.0)
+    Y = custom(X).numpy()
+    assert not custom.runs_on_arrays
+    plain = gn.layers.Conv2D(4, 3, input_shape=X.shape[1:])
+    plain.set_weights(custom.get_weights())
+    np.testing.assert_allclose(Y, 2.0 * plain(X).numpy(), rtol=1e-6)
+    with pytest.raises(InvalidParameterError, match="custom activation"):
+        custom.get_config()
