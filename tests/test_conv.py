@@ -286,3 +286,16 @@ def test_a_custom_activation_runs_as_a_tensor_function():
     np.testing.assert_allclose(Y, 2.0 * plain(X).numpy(), rtol=1e-6)
     with pytest.raises(InvalidParameterError, match="custom activation"):
         custom.get_config()
+
+
+def test_conv1d_save_and_load_round_trip(tmp_path):
+    model = gn.Sequential([
+        gn.layers.Conv1D(3, 4, strides=2, padding="same", data_format="channels_first",
+                         input_shape=(2, 9)),
+        gn.layers.Flatten(), gn.layers.Dense(1),
+    ])  # fmt: skip
+    X = RNG.normal(size=(3, 2, 9)).astype("float32")
+    model.save(tmp_path / "m1.gpunet")
+    again = gn.models.load_model(tmp_path / "m1.gpunet")
+    np.testing.assert_array_equal(again.predict(X, verbose=0), model.predict(X, verbose=0))
+    assert again.layers[0].strides == (2,) and again.layers[0].data_format == "channels_first"
