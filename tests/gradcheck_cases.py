@@ -174,6 +174,43 @@ def _layer_case(
     return Case(f"layer:{name}", inputs, fn, layer=layer, reseed=reseed)
 
 
+def _conv_cases(r: np.random.Generator) -> list[Case]:
+    """Small inputs: the check perturbs every element of the input and the kernel."""
+    L, f64 = gn.layers, {"dtype": "float64", "bias_initializer": "random_normal"}
+    X4, X5 = r.normal(size=(2, 5, 5, 2)), r.normal(size=(1, 4, 6, 2))
+    X1 = r.normal(size=(2, 7, 2))
+    return [
+        _layer_case("Conv2D(valid)", L.Conv2D(3, 3, **f64), [X4]),
+        _layer_case(
+            "Conv2D(same, strides 2)", L.Conv2D(2, 3, strides=2, padding="same", **f64), [X4]
+        ),
+        _layer_case("Conv2D(same, even kernel)", L.Conv2D(2, (2, 3), padding="same", **f64), [X5]),
+        _layer_case("Conv2D(dilation 2)", L.Conv2D(2, 2, dilation_rate=2, **f64), [X4]),
+        _layer_case("Conv2D(groups 2)", L.Conv2D(4, 3, groups=2, padding="same", **f64), [X4]),
+        _layer_case("Conv2D(1x1)", L.Conv2D(3, 1, **f64), [X4]),
+        _layer_case(
+            "Conv2D(channels_first, tanh)",
+            L.Conv2D(2, 3, data_format="channels_first", activation="tanh", **f64),
+            [r.normal(size=(2, 2, 5, 4))],
+        ),
+        _layer_case("Conv2D(no bias)", L.Conv2D(2, 3, use_bias=False, dtype="float64"), [X5]),
+        _layer_case(
+            "Conv2D(l1l2)",
+            L.Conv2D(2, 3, dtype="float64", kernel_regularizer=gn.regularizers.L1L2(0.0, 0.1)),
+            [X5],
+        ),
+        _layer_case("Conv1D(valid)", L.Conv1D(3, 3, **f64), [X1]),
+        _layer_case(
+            "Conv1D(same, strides 2)", L.Conv1D(2, 4, strides=2, padding="same", **f64), [X1]
+        ),
+        _layer_case(
+            "Conv1D(dilation 2, groups 2, channels_first)",
+            L.Conv1D(2, 2, dilation_rate=2, groups=2, data_format="channels_first", **f64),
+            [r.normal(size=(1, 2, 6))],
+        ),
+    ]
+
+
 def layer_cases() -> list[Case]:
     r = _rng(4)
     X = r.normal(size=(4, 3))
@@ -226,6 +263,7 @@ def layer_cases() -> list[Case]:
         _layer_case("Softmax(axis=1 of 3d)", L.Softmax(axis=1, dtype="float64"), [X3]),
     ]
     cases += _spatial_layer_cases(r)
+    cases += _conv_cases(r)
     X2, X3b = r.normal(size=(4, 3)), r.normal(size=(4, 3))
     for cls in ("Subtract", "Average", "Multiply", "Maximum", "Minimum"):
         inputs = [X, X2] if cls == "Subtract" else [X, X2, X3b]

@@ -7,6 +7,7 @@ Example:
 """
 
 from gpunet.layers.base import Layer, Parameter
+from gpunet.layers.conv import Conv1D, Conv2D
 from gpunet.layers.core import Activation, Dropout, Flatten, Softmax
 from gpunet.layers.dense import Dense
 from gpunet.layers.merge import (
@@ -52,6 +53,8 @@ __all__ = [
     "AveragePooling2D",
     "BatchNormalization",
     "Concatenate",
+    "Conv1D",
+    "Conv2D",
     "Cropping2D",
     "Dense",
     "Dropout",
