@@ -112,15 +112,19 @@ def test_simple_mnist_convnet_example_trains(capsys):
     assert score[1] >= 0.85, score
 
 
-def test_summary_matches_keras():
+def _keras3():
     os.environ.setdefault("KERAS_BACKEND", "torch")
     keras3 = pytest.importorskip("keras")
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
     if keras3.backend.backend() != "torch":
         pytest.skip("keras was imported with another backend")
+    return keras3
+
+
+def _keras_example(keras3):
     L = keras3.layers
-    ref = keras3.Sequential(
+    return keras3.Sequential(
         [
             keras3.Input(shape=input_shape),
             L.Conv2D(32, kernel_size=(3, 3), activation="relu"),
@@ -132,17 +136,52 @@ def test_summary_matches_keras():
             L.Dense(num_classes, activation="softmax"),
         ]
     )
+
+
+def _keras_demo_cnn(keras3):
+    L = keras3.layers
+    return keras3.Sequential(
+        [
+            keras3.Input(shape=(8, 8, 1)),
+            L.Conv2D(16, 3, padding="same", activation="relu"),
+            L.MaxPooling2D(2),
+            L.Conv2D(32, 3, padding="same", activation="relu"),
+            L.Flatten(),
+            L.Dropout(0.3),
+            L.Dense(10, activation="softmax"),
+        ]
+    )
+
+
+def _demo_cnn():
+    from gpunet.cli import _cnn
+
+    return _cnn(keras, "cpu")
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [(_example_model, _keras_example), (_demo_cnn, _keras_demo_cnn)],
+    ids=["mnist-convnet", "demo-cnn"],
+)
+@pytest.mark.slow  # the first keras import of a session takes ~3 s
+def test_summary_matches_keras(ours, theirs):
+    import contextlib
+    import io
+
+    keras3 = _keras3()
+    ref = theirs(keras3)
     expected = [
         (type(layer).__name__, tuple(layer.output.shape[1:]), layer.count_params())
         for layer in ref.layers
     ]
-    import contextlib
-    import io
-
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
-        _example_model().summary()
+        ours().summary()
     assert _summary_rows(text.getvalue()) == expected
     total = re.search(r"Total params: ([\d,]+)", text.getvalue())
     assert total is not None and int(total.group(1).replace(",", "")) == ref.count_params()
-    assert ref.count_params() == 34826  # the figure the keras-io page prints
+
+
+def test_the_example_has_the_parameter_count_keras_io_prints():
+    assert sum(layer.count_params() for layer in _keras_example(_keras3()).layers) == 34826
