@@ -199,6 +199,26 @@ def _conv_cases(r: np.random.Generator) -> list[Case]:
             L.Conv2D(2, 3, dtype="float64", kernel_regularizer=gn.regularizers.L1L2(0.0, 0.1)),
             [X5],
         ),
+        _layer_case("Conv2DTranspose(valid)", L.Conv2DTranspose(2, 3, **f64), [X4[:1]]),
+        _layer_case(
+            "Conv2DTranspose(same, strides 2, output_padding 1, channels_first, tanh)",
+            L.Conv2DTranspose(
+                2,
+                (3, 2),
+                strides=2,
+                padding="same",
+                output_padding=1,
+                data_format="channels_first",
+                activation="tanh",
+                **f64,
+            ),
+            [r.normal(size=(1, 2, 3, 4))],
+        ),
+        _layer_case(
+            "Conv2DTranspose(dilation 2, no bias)",
+            L.Conv2DTranspose(2, 2, dilation_rate=2, use_bias=False, dtype="float64"),
+            [r.normal(size=(1, 3, 3, 2))],
+        ),
         _layer_case("Conv1D(valid)", L.Conv1D(3, 3, **f64), [X1]),
         _layer_case(
             "Conv1D(same, strides 2)", L.Conv1D(2, 4, strides=2, padding="same", **f64), [X1]
