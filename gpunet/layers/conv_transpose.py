@@ -122,8 +122,8 @@ class Conv2DTranspose(_Conv):
         out = self._out_sizes(tuple(Xl.shape[1:3]), tuple(X.shape))
         pads = (0, 0)
         if self.padding == "same":
-            geo: Any = (out, self.kernel_size, self.strides, self.dilation_rate)
-            tb, lr = conv_pads(*geo, "same")
+            k, s, d = self.kernel_size, self.strides, self.dilation_rate
+            tb, lr = conv_pads((out[0], out[1]), (k[0], k[1]), (s[0], s[1]), (d[0], d[1]), "same")
             pads = (tb[0], lr[0])
         Z, saved = ops.conv2d_transpose(
             Xl, W.data, None if b is None else b.data, out, pads,
