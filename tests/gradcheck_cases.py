@@ -408,6 +408,19 @@ def torch_surface_cases() -> list[Case]:
     ]
     lin = gn.nn.Linear(4, 5, dtype="float64")
     cases.append(Case("torch:nn.Linear", [A], lambda x: lin(x), layer=lin))
+    r, nn = _rng(9), gn.nn
+    for name, mod, shape in [
+        ("Conv2d(stride 2, padding 1, groups 2)",
+         nn.Conv2d(4, 2, 3, stride=2, padding=1, groups=2, dtype="float64"), (1, 4, 5, 4)),
+        ("Conv1d(padding same, dilation 2)",
+         nn.Conv1d(2, 3, 3, padding="same", dilation=2, dtype="float64"), (2, 2, 6)),
+        ("ConvTranspose2d(stride 2, padding 1, output_padding 1)",
+         nn.ConvTranspose2d(2, 2, 3, stride=2, padding=1, output_padding=1, dtype="float64"),
+         (1, 2, 3, 3)),
+    ]:  # fmt: skip
+        cases.append(
+            Case(f"torch:nn.{name}", [r.normal(size=shape)], lambda x, m=mod: m(x), layer=mod)
+        )
     return cases
 
 
