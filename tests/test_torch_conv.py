@@ -166,9 +166,21 @@ def test_bad_arguments_name_the_value(make, match):
 def test_bad_inputs_name_the_shape():
     with pytest.raises(InputValidationError, match="C = 4"):
         nn.Conv2d(4, 6, 3)(np.ones((1, 3, 8, 8), "float32"))
-    with pytest.raises(InputValidationError, match="larger than"):
+    with pytest.raises(InputValidationError, match="empty output"):
         nn.Conv2d(4, 6, 5)(np.ones((1, 4, 3, 8), "float32"))
     with pytest.raises(InputValidationError, match="do not multiply"):
         nn.Unflatten(1, (3, 3))(np.ones((1, 8), "float32"))
     with pytest.raises(InputValidationError, match="BatchNorm2d"):
         nn.BatchNorm2d(4)(np.ones((1, 3, 2, 2), "float32"))
+
+
+@pytest.mark.parametrize(
+    "module,shape",
+    [(nn.Conv2d(3, 4, 3, stride=2, padding=1), (2, 3, 9, 8)),
+     (nn.Conv1d(3, 4, 5, dilation=2, padding="same"), (2, 3, 11)),
+     (nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1), (2, 3, 5, 4))],
+)  # fmt: skip
+def test_compute_output_shape_is_the_forward_shape(module, shape):
+    got = module(np.ones(shape, "float32")).shape
+    assert module.compute_output_shape(shape) == got
+    assert module.compute_output_shape((None, *shape[1:])) == (None, *got[1:])

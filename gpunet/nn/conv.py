@@ -158,6 +158,38 @@ class _ConvNd(TorchModule, Layer):
         pads2 = (((0, 0),) if self.rank == 1 else ()) + pads
         return one + self.stride, pads2, one + self.dilation
 
+    def _out_sizes(self, shape: tuple[Any, ...]) -> tuple[Any, ...]:
+        """PyTorch's output sizes (two, the first 1 for Conv1d) of an (N, C, *spatial)
+        input, checked; an unknown size stays None."""
+        strides, pads, dilation = self._geo()
+        one = (1,) if self.rank == 1 else ()
+        ks, ops_ = one + self.kernel_size, (0,) * (2 - self.rank) + self.output_padding
+        out: list[Any] = []
+        for n, k, s, d, p, o in zip(
+            one + tuple(shape[2:]), ks, strides, dilation, pads, ops_, strict=True
+        ):
+            if n is None:
+                out.append(None)
+                continue
+            ke = d * (k - 1) + 1
+            m = (
+                (n - 1) * s - sum(p) + ke + o
+                if self.transposed
+                else conv_out_size(n, k, s, d, sum(p))
+            )
+            if m < 1:
+                raise InputValidationError(
+                    f"{type(self).__name__}: the kernel {self.kernel_size} (dilation "
+                    f"{self.dilation}, padding {self.padding}) gives an empty output for an "
+                    f"input of shape {shape}"
+                )
+            out.append(m)
+        return tuple(out)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        out = self._out_sizes(tuple(input_shape))
+        return (input_shape[0], self.out_channels, *out[2 - self.rank :])
+
     def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Any]:
         xp, Wp, bp = ops.xp, self.weight, self.bias
         strides, pads, dilation = self._geo()
@@ -166,29 +198,10 @@ class _ConvNd(TorchModule, Layer):
         Xl = self._to_nhwc(xp, X)
         b = None if bp is None else bp.data
         geo = {"strides": strides, "dilation": dilation, "groups": self.groups}
+        out = self._out_sizes(tuple(X.shape))
         if self.transposed:
-            H, Wi = Xl.shape[1:3]
-            out = tuple(
-                (n - 1) * s - 2 * p[0] + d * (k - 1) + o + 1
-                for n, s, p, d, k, o in zip(
-                    (H, Wi), strides, pads, dilation, self.kernel_size, self.output_padding,
-                    strict=True,
-                )
-            )  # fmt: skip
-            if min(out) < 1:
-                raise InputValidationError(
-                    f"{type(self).__name__}: input of shape {tuple(X.shape)} gives an empty output"
-                )
             Y, saved = ops.conv2d_transpose(Xl, W, b, out, tuple(p[0] for p in pads), **geo)
         else:
-            for n, k, s, d, p in zip(
-                Xl.shape[1:3], W.shape[:2], strides, dilation, pads, strict=True
-            ):
-                if conv_out_size(n, k, s, d, sum(p)) < 1:
-                    raise InputValidationError(
-                        f"{type(self).__name__}: the kernel {self.kernel_size} is larger than "
-                        f"the padded input of shape {tuple(X.shape)}"
-                    )
             Y, saved = ops.conv2d(Xl, W, b, padding=pads, **geo)
 
         def backprop(dY: Any, need_dX: bool) -> Any:
