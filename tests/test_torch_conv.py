@@ -82,6 +82,8 @@ def test_conv_transpose2d_matches_torch(kw):
     [(lambda: nn.MaxPool2d(2), lambda: torch.nn.MaxPool2d(2)),
      (lambda: nn.MaxPool2d(3, stride=2), lambda: torch.nn.MaxPool2d(3, stride=2)),
      (lambda: nn.AvgPool2d((2, 3)), lambda: torch.nn.AvgPool2d((2, 3))),
+     (lambda: nn.MaxPool2d(3, 2, padding=1), lambda: torch.nn.MaxPool2d(3, 2, padding=1)),
+     (lambda: nn.AvgPool2d(3, (1, 2), (1, 0)), lambda: torch.nn.AvgPool2d(3, (1, 2), (1, 0))),
      (lambda: nn.AdaptiveAvgPool2d(1), lambda: torch.nn.AdaptiveAvgPool2d(1)),
      (lambda: nn.Unflatten(1, (2, -1)), lambda: torch.nn.Unflatten(1, (2, 2))),
      (lambda: nn.Unflatten(-1, (3, 2)), lambda: torch.nn.Unflatten(-1, (3, 2)))],
@@ -155,7 +157,8 @@ def test_default_initialization_is_pytorchs_bound():
      (lambda: nn.Conv2d(4, 6, 3, stride=2, padding="same"), "stride 1"),
      (lambda: nn.Conv2d(4, 6, 3, padding="full"), "padding"),
      (lambda: nn.ConvTranspose2d(4, 6, 3, stride=2, output_padding=2), "output_padding"),
-     (lambda: nn.MaxPool2d(2, padding=1), "padding=0"),
+     (lambda: nn.MaxPool2d(2, padding=2), "at most half"),
+     (lambda: nn.AvgPool2d(2, ceil_mode=True), "ceil_mode"),
      (lambda: nn.AdaptiveAvgPool2d(2), "output_size=1")],
 )  # fmt: skip
 def test_bad_arguments_name_the_value(make, match):

@@ -270,49 +270,94 @@ class ConvTranspose2d(_ConvNd):
                          groups, bias, output_padding, **kwargs)  # fmt: skip
 
 
-def _no_padding(cls: str, padding: Any, ceil_mode: bool) -> None:
-    if padding not in (0, (0, 0)) or ceil_mode:
-        raise InvalidParameterError(
-            f"{cls} supports padding=0 and ceil_mode=False only, got padding={padding!r}, "
-            f"ceil_mode={ceil_mode!r}"
-        )
+class _TorchPool(TorchModule):
+    """PyTorch's symmetric ``padding`` around a Keras pooling layer: ``-inf`` for max
+    (a padded cell never wins), zeros counted in the mean for avg
+    (``count_include_pad=True``)."""
+
+    fill = 0.0
+    pads: tuple[int, ...] = (0, 0)
+
+    def _set_padding(self, padding: Any, ceil_mode: bool) -> None:
+        cls = type(self).__name__
+        if ceil_mode:
+            raise InvalidParameterError(f"{cls} supports ceil_mode=False only, got {ceil_mode!r}")
+        self.pads = _pair(padding, 2, f"{cls} padding", lo=0)
+        k = self.pool_size  # type: ignore[attr-defined]
+        if any(2 * p > q for p, q in zip(self.pads, k, strict=True)):
+            raise InvalidParameterError(
+                f"{cls} padding {self.pads} must be at most half of kernel_size {k}"
+            )
+
+    def _padded(self, shape: Any) -> tuple[Any, ...]:
+        ph, pw = self.pads
+        grow = lambda n, p: None if n is None else n + 2 * p  # noqa: E731
+        return (*tuple(shape)[:2], grow(shape[2], ph), grow(shape[3], pw))
+
+    def check_input(self, x: Any) -> None:
+        shape = getattr(x, "shape", None)
+        if not isinstance(x, Tensor) or x.ndim != 4:
+            raise InputValidationError(
+                f"{type(self).__name__} expects input (N, C, H, W), got shape {shape}"
+            )
+        self.compute_output_shape(tuple(x.shape))
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return super().compute_output_shape(self._padded(input_shape))  # type: ignore[misc]
+
+    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Any]:
+        ph, pw = self.pads
+        parent = super().forward_pass  # type: ignore[misc]
+        if not (ph or pw):
+            return parent(ops, X, training)  # type: ignore[no-any-return]
+        H, W = X.shape[2:]
+        Xp = ops.xp.full(self._padded(X.shape), self.fill, dtype=X.dtype, **ops.device_kw)
+        Xp[:, :, ph : ph + H, pw : pw + W] = X
+        Y, back = parent(ops, Xp, training)
+
+        def backprop(dY: Any, need_dX: bool) -> Any:
+            dXp = back(dY, need_dX)
+            return None if dXp is None else dXp[:, :, ph : ph + H, pw : pw + W]
+
+        return Y, backprop
+
+    def extra_repr(self) -> str:
+        k, s = self.pool_size, self.strides  # type: ignore[attr-defined]
+        return f"kernel_size={k}, stride={s}, padding={self.pads}"
 
 
-class MaxPool2d(TorchModule, _MaxPooling2D):
+class MaxPool2d(_TorchPool, _MaxPooling2D):
     """``nn.MaxPool2d(kernel_size, stride=None, padding=0)`` over (N, C, H, W)."""
+
+    fill = -math.inf
 
     def __init__(
         self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
         return_indices: bool = False, ceil_mode: bool = False,
     ) -> None:  # fmt: skip
-        _no_padding("MaxPool2d", padding, ceil_mode)
         if dilation not in (1, (1, 1)) or return_indices:
             raise InvalidParameterError(
                 f"MaxPool2d supports dilation=1 and return_indices=False only, got "
                 f"dilation={dilation!r}, return_indices={return_indices!r}"
             )
         super().__init__(kernel_size, stride, data_format="channels_first")
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.pool_size}, stride={self.strides}, padding=0"
+        self._set_padding(padding, ceil_mode)
 
 
-class AvgPool2d(TorchModule, AveragePooling2D):
+class AvgPool2d(_TorchPool, AveragePooling2D):
     """``nn.AvgPool2d(kernel_size, stride=None, padding=0)`` over (N, C, H, W)."""
 
     def __init__(
         self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
         count_include_pad: bool = True, divisor_override: Any = None,
     ) -> None:  # fmt: skip
-        _no_padding("AvgPool2d", padding, ceil_mode)
-        if divisor_override is not None:
+        if divisor_override is not None or not count_include_pad:
             raise InvalidParameterError(
-                f"AvgPool2d supports divisor_override=None only, got {divisor_override!r}"
+                f"AvgPool2d supports divisor_override=None and count_include_pad=True only, "
+                f"got {divisor_override!r}, {count_include_pad!r}"
             )
         super().__init__(kernel_size, stride, data_format="channels_first")
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.pool_size}, stride={self.strides}, padding=0"
+        self._set_padding(padding, ceil_mode)
 
 
 class AdaptiveAvgPool2d(TorchModule, GlobalAveragePooling2D):
