@@ -187,3 +187,29 @@ def test_compute_output_shape_is_the_forward_shape(module, shape):
     got = module(np.ones(shape, "float32")).shape
     assert module.compute_output_shape(shape) == got
     assert module.compute_output_shape((None, *shape[1:])) == (None, *got[1:])
+
+
+def test_one_sgd_step_of_a_conv_net_equals_torchs():
+    def build(m):
+        return m.Sequential(
+            m.Conv2d(2, 4, 3, padding=1), m.BatchNorm2d(4), m.ReLU(), m.MaxPool2d(2),
+            m.ConvTranspose2d(4, 3, 2, stride=2), m.AdaptiveAvgPool2d(1), m.Flatten(),
+            m.Linear(3, 3),
+        )  # fmt: skip
+
+    torch.manual_seed(1)
+    theirs, ours = build(torch.nn), build(nn)
+    ours.load_state_dict(theirs.state_dict())
+    X = RNG.normal(size=(4, 2, 6, 6)).astype("float32")
+    y = np.array([0, 2, 1, 2])
+    opt_t = torch.optim.SGD(theirs.parameters(), lr=0.5)
+    opt_t.zero_grad()
+    torch.nn.CrossEntropyLoss()(theirs(torch.tensor(X)), torch.tensor(y)).backward()
+    opt_t.step()
+    opt = gn.optim.SGD(ours.parameters(), lr=0.5)
+    opt.zero_grad()
+    nn.CrossEntropyLoss()(ours(X), gn.tensor(y)).backward()
+    opt.step()
+    mine = ours.state_dict()
+    for k, v in theirs.state_dict().items():
+        np.testing.assert_allclose(mine[k].numpy(), v.numpy(), rtol=1e-4, atol=1e-5, err_msg=k)
