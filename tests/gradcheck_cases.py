@@ -199,6 +199,26 @@ def _conv_cases(r: np.random.Generator) -> list[Case]:
             L.Conv2D(2, 3, dtype="float64", kernel_regularizer=gn.regularizers.L1L2(0.0, 0.1)),
             [X5],
         ),
+        _layer_case("Conv2DTranspose(valid)", L.Conv2DTranspose(2, 3, **f64), [X4[:1]]),
+        _layer_case(
+            "Conv2DTranspose(same, strides 2, output_padding 1, channels_first, tanh)",
+            L.Conv2DTranspose(
+                2,
+                (3, 2),
+                strides=2,
+                padding="same",
+                output_padding=1,
+                data_format="channels_first",
+                activation="tanh",
+                **f64,
+            ),
+            [r.normal(size=(1, 2, 3, 4))],
+        ),
+        _layer_case(
+            "Conv2DTranspose(dilation 2, no bias)",
+            L.Conv2DTranspose(2, 2, dilation_rate=2, use_bias=False, dtype="float64"),
+            [r.normal(size=(1, 3, 3, 2))],
+        ),
         _layer_case("Conv1D(valid)", L.Conv1D(3, 3, **f64), [X1]),
         _layer_case(
             "Conv1D(same, strides 2)", L.Conv1D(2, 4, strides=2, padding="same", **f64), [X1]
@@ -388,6 +408,19 @@ def torch_surface_cases() -> list[Case]:
     ]
     lin = gn.nn.Linear(4, 5, dtype="float64")
     cases.append(Case("torch:nn.Linear", [A], lambda x: lin(x), layer=lin))
+    r, nn = _rng(9), gn.nn
+    for name, mod, shape in [
+        ("Conv2d(stride 2, padding 1, groups 2)",
+         nn.Conv2d(4, 2, 3, stride=2, padding=1, groups=2, dtype="float64"), (1, 4, 5, 4)),
+        ("Conv1d(padding same, dilation 2)",
+         nn.Conv1d(2, 3, 3, padding="same", dilation=2, dtype="float64"), (2, 2, 6)),
+        ("ConvTranspose2d(stride 2, padding 1, output_padding 1)",
+         nn.ConvTranspose2d(2, 2, 3, stride=2, padding=1, output_padding=1, dtype="float64"),
+         (1, 2, 3, 3)),
+    ]:  # fmt: skip
+        cases.append(
+            Case(f"torch:nn.{name}", [r.normal(size=shape)], lambda x, m=mod: m(x), layer=mod)
+        )
     return cases
 
 

@@ -158,6 +158,61 @@ class ConvOps:
             dX = xp.reshape(dX, (dX.shape[0], *dX.shape[2:]))
         return dX, xp.reshape(dW, dW.shape[1:]), db
 
+    def conv2d_transpose(
+        self,
+        X: Array,
+        W: Array,
+        b: Array | None,
+        out_size: tuple[int, int],
+        pads: tuple[int, int],
+        *,
+        strides: tuple[int, int] = (1, 1),
+        dilation: tuple[int, int] = (1, 1),
+        groups: int = 1,
+    ) -> tuple[Array, Any]:
+        """The data gradient of :meth:`conv2d`: ``X`` (N, H, W, C) to ``Y`` (N, *out_size, F)
+        with ``W`` (kh, kw, F / groups, C) (Keras' Conv2DTranspose layout); ``pads`` are the
+        top/left rows the full transposed output loses (rows past it are zero).
+
+        Example:
+            >>> import numpy as np
+            >>> from gpunet.backend import get_ops
+            >>> Y, _ = get_ops("cpu").conv2d_transpose(
+            ...     np.ones((1, 2, 2, 1)), np.ones((2, 2, 1, 1)), None, (3, 3), (0, 0))
+            >>> Y[0, ..., 0].tolist()
+            [[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]
+        """
+        xp = self.xp
+        N, H, Wd, C = X.shape
+        kh, kw, Fg, _ = W.shape
+        full = [(n - 1) * s + (k - 1) * d + 1 for n, k, s, d in zip(
+            (H, Wd), (kh, kw), strides, dilation, strict=True)]  # fmt: skip
+        pp = tuple((p, max(f - p - o, 0)) for f, p, o in zip(full, pads, out_size, strict=True))
+        geo = (strides, pp, dilation, groups, H, Wd)
+        Cg, K = C // groups, kh * kw
+        parts = []
+        for g in range(groups):
+            Wg = xp.reshape(W[..., g * Cg : (g + 1) * Cg], (K * Fg, Cg))
+            Xg = xp.reshape(X[..., g * Cg : (g + 1) * Cg], (-1, Cg))
+            parts.append(xp.reshape(xp.matmul(Xg, xp.matrix_transpose(Wg)), (N, H, Wd, K, Fg)))
+        dcols = parts[0] if groups == 1 else xp.concat(parts, axis=-1)
+        Y = self._col2im(dcols, (N, *out_size, Fg * groups), (kh, kw), geo)
+        if b is not None:
+            Y = Y + b
+        return Y, (X, W, geo)
+
+    def backprop_conv2d_transpose(
+        self, dY: Array, saved: Any, *, need_dX: bool = True, need_db: bool = True
+    ) -> tuple[Array | None, Array, Array | None]:
+        """``(dX, dW, db)`` of :meth:`conv2d_transpose`: ``dX`` is a conv2d of ``dY``."""
+        X, W, geo = saved
+        db = self.xp.sum(dY, axis=(0, 1, 2)) if need_db else None
+        _, dW, _ = self.backprop_conv2d(X, (dY, W, geo), need_dX=False, need_db=False)
+        dX = None
+        if need_dX:
+            dX = self._conv_gemm(self._im2col(dY, W.shape[:2], geo), W, geo[3])
+        return dX, dW, db
+
     # -- helpers ---------------------------------------------------------------------
     def _chunks(self, X: Array, K: int, Ho: int, Wo: int) -> list[tuple[int, int]]:
         N, C = X.shape[0], X.shape[-1]

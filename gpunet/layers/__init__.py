@@ -8,6 +8,7 @@ Example:
 
 from gpunet.layers.base import Layer, Parameter
 from gpunet.layers.conv import Conv1D, Conv2D
+from gpunet.layers.conv_transpose import Conv2DTranspose
 from gpunet.layers.core import Activation, Dropout, Flatten, Softmax
 from gpunet.layers.dense import Dense
 from gpunet.layers.merge import (
@@ -55,6 +56,7 @@ __all__ = [
     "Concatenate",
     "Conv1D",
     "Conv2D",
+    "Conv2DTranspose",
     "Cropping2D",
     "Dense",
     "Dropout",

@@ -12,6 +12,16 @@ Example:
 """
 
 from gpunet.nn import functional
+from gpunet.nn.conv import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm2d,
+    Conv1d,
+    Conv2d,
+    ConvTranspose2d,
+    MaxPool2d,
+    Unflatten,
+)
 from gpunet.nn.losses import (
     BCELoss,
     BCEWithLogitsLoss,
@@ -49,9 +59,15 @@ __all__ = [
     "ELU",
     "GELU",
     "SELU",
+    "AdaptiveAvgPool2d",
+    "AvgPool2d",
     "BCELoss",
     "BCEWithLogitsLoss",
     "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv1d",
+    "Conv2d",
+    "ConvTranspose2d",
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
@@ -62,6 +78,7 @@ __all__ = [
     "Linear",
     "LogSoftmax",
     "MSELoss",
+    "MaxPool2d",
     "Module",
     "ModuleDict",
     "ModuleList",
@@ -74,5 +91,6 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Tanh",
+    "Unflatten",
     "functional",
 ]
