@@ -82,6 +82,16 @@ def _values(value: Any) -> np.ndarray:
     return np.asarray(detach().cpu() if callable(detach) else value)
 
 
+def torch_param(layer: Layer, name: str, values: np.ndarray) -> Parameter:
+    """A weight of a PyTorch-style module from host ``values`` (drawn with PyTorch's
+    initialization by the caller), on the layer's device and in its dtype."""
+    p = Parameter(
+        layer.ops.asarray(values, dtype=layer.dtype), layer.ops, name=f"{layer.name}/{name}"
+    )
+    layer._params.append(p)
+    return p
+
+
 class TorchModule:
     """Mixin: the ``torch.nn.Module`` methods, on any gpunet ``Layer``."""
 

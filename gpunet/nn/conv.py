@@ -30,7 +30,7 @@ from gpunet.layers import AveragePooling2D, BatchNormalization, GlobalAveragePoo
 from gpunet.layers import MaxPooling2D as _MaxPooling2D
 from gpunet.layers.base import Layer, add_grad
 from gpunet.layers.base import Parameter as _Parameter
-from gpunet.nn._module import TorchModule
+from gpunet.nn._module import TorchModule, torch_param
 
 
 def _pair(value: Any, n: int, what: str, lo: int = 1) -> tuple[int, ...]:
@@ -105,20 +105,13 @@ class _ConvNd(TorchModule, Layer):
         )
         bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform(a=sqrt(5)) is this bound
         rng = grandom.generator("init")
-        self.weight = self._param("weight", rng.uniform(-bound, bound, shape))
+        self.weight = torch_param(self, "weight", rng.uniform(-bound, bound, shape))
         self.bias = (
-            self._param("bias", rng.uniform(-bound, bound, (out_channels,))) if bias else None
+            torch_param(self, "bias", rng.uniform(-bound, bound, (out_channels,))) if bias else None
         )
         self.built = True
         if device is not None:
             self.to(device)
-
-    def _param(self, name: str, values: np.ndarray) -> _Parameter:
-        p = _Parameter(
-            self.ops.asarray(values, dtype=self.dtype), self.ops, name=f"{self.name}/{name}"
-        )
-        self._params.append(p)
-        return p
 
     def _pads(self) -> tuple[tuple[int, int], ...]:
         """Explicit (before, after) pads per spatial axis, PyTorch's rules."""

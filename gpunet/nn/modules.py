@@ -32,7 +32,7 @@ from gpunet.layers.base import Layer, add_grad
 from gpunet.layers.base import Parameter as _Parameter
 from gpunet.models import Model
 from gpunet.models import Sequential as _Sequential
-from gpunet.nn._module import TorchModule, module_repr
+from gpunet.nn._module import TorchModule, module_repr, torch_param
 
 
 class _ParameterType(type):
@@ -246,20 +246,15 @@ class Linear(TorchModule, Layer):
         self.in_features, self.out_features = in_features, out_features
         bound = 1.0 / math.sqrt(in_features) if in_features else 0.0
         rng = grandom.generator("init")
-        self.weight = self._param("weight", rng.uniform(-bound, bound, (out_features, in_features)))
+        self.weight = torch_param(
+            self, "weight", rng.uniform(-bound, bound, (out_features, in_features))
+        )
         self.bias = (
-            self._param("bias", rng.uniform(-bound, bound, (out_features,))) if bias else None
+            torch_param(self, "bias", rng.uniform(-bound, bound, (out_features,))) if bias else None
         )
         self.built = True
         if device is not None:
             self.to(device)
-
-    def _param(self, name: str, values: np.ndarray) -> _Parameter:
-        p = _Parameter(
-            self.ops.asarray(values, dtype=self.dtype), self.ops, name=f"{self.name}/{name}"
-        )
-        self._params.append(p)
-        return p
 
     def check_input(self, inputs: Any) -> None:
         if (
