@@ -11,6 +11,7 @@
 //               db[O]   <- sum_b dZ[b, :]          (optional)
 //   *_xent      L[B], dZ[B,C] from logits Z[B,C]; scale is per row (sc) or one value
 //   adam, sgd   in place over flat parameter/gradient/state buffers
+//   *_pool2d    NHWC images X[B,H,W,C] -> Y[B,OH,OW,C] (geometry of pool.cuh)
 //
 // Why a pool of our own rather than OpenMP: an OpenMP runtime is per process, so
 // our loops ran on whichever one was loaded first (PyTorch brings its own, with
@@ -19,6 +20,7 @@
 #include "activations.cuh"
 #include "losses.cuh"
 #include "optimizers.cuh"
+#include "pool.cuh"
 
 #include <unistd.h>
 
@@ -338,6 +340,176 @@ static void sgd(T* P, const T* G, T* Vel, long long n, T lr, T mu, T ga, T gs, i
 
 GPUNET_HOST_API(float, f32)
 GPUNET_HOST_API(double, f64)
+
+// -- pooling, NHWC (pool.cuh: geometry, window index k, NaN rule) -------------------------
+// The forward loops run over output rows (b, oh), the backward ones over input rows
+// (b, h): each row gathers from the windows that cover it, so threads write disjoint
+// rows at any stride. Within a row the loops go tap by tap (di, dj), each over every
+// output column it reaches and the C contiguous channels, accumulating into the row
+// itself (a few KB, in L1): looping the taps inside each output pixel instead ran
+// short C-long loops whose overhead made it ~2x slower at C = 32.
+// output rows r0..r1. A function of its own, sizes by value and pointers restrict:
+// inside parallel_for's lambda the sizes were reloaded through its captures (1.1 ms
+// vs 0.85 ms for LeNet's first pool)
+template <typename T>
+static void max_pool2d_rows(T* __restrict Y, int* __restrict A, const T* __restrict X,
+                            long long r0, long long r1, long long H, long long W, long long C,
+                            long long OH, long long OW, long long KH, long long KW, long long SH,
+                            long long SW, long long PT, long long PL) {
+    const T ninf = gpunet::neg_inf<T>();
+    for (long long r = r0; r < r1; ++r) {
+        const long long b = r / OH, h0 = gpunet::pool_start(r % OH, SH, PT);
+        T* y = Y + r * OW * C;
+        int* a = A + r * OW * C;
+        for (long long i = 0; i < OW * C; ++i) y[i] = ninf, a[i] = 0;
+        for (long long di = 0; di < KH; ++di) {
+            const long long h = h0 + di;
+            if (h < 0 || h >= H) continue;  // padding: -inf, never taken
+            for (long long dj = 0; dj < KW; ++dj) {
+                const int k = int(di * KW + dj);
+                long long lo, hi;
+                gpunet::pool_tap_outputs(dj, SW, PL, W, OW, lo, hi);
+                for (long long ow = lo; ow < hi; ++ow) {
+                    const T* x = X + ((b * H + h) * W + ow * SW - PL + dj) * C;
+                    T* yo = y + ow * C;
+                    int* ao = a + ow * C;
+#pragma omp simd
+                    for (long long c = 0; c < C; ++c) {
+                        const T v = x[c];
+                        const bool take = gpunet::max_takes(v, yo[c]);
+                        yo[c] = take ? v : yo[c];
+                        ao[c] = take ? k : ao[c];
+                    }
+                }
+            }
+        }
+    }
+}
+
+template <typename T>
+static void max_pool2d(T* Y, int* A, const T* X, long long B, long long H, long long W,
+                       long long C, long long OH, long long OW, long long KH, long long KW,
+                       long long SH, long long SW, long long PT, long long PL) {
+    parallel_for(B * OH, B * H * W * C, [&](long long r0, long long r1) {
+        max_pool2d_rows<T>(Y, A, X, r0, r1, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL);
+    });
+}
+
+// the input rows r0..r1 of dX: for each window (oh, ow) and tap k over the row,
+// g(dX row + w*C, output element offset of (oh, ow), k, oh, ow) adds into dX
+template <typename T, typename G>
+static void pool2d_bwd_rows(T* dX, long long r0, long long r1, long long H, long long W,
+                            long long C, long long OH, long long OW, long long KH, long long KW,
+                            long long SH, long long SW, long long PT, long long PL, G g) {
+    for (long long r = r0; r < r1; ++r) {
+        const long long b = r / H, h = r % H;
+        T* dx = dX + r * W * C;
+        for (long long i = 0; i < W * C; ++i) dx[i] = T(0);
+        long long oh0, oh1;
+        gpunet::pool_cover(h, KH, SH, PT, OH, oh0, oh1);
+        for (long long oh = oh0; oh < oh1; ++oh) {
+            const long long di = h - gpunet::pool_start(oh, SH, PT);
+            for (long long dj = 0; dj < KW; ++dj) {
+                const int k = int(di * KW + dj);
+                long long lo, hi;
+                gpunet::pool_tap_outputs(dj, SW, PL, W, OW, lo, hi);
+                for (long long ow = lo; ow < hi; ++ow)
+                    g(dx + (ow * SW - PL + dj) * C, ((b * OH + oh) * OW + ow) * C, k, oh, ow);
+            }
+        }
+    }
+}
+
+template <typename T>
+static void backprop_max_pool2d(T* dX, const T* dY, const int* A, long long B, long long H,
+                                long long W, long long C, long long OH, long long OW,
+                                long long KH, long long KW, long long SH, long long SW,
+                                long long PT, long long PL) {
+    parallel_for(B * H, B * H * W * C, [&](long long r0, long long r1) {
+        pool2d_bwd_rows<T>(dX, r0, r1, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL,
+                           [&](T* dx, long long o, int k, long long, long long) {
+                               const T* dy = dY + o;
+                               const int* a = A + o;
+#pragma omp simd
+                               for (long long c = 0; c < C; ++c)  // a select: NaN stays put
+                                   dx[c] += a[c] == k ? dy[c] : T(0);
+                           });
+    });
+}
+
+template <typename T>
+static void avg_pool2d(T* Y, const T* X, long long B, long long H, long long W, long long C,
+                       long long OH, long long OW, long long KH, long long KW, long long SH,
+                       long long SW, long long PT, long long PL, int include_pad) {
+    parallel_for(B * OH, B * H * W * C, [&](long long r0, long long r1) {
+        for (long long r = r0; r < r1; ++r) {
+            const long long b = r / OH, oh = r % OH, h0 = gpunet::pool_start(oh, SH, PT);
+            T* y = Y + r * OW * C;
+            for (long long i = 0; i < OW * C; ++i) y[i] = T(0);
+            for (long long di = 0; di < KH; ++di) {
+                const long long h = h0 + di;
+                if (h < 0 || h >= H) continue;  // padding: zeros
+                for (long long dj = 0; dj < KW; ++dj) {
+                    long long lo, hi;
+                    gpunet::pool_tap_outputs(dj, SW, PL, W, OW, lo, hi);
+                    for (long long ow = lo; ow < hi; ++ow) {
+                        const T* x = X + ((b * H + h) * W + ow * SW - PL + dj) * C;
+                        T* yo = y + ow * C;
+#pragma omp simd
+                        for (long long c = 0; c < C; ++c) yo[c] += x[c];
+                    }
+                }
+            }
+            for (long long ow = 0; ow < OW; ++ow) {
+                const T n = T(gpunet::pool_count(oh, ow, H, W, KH, KW, SH, SW, PT, PL,
+                                                 include_pad));
+                T* yo = y + ow * C;
+#pragma omp simd
+                for (long long c = 0; c < C; ++c) yo[c] /= n;
+            }
+        }
+    });
+}
+
+template <typename T>
+static void backprop_avg_pool2d(T* dX, const T* dY, long long B, long long H, long long W,
+                                long long C, long long OH, long long OW, long long KH,
+                                long long KW, long long SH, long long SW, long long PT,
+                                long long PL, int include_pad) {
+    parallel_for(B * H, B * H * W * C, [&](long long r0, long long r1) {
+        pool2d_bwd_rows<T>(dX, r0, r1, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL,
+                           [&](T* dx, long long o, int, long long oh, long long ow) {
+                               const T n = T(gpunet::pool_count(oh, ow, H, W, KH, KW, SH, SW,
+                                                                PT, PL, include_pad));
+                               const T* dy = dY + o;
+#pragma omp simd
+                               for (long long c = 0; c < C; ++c) dx[c] += dy[c] / n;
+                           });
+    });
+}
+
+#define GPUNET_POOL_GEOMETRY                                                                     \
+    long long B, long long H, long long W, long long C, long long OH, long long OW, long long KH, \
+        long long KW, long long SH, long long SW, long long PT, long long PL
+#define GPUNET_POOL_ARGS B, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL
+#define GPUNET_HOST_POOL_API(T, S)                                                               \
+    extern "C" void gpunet_max_pool2d_##S(T* Y, int* A, const T* X, GPUNET_POOL_GEOMETRY) {      \
+        max_pool2d<T>(Y, A, X, GPUNET_POOL_ARGS);                                                \
+    }                                                                                            \
+    extern "C" void gpunet_backprop_max_pool2d_##S(T* dX, const T* dY, const int* A,             \
+                                                   GPUNET_POOL_GEOMETRY) {                       \
+        backprop_max_pool2d<T>(dX, dY, A, GPUNET_POOL_ARGS);                                     \
+    }                                                                                            \
+    extern "C" void gpunet_avg_pool2d_##S(T* Y, const T* X, GPUNET_POOL_GEOMETRY, int incl) {    \
+        avg_pool2d<T>(Y, X, GPUNET_POOL_ARGS, incl);                                             \
+    }                                                                                            \
+    extern "C" void gpunet_backprop_avg_pool2d_##S(T* dX, const T* dY, GPUNET_POOL_GEOMETRY,     \
+                                                   int incl) {                                   \
+        backprop_avg_pool2d<T>(dX, dY, GPUNET_POOL_ARGS, incl);                                  \
+    }
+
+GPUNET_HOST_POOL_API(float, f32)
+GPUNET_HOST_POOL_API(double, f64)
 
 extern "C" int gpunet_host_threads(void) { return pool().size(); }
 extern "C" void gpunet_host_set_threads(int n) { pool().resize(n); }

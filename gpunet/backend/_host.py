@@ -60,6 +60,11 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "sigmoid_bce": (None, [_p, _p, _p, _p, _ll, _ll, _d, _p, _d]),
     "adam": (None, [_p, _p, _p, _p, _ll, _d, _d, _d, _d, _d]),
     "sgd": (None, [_p, _p, _p, _ll, _d, _d, _d, _d, _i, _d]),
+    # pooling: pointers, then (B, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL) [, include_pad]
+    "max_pool2d": (None, [_p, _p, _p, *[_ll] * 12]),
+    "backprop_max_pool2d": (None, [_p, _p, _p, *[_ll] * 12]),
+    "avg_pool2d": (None, [_p, _p, *[_ll] * 12, _i]),
+    "backprop_avg_pool2d": (None, [_p, _p, *[_ll] * 12, _i]),
 }
 
 

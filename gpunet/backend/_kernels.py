@@ -59,6 +59,11 @@ INSTANTIATIONS: dict[str, tuple[str, ...]] = {
         *(f"gpunet_adam<{t}>" for t in _T),
         *(f"gpunet_sgd<{t}>" for t in _T),
     ),
+    "pool.cu": tuple(  # launched by gpunet/backend/_pool_kernels.py
+        f"gpunet_{k}<{t}>"
+        for k in ("max_pool2d", "backprop_max_pool2d", "avg_pool2d", "backprop_avg_pool2d")
+        for t in _T
+    ),
 }
 OPTIONS: tuple[str, ...] = ()  # on top of CuPy's own (-std=c++17, -ftz=true, includes)
 BLOCK = 256  # threads per block of the elementwise kernels

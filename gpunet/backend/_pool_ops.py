@@ -120,7 +120,9 @@ class PoolOps:
         arg, padded, pads, pool, strides = saved
         K = pool[0] * pool[1]
         hit = xp.arange(K, dtype=xp.int32, **self.device_kw) == arg[..., None]
-        D = xp.astype(hit, dY.dtype) * dY[..., None]  # one index per window: ties routed once
+        # one index per window: ties routed once; a select, not hit * dY, so an inf or
+        # NaN dY reaches the argmax only (as in PyTorch), not 0 * inf = NaN elsewhere
+        D = xp.where(hit, dY[..., None], xp.zeros_like(dY)[..., None])
         dXp = self._unwindow(D, padded, pool, strides)
         return self.pad2d(dXp, tuple(-p for p in pads))  # type: ignore[arg-type]
 
@@ -134,16 +136,25 @@ class PoolOps:
         oh, ow, pads = pool_geometry(H, W, pool, strides, padding)
         Xp = self.pad2d(X, pads)
         S = xp.sum(self._windows(Xp, oh, ow, pool, strides), axis=-1)
-        if padding == "same" and any(p > 0 for p in pads):
-            ones = xp.ones((1, H, W, 1), dtype=X.dtype, **self.device_kw)
-            n = xp.sum(self._windows(self.pad2d(ones, pads), oh, ow, pool, strides), axis=-1)
-        else:
-            n = xp.full((1, 1, 1, 1), float(pool[0] * pool[1]), dtype=X.dtype, **self.device_kw)
+        n = self._avg_counts(H, W, oh, ow, pads, pool, strides, X.dtype)
         return S / n, (n, tuple(Xp.shape), pads, pool, strides)
+
+    def _avg_counts(
+        self, H: int, W: int, oh: int, ow: int, pads: Any, pool: Any, strides: Any, dtype: Any
+    ) -> Array:
+        """The divisor of each window: its cells inside the input (only "same" pads)."""
+        xp = self.xp
+        if any(p > 0 for p in pads):
+            ones = xp.ones((1, H, W, 1), dtype=dtype, **self.device_kw)
+            return xp.sum(self._windows(self.pad2d(ones, pads), oh, ow, pool, strides), axis=-1)
+        return xp.full((1, 1, 1, 1), float(pool[0] * pool[1]), dtype=dtype, **self.device_kw)
 
     def backprop_avg_pool2d(self, dY: Array, saved: Any) -> Array:
         xp = self.xp
         n, padded, pads, pool, strides = saved
+        if n is None:  # saved by a kernel's forward, which computes the counts itself
+            H, W = padded[1] - pads[0] - pads[1], padded[2] - pads[2] - pads[3]
+            n = self._avg_counts(H, W, dY.shape[1], dY.shape[2], pads, pool, strides, dY.dtype)
         K = pool[0] * pool[1]
         D = xp.broadcast_to((dY / n)[..., None], (*dY.shape, K))
         dXp = self._unwindow(D, padded, pool, strides)

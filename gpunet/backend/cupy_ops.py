@@ -24,6 +24,7 @@ import numpy
 
 from gpunet import random as grandom
 from gpunet.backend import _compat, _kernels
+from gpunet.backend import _pool_kernels as _pk
 from gpunet.backend._activation_ops import NEEDS_X
 from gpunet.backend.ops import Ops
 from gpunet.errors import DeviceError
@@ -177,6 +178,40 @@ class FusedOps(Ops):
         _kernels.sgd(P, G, Vel, lr=lr, momentum=momentum, nesterov=nesterov, decay=decay,
                      **kw)  # fmt: skip
         return P, Vel
+
+    # -- pooling: kernels/pool.cu (_pool_kernels.py), channels-last -------------------
+    def _pool_input(self, X: Array) -> Array | None:
+        if X.ndim != 4 or X.dtype.name not in _kernels.CTYPE:
+            return None
+        return self.xp.ascontiguousarray(X)  # a channels_first layer hands a transposed view
+
+    def max_pool2d(
+        self, X: Array, *, pool: tuple[int, int], strides: tuple[int, int], padding: str
+    ) -> tuple[Array, Any]:
+        Xc = self._pool_input(X)
+        if Xc is None:
+            return super().max_pool2d(X, pool=pool, strides=strides, padding=padding)
+        return _pk.cuda_max_pool2d(Xc, pool, strides, padding)
+
+    def backprop_max_pool2d(self, dY: Array, saved: Any) -> Array:
+        dYc = self._pool_input(dY)
+        if dYc is None or saved[0].dtype.name != "int32" or not saved[0].flags.c_contiguous:
+            return super().backprop_max_pool2d(dY, saved)
+        return _pk.cuda_backprop_max_pool2d(dYc, saved)
+
+    def avg_pool2d(
+        self, X: Array, *, pool: tuple[int, int], strides: tuple[int, int], padding: str
+    ) -> tuple[Array, Any]:
+        Xc = self._pool_input(X)
+        if Xc is None:
+            return super().avg_pool2d(X, pool=pool, strides=strides, padding=padding)
+        return _pk.cuda_avg_pool2d(Xc, pool, strides, padding)
+
+    def backprop_avg_pool2d(self, dY: Array, saved: Any) -> Array:
+        dYc = self._pool_input(dY)
+        if dYc is None:
+            return super().backprop_avg_pool2d(dY, saved)
+        return _pk.cuda_backprop_avg_pool2d(dYc, saved)
 
 
 def _scalar(scale: Any) -> Any:

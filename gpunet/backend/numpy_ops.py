@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from gpunet.backend import _host
+from gpunet.backend import _pool_kernels as _pk
 from gpunet.backend._activation_ops import NEEDS_X
 from gpunet.backend._optim_ops import _sgd_coefficients
 from gpunet.backend.ops import Ops
@@ -326,3 +327,32 @@ class NumpyOps(Ops):
             1.0 - decay,
         )
         return P, Vel
+
+    # -- pooling: the host kernels of kernels/pool.cuh (_pool_kernels.py) ----------
+    def max_pool2d(
+        self, X: Array, *, pool: tuple[int, int], strides: tuple[int, int], padding: str
+    ) -> tuple[Array, Any]:
+        sfx = _pk.host_suffix(self.host, X)
+        if sfx is None:
+            return super().max_pool2d(X, pool=pool, strides=strides, padding=padding)
+        return _pk.host_max_pool2d(self.host, sfx, X, pool, strides, padding)
+
+    def backprop_max_pool2d(self, dY: Array, saved: Any) -> Array:
+        sfx = _pk.host_suffix(self.host, dY)
+        if sfx is None or type(saved[0]) is not np.ndarray:
+            return super().backprop_max_pool2d(dY, saved)
+        return _pk.host_backprop_max_pool2d(self.host, sfx, dY, saved)
+
+    def avg_pool2d(
+        self, X: Array, *, pool: tuple[int, int], strides: tuple[int, int], padding: str
+    ) -> tuple[Array, Any]:
+        sfx = _pk.host_suffix(self.host, X)
+        if sfx is None:
+            return super().avg_pool2d(X, pool=pool, strides=strides, padding=padding)
+        return _pk.host_avg_pool2d(self.host, sfx, X, pool, strides, padding)
+
+    def backprop_avg_pool2d(self, dY: Array, saved: Any) -> Array:
+        sfx = _pk.host_suffix(self.host, dY)
+        if sfx is None:
+            return super().backprop_avg_pool2d(dY, saved)
+        return _pk.host_backprop_avg_pool2d(self.host, sfx, dY, saved)

@@ -29,8 +29,10 @@ import numpy as np
 from gpunet.backend import _host
 from gpunet.backend._activation_ops import ACTIVATIONS, NEEDS_X
 from gpunet.backend.numpy_ops import HOST_MIN, LOSS_HOST_MIN
+from gpunet.backend.ops import Ops
 
 Inputs = dict[str, Any]
+REF = Ops()  # the pooling cases size dY from the reference's output
 
 
 def _host_constant(name: str) -> int:
@@ -517,6 +519,57 @@ def _optimizer_cases() -> list[Case]:
     ]
 
 
+# -- pooling ------------------------------------------------------------------------------
+def pool_shape(size: str, pool: tuple[int, int], padding: str) -> tuple[int, int, int, int]:
+    """NHWC inputs: "above" has more outputs than the lowered grid's threads, "large"
+    more inputs than the host pool's parallel threshold."""
+    one = (1, 1, 1, 1) if padding == "same" else (1, *pool, 1)
+    return {"0": (0, 4, 5, 3), "1": one, "odd": (3, 7, 5, 3), "above": (5, 15, 13, 8),
+            "large": (64, 32, 32, LARGE // (32 * 32 * 64) + 1)}[size]  # fmt: skip
+
+
+def _pool_case(kind: str, pool: tuple[int, int], strides: tuple[int, int], padding: str,
+               sizes: tuple[str, ...] = SMALL) -> Case:  # fmt: skip
+    def build(size: str, rng: np.random.Generator) -> Inputs:
+        X = np.round(rng.standard_normal(pool_shape(size, pool, padding)) * 2)  # many ties
+        if X.shape[0] and X.shape[1] >= pool[0] and X.shape[2] >= pool[1] and X.size > 40:
+            X[0, : pool[0], : pool[1], 0] = -np.inf  # a window of -inf only
+            X[0, -1, -1, :3] = [np.nan, np.inf, -np.inf]
+            X[-1, 1, 1, -1] = np.nan  # NaN among ties: the first NaN is the max
+        fwd = getattr(REF, f"{kind}_pool2d")
+        with np.errstate(all="ignore"):
+            Y = fwd(X, pool=pool, strides=strides, padding=padding)[0]
+        dY = rng.standard_normal(Y.shape)
+        if dY.size > 3:
+            dY.reshape(-1)[1] = np.inf  # reaches the argmax only (max), every cell (avg)
+        return {"X": X, "dY": dY}
+
+    def call(ops: Any, a: Inputs) -> tuple[Any, ...]:
+        Y, saved = getattr(ops, f"{kind}_pool2d")(a["X"], pool=pool, strides=strides,
+                                                  padding=padding)  # fmt: skip
+        dX = getattr(ops, f"backprop_{kind}_pool2d")(a["dY"], saved)
+        return (Y, saved[0], dX) if kind == "max" else (Y, dX)  # the int32 argmax, exactly
+
+    op = f"{kind}_pool2d"
+    tag = f"{pool[0]}x{pool[1]},s={strides[0]}x{strides[1]},{padding}"
+    return Case(f"{op}:{tag}", (op, "backprop_" + op), build, call, sizes)
+
+
+def _pool_cases() -> list[Case]:
+    return [
+        _pool_case("max", (2, 2), (2, 2), "valid", ALL),
+        _pool_case("max", (3, 3), (2, 2), "same"),
+        _pool_case("max", (3, 2), (1, 2), "valid"),  # overlapping windows
+        _pool_case("max", (2, 3), (3, 1), "same"),
+        _pool_case("max", (1, 1), (2, 2), "valid"),  # stride > pool: rows no window reads
+        _pool_case("max", (1, 3), (1, 2), "same"),  # a 1-D pool (height 1)
+        _pool_case("avg", (2, 2), (2, 2), "valid", ALL),
+        _pool_case("avg", (3, 3), (2, 2), "same"),
+        _pool_case("avg", (3, 2), (1, 2), "same"),
+        _pool_case("avg", (2, 2), (3, 3), "valid"),
+    ]
+
+
 def all_cases() -> list[Case]:
     cases = [
         *(_activation_case(name, kw) for name, kw in ACTIVATION_SPECS),
@@ -535,6 +588,7 @@ def all_cases() -> list[Case]:
             for lead in (0, 1)
         ),
         *_optimizer_cases(),
+        *_pool_cases(),
     ]
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "two parity cases share a name"
