@@ -27,10 +27,18 @@ _i64 = numpy.int64
 
 
 def geometry(
-    shape: Any, pool: Any, strides: Any, padding: str
+    shape: Any, pool: Any, strides: Any, padding: Any
 ) -> tuple[int, int, tuple[int, int, int, int]]:
-    """``(out_h, out_w, (top, bottom, left, right))`` of NHWC ``shape``."""
-    return pool_geometry(int(shape[1]), int(shape[2]), pool, strides, padding)
+    """``(out_h, out_w, (top, bottom, left, right))`` of NHWC ``shape``; ``padding`` is
+    Keras' "valid"/"same" or explicit ``(top, bottom, left, right)`` (PyTorch's
+    symmetric ``padding=p`` is ``(p, p, p, p)``; rows past the last window stay unread)."""
+    H, W = int(shape[1]), int(shape[2])
+    if isinstance(padding, str):
+        return pool_geometry(H, W, pool, strides, padding)
+    top, bottom, left, right = (int(p) for p in padding)
+    oh = (H + top + bottom - pool[0]) // strides[0] + 1
+    ow = (W + left + right - pool[1]) // strides[1] + 1
+    return oh, ow, (top, bottom, left, right)
 
 
 def _sizes(shape: Any, oh: int, ow: int, pool: Any, strides: Any, pads: Any) -> tuple[int, ...]:
@@ -61,7 +69,7 @@ def _launch(name: str, dtype: str, n: int, args: tuple[Any, ...]) -> None:
                      args)  # fmt: skip
 
 
-def cuda_max_pool2d(X: Array, pool: Any, strides: Any, padding: str) -> tuple[Array, Any]:
+def cuda_max_pool2d(X: Array, pool: Any, strides: Any, padding: Any) -> tuple[Array, Any]:
     """``(Y, saved)`` of NHWC max pooling, one launch; ``saved[0]`` the int32 argmax."""
     _kernels._check("X", X, X.dtype.name)
     oh, ow, pads = geometry(X.shape, pool, strides, padding)
@@ -82,22 +90,26 @@ def cuda_backprop_max_pool2d(dY: Array, saved: Any) -> Array:
     return dX
 
 
-def cuda_avg_pool2d(X: Array, pool: Any, strides: Any, padding: str) -> tuple[Array, Any]:
-    """``(Y, saved)`` of NHWC average pooling over the cells inside the input (Keras)."""
+def cuda_avg_pool2d(
+    X: Array, pool: Any, strides: Any, padding: Any, include_pad: bool = False
+) -> tuple[Array, Any]:
+    """``(Y, saved)`` of NHWC average pooling over the cells inside the input (Keras,
+    PyTorch's ``count_include_pad=False``), or over the whole window (``include_pad``)."""
     _kernels._check("X", X, X.dtype.name)
     oh, ow, pads = geometry(X.shape, pool, strides, padding)
     Y = _kernels.runner().xp.empty((X.shape[0], oh, ow, X.shape[3]), dtype=X.dtype)
     sizes = _sizes(X.shape, oh, ow, pool, strides, pads)
-    _launch("avg_pool2d", X.dtype.name, Y.size, (Y, X, *map(_i64, sizes), numpy.int32(0)))
+    incl = numpy.int32(include_pad)
+    _launch("avg_pool2d", X.dtype.name, Y.size, (Y, X, *map(_i64, sizes), incl))
     return Y, _saved(None, X.shape, pads, pool, strides)
 
 
-def cuda_backprop_avg_pool2d(dY: Array, saved: Any) -> Array:
+def cuda_backprop_avg_pool2d(dY: Array, saved: Any, include_pad: bool = False) -> Array:
     _, shape, sizes = unpack(saved, dY)
     _kernels._check("dY", dY, dY.dtype.name)
     dX = _kernels.runner().xp.empty(shape, dtype=dY.dtype)
     _launch("backprop_avg_pool2d", dY.dtype.name, dX.size,
-            (dX, dY, *map(_i64, sizes), numpy.int32(0)))  # fmt: skip
+            (dX, dY, *map(_i64, sizes), numpy.int32(include_pad)))  # fmt: skip
     return dX
 
 
@@ -113,7 +125,7 @@ def host_suffix(host: Any, X: Any) -> str | None:
 
 
 def host_max_pool2d(
-    host: Any, sfx: str, X: Array, pool: Any, strides: Any, padding: str
+    host: Any, sfx: str, X: Array, pool: Any, strides: Any, padding: Any
 ) -> tuple[Array, Any]:
     X = numpy.ascontiguousarray(X)
     oh, ow, pads = geometry(X.shape, pool, strides, padding)
@@ -134,19 +146,21 @@ def host_backprop_max_pool2d(host: Any, sfx: str, dY: Array, saved: Any) -> Arra
 
 
 def host_avg_pool2d(
-    host: Any, sfx: str, X: Array, pool: Any, strides: Any, padding: str
+    host: Any, sfx: str, X: Array, pool: Any, strides: Any, padding: Any, include_pad: bool = False
 ) -> tuple[Array, Any]:
     X = numpy.ascontiguousarray(X)
     oh, ow, pads = geometry(X.shape, pool, strides, padding)
     Y = numpy.empty((X.shape[0], oh, ow, X.shape[3]), dtype=X.dtype)
     sizes = _sizes(X.shape, oh, ow, pool, strides, pads)
-    host.avg_pool2d[sfx](Y.ctypes.data, X.ctypes.data, *sizes, 0)
+    host.avg_pool2d[sfx](Y.ctypes.data, X.ctypes.data, *sizes, int(include_pad))
     return Y, _saved(None, X.shape, pads, pool, strides)
 
 
-def host_backprop_avg_pool2d(host: Any, sfx: str, dY: Array, saved: Any) -> Array:
+def host_backprop_avg_pool2d(
+    host: Any, sfx: str, dY: Array, saved: Any, include_pad: bool = False
+) -> Array:
     _, shape, sizes = unpack(saved, dY)
     dY = numpy.ascontiguousarray(dY)
     dX = numpy.empty(shape, dtype=dY.dtype)
-    host.backprop_avg_pool2d[sfx](dX.ctypes.data, dY.ctypes.data, *sizes, 0)
+    host.backprop_avg_pool2d[sfx](dX.ctypes.data, dY.ctypes.data, *sizes, int(include_pad))
     return dX

@@ -536,6 +536,7 @@ def _pool_case(kind: str, pool: tuple[int, int], strides: tuple[int, int], paddi
             X[0, : pool[0], : pool[1], 0] = -np.inf  # a window of -inf only
             X[0, -1, -1, :3] = [np.nan, np.inf, -np.inf]
             X[-1, 1, 1, -1] = np.nan  # NaN among ties: the first NaN is the max
+            X[-1, 2, :3, 0] = np.nan  # several in a window: the first is the argmax
         fwd = getattr(REF, f"{kind}_pool2d")
         with np.errstate(all="ignore"):
             Y = fwd(X, pool=pool, strides=strides, padding=padding)[0]
