@@ -163,3 +163,25 @@ def test_host_pool_threads_give_the_same_bits(request):
         k.set_threads(old)
     for a, b in zip(*out, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("geom", [((3, 3), (2, 2), "same"), ((3, 2), (1, 2), "valid")], ids=str)
+def test_cuda_kernel_gradients_match_float64_finite_differences(host, kind, geom):
+    pool, strides, padding = geom
+    rng = np.random.default_rng(5)
+    X = rng.permutation(2 * 5 * 6 * 2).reshape(2, 5, 6, 2) * 0.1  # distinct: no ties
+    fwd = pk.cuda_max_pool2d if kind == "max" else pk.cuda_avg_pool2d
+    back = pk.cuda_backprop_max_pool2d if kind == "max" else pk.cuda_backprop_avg_pool2d
+    Y, saved = fwd(X, pool, strides, padding)
+    P = rng.standard_normal(Y.shape)  # the gradient of sum(Y * P)
+    dX = back(P, saved)
+    numeric = np.zeros_like(X)
+    eps = 1e-6
+    for i in range(X.size):
+        Xp, Xm = X.copy(), X.copy()
+        Xp.flat[i] += eps
+        Xm.flat[i] -= eps
+        up, down = fwd(Xp, pool, strides, padding)[0], fwd(Xm, pool, strides, padding)[0]
+        numeric.flat[i] = np.sum((up - down) * P) / (2 * eps)
+    np.testing.assert_allclose(dX, numeric, rtol=1e-7, atol=1e-8)

@@ -291,3 +291,24 @@ def test_out_of_memory_is_a_clear_error_and_leaves_the_pool_empty():
     assert pool.free_bytes() == 0  # cached blocks were given back
     params = sum(p.data.nbytes for p in model.weights)
     assert pool.used_bytes() <= 4 * params + (1 << 20)  # weights, grads, state: no leftovers
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("geom", [((2, 2), (2, 2), "valid"), ((3, 3), (2, 2), "same")], ids=str)
+def test_pool_kernels_match_the_reference_over_several_grids(gpu, dtype, geom):
+    pool, strides, padding = geom
+    rng = np.random.default_rng(6)
+    X = np.round(rng.standard_normal((64, 130, 130, 8)) * 2).astype(dtype)  # ties; > 2 grids
+    X[0, :3, :3, 0], X[1, 5, :3, 1] = -np.inf, np.nan
+    for kind in ("max", "avg"):
+        fwd, back = getattr(gpu, f"{kind}_pool2d"), getattr(gpu, f"backprop_{kind}_pool2d")
+        Y0, s0 = getattr(REF, f"{kind}_pool2d")(X.astype("float64"), pool=pool,
+                                                strides=strides, padding=padding)  # fmt: skip
+        Y, s = fwd(gpu.asarray(X), pool=pool, strides=strides, padding=padding)
+        assert Y.size > 2 * _kernels.BLOCK * _kernels.MAX_BLOCKS
+        close(gpu, Y, Y0, dtype, f"{kind} Y")  # NaN where the reference has NaN
+        if kind == "max":
+            np.testing.assert_array_equal(gpu.to_numpy(s[0]), s0[0])
+        dY = rng.standard_normal(Y0.shape).astype(dtype)
+        dX0 = getattr(REF, f"backprop_{kind}_pool2d")(dY.astype("float64"), s0)
+        close(gpu, back(gpu.asarray(dY), s), dX0, dtype, f"{kind} dX")
