@@ -72,3 +72,12 @@ def test_the_sanitizer_catches_a_launch_past_the_end():
     assert out.returncode != 0
     assert "heap-buffer-overflow" in out.stderr
     assert "softmax_xent_row" in out.stderr and "losses.cuh" in out.stderr
+
+
+def test_pool_kernel_comparisons_are_clean_under_the_sanitizers():
+    # the CUDA pool kernels at the small sizes (every dtype, geometry and padding form)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
+           str(HERE / "test_pool_kernels.py"), "-k", "cuda and not 17 and not torch"]  # fmt: skip
+    out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "passed" in out.stdout and "Sanitizer" not in out.stderr
