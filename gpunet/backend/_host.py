@@ -60,6 +60,9 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "sigmoid_bce": (None, [_p, _p, _p, _p, _ll, _ll, _d, _p, _d]),
     "adam": (None, [_p, _p, _p, _p, _ll, _d, _d, _d, _d, _d]),
     "sgd": (None, [_p, _p, _p, _ll, _d, _d, _d, _d, _i, _d]),
+    # out, in, then N H W C Ho Wo kh kw sh sw pt pl dh dw (conv.cuh's ConvGeo)
+    "im2col": (None, [_p, _p, *[_ll] * 14]),
+    "col2im": (None, [_p, _p, *[_ll] * 14]),
 }
 
 
