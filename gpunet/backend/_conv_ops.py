@@ -230,7 +230,7 @@ class ConvOps:
         N, C = X.shape[0], X.shape[-1]
         per_sample = max(Ho * Wo * K * C * (self.xp.finfo(X.dtype).bits // 8), 1)
         step = max(1, MAX_COL_BYTES // per_sample)
-        return [(i, min(i + step, N)) for i in range(0, N, step)]
+        return [(i, min(i + step, N)) for i in range(0, max(N, 1), step)]  # N = 0: one
 
     def _pad(self, X: Array, pads: Pads) -> Array:
         (t, bo), (le, r) = pads
