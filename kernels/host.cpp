@@ -400,19 +400,21 @@ static void col2im(T* dX, const T* dcols, const gpunet::ConvGeo& g) {
     parallel_for(rows, rows * g.W * K * C, [&](long long r0, long long r1) {
         for (long long r = r0; r < r1; ++r) {
             const long long n = r / g.H, h = r % g.H;
-            for (long long w = 0; w < g.W; ++w) {
-                T* out = dX + (r * g.W + w) * C;
-                for (long long c = 0; c < C; ++c) out[c] = T(0);
-                for (long long i = 0; i < g.kh; ++i) {
-                    const long long ho = ho_of[h * g.kh + i];
-                    if (ho < 0) continue;
-                    for (long long j = 0; j < g.kw; ++j) {
+            T* out = dX + r * g.W * C;  // the row of W pixels, C channels each
+            for (long long e = 0; e < g.W * C; ++e) out[e] = T(0);
+            for (long long i = 0; i < g.kh; ++i) {
+                const long long ho = ho_of[h * g.kh + i];
+                if (ho < 0) continue;
+                // the column rows of output row ho: Wo pixels of K taps of C channels
+                const T* block = dcols + (n * g.Ho + ho) * g.Wo * K * C;
+                for (long long j = 0; j < g.kw; ++j) {
+                    for (long long w = 0; w < g.W; ++w) {
                         const long long wo = wo_of[w * g.kw + j];
                         if (wo < 0) continue;
-                        const long long m = (n * g.Ho + ho) * g.Wo + wo;
-                        const T* src = dcols + (m * K + i * g.kw + j) * C;
+                        const T* src = block + (wo * K + i * g.kw + j) * C;
+                        T* o = out + w * C;
 #pragma omp simd
-                        for (long long c = 0; c < C; ++c) out[c] += src[c];
+                        for (long long c = 0; c < C; ++c) o[c] += src[c];
                     }
                 }
             }
