@@ -38,6 +38,9 @@ GOALS: dict[str, list[tuple[str, str, str, float]]] = {
         ("gpunet_train_on_batch", "gpunet", "<=", 1.5),  # issue 10: GAN/RL loops use it
     ],
     "C": [("gpunet", "gemm_bound_numpy", "<=", 1.10)],
+    # issue 14: the LeNet step, at the machine's threads (L) and at 1 (L1)
+    "L": [("gpunet", "torch_channels_last", "<=", 1.0), ("gpunet", "gemm_bound_numpy", "<=", 2.0)],
+    "L1": [("gpunet", "torch_channels_last", "<=", 1.0), ("gpunet", "gemm_bound_numpy", "<=", 2.0)],
     "P": [("gpunet_predict", "torch_predict", "<=", 1.0)],
 }
 # further ratios reported whenever both sides were measured
@@ -61,6 +64,8 @@ INFO = [
     ("gpunet_predict", "numpy_predict"),
     ("gpunet_predict", "gemm_bound_fwd"),
     ("torch_predict", "numpy_predict"),
+    ("torch_channels_last", "torch"),
+    ("torch_channels_last", "gemm_bound_numpy"),
     ("gpunet_cuda", "cupy_plain"),
     ("gpunet_cuda", "torch_cuda"),
     ("gpunet_cuda", "torch_cuda_fused_adam"),

@@ -16,8 +16,11 @@ pipe costs ~0.1 ms per block, outside the timed region.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +32,16 @@ def _serve(conn: Any, key: str, name: str, opts: dict[str, Any], gpu: bool) -> N
     try:
         import _machine
         import _runner
-        import _workloads as wl
         import run
 
         if "torch" in name:  # the same threads as NumPy's BLAS, as in one process
             import _peers
 
-            _peers.torch_threads(opts.get("torch_threads") or _machine.numpy_blas_threads())
-        w = wl.WORKLOADS["A" if key == "P" else key]
-        factory = run.factories(key, w, wl.make_data(w), argparse.Namespace(**opts), gpu)[name]
+            threads = getattr(run.workload(key), "threads", None) or opts.get("torch_threads")
+            _peers.torch_threads(threads or _machine.numpy_blas_threads())
+        w = run.workload(key)
+        factory = run.factories(key, w, run.make_data(key, w), argparse.Namespace(**opts), gpu)
+        factory = factory[name]
         impl = factory()
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -60,6 +64,30 @@ def _serve(conn: Any, key: str, name: str, opts: dict[str, Any], gpu: bool) -> N
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
+@contextlib.contextmanager
+def _thread_env(key: str) -> Iterator[None]:
+    """The environment a worker starts with: a workload pinned to ``threads`` (the
+    LeNet step's L1) gets that many BLAS, OpenMP and gpunet host-pool threads, set
+    before the child imports any of them."""
+    import _lenet
+
+    w = _lenet.LENET.get(key)
+    if w is None or w.threads is None:
+        yield
+        return
+    names = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "GPUNET_NUM_THREADS")
+    old = {k: os.environ.get(k) for k in names}
+    os.environ.update({k: str(w.threads) for k in names})
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 class Remote:
     """An implementation running in a spawned process; ``run``/``block`` block
     until the worker is done (``run`` includes the device sync)."""
@@ -71,7 +99,8 @@ class Remote:
         sent = {k: getattr(opts, k, None) for k in fields}
         sent["impls"] = None
         self.proc = ctx.Process(target=_serve, args=(child, key, name, sent, gpu), daemon=True)
-        self.proc.start()
+        with _thread_env(key):
+            self.proc.start()
         self.name, self.ready = name, False
 
     def wait_ready(self) -> None:

@@ -3,6 +3,7 @@
     python bench/run.py --quick          # A, B and predict, 3 repeats, no C (~2 min here)
     python bench/run.py                  # A, B, C, predict, 9 repeats (5 for C), memory too
     python bench/run.py -w A,B --repeats 5
+    python bench/run.py -w L,L1          # the LeNet CNN step (issue 14) at 2 and 1 threads
 
 Writes ``bench/results/<timestamp>.json`` (machine details, every block time,
 every ratio) and ``.md`` (the tables), and prints the markdown. Peers that are
@@ -25,6 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `python bench/run.py` from anywhere
 
 import _gpunet as gp
+import _lenet
 import _machine
 import _peers as pe
 import _runner
@@ -37,7 +39,18 @@ TITLES = {
     "B": "small, sigmoid BCE, Adam",
     "C": "wide, softmax CE, Adam",
     "P": "predict on A (inference, batch 256)",
+    "L": "LeNet CNN step, softmax CE, Adam (the machine's threads)",
+    "L1": "LeNet CNN step, softmax CE, Adam (1 thread)",
 }
+
+
+def workload(key: str) -> Any:
+    """The workload of ``key``: an MLP of quickbench's, or the LeNet step (L, L1)."""
+    return _lenet.LENET[key] if key in _lenet.LENET else wl.WORKLOADS["A" if key == "P" else key]
+
+
+def make_data(key: str, w: Any) -> wl.Data:
+    return _lenet.make_data(w) if key in _lenet.LENET else wl.make_data(w)
 
 
 def _have(module: str) -> bool:
@@ -52,6 +65,9 @@ def factories(
     """name -> zero-argument constructor of every implementation of this workload."""
     f: dict[str, Any] = {}
     torch, sk = opts.torch and _have("torch"), opts.sklearn and _have("sklearn")
+    if key in _lenet.LENET:
+        f = _lenet.factories(key, w, data, torch, gpu)
+        return {k: v for k, v in f.items() if not opts.impls or k in opts.impls}
     if key == "P":
         f["gpunet_predict"] = lambda: gp.GpunetPredict(w, data)
         f["numpy_predict"] = lambda: wl.HandPredict(w, data)
@@ -91,11 +107,11 @@ def factories(
 
 
 def run_workload(key: str, opts: argparse.Namespace, gpu: bool, log: Any) -> dict[str, Any]:
-    w = wl.WORKLOADS["A" if key == "P" else key]
+    w = workload(key)
     repeats = opts.repeats or (min(3, w.repeats) if opts.quick else w.repeats)
     log(f"[{key}] {TITLES[key]}: {w.steps} steps x {repeats} repeats")
     if opts.same_process:
-        impls, errors = _runner.build(factories(key, w, wl.make_data(w), opts, gpu), log)
+        impls, errors = _runner.build(factories(key, w, make_data(key, w), opts, gpu), log)
     else:
         names = list(factories(key, w, None, opts, gpu))  # type: ignore[arg-type]
         impls, errors = _runner.build_remote(
@@ -106,6 +122,7 @@ def run_workload(key: str, opts: argparse.Namespace, gpu: bool, log: Any) -> dic
         if hasattr(impl, "first_loss") and name in (
             "numpy",
             "torch",
+            "torch_channels_last",
             "gpunet",
             "cupy_plain",
             "gpunet_cuda",
@@ -153,7 +170,9 @@ def run_workload(key: str, opts: argparse.Namespace, gpu: bool, log: Any) -> dic
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="3 repeats; A, B, P only by default")
-    p.add_argument("-w", "--workloads", help="comma list of A,B,C,P (default: all; quick: A,B,P)")
+    p.add_argument(
+        "-w", "--workloads", help="comma list of A,B,C,P,L,L1 (default: A,B,C,P; quick: A,B,P)"
+    )
     p.add_argument("--impls", type=lambda s: set(s.split(",")), help="only these rows")
     p.add_argument("--repeats", type=int)
     p.add_argument("--sleep", type=float, default=0.15, help="pause before each block (s)")
@@ -203,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         import _launches
 
         log("[launches] counting kernel launches per step (no GPU needed)")
-        report["launches"] = _launches.count_all([k for k in keys if k != "P"] or ["A", "B"])
+        mlps = [k for k in keys if k in wl.WORKLOADS]
+        report["launches"] = _launches.count_all(mlps or ["A", "B"])
     if opts.imports:
         import bench_import
 
@@ -214,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
 
         log("[memory] growth over 1,000 steps and peak during fit (tracemalloc)")
         report["memory"] = bench_memory.measure()
+        if any(k in _lenet.LENET for k in keys):
+            import bench_memory_lenet
+
+            log("[memory] peak during fit of the LeNet model (tracemalloc)")
+            report["memory_lenet"] = bench_memory_lenet.measure()
     meta["loadavg_end"] = os.getloadavg()
     meta["wall_s"] = time.time() - started
     md = markdown(report)
@@ -246,6 +271,10 @@ def markdown(report: dict[str, Any]) -> list[str]:
         import bench_memory
 
         lines += ["", *bench_memory.goal_lines(report["memory"])]
+    if "memory_lenet" in report:
+        import bench_memory_lenet
+
+        lines += ["", *bench_memory_lenet.goal_lines(report["memory_lenet"])]
     lines += ["", "## Workloads", ""]
     for key, res in report["workloads"].items():
         lines += _runner.workload_markdown(key, res)
@@ -262,6 +291,9 @@ def markdown(report: dict[str, Any]) -> list[str]:
         lines += ["## Import", "", *bench_import.markdown(report["imports"]), ""]
     if "memory" in report:
         lines += ["## Memory", "", *bench_memory.markdown(report["memory"]), ""]
+    if "memory_lenet" in report:
+        lines += ["## Memory of the LeNet fit", "",
+                  *bench_memory_lenet.markdown(report["memory_lenet"]), ""]  # fmt: skip
     return lines
 
 

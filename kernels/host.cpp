@@ -12,12 +12,15 @@
 //   *_xent      L[B], dZ[B,C] from logits Z[B,C]; scale is per row (sc) or one value
 //   adam, sgd   in place over flat parameter/gradient/state buffers
 //   *_pool2d    NHWC images X[B,H,W,C] -> Y[B,OH,OW,C] (geometry of pool.cuh)
+//   im2col      cols[N,Ho,Wo,kh,kw,C] <- X[N,H,W,C] (conv.cuh; 0 in the padding)
+//   col2im      dX[N,H,W,C] <- sum of the dcols entries that read each element
 //
 // Why a pool of our own rather than OpenMP: an OpenMP runtime is per process, so
 // our loops ran on whichever one was loaded first (PyTorch brings its own, with
 // spinning idle workers) and fought the BLAS threads between every kernel: a step
 // was up to 10x slower. Idle workers here sleep on a condition variable.
 #include "activations.cuh"
+#include "conv.cuh"
 #include "losses.cuh"
 #include "optimizers.cuh"
 #include "pool.cuh"
@@ -513,3 +516,97 @@ GPUNET_HOST_POOL_API(double, f64)
 
 extern "C" int gpunet_host_threads(void) { return pool().size(); }
 extern "C" void gpunet_host_set_threads(int n) { pool().resize(n); }
+
+// -- convolution: im2col / col2im over NHWC (index math of conv.cuh) ------------------
+// The pool splits rows of pixels (n, h); channels are contiguous in both arrays, so
+// the inner loops are plain copies and adds that vectorize, and with dilation 1 the
+// kw taps of one pixel are one contiguous run of kw*C inputs. col2im gathers per
+// input pixel, with the output index of each (h, tap) and (w, tap) looked up in
+// tables (no division per element): threads never share an output element and the
+// sums run in the reference's order, taps (i, j).
+template <typename T>
+static void im2col(T* cols, const T* X, const gpunet::ConvGeo& g) {
+    const long long C = g.C, KC = g.kh * g.kw * C, rows = g.N * g.Ho;
+    parallel_for(rows, rows * g.Wo * KC, [&](long long r0, long long r1) {
+        for (long long r = r0; r < r1; ++r) {
+            const long long n = r / g.Ho, ho = r % g.Ho;
+            for (long long wo = 0; wo < g.Wo; ++wo) {
+                T* out = cols + (r * g.Wo + wo) * KC;
+                const long long w0 = wo * g.sw - g.pl;
+                const bool run = g.dw == 1 && w0 >= 0 && w0 + g.kw <= g.W;
+                for (long long i = 0; i < g.kh; ++i, out += g.kw * C) {
+                    const long long p0 = gpunet::conv_src_pixel(g, n, ho, wo, i, 0);
+                    if (run && p0 >= 0) {  // the whole row of taps inside the input
+                        const T* src = X + p0 * C;
+#pragma omp simd
+                        for (long long c = 0; c < g.kw * C; ++c) out[c] = src[c];
+                        continue;
+                    }
+                    for (long long j = 0; j < g.kw; ++j) {
+                        const long long p = gpunet::conv_src_pixel(g, n, ho, wo, i, j);
+                        T* o = out + j * C;
+                        if (p < 0) {
+                            for (long long c = 0; c < C; ++c) o[c] = T(0);
+                        } else {
+                            const T* src = X + p * C;
+#pragma omp simd
+                            for (long long c = 0; c < C; ++c) o[c] = src[c];
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+template <typename T>
+static void col2im(T* dX, const T* dcols, const gpunet::ConvGeo& g) {
+    const long long C = g.C, K = g.kh * g.kw, rows = g.N * g.H;
+    std::vector<long long> ho_of((size_t)(g.H * g.kh)), wo_of((size_t)(g.W * g.kw));
+    for (long long h = 0; h < g.H; ++h)
+        for (long long i = 0; i < g.kh; ++i)
+            ho_of[h * g.kh + i] = gpunet::conv_out_index(h, g.pt, i, g.dh, g.sh, g.Ho);
+    for (long long w = 0; w < g.W; ++w)
+        for (long long j = 0; j < g.kw; ++j)
+            wo_of[w * g.kw + j] = gpunet::conv_out_index(w, g.pl, j, g.dw, g.sw, g.Wo);
+    parallel_for(rows, rows * g.W * K * C, [&](long long r0, long long r1) {
+        for (long long r = r0; r < r1; ++r) {
+            const long long n = r / g.H, h = r % g.H;
+            T* out = dX + r * g.W * C;  // the row of W pixels, C channels each
+            for (long long e = 0; e < g.W * C; ++e) out[e] = T(0);
+            for (long long i = 0; i < g.kh; ++i) {
+                const long long ho = ho_of[h * g.kh + i];
+                if (ho < 0) continue;
+                // the column rows of output row ho: Wo pixels of K taps of C channels
+                const T* block = dcols + (n * g.Ho + ho) * g.Wo * K * C;
+                for (long long j = 0; j < g.kw; ++j) {
+                    for (long long w = 0; w < g.W; ++w) {
+                        const long long wo = wo_of[w * g.kw + j];
+                        if (wo < 0) continue;
+                        const T* src = block + (wo * K + i * g.kw + j) * C;
+                        T* o = out + w * C;
+#pragma omp simd
+                        for (long long c = 0; c < C; ++c) o[c] += src[c];
+                    }
+                }
+            }
+        }
+    });
+}
+
+#define GPUNET_HOST_CONV_API(T, S)                                                            \
+    extern "C" void gpunet_im2col_##S(T* cols, const T* X, long long N, long long H,          \
+                                      long long W, long long C, long long Ho, long long Wo,   \
+                                      long long kh, long long kw, long long sh, long long sw, \
+                                      long long pt, long long pl, long long dh, long long dw) { \
+        im2col<T>(cols, X, {N, H, W, C, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw});             \
+    }                                                                                         \
+    extern "C" void gpunet_col2im_##S(T* dX, const T* dcols, long long N, long long H,        \
+                                      long long W, long long C, long long Ho, long long Wo,   \
+                                      long long kh, long long kw, long long sh, long long sw, \
+                                      long long pt, long long pl, long long dh, long long dw) { \
+        col2im<T>(dX, dcols, {N, H, W, C, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw});           \
+    }
+
+GPUNET_HOST_CONV_API(float, f32)
+GPUNET_HOST_CONV_API(double, f64)

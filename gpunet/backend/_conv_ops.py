@@ -54,6 +54,8 @@ def conv_out_size(n: int, k: int, s: int, d: int, pad: int) -> int:
 class ConvOps:
     xp: Any
     device_kw: dict[str, Any]
+    activation: Any  # ActivationOps' (Ops mixes both in)
+    backprop_activation: Any
 
     def conv2d(
         self,
@@ -65,9 +67,12 @@ class ConvOps:
         padding: Any = "valid",
         dilation: tuple[int, int] = (1, 1),
         groups: int = 1,
+        activation: str = "linear",
+        act_kw: dict[str, Any] | None = None,
     ) -> tuple[Array, Any]:
-        """``Y = conv(X, W) + b`` for ``X`` of shape (N, H, W, C) and ``W`` of shape
-        (kh, kw, C / groups, F); returns ``(Y, saved)`` for :meth:`backprop_conv2d`.
+        """``Y = activation(conv(X, W) + b)`` for ``X`` of shape (N, H, W, C) and ``W``
+        of shape (kh, kw, C / groups, F); returns ``(Y, saved)`` for
+        :meth:`backprop_conv2d` (``act_kw``: the activation's arguments, e.g. ``alpha``).
 
         Example:
             >>> import numpy as np
@@ -93,14 +98,20 @@ class ConvOps:
             Y = chunks[0] if len(chunks) == 1 else xp.concat(chunks, axis=0)
         if b is not None:
             Y = Y + b
-        return Y, (X, W, geo)
+        Z, kw = Y, act_kw or {}
+        if activation != "linear":
+            Y = self.activation(activation, Z, **kw)
+        return Y, (X, W, geo, (activation, kw, Z, Y))
 
     def backprop_conv2d(
         self, dY: Array, saved: Any, *, need_dX: bool = True, need_db: bool = True
     ) -> tuple[Array | None, Array, Array | None]:
-        """``(dX, dW, db)`` of :meth:`conv2d` (``dX`` None unless ``need_dX``)."""
+        """``(dX, dW, db)`` of :meth:`conv2d` (``dX`` None unless ``need_dX``); ``saved``
+        may carry more than the reference keeps (a fast backend's columns)."""
         xp = self.xp
-        X, W, geo = saved
+        X, W, geo, act = saved[:4]
+        if act is not None and act[0] != "linear":
+            dY = self.backprop_activation(act[0], dY, act[2], act[3], **act[1])
         strides, pads, _, groups, Ho, Wo = geo
         _, H, Wd, C = X.shape
         kh, kw, Cg, F = W.shape
@@ -138,7 +149,8 @@ class ConvOps:
 
     def conv1d(self, X: Array, W: Array, b: Array | None, **kw: Any) -> tuple[Array, Any]:
         """Conv over (N, L, C) with ``W`` (k, C / groups, F): :meth:`conv2d` with H = 1;
-        ``strides``/``dilation`` are ints, ``padding`` ``"valid"``, ``"same"`` or a pair."""
+        ``strides``/``dilation`` are ints, ``padding`` ``"valid"``, ``"same"`` or a pair;
+        ``activation``/``act_kw`` as in :meth:`conv2d`."""
         xp = self.xp
         s, d, pad = kw.pop("strides", 1), kw.pop("dilation", 1), kw.pop("padding", "valid")
         pad2 = pad if isinstance(pad, str) else ((0, 0), tuple(pad))
@@ -207,7 +219,7 @@ class ConvOps:
         """``(dX, dW, db)`` of :meth:`conv2d_transpose`: ``dX`` is a conv2d of ``dY``."""
         X, W, geo = saved
         db = self.xp.sum(dY, axis=(0, 1, 2)) if need_db else None
-        _, dW, _ = self.backprop_conv2d(X, (dY, W, geo), need_dX=False, need_db=False)
+        _, dW, _ = self.backprop_conv2d(X, (dY, W, geo, None), need_dX=False, need_db=False)
         dX = None
         if need_dX:
             dX = self._conv_gemm(self._im2col(dY, W.shape[:2], geo), W, geo[3])
@@ -218,7 +230,7 @@ class ConvOps:
         N, C = X.shape[0], X.shape[-1]
         per_sample = max(Ho * Wo * K * C * (self.xp.finfo(X.dtype).bits // 8), 1)
         step = max(1, MAX_COL_BYTES // per_sample)
-        return [(i, min(i + step, N)) for i in range(0, N, step)]
+        return [(i, min(i + step, N)) for i in range(0, max(N, 1), step)]  # N = 0: one
 
     def _pad(self, X: Array, pads: Pads) -> Array:
         (t, bo), (le, r) = pads

@@ -65,6 +65,9 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "backprop_max_pool2d": (None, [_p, _p, _p, *[_ll] * 12]),
     "avg_pool2d": (None, [_p, _p, *[_ll] * 12, _i]),
     "backprop_avg_pool2d": (None, [_p, _p, *[_ll] * 12, _i]),
+    # out, in, then N H W C Ho Wo kh kw sh sw pt pl dh dw (conv.cuh's ConvGeo)
+    "im2col": (None, [_p, _p, *[_ll] * 14]),
+    "col2im": (None, [_p, _p, *[_ll] * 14]),
 }
 
 

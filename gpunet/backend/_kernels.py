@@ -64,6 +64,10 @@ INSTANTIATIONS: dict[str, tuple[str, ...]] = {
         for k in ("max_pool2d", "backprop_max_pool2d", "avg_pool2d", "backprop_avg_pool2d")
         for t in _T
     ),
+    "conv.cu": (
+        *(f"gpunet_im2col<{t}>" for t in _T),
+        *(f"gpunet_col2im<{t}>" for t in _T),
+    ),
 }
 OPTIONS: tuple[str, ...] = ()  # on top of CuPy's own (-std=c++17, -ftz=true, includes)
 BLOCK = 256  # threads per block of the elementwise kernels
@@ -325,6 +329,37 @@ def sgd(P: Any, G: Any, Vel: Any, *, lr: float, momentum: float, nesterov: bool,
             (P, _NULL if Vel is None else Vel, G, _i64(P.size), _f64(lr), _f64(momentum),
              _f64(a), _f64(s), _f64(decay), numpy.int32(nesterov),
              _NULL if ok is None else ok))  # fmt: skip
+
+
+# -- convolution: im2col / col2im (kernels/conv.cu) ---------------------------------------
+def _conv_geo(shape: tuple[int, ...], k: tuple[int, int], geo: Any) -> tuple[Any, ...]:
+    """conv.cuh's ConvGeo from an input shape (N, H, W, C) and ``_conv_ops``' geometry."""
+    (sh, sw), ((t, _), (le, _)), (dh, dw), _, Ho, Wo = geo
+    return tuple(_i64(v) for v in (*shape, Ho, Wo, *k, sh, sw, t, le, dh, dw))
+
+
+def im2col(X: Any, k: tuple[int, int], geo: Any) -> Any:
+    """Columns (N, Ho, Wo, kh*kw, C) of the NHWC input ``X``, zeros in the padding."""
+    dtype = X.dtype.name
+    _check("X", X, dtype)
+    n, _, _, C = X.shape
+    Ho, Wo = geo[4], geo[5]
+    cols = runner().xp.empty((n, Ho, Wo, k[0] * k[1], C), dtype=X.dtype)
+    _launch("conv.cu", f"gpunet_im2col<{CTYPE[dtype]}>", cols.size, BLOCK,
+            (cols, X, *_conv_geo(tuple(X.shape), k, geo)))  # fmt: skip
+    return cols
+
+
+def col2im(dcols: Any, shape: tuple[int, ...], k: tuple[int, int], geo: Any) -> Any:
+    """The input gradient (``shape``, NHWC) of columns ``dcols`` (N, Ho, Wo, kh*kw, C):
+    each element sums the entries that read it (a gather: no atomics)."""
+    dtype = dcols.dtype.name
+    n, _, _, C = shape
+    _check("dcols", dcols, dtype, (n, geo[4], geo[5], k[0] * k[1], C))
+    dX = runner().xp.empty(shape, dtype=dcols.dtype)
+    _launch("conv.cu", f"gpunet_col2im<{CTYPE[dtype]}>", dX.size, BLOCK,
+            (dX, dcols, *_conv_geo(tuple(shape), k, geo)))  # fmt: skip
+    return dX
 
 
 # -- compiling without a device ------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any
 import numpy
 
 from gpunet import random as grandom
-from gpunet.backend import _compat, _kernels
+from gpunet.backend import _compat, _conv_fast, _kernels
 from gpunet.backend import _pool_kernels as _pk
 from gpunet.backend._activation_ops import NEEDS_X
 from gpunet.backend.ops import Ops
@@ -212,6 +212,51 @@ class FusedOps(Ops):
         if dYc is None:
             return super().backprop_avg_pool2d(dY, saved)
         return _pk.cuda_backprop_avg_pool2d(dYc, saved)
+
+    # -- convolution: _conv_fast over kernels/conv.cu, GEMMs in cuBLAS ---------------------
+    def conv2d(self, X: Array, W: Array, b: Array | None, **kw: Any) -> tuple[Array, Any]:
+        if _kernels.fast_dtype(W, b) is None or X.dtype != W.dtype:
+            return super().conv2d(X, W, b, **kw)
+        return _conv_fast.conv2d(self, self.xp.ascontiguousarray(X), W, b, **kw)
+
+    def backprop_conv2d(
+        self, dY: Array, saved: Any, *, need_dX: bool = True, need_db: bool = True
+    ) -> tuple[Array | None, Array, Array | None]:
+        X, W = saved[0], saved[1]
+        if _kernels.fast_dtype(X, W) is None or dY.dtype != W.dtype:
+            return super().backprop_conv2d(dY, saved, need_dX=need_dX, need_db=need_db)
+        return _conv_fast.backprop_conv2d(self, dY, saved, need_dX=need_dX, need_db=need_db)
+
+    def _im2col(self, X: Array, k: tuple[int, int], geo: Any) -> Array:
+        if _kernels.fast_dtype(X) is None:
+            return super()._im2col(X, k, geo)
+        return _kernels.im2col(X, k, geo)
+
+    def _col2im(self, dcols: Array, shape: tuple[int, ...], k: tuple[int, int], geo: Any) -> Array:
+        if _kernels.fast_dtype(dcols) is None:
+            return super()._col2im(dcols, shape, k, geo)
+        return _kernels.col2im(dcols, shape, k, geo)
+
+    def _conv_bias_act(
+        self, Z: Array, b: Array | None, activation: str, kw: dict[str, Any]
+    ) -> tuple[Array, Array | None] | None:
+        """``(Y, Z + b or None)`` of the GEMM output ``Z`` (M, F) in one launch, or None."""
+        spec = _kernels.fused_activation(activation, kw)
+        if spec is None or _kernels.fast_dtype(Z, b) is None:
+            return None
+        return _kernels.bias_act(Z, b, *spec, keep_z=activation in NEEDS_X)  # type: ignore[no-any-return]
+
+    def _conv_act_bwd(
+        self, dY: Array, Zk: Array | None, Y: Array, activation: str, kw: dict[str, Any],
+        need_db: bool,
+    ) -> tuple[Array, Array | None] | None:  # fmt: skip
+        """``(dZ, db)`` of :meth:`_conv_bias_act`: one launch and the bias sum, or None."""
+        spec = _kernels.fused_activation(activation, kw)
+        saved = Zk if spec is not None and spec[0] in _kernels.NEEDS_X else Y
+        if spec is None or saved is None or _kernels.fast_dtype(dY, saved) is None:
+            return None
+        dZ = dY if spec[0] == "Linear" else _kernels.backprop_act(dY, Zk, Y, *spec)
+        return dZ, (self.xp.sum(dZ, axis=0) if need_db else None)
 
 
 def _scalar(scale: Any) -> Any:

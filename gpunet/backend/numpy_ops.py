@@ -5,6 +5,9 @@ each), matrix products write straight into their destination (``out=``), and
 everything falls back to the reference when the host kernels are unavailable or
 an input is outside their fast path (dtype, layout, activation).
 
+Convolutions run the reference's im2col + GEMM algorithm over the host kernels
+(``_conv_fast``): gather im2col/col2im, bias and activation fused after the GEMM.
+
 Small arrays skip the kernels: below ``HOST_MIN`` elements one or two in-place
 ufuncs cost less than a ctypes call, whose array pointers take ~1 us each to fetch.
 """
@@ -16,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from gpunet.backend import _host
+from gpunet.backend import _conv_fast, _host
 from gpunet.backend import _pool_kernels as _pk
 from gpunet.backend._activation_ops import NEEDS_X
 from gpunet.backend._optim_ops import _sgd_coefficients
@@ -356,3 +359,72 @@ class NumpyOps(Ops):
         if sfx is None:
             return super().backprop_avg_pool2d(dY, saved)
         return _pk.host_backprop_avg_pool2d(self.host, sfx, dY, saved)
+
+    # -- convolution: _conv_fast over the host kernels -------------------------------
+    def conv2d(self, X: Array, W: Array, b: Array | None, **kw: Any) -> tuple[Array, Any]:
+        if self.host is None or _fast(W, b) is None or X.dtype != W.dtype:
+            return super().conv2d(X, W, b, **kw)
+        return _conv_fast.conv2d(self, np.ascontiguousarray(X), W, b, **kw)
+
+    def backprop_conv2d(
+        self, dY: Array, saved: Any, *, need_dX: bool = True, need_db: bool = True
+    ) -> tuple[Array | None, Array, Array | None]:
+        X, W = saved[0], saved[1]
+        if self.host is None or _fast(X, W) is None or dY.dtype != W.dtype:
+            return super().backprop_conv2d(dY, saved, need_dX=need_dX, need_db=need_db)
+        return _conv_fast.backprop_conv2d(self, dY, saved, need_dX=need_dX, need_db=need_db)
+
+    def _im2col(self, X: Array, k: tuple[int, int], geo: Any) -> Array:
+        suffix = None if self.host is None else _fast(X)
+        if suffix is None:
+            return super()._im2col(X, k, geo)
+        (sh, sw), ((t, _), (le, _)), (dh, dw), _, Ho, Wo = geo
+        n, H, Wd, C = X.shape
+        cols = np.empty((n, Ho, Wo, k[0] * k[1], C), X.dtype)
+        self.host.im2col[suffix](
+            cols.ctypes.data, X.ctypes.data, n, H, Wd, C, Ho, Wo, *k, sh, sw, t, le, dh, dw
+        )
+        return cols
+
+    def _col2im(self, dcols: Array, shape: tuple[int, ...], k: tuple[int, int], geo: Any) -> Array:
+        suffix = None if self.host is None else _fast(dcols)
+        if suffix is None:
+            return super()._col2im(dcols, shape, k, geo)
+        (sh, sw), ((t, _), (le, _)), (dh, dw), _, Ho, Wo = geo
+        n, H, Wd, C = shape
+        dX = np.empty(shape, dcols.dtype)
+        self.host.col2im[suffix](
+            dX.ctypes.data, dcols.ctypes.data, n, H, Wd, C, Ho, Wo, *k, sh, sw, t, le, dh, dw
+        )
+        return dX
+
+    def _conv_bias_act(
+        self, Z: Array, b: Array | None, activation: str, kw: dict[str, Any]
+    ) -> tuple[Array, Array | None] | None:
+        """``(Y, Z + b or None)`` in one pass over the GEMM output ``Z`` (M, F), or None."""
+        act = _act_code(activation, kw)
+        suffix = None if act is None or self.host is None else _fast(Z, b)
+        if act is None or suffix is None:
+            return None
+        if activation == "linear" and b is None:
+            return Z, None
+        Zk = np.empty_like(Z) if activation in NEEDS_X else None
+        self.host.bias_act[suffix](Z.ctypes.data, _ptr(Zk), _ptr(b), *Z.shape, *act)
+        return Z, Zk
+
+    def _conv_act_bwd(
+        self, dY: Array, Zk: Array | None, Y: Array, activation: str, kw: dict[str, Any],
+        need_db: bool,
+    ) -> tuple[Array, Array | None] | None:  # fmt: skip
+        """``(dZ, db)`` of :meth:`_conv_bias_act` in one pass, or None."""
+        if activation == "linear":  # rows summed in order: one vectorized pass
+            return dY, (np.add.reduce(dY, axis=0) if need_db else None)
+        act = _act_code(activation, kw)
+        suffix = None if act is None or self.host is None else _fast(dY, Zk, Y)
+        if act is None or suffix is None or (activation in NEEDS_X and Zk is None):
+            return None
+        dZ = np.empty_like(dY)  # dY may be shared with another branch of the graph
+        db = np.empty(dY.shape[1], dY.dtype) if need_db else None
+        args = (_ptr(Zk), Y.ctypes.data, _ptr(db), *dY.shape, *act)
+        self.host.act_bwd[suffix](dZ.ctypes.data, dY.ctypes.data, *args)
+        return dZ, db

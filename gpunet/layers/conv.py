@@ -192,20 +192,17 @@ class _Conv(Layer):
         to_last = (0, *range(2, self.rank + 2), 1)
         to_first = (0, self.rank + 1, *range(1, self.rank + 1))
         Xl = xp.permute_dims(X, to_last) if first else X
-        geo = {"padding": self.padding, "groups": self.groups}
+        # the activation runs inside the op: fused with the bias where a backend can
+        geo = {"padding": self.padding, "groups": self.groups, "activation": act, "act_kw": kw}
         if self.rank == 1:
             geo |= {"strides": self.strides[0], "dilation": self.dilation_rate[0]}
             Z, saved = ops.conv1d(Xl, W.data, None if b is None else b.data, **geo)
         else:
             geo |= {"strides": self.strides, "dilation": self.dilation_rate}
             Z, saved = ops.conv2d(Xl, W.data, None if b is None else b.data, **geo)
-        if first:
-            Z = xp.permute_dims(Z, to_first)
-        Y = Z if act == "linear" else ops.activation(act, Z, **kw)
+        Y = xp.permute_dims(Z, to_first) if first else Z
 
         def backprop(dY: Any, need_dX: bool) -> Any:
-            if act != "linear":
-                dY = ops.backprop_activation(act, dY, Z, Y, **kw)
             if first:
                 dY = xp.permute_dims(dY, to_last)
             back = ops.backprop_conv1d if self.rank == 1 else ops.backprop_conv2d

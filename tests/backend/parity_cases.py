@@ -33,6 +33,7 @@ from gpunet.backend.ops import Ops
 
 Inputs = dict[str, Any]
 REF = Ops()  # the pooling cases size dY from the reference's output
+_REF_CONV = Ops()  # output shapes of the conv cases, for their dY
 
 
 def _host_constant(name: str) -> int:
@@ -571,6 +572,117 @@ def _pool_cases() -> list[Case]:
     ]
 
 
+# -- convolution --------------------------------------------------------------------------
+def conv_shape(size: str) -> tuple[int, int, int, int, int]:
+    """(batch, height, width, channels, filters): "above" passes HOST_MIN output elements
+    and the lowered grid, "large" the pool's threshold in im2col/col2im."""
+    return {
+        "0": (0, 5, 4, 2, 4),
+        "1": (1, 3, 3, 2, 2),
+        "odd": (3, 7, 5, 2, 4),
+        "above": (6, 12, 12, 4, 16),
+        "large": (32, 32, 33, 32, 16),  # 2**20 inputs: the suite's "large" rule
+    }[size]
+
+
+@dataclass(frozen=True)
+class ConvGeo:
+    kernel: tuple[int, int] = (3, 3)
+    strides: tuple[int, int] = (1, 1)
+    padding: Any = "valid"
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    bias: bool = True
+    need_dX: bool = True
+
+    def tag(self) -> str:
+        pad = self.padding if isinstance(self.padding, str) else "x".join(map(str, self.padding))
+        k, s, d = ("x".join(map(str, v)) for v in (self.kernel, self.strides, self.dilation))
+        off = "".join(f",no_{k}" for k in ("bias", "need_dX") if not getattr(self, k))
+        return f"k={k},s={s},pad={pad},d={d},g={self.groups}{off}"
+
+
+def _conv_case(geo: ConvGeo, act: str, act_kw: dict[str, Any], sizes: tuple[str, ...]) -> Case:
+    def build(size: str, rng: np.random.Generator) -> Inputs:
+        N, H, Wd, C, F = conv_shape(size)
+        C, F = C * geo.groups, F * geo.groups
+        kh, kw = geo.kernel
+        X = rng.standard_normal((N, H, Wd, C))
+        W = rng.standard_normal((kh, kw, C // geo.groups, F)) / np.sqrt(kh * kw * C)
+        a: Inputs = {"X": X, "W": W}
+        if geo.bias:
+            a["b"] = rng.standard_normal(F) * 0.5
+        Y, _ = _REF_CONV.conv2d(X, W, None, **_conv_kw(geo, "linear", {}))
+        a["dY"] = rng.standard_normal(Y.shape)
+        return a
+
+    def call(ops: Any, a: Inputs) -> tuple[Any, ...]:
+        Y, saved = ops.conv2d(a["X"], a["W"], a.get("b"), **_conv_kw(geo, act, act_kw))
+        dX, dW, db = ops.backprop_conv2d(a["dY"], saved, need_dX=geo.need_dX, need_db=geo.bias)
+        assert (dX is None) != geo.need_dX and (db is None) != geo.bias
+        return Y, dX, dW, db
+
+    name = f"conv2d:{geo.tag()},{_spec_id(act, act_kw)}"
+    return Case(name, ("conv2d", "backprop_conv2d"), build, call, sizes=sizes)
+
+
+def _conv_kw(geo: ConvGeo, act: str, act_kw: dict[str, Any]) -> dict[str, Any]:
+    return {"strides": geo.strides, "padding": geo.padding, "dilation": geo.dilation,
+            "groups": geo.groups, "activation": act, "act_kw": act_kw}  # fmt: skip
+
+
+def _conv1d_case() -> Case:
+    def build(size: str, rng: np.random.Generator) -> Inputs:
+        N, H, Wd, C, F = conv_shape(size)
+        X, W = rng.standard_normal((N, H * Wd, C)), rng.standard_normal((3, C, F)) / 3
+        return {"X": X, "W": W, "b": rng.standard_normal(F), "dY": rng.standard_normal(
+            (N, -(-H * Wd // 2), F))}  # fmt: skip
+
+    def call(ops: Any, a: Inputs) -> tuple[Any, ...]:
+        Y, saved = ops.conv1d(a["X"], a["W"], a["b"], strides=2, padding="same",
+                              activation="tanh")  # fmt: skip
+        return (Y, *ops.backprop_conv1d(a["dY"], saved))
+
+    ops = ("conv1d", "backprop_conv1d", "conv2d", "backprop_conv2d")
+    return Case("conv1d:k=3,s=2,pad=same,tanh", ops, build, call)
+
+
+def _conv_transpose_case() -> Case:
+    def build(size: str, rng: np.random.Generator) -> Inputs:
+        N, H, Wd, C, F = conv_shape(size)
+        H, Wd = (H + 1) // 2, (Wd + 1) // 2  # upsampled by the stride 2
+        X, W = rng.standard_normal((N, H, Wd, C)), rng.standard_normal((3, 3, F, C)) / 3
+        dY = rng.standard_normal((N, 2 * H, 2 * Wd, F))
+        return {"X": X, "W": W, "b": rng.standard_normal(F), "dY": dY}
+
+    def call(ops: Any, a: Inputs) -> tuple[Any, ...]:
+        out = tuple(a["dY"].shape[1:3])
+        Y, saved = ops.conv2d_transpose(a["X"], a["W"], a["b"], out, (0, 0), strides=(2, 2))
+        return (Y, *ops.backprop_conv2d_transpose(a["dY"], saved))
+
+    # its backward runs backprop_conv2d (the weight gradient) and im2col/col2im
+    ops = ("conv2d_transpose", "backprop_conv2d_transpose", "backprop_conv2d")
+    return Case("conv2d_transpose:k=3x3,s=2x2", ops, build, call)
+
+
+def _conv_cases() -> list[Case]:
+    return [
+        _conv_case(ConvGeo(), "relu", {}, ALL),  # LeNet's layers, at every size
+        _conv_case(ConvGeo((3, 2), (2, 2), "same", groups=2), "gelu", {}, SMALL),
+        _conv_case(ConvGeo(padding="same", dilation=(2, 2), bias=False), "linear", {}, SMALL),
+        _conv_case(ConvGeo((1, 1)), "swish", {}, SMALL),  # a plain GEMM
+        _conv_case(ConvGeo((1, 1), (2, 1), groups=2), "elu", {}, SMALL),  # no kernel for elu
+        _conv_case(
+            ConvGeo((3, 3), (3, 3), ((2, 1), (0, 2)), need_dX=False),
+            "leaky_relu",
+            {"alpha": 0.3},
+            SMALL,
+        ),
+        _conv1d_case(),
+        _conv_transpose_case(),
+    ]
+
+
 def all_cases() -> list[Case]:
     cases = [
         *(_activation_case(name, kw) for name, kw in ACTIVATION_SPECS),
@@ -590,6 +702,7 @@ def all_cases() -> list[Case]:
         ),
         *_optimizer_cases(),
         *_pool_cases(),
+        *_conv_cases(),
     ]
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "two parity cases share a name"

@@ -50,7 +50,8 @@ def test_host_kernel_comparisons_are_clean_under_the_sanitizers():
     # the small and odd sizes cover every instantiation; the multi-grid ones add time only
     small = "not 8193 and not 32771 and not 1029"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
-           str(HERE / "test_host_kernels.py"), "-k", small]  # fmt: skip
+           str(HERE / "test_host_kernels.py"), str(HERE / "test_conv_kernels.py"),
+           "-k", small]  # fmt: skip
     out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "passed" in out.stdout and "Sanitizer" not in out.stderr

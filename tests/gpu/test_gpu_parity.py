@@ -312,3 +312,49 @@ def test_pool_kernels_match_the_reference_over_several_grids(gpu, dtype, geom):
         dY = rng.standard_normal(Y0.shape).astype(dtype)
         dX0 = getattr(REF, f"backprop_{kind}_pool2d")(dY.astype("float64"), s0)
         close(gpu, back(gpu.asarray(dY), s), dX0, dtype, f"{kind} dX")
+
+
+# -- convolution: kernels/conv.cu + cuBLAS -----------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_conv2d_and_its_backprop_match_the_reference_over_several_grids(gpu, dtype):
+    # LeNet's second layer at batch 128: 4.4M column entries, > 2 grids of threads
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((128, 13, 13, 32)).astype(dtype)
+    W = (rng.standard_normal((3, 3, 32, 64)) / 17).astype(dtype)
+    b, dY = rng.standard_normal(64).astype(dtype), rng.standard_normal((128, 11, 11, 64))
+    dY = dY.astype(dtype)
+    f64 = [a.astype("float64") for a in (X, W, b, dY)]
+    for kw in ({"activation": "relu"}, {"padding": "same", "strides": (2, 2), "groups": 2}):
+        Y0, s0 = REF.conv2d(*f64[:3], **kw)
+        Y, s = gpu.conv2d(*(gpu.asarray(a) for a in (X, W, b)), **kw)
+        close(gpu, Y, Y0, dtype, f"conv2d {kw}")
+        dY0 = rng.standard_normal(Y0.shape)
+        grads0 = REF.backprop_conv2d(dY0, s0)
+        grads = gpu.backprop_conv2d(gpu.asarray(dY0.astype(dtype)), s)
+        for what, g, g0 in zip(("dX", "dW", "db"), grads, grads0, strict=True):
+            scale = max(1.0, float(np.abs(g0).max()))  # sums of 15k products in float16
+            close(gpu, g / scale, g0 / scale, dtype, f"backprop_conv2d {what} {kw}")
+
+
+def test_a_convnet_fits_on_the_gpu_as_on_the_cpu():
+    L = gn.layers
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((256, 28, 28, 1)).astype("float32")
+    y = rng.integers(0, 10, 256)
+    runs = {}
+    for device in ("cpu", "cuda"):
+        gn.utils.set_random_seed(5)
+        model = gn.Sequential(
+            [L.Conv2D(32, 3, activation="relu", input_shape=(28, 28, 1)), L.MaxPooling2D(2),
+             L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(),
+             L.Dense(128, activation="relu"), L.Dense(10)],
+            device=device,
+        )  # fmt: skip
+        model.compile(optimizer="adam",
+                      loss=gn.losses.SparseCategoricalCrossentropy(from_logits=True))  # fmt: skip
+        hist = model.fit(X, y, epochs=2, batch_size=128, verbose=0, shuffle=False)
+        runs[device] = (hist.history["loss"], model.get_weights())
+    (l0, w0), (l1, w1) = runs["cpu"], runs["cuda"]
+    np.testing.assert_allclose(l1, l0, rtol=1e-4)
+    for a, b in zip(w1, w0, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
