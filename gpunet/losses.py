@@ -69,6 +69,11 @@ class Loss:
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Tensor:
         if not isinstance(y_pred, Tensor):
             y_pred = as_tensor(np.asarray(y_pred, dtype=self.dtype or config.floatx()), _cpu())
+        mask = y_pred._keras_mask  # a sequence output's (batch, time) mask (Keras)
+        if mask is not None and y_pred.ndim == mask.ndim + 1:
+            from gpunet.layers import _masks
+
+            return _masks.masked_loss(self, y_true, y_pred, sample_weight, mask)  # type: ignore[no-any-return]
         if self._custom:
             return self._reduce(
                 self._values(y_true, y_pred), self._sample_weight(sample_weight, y_pred)

@@ -118,6 +118,33 @@ def attach(layer: Any, inputs: Any, out: Any, mask: Any) -> None:
             t._keras_mask = m.data if isinstance(m, Tensor) else m
 
 
+def merged(mask: Any) -> Any:
+    """An elementwise merge's mask (Keras): the OR of its inputs' masks, None unless
+    every input has one."""
+    if mask is None or any(m is None for m in mask):
+        return None
+    out = mask[0]
+    for m in mask[1:]:
+        out = out | m
+    return out
+
+
+def concatenated(xp: Any, inputs: Any, mask: Any, axis: int) -> Any:
+    """``Concatenate``'s mask (Keras): each input's mask (all True where it has none)
+    broadcast to its shape, joined along ``axis``, then any over the last axis."""
+    if mask is None or all(m is None for m in mask):
+        return None
+    parts = []
+    for x, m in zip(inputs, mask, strict=True):
+        X = x.data if isinstance(x, Tensor) else x
+        full = xp.ones_like(X, dtype=xp.bool) if m is None else m
+        if m is not None and m.ndim < X.ndim:
+            lift = (*m.shape, *(1,) * (X.ndim - m.ndim))
+            full = xp.broadcast_to(xp.reshape(m, lift), X.shape)
+        parts.append(full)
+    return xp.any(xp.concat(parts, axis=axis % parts[0].ndim), axis=-1)
+
+
 def next_mask(layer: Any, X: Any, mask: Any) -> Any:
     """The graph-free step's mask after ``layer`` on the array ``X`` (None when none)."""
     if mask is None and not makes_mask(type(layer)):
@@ -151,3 +178,33 @@ def symbolic(layer: Any, inputs: Any, mask: Any) -> Any:
     if out is None:
         return None
     return SymbolicTensor((None, *tuple(out.shape)[1:]), "bool", name=f"{layer.name}_mask")
+
+
+def masked_loss(loss: Any, y_true: Any, y_pred: Tensor, sample_weight: Any, mask: Any) -> Any:
+    """Keras' loss of a sequence output with a ``(batch, time)`` mask: the padded
+    steps weigh 0 and, for a mean, the real ones ``steps / real steps``, so the loss is
+    the mean over the real steps (times any sample weights, one per sequence)."""
+    from gpunet import functional as F
+
+    ops = y_pred.ops
+    xp, lead, N = ops.xp, tuple(mask.shape), int(np.prod(mask.shape))
+
+    def rows(a: Any) -> Any:
+        if isinstance(a, Tensor):
+            return F.reshape(a, (N, *a.shape[len(lead) :]))
+        a = a if hasattr(a, "shape") else np.asarray(a)
+        space = np if isinstance(a, np.ndarray) else xp
+        return space.reshape(a, (N, *tuple(a.shape)[len(lead) :]))
+
+    W = xp.astype(mask, y_pred.dtype)
+    if loss.reduction in ("sum_over_batch_size", "mean"):
+        valid = xp.sum(W)
+        W = W * xp.where(valid > 0, N / xp.where(valid > 0, valid, 1), 0)
+    sw = sample_weight.data if isinstance(sample_weight, Tensor) else sample_weight
+    if sw is not None and tuple(getattr(sw, "shape", ())) == lead:  # per step (Keras)
+        W = W * xp.astype(ops.asarray(sw) if isinstance(sw, np.ndarray) else sw, W.dtype)
+    elif sw is not None:  # per sequence: every step of it
+        sw = loss._sample_weight(sample_weight, y_pred)
+        W = W * xp.reshape(sw, (sw.shape[0], *(1,) * (len(lead) - 1)))
+    out = loss(rows(y_true), rows(y_pred), xp.reshape(W, (N,)))
+    return F.reshape(out, lead) if loss.reduction in ("none", None) else out
