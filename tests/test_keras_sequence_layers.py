@@ -245,10 +245,11 @@ def test_a_masked_text_classifier_matches_keras_after_one_step():
                           L.Embedding(10, 4, mask_zero=True, dtype="float64"),
                           L.GlobalAveragePooling1D(dtype="float64"),
                           L.Dense(2, activation="softmax", dtype="float64")])  # fmt: skip
+    K = keras.layers
     theirs = keras.Sequential([keras.Input(shape=(5,), dtype="int32"),
-                               keras.layers.Embedding(10, 4, mask_zero=True, dtype="float64"),
-                               keras.layers.GlobalAveragePooling1D(dtype="float64"),
-                               keras.layers.Dense(2, activation="softmax", dtype="float64")])  # fmt: skip
+                               K.Embedding(10, 4, mask_zero=True, dtype="float64"),
+                               K.GlobalAveragePooling1D(dtype="float64"),
+                               K.Dense(2, activation="softmax", dtype="float64")])  # fmt: skip
     ids = IDS.copy()
     ids[2, 0] = 3  # no all-padding row (its 0/0 mean is NaN in both)
     theirs.set_weights(ours.get_weights())
