@@ -24,7 +24,8 @@ def check_ids(layer: Any, ops: Any, ids: Any, n: int) -> Any:
     if not xp.isdtype(ids.dtype, "integral"):
         if xp.isdtype(ids.dtype, "bool") or not xp.isdtype(ids.dtype, "real floating"):
             raise InputValidationError(
-                f"layer {layer.name!r} takes integer ids, got an input of dtype {ids.dtype}"
+                f"layer {layer.name!r} takes integer ids, got an input of dtype "
+                f"{str(ids.dtype).rsplit('.', 1)[-1]}"
             )
         ids = xp.astype(ids, ops.dtype("int32"))
     if ids.size == 0:

@@ -361,7 +361,7 @@ _REF = integer(-10_000, 10_000)
 _GRAPH = obj(
     {"name": name,
      "inputs": array(obj({"name": name, "shape": array(optional(integer(1)), 8),
-                          "dtype": one_of(*DTYPES, what="dtype")},
+                          "dtype": one_of(*DTYPES, "int32", "int64", what="dtype")},
                          ("name", "shape", "dtype")), 64),
      "inputs_list": boolean, "layers": lambda v, p: v,
      "nodes": array(obj({"layer": integer(0, 10_000), "args": array(_REF, 64), "list": boolean},
