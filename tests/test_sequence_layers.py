@@ -259,3 +259,36 @@ def test_masked_calls_in_threads_match_serial_ones():
     for t in threads:
         t.join()
     assert len(got) == 80 and all(np.array_equal(g, want) for g in got)
+
+
+@pytest.mark.parametrize("inner", ["dense", "conv"])
+def test_time_distributed_round_trip(inner):
+    if inner == "dense":
+        X = R.normal(size=(4, 5, 3)).astype("float32")
+        layers = [L.TimeDistributed(L.Dense(2, kernel_regularizer="l2"), input_shape=(5, 3)),
+                  L.GlobalAveragePooling1D()]  # fmt: skip
+    else:
+        X = R.normal(size=(3, 2, 6, 6, 1)).astype("float32")
+        layers = [L.TimeDistributed(L.Conv2D(2, 3), input_shape=(2, 6, 6, 1)), L.Flatten()]
+    model = gn.Sequential(layers)
+    model.compile("adam", "mse")
+    model.fit(X, np.ones((len(X), model.predict(X).shape[1])), verbose=0)
+    path = os.path.join(tempfile.mkdtemp(), "m.gpunet")
+    model.save(path)
+    back = gn.models.load_model(path)
+    np.testing.assert_array_equal(back.predict(X), model.predict(X))
+    assert type(back.layers[0].layer) is type(model.layers[0].layer)
+    assert back.layers[0].layer.get_config() == model.layers[0].layer.get_config()
+
+
+def test_a_wrapped_layer_entry_is_checked_like_any_layer():
+    from gpunet.errors import GpunetError
+    from gpunet.saving import _schema
+
+    entry = {"class_name": "TimeDistributed",
+             "config": {"layer": {"class_name": "Evil", "config": {}}}}  # fmt: skip
+    with pytest.raises(GpunetError, match=r"\$\.config\.layer\.class_name"):
+        _schema.check_layer(entry, "$")
+    entry["config"]["layer"] = {"class_name": "Dense", "config": {"units": -1}}
+    with pytest.raises(GpunetError, match=r"\$\.config\.layer\.config\.units"):
+        _schema.check_layer(entry, "$")

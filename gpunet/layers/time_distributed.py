@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from gpunet import functional as F
@@ -27,10 +28,11 @@ class TimeDistributed(Layer):
         ((2, 5, 4), (3, 4))
     """
 
-    CONFIG: dict[str, Any] = {}
+    CONFIG = {"layer": spec.Nested()}
     supports_masking = True
 
     def __init__(self, layer: Layer, **kwargs: Any) -> None:
+        layer = spec.layer_of(layer)
         if not isinstance(layer, Layer):
             raise InvalidParameterError(
                 f"TimeDistributed wraps a gpunet layer, got {type(layer).__name__}"
@@ -55,7 +57,8 @@ class TimeDistributed(Layer):
             self.layer.built = True
 
     def weight_specs(self, input_shape: Any) -> list[spec.WeightSpec]:
-        return self.layer.weight_specs(self._inner(tuple(input_shape)))
+        specs = self.layer.weight_specs(self._inner(tuple(input_shape)))
+        return [dataclasses.replace(w, name=f"layers.0.{w.name}") for w in specs]  # its sublayer
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         out = self.layer.compute_output_shape(self._inner(tuple(input_shape)))

@@ -222,6 +222,8 @@ def field(t: Any) -> Check:
         return int_list(t.n, t.lo, t.hi)
     if isinstance(t, spec.Optional):
         return optional(field(t.inner))
+    if isinstance(t, spec.Nested):  # a wrapped layer: an entry of its own, checked alike
+        return check_layer
     raise TypeError(f"unknown config field type {t!r}")  # a bug in a layer class
 
 
