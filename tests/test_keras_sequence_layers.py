@@ -237,6 +237,7 @@ def test_time_distributed_conv2d_matches_keras():
     assert y.shape == (2, 3, 4, 4, 2)
 
 
+@pytest.mark.slow  # the first Keras fit of a session warms Keras up (~1 s)
 def test_a_masked_text_classifier_matches_keras_after_one_step():
     """Embedding(mask_zero) -> masked mean -> Dense, one SGD step: the same weights."""
     gn.utils.set_random_seed(0)
@@ -262,3 +263,33 @@ def test_a_masked_text_classifier_matches_keras_after_one_step():
     np.testing.assert_allclose(
         ours.predict(ids), theirs(torch.tensor(ids)).detach().numpy(), atol=1e-6
     )
+
+
+@pytest.mark.parametrize("head", ["dense", "time_distributed"])
+def test_a_masked_sequence_tagger_fits_and_evaluates_as_keras(head):
+    """Per-step labels, padded steps masked: the compiled loss and accuracy weigh
+    only the real steps, in fit and evaluate, on the graph-free step too."""
+    gn.utils.set_random_seed(1)
+    K = keras.layers
+    tags = np.where(IDS != 0, IDS % 3, 0)
+
+    def build(lib, Lx):
+        out = Lx.Dense(3, activation="softmax", dtype="float64")
+        if head == "time_distributed":
+            out = Lx.TimeDistributed(out, dtype="float64")
+        emb = Lx.Embedding(10, 4, mask_zero=True, dtype="float64")
+        return lib.Sequential([lib.Input(shape=(5,), dtype="int32"), emb, out])
+
+    ours, theirs = build(gn, L), build(keras, K)
+    theirs.set_weights(ours.get_weights())
+    logs = {}
+    for name, m, opt in (("ours", ours, gn.optimizers.SGD(0.5)),
+                         ("theirs", theirs, keras.optimizers.SGD(0.5))):  # fmt: skip
+        m.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        m.fit(IDS, tags, epochs=2, batch_size=2, verbose=0, shuffle=False)
+        logs[name] = m.evaluate(IDS, tags, verbose=0, return_dict=True)
+    assert ours._step_plan is not None or head == "time_distributed"
+    for a, b in zip(ours.get_weights(), _weights(theirs), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for k in ("loss", "accuracy"):
+        np.testing.assert_allclose(logs["ours"][k], logs["theirs"][k], rtol=1e-5, err_msg=k)

@@ -292,3 +292,51 @@ def test_a_wrapped_layer_entry_is_checked_like_any_layer():
     entry["config"]["layer"] = {"class_name": "Dense", "config": {"units": -1}}
     with pytest.raises(GpunetError, match=r"\$\.config\.layer\.config\.units"):
         _schema.check_layer(entry, "$")
+
+
+# -- sequence outputs in fit ---------------------------------------------------------------
+def _tagger(fast=True, mask_zero=True, loss="sparse_categorical_crossentropy"):
+    gn.utils.set_random_seed(0)
+    model = gn.Sequential([gn.Input(shape=(5,), dtype="int32"),
+                           L.Embedding(10, 4, mask_zero=mask_zero),
+                           L.Dense(3, activation="softmax")])  # fmt: skip
+    model.use_fastpath = fast
+    model.compile(optimizer="sgd", loss=loss, metrics=["accuracy"])
+    return model
+
+
+TAGS = np.where(IDS != 0, IDS % 3, 0)
+
+
+@pytest.mark.parametrize("mask_zero", [True, False])
+def test_sequence_targets_weigh_the_real_steps_by_sequence_weights(mask_zero):
+    sw = np.array([1.0, 2.0, 0.5, 3.0])
+    model = _tagger(mask_zero=mask_zero)
+    P = model.predict(IDS)
+    ce = -np.log(np.take_along_axis(P, TAGS[..., None], -1)[..., 0]) * sw[:, None]
+    M = (IDS != 0) if mask_zero else np.ones(IDS.shape, bool)
+    hit = (P.argmax(-1) == TAGS) * sw[:, None]
+    logs = model.evaluate(IDS, TAGS, sample_weight=sw, verbose=0, return_dict=True)
+    np.testing.assert_allclose(logs["loss"], (ce * M).sum() / M.sum(), rtol=1e-5)
+    np.testing.assert_allclose(logs["accuracy"], (hit * M).sum() / (sw[:, None] * M).sum(),
+                               rtol=1e-6)  # fmt: skip
+
+
+@pytest.mark.parametrize("loss", ["sparse_categorical_crossentropy", "mse"])
+def test_a_sequence_fit_is_the_same_with_and_without_the_graph(loss):
+    T = TAGS if loss.startswith("sparse") else np.eye(3)[TAGS]
+    fast, slow = _tagger(True, loss=loss), _tagger(False, loss=loss)
+    for m in (fast, slow):
+        m.fit(IDS, T, sample_weight=np.array([1.0, 2.0, 0.5, 3.0]), epochs=2, batch_size=2,
+              verbose=0, shuffle=False)  # fmt: skip
+    assert fast._step_plan is not None and slow._step_plan is None
+    for a, b in zip(fast.get_weights(), slow.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_sequence_targets_of_the_wrong_shape_are_named():
+    model = _tagger()
+    with pytest.raises(gn.errors.InputValidationError, match=r"\(n, time\), got shape \(4,\)"):
+        model.fit(IDS, TAGS[:, 0], verbose=0)
+    with pytest.raises(gn.errors.InputValidationError, match="label 7 outside"):
+        model.fit(IDS, np.where(IDS == 7, 7, TAGS), verbose=0)

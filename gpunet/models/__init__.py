@@ -112,6 +112,7 @@ class Model(TrainingMixin, Layer):
         if not isinstance(out, Tensor):
             raise InvalidParameterError("the model must return a single tensor")
         self._n_outputs = int(out.shape[-1]) if out.ndim > 1 else 1
+        self._seq_out = out.ndim == 3  # (batch, time, units): targets per step
 
     def save(self, filepath: Any, include_optimizer: bool = True) -> None:
         """Save a ``Sequential`` model to one safe ``.gpunet`` file, atomically
