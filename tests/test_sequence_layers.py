@@ -340,3 +340,18 @@ def test_sequence_targets_of_the_wrong_shape_are_named():
         model.fit(IDS, TAGS[:, 0], verbose=0)
     with pytest.raises(gn.errors.InputValidationError, match="label 7 outside"):
         model.fit(IDS, np.where(IDS == 7, 7, TAGS), verbose=0)
+
+
+def test_time_distributed_gives_each_step_its_mask():
+    """(batch, time, steps, features) with a (batch, time, steps) mask: the inner
+    masked mean sees each step's mask, as Keras' TimeDistributed gives mask[:, t]."""
+    X = R.normal(size=(2, 3, 4, 2))
+    mask = R.random((2, 3, 4)) > 0.3
+    mask[..., 0] = True
+    td = L.TimeDistributed(L.GlobalAveragePooling1D(dtype="float64"), dtype="float64")
+    y = td(gn.tensor(X, dtype="float64"), mask=mask)
+    M = mask[..., None]
+    np.testing.assert_allclose(y.numpy(), (X * M).sum(2) / M.sum(2), rtol=1e-12)
+    np.testing.assert_array_equal(y._keras_mask, mask)  # passed on, as Keras does
+    Y, _ = td.forward_pass(td.ops, X, False, mask=mask)
+    np.testing.assert_allclose(Y, y.numpy(), rtol=1e-12)

@@ -61,8 +61,12 @@ def mask_of(x: Any) -> Any:
 def take(layer: Any, inputs: Any, kwargs: dict[str, Any]) -> Any:
     """The input mask of a call (``mask=`` given, else the one ``inputs`` carry),
     checked; put in ``kwargs`` when the layer takes it."""
-    mask = kwargs.pop("mask", None)
-    mask = check(layer, mask_of(inputs) if mask is None else mask, inputs)
+    mask = kwargs.pop("mask", None) if kwargs else None
+    if mask is None:  # (the hot path: one attribute read)
+        mask = inputs._keras_mask if type(inputs) is Tensor else mask_of(inputs)
+        if mask is None:
+            return None
+    mask = check(layer, mask, inputs)
     if mask is not None and takes_mask(layer):
         kwargs["mask"] = mask
     return mask

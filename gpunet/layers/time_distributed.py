@@ -8,7 +8,7 @@ from typing import Any
 from gpunet import functional as F
 from gpunet.autograd import Tensor
 from gpunet.errors import InputValidationError, InvalidParameterError
-from gpunet.layers import spec
+from gpunet.layers import _masks, spec
 from gpunet.layers.base import Backprop, Layer
 
 
@@ -72,15 +72,28 @@ class TimeDistributed(Layer):
     def runs_on_arrays(self) -> bool:
         return bool(self.layer.built and self.layer.runs_on_arrays)
 
-    def call(self, inputs: Tensor, training: bool = False) -> Tensor:
+    def _step_mask(self, xp: Any, mask: Any) -> dict[str, Any]:
+        """The mask for the layer inside: each step's (Keras gives ``mask[:, t]`` to a
+        layer whose call takes a mask), folded into the batch as the steps are."""
+        if mask is None or not _masks.takes_mask(self.layer):
+            return {}
+        return {"mask": xp.reshape(mask, (-1, *tuple(mask.shape)[2:]))}
+
+    def call(self, inputs: Tensor, training: bool = False, mask: Any = None) -> Tensor:
         B, T = inputs.shape[0], inputs.shape[1]
-        y = self.layer(F.reshape(inputs, (B * T, *inputs.shape[2:])), training=training)
+        x = F.reshape(inputs, (B * T, *inputs.shape[2:]))
+        y = self.layer(x, training=training, **self._step_mask(inputs.ops.xp, mask))
         return F.reshape(y, (B, T, *y.shape[1:]))
 
-    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Backprop]:
+    def forward_pass(
+        self, ops: Any, X: Any, training: bool, mask: Any = None
+    ) -> tuple[Any, Backprop]:
         xp = ops.xp
         B, T, rest = X.shape[0], X.shape[1], tuple(X.shape[2:])
-        Y, backprop_inner = self.layer.forward_pass(ops, xp.reshape(X, (B * T, *rest)), training)
+        kw = self._step_mask(xp, mask)
+        Y, backprop_inner = self.layer.forward_pass(
+            ops, xp.reshape(X, (B * T, *rest)), training, **kw
+        )
         out = tuple(Y.shape[1:])
 
         def backprop(dY: Any, need_dX: bool) -> Any:
