@@ -112,6 +112,7 @@ class Tensor(TensorMethods):
         "_gbuf",
         "_grad",
         "_gview",
+        "_keras_mask",
         "_logits",
         "_node",
         "data",
@@ -142,6 +143,7 @@ class Tensor(TensorMethods):
         self._gview: Tensor | None = None  # the Tensor that .grad returns
         self._gbuf: Array | None = None  # a view into an optimizer's flat buffer
         self._logits: tuple[Tensor, str] | None = None  # (logits, "sigmoid"|"softmax")
+        self._keras_mask: Array | None = None  # (batch, time) bool, True = a real step
 
     # -- array-like surface -------------------------------------------------------
     @property

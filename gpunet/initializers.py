@@ -170,6 +170,7 @@ _REGISTRY: dict[str, Any] = {
     "lecun_normal": LecunNormal,
     "lecun_uniform": LecunUniform,
     "variance_scaling": VarianceScaling,
+    "uniform": RandomUniform,  # Keras' alias (Embedding's default)
 }
 
 

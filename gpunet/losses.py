@@ -69,6 +69,11 @@ class Loss:
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Tensor:
         if not isinstance(y_pred, Tensor):
             y_pred = as_tensor(np.asarray(y_pred, dtype=self.dtype or config.floatx()), _cpu())
+        mask = y_pred._keras_mask  # a sequence output's (batch, time) mask (Keras)
+        if mask is not None and y_pred.ndim == mask.ndim + 1:
+            from gpunet.layers import _masks
+
+            return _masks.masked_loss(self, y_true, y_pred, sample_weight, mask)  # type: ignore[no-any-return]
         if self._custom:
             return self._reduce(
                 self._values(y_true, y_pred), self._sample_weight(sample_weight, y_pred)
@@ -373,13 +378,16 @@ class SparseCategoricalCrossentropy(_CrossEntropy):
         return y_pred.ops.onehot(labels, y_pred.shape[-1], y_pred.dtype)
 
 
-def check_labels(y: np.ndarray, n_classes: int, *, name: str) -> np.ndarray:
-    """Integer class labels in ``[0, n_classes)``, checked on the host."""
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
+def check_labels(y: np.ndarray, n_classes: int, *, name: str, sequence: bool = False
+                 ) -> np.ndarray:  # fmt: skip
+    """Integer class labels in ``[0, n_classes)``, checked on the host (one per step,
+    ``(n, time)``, for a ``sequence`` output)."""
+    if y.ndim == 1 + sequence + 1 and y.shape[-1] == 1:
+        y = y[..., 0]
+    if y.ndim != 1 + sequence:
         raise InputValidationError(
-            f"{name}: expected integer labels of shape (n,), got shape {y.shape}; "
+            f"{name}: expected integer labels of shape {('(n, time)' if sequence else '(n,)')}, "
+            f"got shape {y.shape}; "
             "for one-hot targets use categorical_crossentropy"
         )
     if y.dtype.kind == "f":

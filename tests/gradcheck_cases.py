@@ -424,8 +424,51 @@ def torch_surface_cases() -> list[Case]:
     return cases
 
 
+def sequence_cases() -> list[Case]:
+    """Embedding (ids fixed: the output is scaled by the checked input so the weight
+    gradient depends on it), masks, TimeDistributed, and their PyTorch spellings."""
+    r, L, f64 = _rng(12), gn.layers, {"dtype": "float64"}
+    ids = np.array([[3, 1, 3, 0], [0, 5, 2, 2]])  # repeats: the segment sum adds them
+    mask = ids != 0
+    emb = L.Embedding(6, 3, embeddings_initializer="random_normal", **f64)
+    emb_l2 = L.Embedding(6, 3, embeddings_regularizer="l2", mask_zero=True, **f64)
+    nn_emb = gn.nn.Embedding(6, 3, padding_idx=4, dtype="float64")  # (4 never looked up:
+    # its zero gradient is PyTorch's rule, not a derivative; test_sequence_layers checks it)
+    pooled = L.GlobalAveragePooling1D(**f64)
+    Xe = r.normal(size=(2, 4, 3))
+    pattern = np.ones((2, 4, 3))
+    pattern[0, 1], pattern[1, 3] = 0.0, 0.0  # whole steps at the mask value, whatever x is
+    td_dense = L.TimeDistributed(L.Dense(2, **f64, bias_initializer="random_normal"), **f64)
+    td_conv = L.TimeDistributed(L.Conv2D(2, 2, **f64), **f64)
+    masking = L.Masking(**f64)
+
+    def masked_mean(x: Any) -> Any:
+        y = emb_l2(ids)
+        return pooled(y * x, mask=y._keras_mask)
+
+    def regularized(x: Any) -> Any:
+        y = emb_l2(ids) * x
+        return y.sum() + sum(emb_l2.losses, y.sum() * 0)
+
+    return [
+        Case("layer:Embedding", [Xe], lambda x: emb(ids) * x, layer=emb),
+        Case("layer:Embedding(l2, mask_zero)", [Xe], regularized, layer=emb_l2),
+        Case("layer:GlobalAveragePooling1D(mask)", [Xe], masked_mean, layer=emb_l2),
+        Case("layer:GlobalAveragePooling1D(mask given)", [Xe], lambda x: pooled(x, mask=mask)),
+        Case("layer:Masking", [Xe], lambda x: masking(x * gn.tensor(pattern, dtype="float64"))),
+        _layer_case("TimeDistributed(Dense)", td_dense, [r.normal(size=(2, 3, 4))]),
+        _layer_case("TimeDistributed(Conv2D)", td_conv, [r.normal(size=(1, 2, 3, 3, 1))]),
+        Case("torch:nn.Embedding(padding_idx)", [Xe], lambda x: nn_emb(ids) * x, layer=nn_emb),
+        Case(
+            "torch:pad_sequence",
+            [r.normal(size=(3, 2)), r.normal(size=(1, 2))],
+            lambda a, b: gn.nn.utils.rnn.pad_sequence([a, b], padding_value=0.5),
+        ),
+    ]
+
+
 def all_cases() -> list[Case]:
     return (
         activation_cases() + tensor_op_cases() + loss_cases() + layer_cases()
-        + torch_surface_cases()
+        + torch_surface_cases() + sequence_cases()
     )  # fmt: skip

@@ -13,8 +13,11 @@ MAX_FILE = 400
 # torch optimizers), the Keras metric/loss/callback protocol, the functional API, data
 # loaders and the GPU check earned ~4,300 lines (12,915 on 2026-12-01). 16,000 leaves
 # room for the convolution family and no more: each later family raises it in its own
-# commit. The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 16000
+# commit. The convolution family with its host and CUDA kernels came to ~15,700.
+# The sequence family (Embedding and masks through every path, TimeDistributed,
+# SimpleRNN/LSTM/GRU/Bidirectional and their gn.nn spellings) earns up to 18,500.
+# The per-file limit (400) is the rule that keeps each file readable.
+MAX_TOTAL = 18500
 
 
 def code_lines(path: Path) -> int:

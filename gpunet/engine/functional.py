@@ -36,7 +36,7 @@ class SymbolicTensor:
     """A placeholder for a batch of data: a shape (batch axis first, None where not
     known yet), a dtype, and the layer call that makes it (None for an ``Input``)."""
 
-    __slots__ = ("dtype", "inputs", "kwargs", "layer", "name", "shape")
+    __slots__ = ("_keras_mask", "dtype", "inputs", "kwargs", "layer", "name", "shape")
 
     def __init__(self, shape: tuple[Any, ...], dtype: str, layer: Any = None,
                  inputs: Any = None, kwargs: dict[str, Any] | None = None,
@@ -44,6 +44,7 @@ class SymbolicTensor:
         self.shape, self.dtype = tuple(shape), str(dtype)
         self.layer, self.inputs, self.kwargs = layer, inputs, kwargs or {}
         self.name = name or (layer.name if layer is not None else f"input_{next(_input_ids)}")
+        self._keras_mask: SymbolicTensor | None = None  # the symbolic (batch, time) mask
 
     @property
     def ndim(self) -> int:
@@ -135,6 +136,9 @@ def symbolic_call(layer: Any, inputs: Any, kwargs: dict[str, Any]) -> SymbolicTe
             "with one output"
         )
     node = SymbolicTensor(out, layer.dtype, layer, inputs, kwargs)
+    from gpunet.layers import _masks
+
+    node._keras_mask = _masks.symbolic(layer, inputs, _masks.mask_of(inputs))
     layer.__dict__.setdefault("_node0", node)  # layer.input / layer.output (Keras: the first call)
     return node
 

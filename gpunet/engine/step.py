@@ -25,6 +25,7 @@ from numbers import Number
 from typing import Any
 
 from gpunet import losses as L
+from gpunet.engine import sequence
 from gpunet.layers.base import call_hooks
 
 Head = tuple[str, dict[str, Any], str | None]  # (backend loss op, its kwargs, folded act)
@@ -37,6 +38,7 @@ class Step:
         self.model, self.ops = model, model.ops
         self.head = head
         self.penalized = [p for p in model.weights if p.regularizer is not None]
+        self.mask: Any = None  # the output's mask in the last step (None when none)
 
     def predict(self, X: Any) -> Any:
         """The inference-mode output for a batch ``X`` (what ``model(x)`` returns)."""
@@ -52,13 +54,23 @@ class Step:
         ops, xp = self.ops, self.ops.xp
         op, kw, folded = self.head
         model = self.model
-        if folded is None:
-            Y, backprop = model.forward_pass(ops, X, training)
-            y_pred = Y
-        else:  # the output activation folds into the loss: logits in, p - y out
-            Y, backprop = model.forward_pass(ops, X, training, logits=True)
+        masked = getattr(model, "forward_masked", None)  # a Sequential: its output's mask
+        logits = {} if folded is None else {"logits": True}  # logits in, p - y out
+        if masked is not None:
+            Y, backprop, self.mask = masked(ops, X, training, **logits)
+        else:
+            Y, backprop = model.forward_pass(ops, X, training, **logits)
+        y_pred = Y
+        if folded is not None:
             y_pred = ops.activation(folded, Y) if model.compiled_metrics else None
-        loss_vec, dY = getattr(ops, op)(Y, T, scale=scale, **kw)
+        if sequence.is_sequence(Y, T):  # (batch, time, units): a row per step
+            shape = tuple(Y.shape)
+            scale = sequence.scale_rows(ops, shape, scale, self.mask)
+            loss_vec, dY = getattr(ops, op)(xp.reshape(Y, (-1, shape[-1])), sequence.rows(ops, T),
+                                            scale=scale, **kw)  # fmt: skip
+            dY = xp.reshape(dY, shape)
+        else:
+            loss_vec, dY = getattr(ops, op)(Y, T, scale=scale, **kw)
         total = xp.sum(loss_vec) * scale if isinstance(scale, Number) else xp.sum(loss_vec * scale)
         backprop(dY, False)
         if self.penalized:

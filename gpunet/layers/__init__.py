@@ -11,6 +11,8 @@ from gpunet.layers.conv import Conv1D, Conv2D
 from gpunet.layers.conv_transpose import Conv2DTranspose
 from gpunet.layers.core import Activation, Dropout, Flatten, Softmax
 from gpunet.layers.dense import Dense
+from gpunet.layers.embedding import Embedding
+from gpunet.layers.masking import Masking
 from gpunet.layers.merge import (
     Add,
     Average,
@@ -45,6 +47,7 @@ from gpunet.layers.reshaping import (
     UpSampling2D,
     ZeroPadding2D,
 )
+from gpunet.layers.time_distributed import TimeDistributed
 
 __all__ = [
     "Activation",
@@ -60,6 +63,7 @@ __all__ = [
     "Cropping2D",
     "Dense",
     "Dropout",
+    "Embedding",
     "Flatten",
     "GlobalAveragePooling1D",
     "GlobalAveragePooling2D",
@@ -67,6 +71,7 @@ __all__ = [
     "GlobalMaxPooling2D",
     "Layer",
     "LayerNormalization",
+    "Masking",
     "MaxPooling1D",
     "MaxPooling2D",
     "Maximum",
@@ -77,6 +82,7 @@ __all__ = [
     "Softmax",
     "SpatialDropout2D",
     "Subtract",
+    "TimeDistributed",
     "UpSampling2D",
     "ZeroPadding2D",
     "add",

@@ -38,8 +38,9 @@ def penalties(layer: Any) -> None:
             layer.losses.append(p.regularizer(p))
 
 
-def record_pass(layer: Any, inputs: Any, training: bool) -> Any:
-    """Run ``layer.forward_pass`` on tensors as one graph node (the autograd driver)."""
+def record_pass(layer: Any, inputs: Any, training: bool, **mask: Any) -> Any:
+    """Run ``layer.forward_pass`` on tensors as one graph node (the autograd driver);
+    ``mask=`` goes on to a ``forward_pass`` that takes it."""
     ops = layer.ops
     penalties(layer)
     multi = isinstance(inputs, list)
@@ -47,12 +48,12 @@ def record_pass(layer: Any, inputs: Any, training: bool) -> Any:
     X = [x.data for x in xs] if multi else inputs.data
     prob = layer.prob_activation
     if prob is not None:  # keep the logits visible to a following cross-entropy
-        Z, backprop = layer.forward_pass(ops, X, training, logits=True)  # type: ignore[call-arg]
+        Z, backprop = layer.forward_pass(ops, X, training, logits=True, **mask)  # type: ignore[call-arg]
         from gpunet import functional as F
 
         kw = getattr(layer, "activation_kw", {})
         return F.activation(_node(layer, ops, Z, backprop, xs, multi), prob, **kw)
-    Y, backprop = layer.forward_pass(ops, X, training)
+    Y, backprop = layer.forward_pass(ops, X, training, **mask)
     return _node(layer, ops, Y, backprop, xs, multi)
 
 

@@ -28,6 +28,7 @@ from gpunet import regularizers as regs
 from gpunet.autograd import Tensor, as_tensor
 from gpunet.backend import get_ops
 from gpunet.errors import InputValidationError, InvalidParameterError
+from gpunet.layers import _masks
 
 # the protocol's helpers, re-exported: layer authors import them from here
 from gpunet.layers._protocol import Backprop as Backprop
@@ -149,6 +150,8 @@ class Layer:
     prob_activation: str | None = None  # "sigmoid"/"softmax" when the output is one of
     # logits the layer can hand over instead (forward_pass(..., logits=True)), so a
     # following cross-entropy fuses with it (gradient p - y)
+    supports_masking = False  # Keras: True passes the input's mask on (gpunet.layers.masking)
+    int_inputs = False  # integer inputs stay integers (ids), not cast to the layer's dtype
 
     def __init__(
         self,
@@ -337,6 +340,11 @@ class Layer:
         """The output shape for ``input_shape`` (batch axis first; None where unknown)."""
         return input_shape
 
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        """The output's mask given the input's (tensors; arrays in the graph-free step):
+        by default the input's, for layers with ``supports_masking`` (Keras)."""
+        return mask
+
     def build(self, input_shape: Any) -> None:
         """Create the weights of :meth:`weight_specs` (as attributes of their names)."""
         for w in self.weight_specs(input_shape):
@@ -360,7 +368,8 @@ class Layer:
         ``forward_pass`` and get this one, which records it as one graph node."""
         if not has_forward_pass(self):
             raise NotImplementedError(f"{type(self).__name__} must define call() or forward_pass()")
-        return record_pass(self, args[0], bool(kwargs.get("training", False)))
+        mask = {"mask": kwargs["mask"]} if "mask" in kwargs else {}
+        return record_pass(self, args[0], bool(kwargs.get("training", False)), **mask)
 
     def __call__(self, *args: Any, training: bool | None = None, **kwargs: Any) -> Any:
         if not args:
@@ -381,6 +390,7 @@ class Layer:
             self.build(self.built_input_shape)
             self.built = True
         self.check_input(inputs)
+        mask = _masks.take(self, inputs, kwargs)
         stack = _local.training
         if training is None:
             training = stack[-1] if stack else self.training
@@ -396,6 +406,8 @@ class Layer:
             stack.pop()
         if state["output_shape"] is None:
             state["output_shape"] = _shapes(out)
+        if mask is not None or _masks.makes_mask(type(self)):
+            _masks.attach(self, inputs, out, mask)
         if _local.hooks:
             for hook in list(_local.hooks):
                 hook(self, out)
@@ -419,6 +431,8 @@ class Layer:
             raise InputValidationError(
                 f"layer {self.name!r} got an input of dtype {arr.dtype}; expected numbers"
             )
+        if self.int_inputs and arr.dtype.kind in "biu":
+            return Tensor(self.ops.asarray(arr), self.ops)
         return Tensor(self.ops.asarray(arr, dtype=self.dtype), self.ops)
 
     def check_input(self, inputs: Any) -> None:

@@ -29,6 +29,7 @@ class Activation(Layer):
     """
 
     CONFIG = {"activation": spec.Activation()}
+    supports_masking = True  # Keras: passes the input mask on
 
     def __init__(self, activation: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -78,6 +79,7 @@ class Dropout(Layer):
     """
 
     CONFIG = {"rate": spec.Float(0.0, 0.999999)}
+    supports_masking = True  # Keras: passes the input mask on
 
     def __init__(self, rate: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -127,6 +129,7 @@ class Softmax(Layer):
     """
 
     CONFIG = {"axis": spec.Int(-8, 7)}
+    supports_masking = True  # Keras: passes the input mask on
 
     def __init__(self, axis: int = -1, **kwargs: Any) -> None:
         super().__init__(**kwargs)

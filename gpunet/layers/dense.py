@@ -40,6 +40,7 @@ class Dense(Layer):
         "kernel_regularizer": spec.Optional(spec.Regularizer()),
         "bias_regularizer": spec.Optional(spec.Regularizer()),
     }  # fmt: skip
+    supports_masking = True  # Keras: applied per step, the input mask passes on
 
     def __init__(
         self,

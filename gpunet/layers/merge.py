@@ -7,7 +7,7 @@ from typing import Any
 
 from gpunet.autograd import Tensor
 from gpunet.errors import InputValidationError
-from gpunet.layers import spec
+from gpunet.layers import _masks, spec
 from gpunet.layers.base import Backprop, Layer
 
 
@@ -29,6 +29,9 @@ class Add(Layer):
         >>> gn.layers.Add()([np.ones((1, 2)), np.ones((1, 2))]).numpy()
         array([[2., 2.]], dtype=float32)
     """
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        return _masks.merged(mask)
 
     def check_input(self, inputs: Any) -> None:
         shapes = {t.shape[1:] for t in _check_list(self, inputs)}
@@ -65,6 +68,9 @@ class Concatenate(Layer):
     def check_input(self, inputs: Any) -> None:
         _check_list(self, inputs)
 
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        return _masks.concatenated(self.ops.xp, inputs, mask, self.axis)
+
     def compute_output_shape(self, input_shape: Any) -> Any:
         first = list(input_shape[0])
         sizes = [s[self.axis] for s in input_shape]
@@ -94,6 +100,9 @@ class _Merge(Layer):
     """An elementwise merge of a list of same-shaped tensors (Keras' ``Merge``)."""
 
     n_inputs: int | None = None  # exactly this many inputs (None: 2 or more)
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        return _masks.merged(mask)
 
     def check_input(self, inputs: Any) -> None:
         xs = _check_list(self, inputs)

@@ -44,6 +44,7 @@ class BatchNormalization(Layer):
     moving_variance: Any
     CONFIG = {"momentum": spec.Float(0.0, 1.0), "epsilon": _EPS, "center": spec.Bool(),
               "scale": spec.Bool()}  # fmt: skip
+    supports_masking = True  # Keras: passes the input mask on
 
     def __init__(
         self,
@@ -129,6 +130,7 @@ class LayerNormalization(Layer):
     gamma: Any
     beta: Any
     CONFIG = {"epsilon": _EPS, "center": spec.Bool(), "scale": spec.Bool()}
+    supports_masking = True  # Keras: passes the input mask on
 
     def __init__(
         self, epsilon: float = 1e-3, center: bool = True, scale: bool = True, **kwargs: Any

@@ -252,6 +252,32 @@ class GlobalAveragePooling1D(_GlobalPool):
     """
 
     rank, kind = 1, "avg"
+    supports_masking = True  # reads the mask; its output has none (Keras)
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        return None
+
+    def forward_pass(
+        self, ops: Any, X: Any, training: bool, mask: Any = None
+    ) -> tuple[Any, Backprop]:
+        """With a ``(batch, steps)`` mask: the mean over the real steps only (a row
+        with none is 0/0, NaN, as Keras')."""
+        if mask is None:
+            return super().forward_pass(ops, X, training)
+        xp, first = ops.xp, self.data_format == "channels_first"
+        M = xp.astype(mask, X.dtype)
+        M = M[:, None, :] if first else M[:, :, None]
+        axis = 2 if first else 1
+        count = xp.sum(M, axis=axis, keepdims=True)
+        W = M / xp.where(count > 0, count, 1)  # (no 0/0 warning; NaN set below)
+        Y = xp.sum(X * W, axis=axis, keepdims=True)
+        Y = xp.where(count > 0, Y, xp.nan)
+        kept = tuple(Y.shape)
+
+        def backprop(dY: Any, need_dX: bool) -> Any:
+            return xp.reshape(dY, kept) * W
+
+        return Y if self.keepdims else xp.squeeze(Y, axis=axis), backprop
 
 
 @spec.register

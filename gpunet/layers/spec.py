@@ -77,6 +77,20 @@ class Regularizer:
 
 
 @dataclasses.dataclass(frozen=True)
+class Nested:
+    """A wrapped layer (``TimeDistributed(layer)``): saved as its own
+    ``{"class_name", "config"}`` entry and checked as one; the wrapper's constructor
+    gets ``(class_name, config)`` back and makes the layer (:func:`layer_of`)."""
+
+
+def layer_of(value: Any) -> Any:
+    """A layer, from itself or from the ``(class_name, config)`` a loaded file gives."""
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
+        return LAYERS[value[0]](**value[1])
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
 class WeightSpec:
     """One weight a layer creates: its attribute name, shape, initializer, whether the
     optimizer updates it, and its penalty."""

@@ -18,6 +18,7 @@ import numpy as np
 from gpunet.autograd import Tensor, no_grad
 from gpunet.backend import get_ops
 from gpunet.errors import InputValidationError, InvalidParameterError
+from gpunet.layers import _masks
 from gpunet.layers.base import Layer, structure_changed, takes_training
 from gpunet.models.training import TrainingMixin
 
@@ -111,6 +112,7 @@ class Model(TrainingMixin, Layer):
         if not isinstance(out, Tensor):
             raise InvalidParameterError("the model must return a single tensor")
         self._n_outputs = int(out.shape[-1]) if out.ndim > 1 else 1
+        self._seq_out = out.ndim == 3  # (batch, time, units): targets per step
 
     def save(self, filepath: Any, include_optimizer: bool = True) -> None:
         """Save a ``Sequential`` model to one safe ``.gpunet`` file, atomically
@@ -247,8 +249,15 @@ class Sequential(Model):
 
     @property
     def input_dtype(self) -> str:
-        """The first layer's dtype: float64 data for float64 layers stays float64."""
+        """The first layer's dtype: float64 data for float64 layers stays float64
+        (ids for a first layer that takes integers, as ``Embedding``, are int32)."""
+        if self.int_inputs:
+            return "int32"
         return self._layers[0].dtype if self._layers else self.dtype
+
+    @property
+    def int_inputs(self) -> bool:  # type: ignore[override]
+        return bool(self._layers) and self._layers[0].int_inputs
 
     @property
     def output_dtype(self) -> str:
@@ -303,14 +312,21 @@ class Sequential(Model):
         self, ops: Any, X: Any, training: bool, logits: bool = False
     ) -> tuple[Any, Any]:
         """The stack on arrays: each layer's pass in order, their backprops chained."""
+        return self.forward_masked(ops, X, training, logits)[:2]  # type: ignore[return-value]
+
+    def forward_masked(self, ops: Any, X: Any, training: bool, logits: bool = False) -> Any:
+        """``forward_pass`` that also returns the output's mask (None when none): each
+        layer that takes a mask is given its input's (``gpunet.layers.masking``)."""
         layers = self._layers
         last = len(layers) - 1
         backprops = []
+        mask = None
         for i, layer in enumerate(layers):
-            if logits and i == last:
-                X, backprop = layer.forward_pass(ops, X, training, logits=True)  # type: ignore[call-arg]
-            else:
-                X, backprop = layer.forward_pass(ops, X, training)
+            kw: dict[str, Any] = {"logits": True} if logits and i == last else {}
+            if mask is not None and _masks.takes_mask(layer):
+                kw["mask"] = mask
+            Y, backprop = layer.forward_pass(ops, X, training, **kw)
+            mask, X = _masks.next_mask(layer, X, mask), Y
             backprops.append(backprop)
 
         def backprop_all(dY: Any, need_dX: bool) -> Any:
@@ -318,7 +334,7 @@ class Sequential(Model):
                 dY = backprops[i](dY, need_dX or i > 0)
             return dY
 
-        return X, backprop_all
+        return X, backprop_all, mask
 
     def call(self, x: Any, training: bool = False) -> Any:
         for layer in self._layers:
@@ -370,7 +386,17 @@ class Functional(Model):
         if len(flat_in) == 1 and None not in flat_in[0].shape[1:]:
             self.input_shape_hint = flat_in[0].shape[1:]
         self.dtype = flat_in[0].dtype
+        if np.dtype(self.dtype).kind != "f":  # ids in (Embedding): the outputs' dtype
+            self.dtype = functional.flatten(outputs)[0].dtype
         self.built = True
+
+    @property
+    def int_inputs(self) -> bool:  # type: ignore[override]
+        return any(np.dtype(t.dtype).kind in "biu" for t in self.inputs)
+
+    @property
+    def input_dtype(self) -> str:
+        return str(self.inputs[0].dtype)
 
     @property
     def inputs(self) -> list[Any]:

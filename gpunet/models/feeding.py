@@ -76,6 +76,7 @@ class DataMixin:
 
     _nonfinite_flag: Any = None  # device-side "every loss of this epoch was finite"
     _finite_steps: Any = None  # device-side count of this epoch's steps before a bad one
+    _seq_out = False  # the output is a sequence, (batch, time, units): targets per step
 
     if TYPE_CHECKING:
         ops: Any
@@ -108,12 +109,16 @@ class DataMixin:
     def _targets(self, y: Any, n_out: int, loss: Any = None, name: str = "y") -> np.ndarray:
         """``y`` validated and shaped for ``loss`` (the compiled one by default)."""
         loss = self.compiled_loss if loss is None else loss
+        seq = self._seq_out  # (batch, time, units) outputs: targets per step
         if getattr(loss, "name", "") == SPARSE:
             y_arr = np.asarray(y)
             if y_arr.dtype.kind == "f":
                 data.check_finite(y_arr, name)
-            return losses_mod.check_labels(y_arr, n_out, name=SPARSE)
+            return losses_mod.check_labels(y_arr, n_out, name=SPARSE, sequence=seq)
         arr = data.as_float_array(y, name=name, dtype=self.output_dtype, ndim=None)
+        if seq and arr.ndim == 3 and arr.shape[-1] == n_out:
+            arr = arr.reshape(-1, n_out)  # validated as rows, one per step
+            return self._targets(arr, n_out, loss, name).reshape(len(y), -1, n_out)
         if arr.ndim == 1:
             arr = arr.reshape(-1, 1)
         if arr.ndim != 2 or arr.shape[1] != n_out:

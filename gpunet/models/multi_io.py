@@ -35,6 +35,7 @@ from gpunet import functional as F
 from gpunet import losses as losses_mod
 from gpunet import metrics as metrics_mod
 from gpunet.autograd import Tensor, no_grad
+from gpunet.engine import sequence
 from gpunet.engine.functional import SymbolicTensor, flatten
 from gpunet.errors import InputValidationError, InvalidParameterError
 from gpunet.models import validation as data
@@ -324,6 +325,12 @@ def loss_value(loss: Any, b: Any, T: Any, y_pred: Tensor, scale: Any, ops: Any,
     """One loss on one batch: ``sum_i scale_i * L_i`` for targets ``T`` (validated and
     shaped for this loss once per fit, by ``DataMixin._targets``), ``sw`` its sample
     weights (``scale`` is ``sw`` over the global batch size)."""
+    if sequence.is_sequence(y_pred, T):  # (batch, time, units): a row per step
+        mask, shape = y_pred._keras_mask, y_pred.shape
+        mean = loss.reduction in ("sum_over_batch_size", "mean")
+        sw = sequence.sample_rows(ops, shape, sw, mask, mean, y_pred.dtype)
+        scale = sequence.scale_rows(ops, shape, scale, mask)
+        y_pred, T = sequence.rows(ops, y_pred), sequence.rows(ops, T)
     if isinstance(loss, losses_mod._FunctionLoss) or loss.reduction != "sum_over_batch_size":
         own = loss(Tensor(T, ops), y_pred, None if sw is None else Tensor(sw, ops))
         if own.ndim:  # reduction "none": the trainer takes the mean over the batch (Keras)

@@ -20,6 +20,7 @@ from gpunet import metrics as metrics_mod
 from gpunet import optimizers as optimizers_mod
 from gpunet import random as grandom
 from gpunet.autograd import Tensor, no_grad
+from gpunet.engine import sequence
 from gpunet.engine import step as engine_step
 from gpunet.errors import (
     InputValidationError,
@@ -136,8 +137,12 @@ class TrainingMixin(InferenceMixin):
         self._loss_tracker.update_state(value, weight=float(b.n))
         if isinstance(self.compiled_loss, multi_io.MultiLoss):
             return self.compiled_loss.track(b, y_pred, self.ops)
+        Y, P, W = b.y, y_pred.detach(), b.sw
+        if sequence.is_sequence(P, Y):  # a row per step; the mask weighs them (Keras)
+            W = sequence.sample_rows(self.ops, P.shape, W, y_pred._keras_mask, False, P.dtype)
+            Y, P = sequence.rows(self.ops, Y), sequence.rows(self.ops, P)
         for m in self.compiled_metrics:
-            m.update_state(Tensor(b.y, self.ops), y_pred.detach(), b.sw)
+            m.update_state(Tensor(Y, self.ops), P, W)
 
     def _train_step(self, b: Batch, on_nan: str = "ignore", where: Any = "") -> bool:
         """One forward, backward and update; False when ``on_nan="stop"`` stopped it."""
@@ -147,6 +152,7 @@ class TrainingMixin(InferenceMixin):
             value, P = plan(b.x, b.y, self._scale(b), True)
             loss = Tensor(value, self.ops)
             y_pred = Tensor(P, self.ops) if P is not None else loss
+            y_pred._keras_mask = plan.mask
             return self._finish_step(b, y_pred, loss, loss, on_nan, where, backward=False)
         y_pred = multi_io.forward(self, b.x, training=True)
         loss = self._loss(b, y_pred)

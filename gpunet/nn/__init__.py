@@ -11,7 +11,7 @@ Example:
     (2, 3)
 """
 
-from gpunet.nn import functional
+from gpunet.nn import functional, utils
 from gpunet.nn.conv import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -22,6 +22,7 @@ from gpunet.nn.conv import (
     MaxPool2d,
     Unflatten,
 )
+from gpunet.nn.embedding import Embedding
 from gpunet.nn.losses import (
     BCELoss,
     BCEWithLogitsLoss,
@@ -70,6 +71,7 @@ __all__ = [
     "ConvTranspose2d",
     "CrossEntropyLoss",
     "Dropout",
+    "Embedding",
     "Flatten",
     "HuberLoss",
     "L1Loss",
@@ -93,4 +95,5 @@ __all__ = [
     "Tanh",
     "Unflatten",
     "functional",
+    "utils",
 ]

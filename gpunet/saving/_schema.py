@@ -222,6 +222,8 @@ def field(t: Any) -> Check:
         return int_list(t.n, t.lo, t.hi)
     if isinstance(t, spec.Optional):
         return optional(field(t.inner))
+    if isinstance(t, spec.Nested):  # a wrapped layer: an entry of its own, checked alike
+        return check_layer
     raise TypeError(f"unknown config field type {t!r}")  # a bug in a layer class
 
 
@@ -361,7 +363,7 @@ _REF = integer(-10_000, 10_000)
 _GRAPH = obj(
     {"name": name,
      "inputs": array(obj({"name": name, "shape": array(optional(integer(1)), 8),
-                          "dtype": one_of(*DTYPES, what="dtype")},
+                          "dtype": one_of(*DTYPES, "int32", "int64", what="dtype")},
                          ("name", "shape", "dtype")), 64),
      "inputs_list": boolean, "layers": lambda v, p: v,
      "nodes": array(obj({"layer": integer(0, 10_000), "args": array(_REF, 64), "list": boolean},

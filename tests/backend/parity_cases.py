@@ -683,6 +683,28 @@ def _conv_cases() -> list[Case]:
     ]
 
 
+# -- embedding ------------------------------------------------------------------------------
+def _embedding_case(into_out: bool, index: str) -> Case:
+    """The segment sum of rows by id: ids with repeats, unused ids and the last id."""
+
+    def build(size: str, rng: np.random.Generator) -> Inputs:
+        B, T = {"0": (0, 3), "1": (1, 1), "odd": (7, 3), "above": (FUSED_ROWS // 3 + 1, 6)}[size]
+        V = 37
+        ids = rng.integers(0, V - 5, size=(B, T)).astype(index)
+        if ids.size:
+            ids.flat[0] = V - 1
+        return {"ids": ids, "dY": rng.standard_normal((B, T, 4)), "out": np.zeros((V, 4))}
+
+    def call(ops: Any, a: Inputs) -> tuple[Any, ...]:
+        out = a["out"] if into_out else None
+        dW = ops.embedding_backward(a["ids"], a["dY"], 37, out=out)
+        assert out is None or dW is out, "dW was not written into out"
+        return (dW,)
+
+    name = f"embedding_backward:{index}{',out' if into_out else ''}"
+    return Case(name, ("embedding_backward",), build, call, mutates=("out",))
+
+
 def all_cases() -> list[Case]:
     cases = [
         *(_activation_case(name, kw) for name, kw in ACTIVATION_SPECS),
@@ -703,6 +725,7 @@ def all_cases() -> list[Case]:
         *_optimizer_cases(),
         *_pool_cases(),
         *_conv_cases(),
+        *(_embedding_case(o, index) for o in (False, True) for index in ("int64", "int32")),
     ]
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "two parity cases share a name"

@@ -1,0 +1,5 @@
+"""``torch.nn.utils`` spellings: ``rnn.pad_sequence``."""
+
+from gpunet.nn.utils import rnn
+
+__all__ = ["rnn"]
