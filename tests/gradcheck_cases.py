@@ -425,7 +425,9 @@ def torch_surface_cases() -> list[Case]:
 
 
 def all_cases() -> list[Case]:
+    from gradcheck_recurrent import recurrent_cases
+
     return (
         activation_cases() + tensor_op_cases() + loss_cases() + layer_cases()
-        + torch_surface_cases()
+        + torch_surface_cases() + recurrent_cases()
     )  # fmt: skip

@@ -38,6 +38,7 @@ from gpunet.layers.pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from gpunet.layers.recurrent import GRU, LSTM, SimpleRNN
 from gpunet.layers.reshaping import (
     Cropping2D,
     Reshape,
@@ -47,6 +48,8 @@ from gpunet.layers.reshaping import (
 )
 
 __all__ = [
+    "GRU",
+    "LSTM",
     "Activation",
     "Add",
     "Average",
@@ -74,6 +77,7 @@ __all__ = [
     "Multiply",
     "Parameter",
     "Reshape",
+    "SimpleRNN",
     "Softmax",
     "SpatialDropout2D",
     "Subtract",

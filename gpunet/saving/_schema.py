@@ -168,6 +168,7 @@ _INIT_CFG: dict[str, dict[str, Check]] = {
         "scale": number(0.0, above=True), "mode": one_of("fan_in", "fan_out", "fan_avg"),
         "distribution": one_of("truncated_normal", "untruncated_normal", "uniform"), **_SEED,
     },
+    "orthogonal": {"gain": number(0.0, above=True), **_SEED},
 }  # fmt: skip
 
 
