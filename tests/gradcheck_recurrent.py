@@ -80,4 +80,13 @@ def recurrent_cases() -> list[Case]:
     add("GRU(return_state, initial_state)", layer, [X4, h0], _stated(layer, 1))
     layer = L.GRU(3, dtype="float64")
     add("GRU(eval, T 1)", layer, [X1], _seq(layer, training=False))
+    for mode in ("concat", "sum", "mul", "ave"):
+        layer = L.Bidirectional(L.LSTM(2, return_sequences=True, **F64), merge_mode=mode)
+        add(f"Bidirectional(LSTM sequences, {mode}, mask)", layer, [X4], _seq(layer, m4))
+    layer = L.Bidirectional(L.GRU(2, **F64), merge_mode=None)
+    add("Bidirectional(GRU, merge None)", layer, [X4],
+        lambda x: F.concat(layer(x), axis=1))  # fmt: skip
+    layer = L.Bidirectional(L.SimpleRNN(3, return_state=True, **F64))
+    add("Bidirectional(SimpleRNN, return_state, initial_state)", layer, [X4, h0, c0],
+        _stated(layer, 2, m4))  # fmt: skip
     return cases

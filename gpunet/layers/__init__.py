@@ -7,6 +7,7 @@ Example:
 """
 
 from gpunet.layers.base import Layer, Parameter
+from gpunet.layers.bidirectional import Bidirectional
 from gpunet.layers.conv import Conv1D, Conv2D
 from gpunet.layers.conv_transpose import Conv2DTranspose
 from gpunet.layers.core import Activation, Dropout, Flatten, Softmax
@@ -56,6 +57,7 @@ __all__ = [
     "AveragePooling1D",
     "AveragePooling2D",
     "BatchNormalization",
+    "Bidirectional",
     "Concatenate",
     "Conv1D",
     "Conv2D",

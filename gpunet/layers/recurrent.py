@@ -9,6 +9,8 @@ and outputs the last real step's output (zeros before the first, or always zeros
 
 from __future__ import annotations
 
+import itertools
+import math
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,41 @@ from gpunet.layers.base import Backprop, Layer
 _INITS = ("kernel_initializer", "recurrent_initializer", "bias_initializer")
 _REGS = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer")
 _FLAGS = ("use_bias", "return_sequences", "return_state", "go_backwards", "unroll")
+
+
+def record_outputs(
+    layer: Layer, x: Any, init: list[Any], outs: list[Any], backward: Any
+) -> list[Tensor]:
+    """Several output arrays of one computation as tensors of one graph node (packed
+    side by side, handed out by slices). ``backward(douts) -> ([dX], dstates0)`` with
+    ``douts`` None-free; the weights' gradients are added by ``backward`` itself."""
+    ops, xs = layer.ops, x if isinstance(x, list) else [x]
+    given = [s for s in init if s is not None]
+    params = [p for p in layer._params if p.requires_grad]
+    for sub in layer._layers:
+        params += [p for p in sub._params if p.requires_grad]
+    if not needs_grad(*xs, *given, *params):
+        return [Tensor(a, ops) for a in outs]
+    pad = (None,) * len(params)
+
+    def grads(douts: list[Any]) -> tuple[Any, ...]:
+        dX, d0 = backward(douts)
+        return (*dX, *[d for d, s in zip(d0, init, strict=True) if s is not None], *pad)
+
+    parents = (*xs, *given, *params)
+    if len(outs) == 1:
+        return [record(outs[0], ops, parents, lambda dY: grads([dY]), layer.name)]
+    xp, B = ops.xp, outs[0].shape[0]
+    ends = list(itertools.accumulate(math.prod(o.shape[1:]) for o in outs))
+    packed = xp.concat([xp.reshape(o, (B, -1)) for o in outs], axis=1)
+
+    def unpack(dP: Any) -> tuple[Any, ...]:
+        cuts = zip([0, *ends[:-1]], ends, outs, strict=True)
+        return grads([xp.reshape(dP[:, a:b], o.shape) for a, b, o in cuts])
+
+    P = record(packed, ops, parents, unpack, layer.name)
+    cuts = zip([0, *ends[:-1]], ends, outs, strict=True)
+    return [P[:, a:b].reshape(*o.shape) for a, b, o in cuts]
 
 
 def _act_name(spec_: Any, layer: str, what: str) -> str:
@@ -206,65 +243,50 @@ class _RNN(Layer):
             add_grad(self.bias, db)
 
     # -- the protocol ------------------------------------------------------------------
+    def _pass(
+        self, ops: Any, X: Any, init: list[Any], M: Any, training: bool
+    ) -> tuple[Any, list[Any], Any]:
+        """``(Y, final states, back)`` on arrays; ``back(dY, dstates, need_dX)`` adds
+        the weights' gradients and returns ``(dX, dstates0)``."""
+        dp, rdp = self._dropout(ops, X, training)
+        Y, states, run_back = _recurrence.run(
+            ops, self.cell, X, *self._weights(ops), init, M, dp, rdp
+        )
+
+        def back(dY: Any, dS: list[Any], need_dX: bool) -> tuple[Any, list[Any]]:
+            dX, dW, dU, db, d0 = run_back(dY, dS, need_dX)
+            self._add_grads(dW, dU, db)
+            return dX, d0
+
+        return Y, states, back
+
     def forward_pass(
         self, ops: Any, X: Any, training: bool, mask: Any = None
     ) -> tuple[Any, Backprop]:
         """The layer on arrays (one output: ``return_state`` needs the tensor call)."""
-        dp, rdp = self._dropout(ops, X, training)
-        M = self._mask(ops, mask, tuple(X.shape))
-        Y, _, back = _recurrence.run(ops, self.cell, X, *self._weights(ops), None, M, dp, rdp)
-
-        def backprop(dY: Any, need_dX: bool) -> Any:
-            dX, dW, dU, db, _ = back(dY, [], need_dX)
-            self._add_grads(dW, dU, db)
-            return dX
-
-        return Y, backprop
+        Y, _, back = self._pass(ops, X, [], self._mask(ops, mask, tuple(X.shape)), training)
+        return Y, lambda dY, need_dX: back(dY, [], need_dX)[0]
 
     def call(
         self, inputs: Tensor, initial_state: Any = None, mask: Any = None, training: bool = False
     ) -> Any:
-        ops, n = self.ops, self.cell.n_states
+        ops = self.ops
         if mask is None:
             mask = getattr(inputs, "_keras_mask", None)
         M = self._mask(ops, mask, tuple(inputs.shape))
         init = self._initial(initial_state, inputs)
         penalties(self)
-        dp, rdp = self._dropout(ops, inputs.data, training)
-        X0 = [None if s is None else s.data for s in init]
-        Y, states, back = _recurrence.run(ops, self.cell, inputs.data, *self._weights(ops),
-                                          X0, M, dp, rdp)  # fmt: skip
-        given = [s for s in init if s is not None]
-        params = [p for p in self._params if p.requires_grad]
-        if not needs_grad(inputs, *given, *params):
-            out = [Tensor(a, ops) for a in (Y, *states)]
-            return out if self.return_state else out[0]
-        need_dX = inputs.requires_grad
-        pad = (None,) * len(params)
-        xp, B = ops.xp, Y.shape[0]
-        if not self.return_state:
+        Y, states, back = self._pass(
+            ops, inputs.data, [None if s is None else s.data for s in init], M, training
+        )
+        n_out = 1 + len(states) if self.return_state else 1
 
-            def backward(dY: Any) -> tuple[Any, ...]:
-                dX, dW, dU, db, d0 = back(dY, [], need_dX)
-                self._add_grads(dW, dU, db)
-                return (dX, *[d for d, s in zip(d0, init, strict=True) if s is not None], *pad)
+        def backward(douts: list[Any]) -> tuple[list[Any], Any]:
+            dX, d0 = back(douts[0], douts[1:], inputs.requires_grad)
+            return [dX], d0
 
-            return record(Y, ops, (inputs, *given, *params), backward, self.name)
-        # several outputs: one node packs them side by side; slices hand them out
-        width = int(np.prod(Y.shape[1:]))
-        packed = xp.concat([xp.reshape(Y, (B, width)), *states], axis=1)
-
-        def backward_packed(dP: Any) -> tuple[Any, ...]:
-            dY = xp.reshape(dP[:, :width], Y.shape)
-            dS = [dP[:, width + i * self.units : width + (i + 1) * self.units] for i in range(n)]
-            dX, dW, dU, db, d0 = back(dY, dS, need_dX)
-            self._add_grads(dW, dU, db)
-            return (dX, *[d for d, s in zip(d0, init, strict=True) if s is not None], *pad)
-
-        P = record(packed, ops, (inputs, *given, *params), backward_packed, self.name)
-        outs = [P[:, :width].reshape(*Y.shape)]
-        outs += [P[:, width + i * self.units : width + (i + 1) * self.units] for i in range(n)]
-        return outs
+        outs = record_outputs(self, inputs, init, [Y, *states][:n_out], backward)
+        return outs if self.return_state else outs[0]
 
     def _initial(self, initial_state: Any, inputs: Tensor) -> list[Any]:
         n = self.cell.n_states

@@ -77,6 +77,12 @@ class Regularizer:
 
 
 @dataclasses.dataclass(frozen=True)
+class Sublayer:
+    """A wrapped layer, saved as ``{"class_name": ..., "config": {...}}`` and checked
+    as a layer entry of its own (Bidirectional)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class WeightSpec:
     """One weight a layer creates: its attribute name, shape, initializer, whether the
     optimizer updates it, and its penalty."""

@@ -223,6 +223,8 @@ def field(t: Any) -> Check:
         return int_list(t.n, t.lo, t.hi)
     if isinstance(t, spec.Optional):
         return optional(field(t.inner))
+    if isinstance(t, spec.Sublayer):
+        return _sublayer
     raise TypeError(f"unknown config field type {t!r}")  # a bug in a layer class
 
 
@@ -235,6 +237,11 @@ def layer_fields(cls: type) -> tuple[dict[str, Check], tuple[str, ...]]:
     defaults = cls.__init__.__defaults__ or ()  # type: ignore[misc]
     required = code.co_varnames[1 : n_pos - len(defaults)]
     return fields, tuple(k for k in required if k in fields)
+
+
+def _sublayer(v: Any, path: str) -> dict[str, Any]:
+    cls, cfg = check_layer(v, path)
+    return {"class_name": cls, "config": cfg}
 
 
 def check_layer(v: Any, path: str) -> tuple[str, dict[str, Any]]:
