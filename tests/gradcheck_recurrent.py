@@ -89,4 +89,20 @@ def recurrent_cases() -> list[Case]:
     layer = L.Bidirectional(L.SimpleRNN(3, return_state=True, **F64))
     add("Bidirectional(SimpleRNN, return_state, initial_state)", layer, [X4, h0, c0],
         _stated(layer, 2, m4))  # fmt: skip
+    nn = gn.nn
+    Xt = r.normal(size=(4, 2, 2))  # (seq, batch, features)
+    for name, mod in [
+        ("RNN(relu, 2 layers)", nn.RNN(2, 2, num_layers=2, nonlinearity="relu", dtype="float64")),
+        ("LSTM(bidirectional)", nn.LSTM(2, 2, bidirectional=True, dtype="float64")),
+        ("GRU(batch_first, 2 layers)", nn.GRU(2, 2, num_layers=2, batch_first=True,
+                                              dtype="float64")),
+    ]:  # fmt: skip
+        add_t = Case(f"torch:nn.{name}", [Xt], lambda x, m=mod: _torch_flat(m(x)), layer=mod)
+        cases.append(add_t)
     return cases
+
+
+def _torch_flat(out: Any) -> Any:
+    seq, state = out
+    states = state if isinstance(state, tuple) else (state,)
+    return F.concat([seq.reshape(-1), *[s.reshape(-1) for s in states]], axis=0)

@@ -32,7 +32,7 @@ def record_outputs(
     layer: Layer, x: Any, init: list[Any], outs: list[Any], backward: Any
 ) -> list[Tensor]:
     """Several output arrays of one computation as tensors of one graph node (packed
-    side by side, handed out by slices). ``backward(douts) -> ([dX], dstates0)`` with
+    end to end, handed out by slices). ``backward(douts) -> ([dX], dstates0)`` with
     ``douts`` None-free; the weights' gradients are added by ``backward`` itself."""
     ops, xs = layer.ops, x if isinstance(x, list) else [x]
     given = [s for s in init if s is not None]
@@ -50,17 +50,17 @@ def record_outputs(
     parents = (*xs, *given, *params)
     if len(outs) == 1:
         return [record(outs[0], ops, parents, lambda dY: grads([dY]), layer.name)]
-    xp, B = ops.xp, outs[0].shape[0]
-    ends = list(itertools.accumulate(math.prod(o.shape[1:]) for o in outs))
-    packed = xp.concat([xp.reshape(o, (B, -1)) for o in outs], axis=1)
+    xp = ops.xp
+    ends = list(itertools.accumulate(math.prod(o.shape) for o in outs))
+    packed = xp.concat([xp.reshape(o, (-1,)) for o in outs])
 
     def unpack(dP: Any) -> tuple[Any, ...]:
         cuts = zip([0, *ends[:-1]], ends, outs, strict=True)
-        return grads([xp.reshape(dP[:, a:b], o.shape) for a, b, o in cuts])
+        return grads([xp.reshape(dP[a:b], o.shape) for a, b, o in cuts])
 
     P = record(packed, ops, parents, unpack, layer.name)
     cuts = zip([0, *ends[:-1]], ends, outs, strict=True)
-    return [P[:, a:b].reshape(*o.shape) for a, b, o in cuts]
+    return [P[a:b].reshape(*o.shape) for a, b, o in cuts]
 
 
 def _act_name(spec_: Any, layer: str, what: str) -> str:
