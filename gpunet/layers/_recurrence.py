@@ -81,7 +81,7 @@ def run(
         Xt = Xt * dp
     X2 = xp.reshape(Xt, (T * B, F))
     split_bias = kind == "gru" and cell.reset_after and b is not None
-    b_in, b_rec = (b[0], b[1]) if split_bias else (b, None)  # type: ignore[index]
+    b_in, b_rec = (b[0, ...], b[1, ...]) if split_bias else (b, None)  # type: ignore[index]
     Zx = ops.gemm(X2, W)
     if b_in is not None:
         Zx = Zx + b_in
@@ -95,38 +95,40 @@ def run(
     C = ops.zeros((T + 1, B, n), dt) if kind == "lstm" else None
     s0 = list(states0 or [None, None])
     if s0[0] is not None:
-        H[0] = s0[0]
+        H[0, ...] = s0[0]
     if C is not None and len(s0) > 1 and s0[1] is not None:
-        C[0] = s0[1]
+        C[0, ...] = s0[1]
     gru_after = kind == "gru" and cell.reset_after
     ZH = ops.empty((T, B, 3 * n), dt) if gru_after else None
     RH = ops.empty((T, B, n), dt) if kind == "gru" and not cell.reset_after else None
     FAC = ops.empty((T, B, 1), dt) if M is not None else None
     seen = None
     for t in range(T):
-        m = None if M is None else M[t]
-        hp = H[t] if rdp is None else H[t] * rdp
+        m = None if M is None else M[t, ...]
+        hp = H[t, ...] if rdp is None else H[t, ...] * rdp
         if kind == "simple":
-            Zx[t] = Zx[t] + xp.matmul(hp, U)
-            H[t + 1] = ops.rnn_step(Zx[t], H[t], m, act)
+            Zx[t, ...] = Zx[t, ...] + xp.matmul(hp, U)
+            H[t + 1, ...] = ops.rnn_step(Zx[t, ...], H[t, ...], m, act)
         elif kind == "lstm":
-            Zx[t] = Zx[t] + xp.matmul(hp, U)
-            H[t + 1], C[t + 1] = ops.lstm_step(Zx[t], C[t], H[t], m, act, rec)  # type: ignore[index]
+            Zx[t, ...] = Zx[t, ...] + xp.matmul(hp, U)
+            H[t + 1, ...], C[t + 1, ...] = ops.lstm_step(
+                Zx[t, ...], C[t, ...], H[t, ...], m, act, rec
+            )  # type: ignore[index]
         elif gru_after:
             zh = xp.matmul(hp, U)
-            ZH[t] = zh if b_rec is None else zh + b_rec  # type: ignore[index]
-            H[t + 1] = ops.gru_step(Zx[t], ZH[t], H[t], m, act, rec)  # type: ignore[index]
+            ZH[t, ...] = zh if b_rec is None else zh + b_rec  # type: ignore[index]
+            H[t + 1, ...] = ops.gru_step(Zx[t, ...], ZH[t, ...], H[t, ...], m, act, rec)  # type: ignore[index]
         else:  # GRU, reset gate before the candidate's product
             Zx[t, :, : 2 * n] = Zx[t, :, : 2 * n] + xp.matmul(hp, U[:, : 2 * n])
-            RH[t] = ops.activation(rec, Zx[t, :, n : 2 * n]) * hp  # type: ignore[index]
-            Zx[t, :, 2 * n :] = Zx[t, :, 2 * n :] + xp.matmul(RH[t], U[:, 2 * n :])  # type: ignore[index]
-            H[t + 1] = ops.gru_step(Zx[t], None, H[t], m, act, rec)
+            RH[t, ...] = ops.activation(rec, Zx[t, :, n : 2 * n]) * hp  # type: ignore[index]
+            Zx[t, :, 2 * n :] = Zx[t, :, 2 * n :] + xp.matmul(RH[t, ...], U[:, 2 * n :])  # type: ignore[index]
+            H[t + 1, ...] = ops.gru_step(Zx[t, ...], None, H[t, ...], m, act, rec)
         if FAC is not None:  # outputs after the first real step carry the last real one
             seen = m if seen is None or cell.zero_output else xp.maximum(seen, m)
-            FAC[t] = seen
-    O = H[1:] if FAC is None else H[1:] * FAC
-    Y = xp.permute_dims(O, (1, 0, 2)) if cell.return_sequences else O[T - 1]
-    states = [H[T]] if C is None else [H[T], C[T]]
+            FAC[t, ...] = seen
+    O = H[1:, ...] if FAC is None else H[1:, ...] * FAC
+    Y = xp.permute_dims(O, (1, 0, 2)) if cell.return_sequences else O[T - 1, ...]
+    states = [H[T, ...]] if C is None else [H[T, ...], C[T, ...]]
     used = [False]
 
     def backprop(dY: Array, dstates: list[Array | None], need_dX: bool) -> Any:
@@ -140,41 +142,43 @@ def run(
                 dO = dO * FAC
         dlast = None if dY is None or cell.return_sequences else dY
         if dlast is not None and FAC is not None:
-            dlast = dlast * FAC[T - 1]
+            dlast = dlast * FAC[T - 1, ...]
         ds = list(dstates) + [None] * (cell.n_states - len(dstates))
         dh = ops.zeros((B, n), dt) if ds[0] is None else ds[0]
         dc = ds[1] if kind == "lstm" else None
         Ut = xp.matrix_transpose(U)
         for t in range(T - 1, -1, -1):
-            m = None if M is None else M[t]
+            m = None if M is None else M[t, ...]
             if dO is not None:
-                dh = dh + dO[t]
+                dh = dh + dO[t, ...]
             elif t == T - 1 and dlast is not None:
                 dh = dh + dlast
             if kind == "simple":
-                dz, carry = ops.backprop_rnn_step(dh, Zx[t], m, act)
+                dz, carry = ops.backprop_rnn_step(dh, Zx[t, ...], m, act)
                 dhp, dh_keep = xp.matmul(dz, Ut), carry
             elif kind == "lstm":
-                dz, carry, dc = ops.backprop_lstm_step(dh, dc, Zx[t], C[t], m, act, rec)  # type: ignore[index]
+                dz, carry, dc = ops.backprop_lstm_step(dh, dc, Zx[t, ...], C[t, ...], m, act, rec)  # type: ignore[index]
                 dhp, dh_keep = xp.matmul(dz, Ut), carry
             elif gru_after:
-                dz, dzh, dh_keep = ops.backprop_gru_step(dh, Zx[t], ZH[t], H[t], m, act, rec)  # type: ignore[index]
-                ZH[t] = dzh  # type: ignore[index]
+                dz, dzh, dh_keep = ops.backprop_gru_step(
+                    dh, Zx[t, ...], ZH[t, ...], H[t, ...], m, act, rec
+                )  # type: ignore[index]
+                ZH[t, ...] = dzh  # type: ignore[index]
                 dhp = xp.matmul(dzh, Ut)
             else:
-                dz, _, dh_keep = ops.backprop_gru_step(dh, Zx[t], None, H[t], m, act, rec)
+                dz, _, dh_keep = ops.backprop_gru_step(dh, Zx[t, ...], None, H[t, ...], m, act, rec)
                 pre_r = Zx[t, :, n : 2 * n]
                 r = ops.activation(rec, pre_r)
-                hp = H[t] if rdp is None else H[t] * rdp
-                drh = xp.matmul(dz[:, 2 * n :], Ut[2 * n :])
+                hp = H[t, ...] if rdp is None else H[t, ...] * rdp
+                drh = xp.matmul(dz[:, 2 * n :], Ut[2 * n :, :])
                 dz[:, n : 2 * n] = ops.backprop_activation(rec, drh * hp, pre_r, r)
-                dhp = drh * r + xp.matmul(dz[:, : 2 * n], Ut[: 2 * n])
-            Zx[t] = dz  # the history turns into the gradient history, step by step
+                dhp = drh * r + xp.matmul(dz[:, : 2 * n], Ut[: 2 * n, :])
+            Zx[t, ...] = dz  # the history turns into the gradient history, step by step
             if rdp is not None:
                 dhp = dhp * rdp
             dh = dhp if dh_keep is None else dhp + dh_keep
         dZ = xp.reshape(Zx, (T * B, GATES[kind] * n))
-        HP = H[:T] if rdp is None else H[:T] * rdp
+        HP = H[:T, ...] if rdp is None else H[:T, ...] * rdp
         HP2 = xp.reshape(HP, (T * B, n))
         dW = ops.gemm(X2, dZ, trans1=True)
         if gru_after:

@@ -68,7 +68,8 @@ class _TorchRNN(TorchModule, Layer):
             n_in = input_size if layer == 0 else H * D
             for d in range(D):
                 sfx = f"l{layer}" + ("_reverse" if d else "")
-                shapes = [("weight_ih", (G, n_in)), ("weight_hh", (G, H))]
+                shapes: list[tuple[str, tuple[int, ...]]] = [
+                    ("weight_ih", (G, n_in)), ("weight_hh", (G, H))]  # fmt: skip
                 if self.bias:
                     shapes += [("bias_ih", (G,)), ("bias_hh", (G,))]
                 for name, shape in shapes:
@@ -119,7 +120,7 @@ class _TorchRNN(TorchModule, Layer):
         if self.KIND != "gru":
             return A
         H = self.hidden_size
-        return xp.concat([A[i * H : (i + 1) * H] for i in _GRU_ORDER], axis=0)
+        return xp.concat([A[i * H : (i + 1) * H, ...] for i in _GRU_ORDER], axis=0)
 
     def _keras(self, xp: Any, layer: int, d: int) -> tuple[Any, Any, Any]:
         ps = [getattr(self, n).data for n in self._names(layer, d)]
@@ -137,8 +138,8 @@ class _TorchRNN(TorchModule, Layer):
         add_grad(ps[1], self._blocks(xp, xp.matrix_transpose(dU)))
         if self.bias:
             gru = self.KIND == "gru"
-            add_grad(ps[2], self._blocks(xp, db[0]) if gru else db)
-            add_grad(ps[3], self._blocks(xp, db[1]) if gru else db)
+            add_grad(ps[2], self._blocks(xp, db[0, ...]) if gru else db)
+            add_grad(ps[3], self._blocks(xp, db[1, ...]) if gru else db)
 
     # -- the stack on arrays ---------------------------------------------------------------
     def _stack(
@@ -155,12 +156,12 @@ class _TorchRNN(TorchModule, Layer):
             for d in range(D):
                 i = layer * D + d
                 cell = _recurrence.Cell(self.KIND, H, act, "sigmoid", True, bool(d), True)
-                init = [None if h0 is None else h0[i], None if c0 is None else c0[i]]
-                Y, S, back = _recurrence.run(ops, cell, X, *self._keras(xp, layer, d), init)
+                init = [None if h0 is None else h0[i, ...], None if c0 is None else c0[i, ...]]
+                Y, S, run_back = _recurrence.run(ops, cell, X, *self._keras(xp, layer, d), init)
                 ys.append(xp.flip(Y, axis=1) if d else Y)
                 hs.append(S[0])
                 cs.append(S[1] if lstm else None)
-                backs.append(back)
+                backs.append(run_back)
             X = ys[0] if D == 1 else xp.concat(ys, axis=-1)
             drop = None
             if training and self.dropout > 0 and layer < self.num_layers - 1:
@@ -182,7 +183,10 @@ class _TorchRNN(TorchModule, Layer):
                     dYd = dY[..., d * H : (d + 1) * H]
                     if d:
                         dYd = xp.flip(dYd, axis=1)
-                    dS = [None if dh_n is None else dh_n[i], None if dc_n is None else dc_n[i]]
+                    dS = [
+                        None if dh_n is None else dh_n[i, ...],
+                        None if dc_n is None else dc_n[i, ...],
+                    ]
                     need = need_dX or layer > 0
                     dXd, dW, dU, db, d0 = backs[i](dYd, dS[: 2 if lstm else 1], need)
                     self._add_grads(xp, layer, d, dW, dU, db)
@@ -200,28 +204,28 @@ class _TorchRNN(TorchModule, Layer):
         unbatched = inputs.ndim == 2
         X = inputs.data
         if unbatched:
-            X = X[None] if self.batch_first else X[:, None]
+            X = X[None, ...] if self.batch_first else X[:, None, :]
         if not self.batch_first:
             X = xp.permute_dims(X, (1, 0, 2))
         B = X.shape[0]
         init = self._states(hx, B, unbatched, lstm)
         h0, c0 = (None if s is None else s.data for s in init)
         if unbatched:
-            h0, c0 = (None if s is None else s[:, None] for s in (h0, c0))
+            h0, c0 = (None if s is None else s[:, None, :] for s in (h0, c0))
         Y, h_n, c_n, back = self._stack(ops, X, h0, c0, training)
 
         def fix(A: Any, seq: bool) -> Any:  # back to the caller's layout
             if seq and not self.batch_first:
                 A = xp.permute_dims(A, (1, 0, 2))
             if unbatched:
-                A = A[0] if (seq and self.batch_first) else A[:, 0]
+                A = A[0, ...] if (seq and self.batch_first) else A[:, 0, :]
             return A
 
         outs = [fix(Y, True), fix(h_n, False)] + ([fix(c_n, False)] if lstm else [])
 
         def unfix(dA: Any, seq: bool) -> Any:
             if unbatched:
-                dA = dA[None] if (seq and self.batch_first) else dA[:, None]
+                dA = dA[None, ...] if (seq and self.batch_first) else dA[:, None, :]
             if seq and not self.batch_first:
                 dA = xp.permute_dims(dA, (1, 0, 2))
             return dA
