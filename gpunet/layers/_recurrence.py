@@ -86,22 +86,22 @@ def run(
     if b_in is not None:
         Zx = Zx + b_in
     Zx = xp.reshape(Zx, (T, B, GATES[kind] * n))  # becomes the pre-activation history
-    M = None
+    M: Any = None
     if mask is not None:
         M = xp.astype(xp.permute_dims(mask, (1, 0)), dt)[:, :, None]
         if cell.go_backwards:
             M = xp.flip(M, axis=0)
     H = ops.zeros((T + 1, B, n), dt)
-    C = ops.zeros((T + 1, B, n), dt) if kind == "lstm" else None
+    C: Any = ops.zeros((T + 1, B, n), dt) if kind == "lstm" else None
     s0 = list(states0 or [None, None])
     if s0[0] is not None:
         H[0, ...] = s0[0]
     if C is not None and len(s0) > 1 and s0[1] is not None:
         C[0, ...] = s0[1]
     gru_after = kind == "gru" and cell.reset_after
-    ZH = ops.empty((T, B, 3 * n), dt) if gru_after else None
-    RH = ops.empty((T, B, n), dt) if kind == "gru" and not cell.reset_after else None
-    FAC = ops.empty((T, B, 1), dt) if M is not None else None
+    ZH: Any = ops.empty((T, B, 3 * n), dt) if gru_after else None
+    RH: Any = ops.empty((T, B, n), dt) if kind == "gru" and not cell.reset_after else None
+    FAC: Any = ops.empty((T, B, 1), dt) if M is not None else None
     seen = None
     for t in range(T):
         m = None if M is None else M[t, ...]
@@ -113,15 +113,15 @@ def run(
             Zx[t, ...] = Zx[t, ...] + xp.matmul(hp, U)
             H[t + 1, ...], C[t + 1, ...] = ops.lstm_step(
                 Zx[t, ...], C[t, ...], H[t, ...], m, act, rec
-            )  # type: ignore[index]
+            )
         elif gru_after:
             zh = xp.matmul(hp, U)
-            ZH[t, ...] = zh if b_rec is None else zh + b_rec  # type: ignore[index]
-            H[t + 1, ...] = ops.gru_step(Zx[t, ...], ZH[t, ...], H[t, ...], m, act, rec)  # type: ignore[index]
+            ZH[t, ...] = zh if b_rec is None else zh + b_rec
+            H[t + 1, ...] = ops.gru_step(Zx[t, ...], ZH[t, ...], H[t, ...], m, act, rec)
         else:  # GRU, reset gate before the candidate's product
             Zx[t, :, : 2 * n] = Zx[t, :, : 2 * n] + xp.matmul(hp, U[:, : 2 * n])
-            RH[t, ...] = ops.activation(rec, Zx[t, :, n : 2 * n]) * hp  # type: ignore[index]
-            Zx[t, :, 2 * n :] = Zx[t, :, 2 * n :] + xp.matmul(RH[t, ...], U[:, 2 * n :])  # type: ignore[index]
+            RH[t, ...] = ops.activation(rec, Zx[t, :, n : 2 * n]) * hp
+            Zx[t, :, 2 * n :] = Zx[t, :, 2 * n :] + xp.matmul(RH[t, ...], U[:, 2 * n :])
             H[t + 1, ...] = ops.gru_step(Zx[t, ...], None, H[t, ...], m, act, rec)
         if FAC is not None:  # outputs after the first real step carry the last real one
             seen = m if seen is None or cell.zero_output else xp.maximum(seen, m)
@@ -157,13 +157,13 @@ def run(
                 dz, carry = ops.backprop_rnn_step(dh, Zx[t, ...], m, act)
                 dhp, dh_keep = xp.matmul(dz, Ut), carry
             elif kind == "lstm":
-                dz, carry, dc = ops.backprop_lstm_step(dh, dc, Zx[t, ...], C[t, ...], m, act, rec)  # type: ignore[index]
+                dz, carry, dc = ops.backprop_lstm_step(dh, dc, Zx[t, ...], C[t, ...], m, act, rec)
                 dhp, dh_keep = xp.matmul(dz, Ut), carry
             elif gru_after:
                 dz, dzh, dh_keep = ops.backprop_gru_step(
                     dh, Zx[t, ...], ZH[t, ...], H[t, ...], m, act, rec
-                )  # type: ignore[index]
-                ZH[t, ...] = dzh  # type: ignore[index]
+                )
+                ZH[t, ...] = dzh
                 dhp = xp.matmul(dzh, Ut)
             else:
                 dz, _, dh_keep = ops.backprop_gru_step(dh, Zx[t, ...], None, H[t, ...], m, act, rec)
