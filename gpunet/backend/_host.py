@@ -39,6 +39,9 @@ FLAGS = [
     "-fPIC",
     "-std=c++17",
 ]
+# glibc's vector math library (x86-64): expf/tanhf in SIMD loops, which the recurrent
+# cells' gates are made of; a build without it is tried when it is missing
+MVEC = ["-DGPUNET_LIBMVEC", "-lmvec"]
 # Activation codes of host.cpp's enum Act
 ACT_CODES = {
     "linear": 0,
@@ -60,6 +63,10 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "sigmoid_bce": (None, [_p, _p, _p, _p, _ll, _ll, _d, _p, _d]),
     "adam": (None, [_p, _p, _p, _p, _ll, _d, _d, _d, _d, _d]),
     "sgd": (None, [_p, _p, _p, _ll, _d, _d, _d, _d, _i, _d]),
+    "lstm_step": (None, [_p, _p, _p, _p, _p, _p, _ll, _ll]),
+    "lstm_backward": (None, [_p, _p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
+    "gru_step": (None, [_p, _p, _p, _p, _p, _ll, _ll]),
+    "gru_backward": (None, [_p, _p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
 }
 
 
@@ -85,11 +92,20 @@ def _compiler() -> str | None:
 
 
 def _build(cxx: str) -> Path:
+    if platform.machine() in ("x86_64", "AMD64") and platform.libc_ver()[0] == "glibc":
+        try:
+            return _build_with(cxx, MVEC)
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return _build_with(cxx, [])
+
+
+def _build_with(cxx: str, extra: list[str]) -> Path:
     sources = [*sorted(KERNEL_DIR.glob("*.cu*")), KERNEL_DIR / SOURCE]
     digest = hashlib.sha256()
     for src in sources:
         digest.update(src.name.encode() + src.read_bytes())
-    digest.update(" ".join([cxx, *FLAGS]).encode() + _cpu_fingerprint().encode())
+    digest.update(" ".join([cxx, *FLAGS, *extra]).encode() + _cpu_fingerprint().encode())
     target = cache_dir() / f"host-{digest.hexdigest()[:20]}.so"
     if target.exists():
         return target
@@ -98,7 +114,7 @@ def _build(cxx: str) -> Path:
     os.close(fd)
     try:  # compile to a temp name, then rename: ranks compiling at once never clash
         subprocess.run(
-            [cxx, *FLAGS, "-I", str(KERNEL_DIR), str(KERNEL_DIR / SOURCE), "-o", tmp],
+            [cxx, *FLAGS, "-I", str(KERNEL_DIR), str(KERNEL_DIR / SOURCE), "-o", tmp, *extra],
             check=True,
             capture_output=True,
             timeout=300,

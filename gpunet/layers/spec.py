@@ -81,6 +81,14 @@ class Sublayer:
     """A wrapped layer, saved as ``{"class_name": ..., "config": {...}}`` and checked
     as a layer entry of its own (Bidirectional)."""
 
+    @staticmethod
+    def check(v: Any, path: str) -> dict[str, Any]:
+        """The saving schema's checker of the wrapped layer's entry."""
+        from gpunet.saving._schema import check_layer
+
+        cls, cfg = check_layer(v, path)
+        return {"class_name": cls, "config": cfg}
+
 
 @dataclasses.dataclass(frozen=True)
 class WeightSpec:

@@ -210,7 +210,8 @@ def int_list(n: int, lo: int, hi: int) -> Check:
 def field(t: Any) -> Check:
     """The checker of one config field type of ``gpunet.layers.spec``."""
     simple: dict[type, Check] = {spec.Bool: boolean, spec.Activation: activation,
-                                 spec.Initializer: initializer, spec.Regularizer: _REG}  # fmt: skip
+                                 spec.Initializer: initializer, spec.Regularizer: _REG,
+                                 spec.Sublayer: spec.Sublayer.check}  # fmt: skip
     if type(t) in simple:
         return simple[type(t)]
     if isinstance(t, spec.Int):
@@ -223,8 +224,6 @@ def field(t: Any) -> Check:
         return int_list(t.n, t.lo, t.hi)
     if isinstance(t, spec.Optional):
         return optional(field(t.inner))
-    if isinstance(t, spec.Sublayer):
-        return _sublayer
     raise TypeError(f"unknown config field type {t!r}")  # a bug in a layer class
 
 
@@ -237,11 +236,6 @@ def layer_fields(cls: type) -> tuple[dict[str, Check], tuple[str, ...]]:
     defaults = cls.__init__.__defaults__ or ()  # type: ignore[misc]
     required = code.co_varnames[1 : n_pos - len(defaults)]
     return fields, tuple(k for k in required if k in fields)
-
-
-def _sublayer(v: Any, path: str) -> dict[str, Any]:
-    cls, cfg = check_layer(v, path)
-    return {"class_name": cls, "config": cfg}
 
 
 def check_layer(v: Any, path: str) -> tuple[str, dict[str, Any]]:
