@@ -157,6 +157,25 @@ HeUniform = _vs(2.0, "fan_in", "uniform")
 LecunNormal = _vs(1.0, "fan_in", "truncated_normal")
 LecunUniform = _vs(1.0, "fan_in", "uniform")
 
+
+class Orthogonal(Initializer):
+    """A (semi-)orthogonal matrix times ``gain`` (Keras; the recurrent kernels' default)."""
+
+    def __init__(self, gain: float = 1.0, seed: int | None = None) -> None:
+        super().__init__(seed)
+        self.gain = float(gain)
+
+    def draw(self, shape: tuple[int, ...]) -> np.ndarray:
+        rows, cols = math.prod(shape[:-1]) if len(shape) > 1 else 1, shape[-1] if shape else 1
+        a = self.rng().normal(size=(max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q = q * np.sign(np.diag(r))
+        return np.ascontiguousarray(self.gain * (q.T if rows < cols else q)).reshape(shape)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"gain": self.gain, **super().get_config()}
+
+
 _REGISTRY: dict[str, Any] = {
     "zeros": Zeros,
     "ones": Ones,
@@ -171,6 +190,7 @@ _REGISTRY: dict[str, Any] = {
     "lecun_uniform": LecunUniform,
     "variance_scaling": VarianceScaling,
     "uniform": RandomUniform,  # Keras' alias (Embedding's default)
+    "orthogonal": Orthogonal,
 }
 
 

@@ -14,6 +14,7 @@
 //   *_pool2d    NHWC images X[B,H,W,C] -> Y[B,OH,OW,C] (geometry of pool.cuh)
 //   im2col      cols[N,Ho,Wo,kh,kw,C] <- X[N,H,W,C] (conv.cuh; 0 in the padding)
 //   col2im      dX[N,H,W,C] <- sum of the dcols entries that read each element
+//   lstm_*, gru_*  one time step of a recurrent cell (rnn.cuh), rows = samples
 //
 // Why a pool of our own rather than OpenMP: an OpenMP runtime is per process, so
 // our loops ran on whichever one was loaded first (PyTorch brings its own, with
@@ -24,8 +25,24 @@
 #include "losses.cuh"
 #include "optimizers.cuh"
 #include "pool.cuh"
+#include "rnn.cuh"
 
 #include <unistd.h>
+
+#ifdef GPUNET_LIBMVEC
+// glibc's libmvec has SIMD versions of these (<= 4 ulp); declaring them lets the
+// compiler call them from `omp simd` loops (math.h only does under -ffast-math)
+extern "C" {
+#pragma omp declare simd notinbranch
+float expf(float);
+#pragma omp declare simd notinbranch
+float tanhf(float);
+#pragma omp declare simd notinbranch
+double exp(double);
+#pragma omp declare simd notinbranch
+double tanh(double);
+}
+#endif
 
 #include <atomic>
 #include <condition_variable>
@@ -313,6 +330,61 @@ static void sgd(T* P, const T* G, T* Vel, long long n, T lr, T mu, T ga, T gs, i
     }, kParallelMinOptimizer);
 }
 
+// Recurrent cells, one time step, over row ranges (the element math is rnn.cuh's);
+// f(b, j, masked, mb) with the row's mask hoisted out of the unit-stride loop over j
+template <typename T, typename F>
+static void cell_rows(long long B, long long U, long long work, const T* m, const F f) {
+    parallel_for(B, work, [&](long long r0, long long r1) {
+        for (long long b = r0; b < r1; ++b) {
+            const bool masked = m != nullptr;
+            const T mb = masked ? m[b] : T(1);
+#pragma omp simd
+            for (long long j = 0; j < U; ++j) f(b, j, masked, mb);
+        }
+    });
+}
+
+template <typename T>
+static T* row(T* A, long long b, long long w) { return A ? A + b * w : A; }
+
+template <typename T>
+static void lstm_step(T* h, T* c, const T* Z, const T* cp, const T* hp, const T* m, long long B,
+                      long long U) {
+    cell_rows<T>(B, U, B * U * 4, m, [=](long long b, long long j, bool masked, T mb) {
+        gpunet::lstm_step_at<T, T>(j, U, h + b * U, c + b * U, Z + b * 4 * U, cp + b * U,
+                                   row(hp, b, U), masked, mb);
+    });
+}
+
+template <typename T>
+static void lstm_backward(T* dZ, T* dcp, T* carry, const T* dh, const T* dc, const T* Z,
+                          const T* cp, const T* m, long long B, long long U) {
+    cell_rows<T>(B, U, B * U * 4, m, [=](long long b, long long j, bool masked, T mb) {
+        gpunet::lstm_backward_at<T, T>(j, U, dZ + b * 4 * U, dcp + b * U, row(carry, b, U),
+                                       dh + b * U, row(dc, b, U), Z + b * 4 * U, cp + b * U,
+                                       masked, mb);
+    });
+}
+
+template <typename T>
+static void gru_step(T* h, const T* Zx, const T* Zh, const T* hp, const T* m, long long B,
+                     long long U) {
+    cell_rows<T>(B, U, B * U * 3, m, [=](long long b, long long j, bool masked, T mb) {
+        gpunet::gru_step_at<T, T>(j, U, h + b * U, Zx + b * 3 * U, row(Zh, b, 3 * U),
+                                  hp + b * U, masked, mb);
+    });
+}
+
+template <typename T>
+static void gru_backward(T* dZx, T* dZh, T* dhp, const T* dh, const T* Zx, const T* Zh,
+                         const T* hp, const T* m, long long B, long long U) {
+    cell_rows<T>(B, U, B * U * 3, m, [=](long long b, long long j, bool masked, T mb) {
+        gpunet::gru_backward_at<T, T>(j, U, dZx + b * 3 * U, row(dZh, b, 3 * U), dhp + b * U,
+                                      dh + b * U, Zx + b * 3 * U, row(Zh, b, 3 * U),
+                                      hp + b * U, masked, mb);
+    });
+}
+
 #define GPUNET_HOST_API(T, S)                                                                    \
     extern "C" int gpunet_bias_act_##S(T* Y, T* Zk, const T* b, long long B, long long O,        \
                                        int act, double alpha) {                                  \
@@ -339,6 +411,24 @@ static void sgd(T* P, const T* G, T* Vel, long long n, T lr, T mu, T ga, T gs, i
     extern "C" void gpunet_sgd_##S(T* P, const T* G, T* Vel, long long n, double lr, double mu,  \
                                    double a, double s, int nesterov, double keep) {              \
         sgd<T>(P, G, Vel, n, T(lr), T(mu), T(a), T(s), nesterov, T(keep));                       \
+    }                                                                                            \
+    extern "C" void gpunet_lstm_step_##S(T* h, T* c, const T* Z, const T* cp, const T* hp,      \
+                                         const T* m, long long B, long long U) {                 \
+        lstm_step<T>(h, c, Z, cp, hp, m, B, U);                                                  \
+    }                                                                                            \
+    extern "C" void gpunet_lstm_backward_##S(T* dZ, T* dcp, T* carry, const T* dh, const T* dc, \
+                                             const T* Z, const T* cp, const T* m, long long B,   \
+                                             long long U) {                                      \
+        lstm_backward<T>(dZ, dcp, carry, dh, dc, Z, cp, m, B, U);                                \
+    }                                                                                            \
+    extern "C" void gpunet_gru_step_##S(T* h, const T* Zx, const T* Zh, const T* hp,            \
+                                        const T* m, long long B, long long U) {                  \
+        gru_step<T>(h, Zx, Zh, hp, m, B, U);                                                     \
+    }                                                                                            \
+    extern "C" void gpunet_gru_backward_##S(T* dZx, T* dZh, T* dhp, const T* dh, const T* Zx,   \
+                                            const T* Zh, const T* hp, const T* m, long long B,   \
+                                            long long U) {                                       \
+        gru_backward<T>(dZx, dZh, dhp, dh, Zx, Zh, hp, m, B, U);                                 \
     }
 
 GPUNET_HOST_API(float, f32)

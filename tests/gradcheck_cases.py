@@ -468,7 +468,12 @@ def sequence_cases() -> list[Case]:
 
 
 def all_cases() -> list[Case]:
-    return (
+    from gradcheck_recurrent import recurrent_cases
+
+    cases = (
         activation_cases() + tensor_op_cases() + loss_cases() + layer_cases()
-        + torch_surface_cases() + sequence_cases()
+        + torch_surface_cases() + sequence_cases() + recurrent_cases()
     )  # fmt: skip
+    names = [c.name for c in cases]
+    assert len(set(names)) == len(names), "two gradient-check cases share a name"
+    return cases

@@ -39,6 +39,9 @@ FLAGS = [
     "-fPIC",
     "-std=c++17",
 ]
+# glibc's vector math library (x86-64): expf/tanhf in SIMD loops, which the recurrent
+# cells' gates are made of; a build without it is tried when it is missing
+MVEC = ["-DGPUNET_LIBMVEC", "-lmvec"]
 # Activation codes of host.cpp's enum Act
 ACT_CODES = {
     "linear": 0,
@@ -68,6 +71,10 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     # out, in, then N H W C Ho Wo kh kw sh sw pt pl dh dw (conv.cuh's ConvGeo)
     "im2col": (None, [_p, _p, *[_ll] * 14]),
     "col2im": (None, [_p, _p, *[_ll] * 14]),
+    "lstm_step": (None, [_p, _p, _p, _p, _p, _p, _ll, _ll]),
+    "lstm_backward": (None, [_p, _p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
+    "gru_step": (None, [_p, _p, _p, _p, _p, _ll, _ll]),
+    "gru_backward": (None, [_p, _p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
 }
 
 
@@ -93,11 +100,20 @@ def _compiler() -> str | None:
 
 
 def _build(cxx: str) -> Path:
+    if platform.machine() in ("x86_64", "AMD64") and platform.libc_ver()[0] == "glibc":
+        try:
+            return _build_with(cxx, MVEC)
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return _build_with(cxx, [])
+
+
+def _build_with(cxx: str, extra: list[str]) -> Path:
     sources = [*sorted(KERNEL_DIR.glob("*.cu*")), KERNEL_DIR / SOURCE]
     digest = hashlib.sha256()
     for src in sources:
         digest.update(src.name.encode() + src.read_bytes())
-    digest.update(" ".join([cxx, *FLAGS]).encode() + _cpu_fingerprint().encode())
+    digest.update(" ".join([cxx, *FLAGS, *extra]).encode() + _cpu_fingerprint().encode())
     target = cache_dir() / f"host-{digest.hexdigest()[:20]}.so"
     if target.exists():
         return target
@@ -106,7 +122,7 @@ def _build(cxx: str) -> Path:
     os.close(fd)
     try:  # compile to a temp name, then rename: ranks compiling at once never clash
         subprocess.run(
-            [cxx, *FLAGS, "-I", str(KERNEL_DIR), str(KERNEL_DIR / SOURCE), "-o", tmp],
+            [cxx, *FLAGS, "-I", str(KERNEL_DIR), str(KERNEL_DIR / SOURCE), "-o", tmp, *extra],
             check=True,
             capture_output=True,
             timeout=300,

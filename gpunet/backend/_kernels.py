@@ -68,6 +68,11 @@ INSTANTIATIONS: dict[str, tuple[str, ...]] = {
         *(f"gpunet_im2col<{t}>" for t in _T),
         *(f"gpunet_col2im<{t}>" for t in _T),
     ),
+    "rnn.cu": tuple(
+        f"gpunet_{k}<{t}>"
+        for k in ("lstm_step", "lstm_backward", "gru_step", "gru_backward")
+        for t in _T
+    ),
 }
 OPTIONS: tuple[str, ...] = ()  # on top of CuPy's own (-std=c++17, -ftz=true, includes)
 BLOCK = 256  # threads per block of the elementwise kernels

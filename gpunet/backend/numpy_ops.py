@@ -23,6 +23,7 @@ from gpunet.backend import _conv_fast, _host
 from gpunet.backend import _pool_kernels as _pk
 from gpunet.backend._activation_ops import NEEDS_X
 from gpunet.backend._optim_ops import _sgd_coefficients
+from gpunet.backend._rnn_fused import HostRecurrentOps
 from gpunet.backend.ops import Ops
 
 Array = Any
@@ -59,7 +60,7 @@ def _act_code(activation: str, kw: dict[str, Any]) -> tuple[int, float] | None:
     return code, float(kw.get("alpha", 0.2))
 
 
-class NumpyOps(Ops):
+class NumpyOps(HostRecurrentOps, Ops):
     name = "numpy"
     xp = np
     device = "cpu"

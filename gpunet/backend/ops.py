@@ -22,12 +22,15 @@ from gpunet.backend._loss_ops import LossOps
 from gpunet.backend._norm_ops import NormOps
 from gpunet.backend._optim_ops import OptimizerOps
 from gpunet.backend._pool_ops import PoolOps
+from gpunet.backend._rnn_ops import RecurrentOps
 from gpunet.errors import OutOfMemoryError
 
 Array = Any
 
 
-class Ops(ActivationOps, ConvOps, LossOps, NormOps, OptimizerOps, PoolOps, EmbeddingOps):
+class Ops(
+    ActivationOps, ConvOps, LossOps, NormOps, OptimizerOps, PoolOps, EmbeddingOps, RecurrentOps
+):
     """Reference backend over ``xp`` (NumPy unless a subclass says otherwise).
 
     Example:

@@ -7,6 +7,7 @@ Example:
 """
 
 from gpunet.layers.base import Layer, Parameter
+from gpunet.layers.bidirectional import Bidirectional
 from gpunet.layers.conv import Conv1D, Conv2D
 from gpunet.layers.conv_transpose import Conv2DTranspose
 from gpunet.layers.core import Activation, Dropout, Flatten, Softmax
@@ -40,6 +41,7 @@ from gpunet.layers.pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from gpunet.layers.recurrent import GRU, LSTM, SimpleRNN
 from gpunet.layers.reshaping import (
     Cropping2D,
     Reshape,
@@ -50,12 +52,15 @@ from gpunet.layers.reshaping import (
 from gpunet.layers.time_distributed import TimeDistributed
 
 __all__ = [
+    "GRU",
+    "LSTM",
     "Activation",
     "Add",
     "Average",
     "AveragePooling1D",
     "AveragePooling2D",
     "BatchNormalization",
+    "Bidirectional",
     "Concatenate",
     "Conv1D",
     "Conv2D",
@@ -79,6 +84,7 @@ __all__ = [
     "Multiply",
     "Parameter",
     "Reshape",
+    "SimpleRNN",
     "Softmax",
     "SpatialDropout2D",
     "Subtract",

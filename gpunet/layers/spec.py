@@ -78,7 +78,7 @@ class Regularizer:
 
 @dataclasses.dataclass(frozen=True)
 class Nested:
-    """A wrapped layer (``TimeDistributed(layer)``): saved as its own
+    """A wrapped layer (``TimeDistributed(layer)``, ``Bidirectional(layer)``): saved as its own
     ``{"class_name", "config"}`` entry and checked as one; the wrapper's constructor
     gets ``(class_name, config)`` back and makes the layer (:func:`layer_of`)."""
 
@@ -87,6 +87,8 @@ def layer_of(value: Any) -> Any:
     """A layer, from itself or from the ``(class_name, config)`` a loaded file gives."""
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
         return LAYERS[value[0]](**value[1])
+    if isinstance(value, dict) and set(value) == {"class_name", "config"}:  # a get_config()
+        return LAYERS[value["class_name"]](**value["config"])
     return value
 
 

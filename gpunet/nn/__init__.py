@@ -55,10 +55,14 @@ from gpunet.nn.modules import (
     Softplus,
     Tanh,
 )
+from gpunet.nn.recurrent import GRU, LSTM, RNN
 
 __all__ = [
     "ELU",
     "GELU",
+    "GRU",
+    "LSTM",
+    "RNN",
     "SELU",
     "AdaptiveAvgPool2d",
     "AvgPool2d",

@@ -168,6 +168,7 @@ _INIT_CFG: dict[str, dict[str, Check]] = {
         "scale": number(0.0, above=True), "mode": one_of("fan_in", "fan_out", "fan_avg"),
         "distribution": one_of("truncated_normal", "untruncated_normal", "uniform"), **_SEED,
     },
+    "orthogonal": {"gain": number(0.0, above=True), **_SEED},
 }  # fmt: skip
 
 
@@ -181,13 +182,12 @@ def initializer(v: Any, path: str) -> dict[str, Any]:
 _REG = optional(obj({"l1": number(0.0), "l2": number(0.0)}))
 
 
-def _shape(v: Any, path: str) -> list[int]:
+def _SHAPE(v: Any, path: str) -> list[int]:
     if not isinstance(v, list) or not v:
         raise fail(path, f"expected a non-empty list of positive ints, got {_show(v)}")
     return array(integer(1), 8)(v, path)
 
 
-_SHAPE = _shape
 _COMMON: dict[str, Check] = {
     "name": name, "dtype": one_of(*DTYPES, what="dtype"), "trainable": boolean,
     "input_shape": _SHAPE,

@@ -705,6 +705,40 @@ def _embedding_case(into_out: bool, index: str) -> Case:
     return Case(name, ("embedding_backward",), build, call, mutates=("out",))
 
 
+# -- recurrent cells -------------------------------------------------------------------------
+def _cell_shape(size: str) -> tuple[int, int]:
+    """(batch, units): "above" passes the lowered grid of the fused-kernel tests."""
+    return {"0": (0, 3), "1": (1, 1), "odd": (7, 3), "above": (FUSED_THREADS // 13 + 1, 13)}[size]
+
+
+def _cell_case(cell: str, masked: bool, variant: bool) -> Case:
+    """LSTM (``variant``: a carried dc) or GRU (``variant``: reset_after) steps."""
+    G = 4 if cell == "lstm" else 3
+
+    def build(size: str, rng: np.random.Generator) -> Inputs:
+        B, U = _cell_shape(size)
+        a: Inputs = {name: rng.standard_normal((B, U)) for name in ("c", "h", "dh", "dc")}
+        # saturated gates at +-1e4: exactly 0 or 1 in every dtype (stable sigmoid)
+        a["Z"] = _edge(rng.standard_normal((B, G * U)), [0.0, 1e4, -1e4])
+        a["Zh"] = rng.standard_normal((B, G * U))
+        a["m"] = (rng.random((B, 1)) > 0.2).astype(np.float64)
+        return a
+
+    def call(ops: Any, a: Inputs) -> tuple[Any, ...]:
+        m = a["m"] if masked else None
+        if cell == "lstm":
+            h, c = ops.lstm_step(a["Z"], a["c"], a["h"], m)
+            grads = ops.backprop_lstm_step(a["dh"], a["dc"] if variant else None, a["Z"], a["c"], m)
+            return (h, c, *grads)
+        Zh = a["Zh"] if variant else None
+        h = ops.gru_step(a["Z"], Zh, a["h"], m)
+        return (h, *ops.backprop_gru_step(a["dh"], a["Z"], Zh, a["h"], m))
+
+    flag = ("dc" if cell == "lstm" else "reset_after") if variant else "plain"
+    ops = (f"{cell}_step", f"backprop_{cell}_step")
+    return Case(f"{cell}_step:{flag}{',mask' if masked else ''}", ops, build, call)
+
+
 def all_cases() -> list[Case]:
     cases = [
         *(_activation_case(name, kw) for name, kw in ACTIVATION_SPECS),
@@ -726,6 +760,12 @@ def all_cases() -> list[Case]:
         *_pool_cases(),
         *_conv_cases(),
         *(_embedding_case(o, index) for o in (False, True) for index in ("int64", "int32")),
+        *(
+            _cell_case(c, m, v)
+            for c in ("lstm", "gru")
+            for m in (False, True)
+            for v in (False, True)
+        ),
     ]
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "two parity cases share a name"

@@ -1,0 +1,209 @@
+"""The recurrence on arrays, shared by the Keras layers (``SimpleRNN``, ``LSTM``,
+``GRU``) and the PyTorch modules (``gn.nn.LSTM`` ...), which re-lay their weights
+into the Keras layout and call the same :func:`run`.
+
+Work per sequence: one GEMM projects the inputs of all time steps; each step does one
+recurrent GEMM (two for ``GRU(reset_after=False)``, whose reset gate sits between
+them) and one cell op (``ops.lstm_step`` ...: the gates and the state update, where a
+fused kernel can take over). Backward runs the steps in reverse with one recurrent
+GEMM each; the weight gradients are single GEMMs over the stored histories. Arrays are
+time-major inside, so each step's slice is contiguous.
+
+Stored for backprop, for an LSTM: the step inputs, the pre-activations (4·T·B·u,
+overwritten in place by their gradients), the states h and c (2·(T+1)·B·u).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from gpunet.errors import InvalidParameterError
+
+Array = Any
+GATES = {"simple": 1, "lstm": 4, "gru": 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """What a recurrence computes (the weights come with each :func:`run`)."""
+
+    kind: str  # "simple" | "lstm" | "gru"
+    units: int
+    activation: str = "tanh"
+    recurrent_activation: str = "sigmoid"
+    reset_after: bool = True  # GRU only
+    go_backwards: bool = False  # read the sequence last step first (outputs stay reversed)
+    return_sequences: bool = False
+    zero_output: bool = False  # a padded step outputs zeros (else the last real output)
+
+    @property
+    def n_states(self) -> int:
+        return 2 if self.kind == "lstm" else 1
+
+
+Backward = Callable[[Any, list[Any], bool], tuple[Any, Any, Any, Any, list[Any]]]
+
+
+def run(
+    ops: Any,
+    cell: Cell,
+    X: Array,
+    W: Array,
+    U: Array,
+    b: Array | None,
+    states0: list[Array | None] | None = None,
+    mask: Array | None = None,
+    dp: Array | None = None,
+    rdp: Array | None = None,
+) -> tuple[Array, list[Array], Backward]:
+    """Run ``cell`` over ``X`` (batch, time, features) with Keras-layout weights.
+
+    ``mask`` is (batch, time) bool; ``dp``/``rdp`` are inverted-dropout masks of the
+    inputs (batch, features) and of the state fed to the recurrent product (batch,
+    units), the same for every step. Returns ``(Y, final states, backprop)`` where
+    ``backprop(dY, dstates, need_dX) -> (dX, dW, dU, db, dstates0)``.
+
+    Raises:
+        InvalidParameterError: for a sequence of length 0.
+    """
+    xp, n, kind = ops.xp, cell.units, cell.kind
+    act, rec = cell.activation, cell.recurrent_activation
+    B, T, F = X.shape
+    if T == 0:
+        raise InvalidParameterError(f"a recurrent layer needs at least 1 time step, got {X.shape}")
+    dt = X.dtype
+    Xt = xp.permute_dims(X, (1, 0, 2))
+    if cell.go_backwards:
+        Xt = xp.flip(Xt, axis=0)
+    if dp is not None:
+        Xt = Xt * dp
+    X2 = xp.reshape(Xt, (T * B, F))
+    split_bias = kind == "gru" and cell.reset_after and b is not None
+    b_in, b_rec = (b[0, ...], b[1, ...]) if split_bias else (b, None)  # type: ignore[index]
+    Zx = ops.gemm(X2, W)
+    if b_in is not None:
+        Zx = Zx + b_in
+    Zx = xp.reshape(Zx, (T, B, GATES[kind] * n))  # becomes the pre-activation history
+    M: Any = None
+    if mask is not None:
+        M = xp.astype(xp.permute_dims(mask, (1, 0)), dt)[:, :, None]
+        if cell.go_backwards:
+            M = xp.flip(M, axis=0)
+    H = ops.zeros((T + 1, B, n), dt)
+    C: Any = ops.zeros((T + 1, B, n), dt) if kind == "lstm" else None
+    s0 = list(states0 or [None, None])
+    if s0[0] is not None:
+        H[0, ...] = s0[0]
+    if C is not None and len(s0) > 1 and s0[1] is not None:
+        C[0, ...] = s0[1]
+    gru_after = kind == "gru" and cell.reset_after
+    ZH: Any = ops.empty((T, B, 3 * n), dt) if gru_after else None
+    RH: Any = ops.empty((T, B, n), dt) if kind == "gru" and not cell.reset_after else None
+    FAC: Any = ops.empty((T, B, 1), dt) if M is not None else None
+    seen = None
+    for t in range(T):
+        m = None if M is None else M[t, ...]
+        hp = H[t, ...] if rdp is None else H[t, ...] * rdp
+        if kind == "simple":
+            Zx[t, ...] = Zx[t, ...] + xp.matmul(hp, U)
+            H[t + 1, ...] = ops.rnn_step(Zx[t, ...], H[t, ...], m, act)
+        elif kind == "lstm":
+            Zx[t, ...] = Zx[t, ...] + xp.matmul(hp, U)
+            H[t + 1, ...], C[t + 1, ...] = ops.lstm_step(
+                Zx[t, ...], C[t, ...], H[t, ...], m, act, rec
+            )
+        elif gru_after:
+            zh = xp.matmul(hp, U)
+            ZH[t, ...] = zh if b_rec is None else zh + b_rec
+            H[t + 1, ...] = ops.gru_step(Zx[t, ...], ZH[t, ...], H[t, ...], m, act, rec)
+        else:  # GRU, reset gate before the candidate's product
+            Zx[t, :, : 2 * n] = Zx[t, :, : 2 * n] + xp.matmul(hp, U[:, : 2 * n])
+            RH[t, ...] = ops.activation(rec, Zx[t, :, n : 2 * n]) * hp
+            Zx[t, :, 2 * n :] = Zx[t, :, 2 * n :] + xp.matmul(RH[t, ...], U[:, 2 * n :])
+            H[t + 1, ...] = ops.gru_step(Zx[t, ...], None, H[t, ...], m, act, rec)
+        if FAC is not None:  # outputs after the first real step carry the last real one
+            seen = m if seen is None or cell.zero_output else xp.maximum(seen, m)
+            FAC[t, ...] = seen
+    O = H[1:, ...] if FAC is None else H[1:, ...] * FAC
+    Y = xp.permute_dims(O, (1, 0, 2)) if cell.return_sequences else O[T - 1, ...]
+    states = [H[T, ...]] if C is None else [H[T, ...], C[T, ...]]
+    used = [False]
+
+    def backprop(dY: Array, dstates: list[Array | None], need_dX: bool) -> Any:
+        if used[0]:  # the pre-activations were overwritten by their gradients
+            raise RuntimeError("a recurrence's backprop runs once per forward pass")
+        used[0] = True
+        dO = None
+        if dY is not None and cell.return_sequences:
+            dO = xp.permute_dims(dY, (1, 0, 2))
+            if FAC is not None:
+                dO = dO * FAC
+        dlast = None if dY is None or cell.return_sequences else dY
+        if dlast is not None and FAC is not None:
+            dlast = dlast * FAC[T - 1, ...]
+        ds = list(dstates) + [None] * (cell.n_states - len(dstates))
+        dh = ops.zeros((B, n), dt) if ds[0] is None else ds[0]
+        dc = ds[1] if kind == "lstm" else None
+        Ut = xp.matrix_transpose(U)
+        for t in range(T - 1, -1, -1):
+            m = None if M is None else M[t, ...]
+            if dO is not None:
+                dh = dh + dO[t, ...]
+            elif t == T - 1 and dlast is not None:
+                dh = dh + dlast
+            if kind == "simple":
+                dz, carry = ops.backprop_rnn_step(dh, Zx[t, ...], m, act)
+                dhp, dh_keep = xp.matmul(dz, Ut), carry
+            elif kind == "lstm":
+                dz, carry, dc = ops.backprop_lstm_step(dh, dc, Zx[t, ...], C[t, ...], m, act, rec)
+                dhp, dh_keep = xp.matmul(dz, Ut), carry
+            elif gru_after:
+                dz, dzh, dh_keep = ops.backprop_gru_step(
+                    dh, Zx[t, ...], ZH[t, ...], H[t, ...], m, act, rec
+                )
+                ZH[t, ...] = dzh
+                dhp = xp.matmul(dzh, Ut)
+            else:
+                dz, _, dh_keep = ops.backprop_gru_step(dh, Zx[t, ...], None, H[t, ...], m, act, rec)
+                pre_r = Zx[t, :, n : 2 * n]
+                r = ops.activation(rec, pre_r)
+                hp = H[t, ...] if rdp is None else H[t, ...] * rdp
+                drh = xp.matmul(dz[:, 2 * n :], Ut[2 * n :, :])
+                dz[:, n : 2 * n] = ops.backprop_activation(rec, drh * hp, pre_r, r)
+                dhp = drh * r + xp.matmul(dz[:, : 2 * n], Ut[: 2 * n, :])
+            Zx[t, ...] = dz  # the history turns into the gradient history, step by step
+            if rdp is not None:
+                dhp = dhp * rdp
+            dh = dhp if dh_keep is None else dhp + dh_keep
+        dZ = xp.reshape(Zx, (T * B, GATES[kind] * n))
+        HP = H[:T, ...] if rdp is None else H[:T, ...] * rdp
+        HP2 = xp.reshape(HP, (T * B, n))
+        dW = ops.gemm(X2, dZ, trans1=True)
+        if gru_after:
+            dZh = xp.reshape(ZH, (T * B, 3 * n))
+            dU = ops.gemm(HP2, dZh, trans1=True)
+            db = None if b is None else xp.stack([xp.sum(dZ, axis=0), xp.sum(dZh, axis=0)])
+        elif kind == "gru":
+            RH2 = xp.reshape(RH, (T * B, n))
+            dU = xp.concat(
+                [ops.gemm(HP2, dZ[:, : 2 * n], trans1=True),
+                 ops.gemm(RH2, dZ[:, 2 * n :], trans1=True)], axis=1,
+            )  # fmt: skip
+            db = None if b is None else xp.sum(dZ, axis=0)
+        else:
+            dU = ops.gemm(HP2, dZ, trans1=True)
+            db = None if b is None else xp.sum(dZ, axis=0)
+        dX = None
+        if need_dX:
+            dXt = xp.reshape(ops.gemm(dZ, W, trans2=True), (T, B, F))
+            if dp is not None:
+                dXt = dXt * dp
+            if cell.go_backwards:
+                dXt = xp.flip(dXt, axis=0)
+            dX = xp.permute_dims(dXt, (1, 0, 2))
+        d0 = [dh] if kind != "lstm" else [dh, ops.zeros((B, n), dt) if dc is None else dc]
+        return dX, dW, dU, db, d0
+
+    return Y, states, backprop
