@@ -45,6 +45,8 @@ from gpunet.layers.reshaping import (
     UpSampling2D,
     ZeroPadding2D,
 )
+from gpunet.layers.attention import MultiHeadAttention
+from gpunet.layers.position import PositionEmbedding, SinePositionEncoding
 
 __all__ = [
     "Activation",
@@ -86,4 +88,7 @@ __all__ = [
     "minimum",
     "multiply",
     "subtract",
+    "MultiHeadAttention",
+    "PositionEmbedding",
+    "SinePositionEncoding",
 ]

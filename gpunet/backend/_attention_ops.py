@@ -1,0 +1,204 @@
+"""Scaled dot-product attention with its backprop: the scores by batched GEMMs, a
+masked softmax in float32 (also for float16 inputs), and, when the scores would be
+large, blocks of query rows so memory grows linearly in the sequence length.
+
+Shapes: ``Q (..., Tq, dk)``, ``K (..., Tk, dk)``, ``V (..., Tk, dv)``; a mask is
+boolean, True where a query may attend to a key, and broadcasts to ``(..., Tq, Tk)``.
+A causal mask keeps key ``j <= i`` for query ``i`` (PyTorch's top-left alignment). A
+masked score is *replaced* by ``FILL`` as Keras' ``Softmax`` does, so a row with every
+key masked attends uniformly (Keras); PyTorch returns NaN there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+Array = Any
+FILL = -1e9  # a masked score (Keras' large negative number; exp underflows to 0)
+
+
+@dataclass
+class AttentionCache:
+    """What ``backprop_attention`` needs: the inputs, and the probabilities ``P``
+    (with the dropout mask ``D``) or, in blocks, each row's log-sum-exp ``lse``."""
+
+    Q: Array
+    K: Array
+    V: Array
+    O: Array
+    mask: Array | None
+    scale: float
+    causal: bool
+    P: Array | None = None
+    D: Array | None = None
+    lse: Array | None = None
+
+
+class AttentionOps:
+    xp: Any
+    attention_chunk = 128  # query rows per block on the blocked path
+    attention_whole = 1 << 21  # score elements up to which P is kept whole (8 MiB)
+
+    def _math_dtype(self, X: Array) -> Any:
+        xp = self.xp
+        return xp.float32 if X.dtype == xp.float16 else X.dtype
+
+    def _keep(self, mask: Array | None, causal: bool, rows: slice, Tq: int, Tk: int) -> Any:
+        """The boolean mask of query rows ``rows`` (None: keep everything)."""
+        xp = self.xp
+        keep = None
+        if mask is not None:
+            keep = mask[..., rows, :] if mask.shape[-2] != 1 else mask
+        if causal:
+            r = xp.arange(rows.start, rows.stop, **self.device_kw)  # type: ignore[attr-defined]
+            c = xp.arange(Tk, **self.device_kw)  # type: ignore[attr-defined]
+            tri = xp.reshape(r, (-1, 1)) >= xp.reshape(c, (1, -1))
+            keep = tri if keep is None else xp.logical_and(keep, tri)
+        return keep
+
+    def attention_softmax(
+        self, S: Array, mask: Array | None = None, *, scale: float = 1.0, causal: bool = False
+    ) -> Array:
+        """``softmax(where(mask, scale * S, FILL))`` over the last axis, computed in
+        float32 for float16 scores and returned in ``S.dtype``.
+
+        Example:
+            >>> import numpy as np
+            >>> from gpunet.backend.ops import Ops
+            >>> Ops().attention_softmax(np.zeros((2, 2)), causal=True)
+            array([[1. , 0. ],
+                   [0.5, 0.5]])
+        """
+        P, _ = self._softmax_rows(S, mask, scale, causal, slice(0, S.shape[-2]))
+        return self.xp.astype(P, S.dtype)
+
+    def _softmax_rows(
+        self, S: Array, mask: Array | None, scale: float, causal: bool, rows: slice
+    ) -> tuple[Array, Array]:
+        """``(P, lse)`` in the math dtype for score rows ``rows`` (S holds only them)."""
+        xp = self.xp
+        Z = xp.astype(S, self._math_dtype(S)) * scale
+        keep = self._keep(mask, causal, rows, rows.stop, S.shape[-1])
+        if keep is not None:
+            Z = xp.where(keep, Z, xp.full_like(Z, FILL))
+        m = xp.max(Z, axis=-1, keepdims=True)
+        E = xp.exp(Z - m)
+        s = xp.sum(E, axis=-1, keepdims=True)
+        return E / s, m + xp.log(s)
+
+    def backprop_attention_softmax(
+        self,
+        dP: Array,
+        P: Array,
+        mask: Array | None = None,
+        *,
+        scale: float = 1.0,
+        causal: bool = False,
+    ) -> Array:
+        """The gradient of the scores ``S`` from that of ``P``: masked scores get none
+        (they were replaced by a constant)."""
+        xp = self.xp
+        md = self._math_dtype(P)
+        dS = self._dscores(xp.astype(dP, md), xp.astype(P, md), None, mask, scale, causal,
+                           slice(0, P.shape[-2]))  # fmt: skip
+        return xp.astype(dS, P.dtype)
+
+    def _dscores(
+        self, dP: Array, P: Array, Dsum: Array | None, mask: Array | None, scale: float,
+        causal: bool, rows: slice,
+    ) -> Array:  # fmt: skip
+        xp = self.xp
+        if Dsum is None:
+            Dsum = xp.sum(P * dP, axis=-1, keepdims=True)
+        dS = P * (dP - Dsum) * scale
+        keep = self._keep(mask, causal, rows, rows.stop, P.shape[-1])
+        return dS if keep is None else xp.where(keep, dS, xp.zeros_like(dS))
+
+    def attention(
+        self,
+        Q: Array,
+        K: Array,
+        V: Array,
+        mask: Array | None = None,
+        *,
+        scale: float,
+        causal: bool = False,
+        dropout: float = 0.0,
+        keep_probs: bool = False,
+    ) -> tuple[Array, Array | None, AttentionCache]:
+        """``softmax(mask(scale * Q @ K^T)) @ V``; returns ``(O, P, cache)``, ``P``
+        only with ``keep_probs`` (before dropout, as Keras returns the scores).
+
+        Dropout (inverted, rate ``dropout``) drops attention weights. With neither
+        dropout nor ``keep_probs``, scores over ``attention_whole`` elements are done
+        ``attention_chunk`` query rows at a time, keeping a log-sum-exp per row for
+        the backward instead of ``P``.
+        """
+        xp = self.xp
+        Tq, Tk = Q.shape[-2], K.shape[-2]
+        lead = tuple(Q.shape[:-2])
+        n = Tq * Tk
+        for d in lead:
+            n *= d
+        Kt = xp.matrix_transpose(K)
+        if keep_probs or dropout > 0.0 or n <= self.attention_whole:
+            P = self.attention_softmax(xp.matmul(Q, Kt), mask, scale=scale, causal=causal)
+            D = None
+            if dropout > 0.0:
+                D = self.dropout_mask(tuple(P.shape), dropout, P.dtype)  # type: ignore[attr-defined]
+            O = xp.matmul(P if D is None else P * D, V)
+            cache = AttentionCache(Q, K, V, O, mask, scale, causal, P=P, D=D)
+            return O, (P if keep_probs else None), cache
+        blocks, lses = [], []
+        for r0 in range(0, Tq, self.attention_chunk):
+            rows = slice(r0, min(Tq, r0 + self.attention_chunk))
+            P, lse = self._softmax_rows(xp.matmul(Q[..., rows, :], Kt), mask, scale, causal, rows)
+            blocks.append(xp.matmul(xp.astype(P, V.dtype), V))
+            lses.append(lse)
+        O = xp.concat(blocks, axis=-2)
+        lse_all = xp.concat(lses, axis=-2)
+        return O, None, AttentionCache(Q, K, V, O, mask, scale, causal, lse=lse_all)
+
+    def backprop_attention(self, dO: Array, cache: AttentionCache) -> tuple[Array, Array, Array]:
+        """``(dQ, dK, dV)`` of :meth:`attention` (``dK``/``dV`` summed over any axes
+        that ``K``/``V`` broadcast along)."""
+        xp = self.xp
+        c = cache
+        Q, K, V = c.Q, c.K, c.V
+        if c.P is not None:
+            Pd = c.P if c.D is None else c.P * c.D
+            dPd = xp.matmul(dO, xp.matrix_transpose(V))
+            dP = dPd if c.D is None else dPd * c.D
+            dS = self.backprop_attention_softmax(dP, c.P, c.mask, scale=c.scale, causal=c.causal)
+            dV = xp.matmul(xp.matrix_transpose(Pd), dO)
+            dQ = xp.matmul(dS, K)
+            dK = xp.matmul(xp.matrix_transpose(dS), Q)
+            return dQ, self._unbroadcast(dK, K), self._unbroadcast(dV, V)
+        md = self._math_dtype(Q)
+        Kt, Vt = xp.matrix_transpose(K), xp.matrix_transpose(V)
+        Tq = Q.shape[-2]
+        dQs, dK, dV = [], None, None
+        Dsum_all = xp.sum(xp.astype(dO, md) * xp.astype(c.O, md), axis=-1, keepdims=True)
+        for r0 in range(0, Tq, self.attention_chunk):
+            rows = slice(r0, min(Tq, r0 + self.attention_chunk))
+            Qc, dOc = Q[..., rows, :], dO[..., rows, :]
+            Z = xp.astype(xp.matmul(Qc, Kt), md) * c.scale
+            keep = self._keep(c.mask, c.causal, rows, rows.stop, K.shape[-2])
+            if keep is not None:
+                Z = xp.where(keep, Z, xp.full_like(Z, FILL))
+            P = xp.exp(Z - c.lse[..., rows, :])
+            dP = xp.astype(xp.matmul(dOc, Vt), md)
+            dS = xp.astype(
+                self._dscores(dP, P, Dsum_all[..., rows, :], c.mask, c.scale, c.causal, rows),
+                Q.dtype,
+            )
+            dQs.append(xp.matmul(dS, K))
+            gK = xp.matmul(xp.matrix_transpose(dS), Qc)
+            gV = xp.matmul(xp.matrix_transpose(xp.astype(P, V.dtype)), dOc)
+            dK = gK if dK is None else dK + gK
+            dV = gV if dV is None else dV + gV
+        return xp.concat(dQs, axis=-2), self._unbroadcast(dK, K), self._unbroadcast(dV, V)
+
+    def _unbroadcast(self, G: Array, X: Array) -> Array:
+        return self.sum_to_shape(G, tuple(X.shape))  # type: ignore[attr-defined,no-any-return]
