@@ -128,5 +128,6 @@ def test_query_keras_mask_masks_rows_as_keras():
     gm.set_weights([_host(w) for w in km.weights])
     kb.set_keras_mask(kq, torch.tensor(qmask))  # Keras reads the query's mask from the tensor
     ky = km(kq, kq, return_attention_scores=True)[0].detach().numpy()
-    gy = gm(q, q, query_mask=qmask).numpy()
+    # the tensor is query and value: Keras takes its mask for both
+    gy = gm(q, q, query_mask=qmask, value_mask=qmask).numpy()
     np.testing.assert_allclose(gy, ky, rtol=1e-10, atol=1e-12)

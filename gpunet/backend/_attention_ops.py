@@ -4,9 +4,9 @@ large, blocks of query rows so memory grows linearly in the sequence length.
 
 Shapes: ``Q (..., Tq, dk)``, ``K (..., Tk, dk)``, ``V (..., Tk, dv)``; a mask is
 boolean, True where a query may attend to a key, and broadcasts to ``(..., Tq, Tk)``.
-A causal mask keeps key ``j <= i`` for query ``i`` (PyTorch's top-left alignment). A
-masked score is *replaced* by ``FILL`` as Keras' ``Softmax`` does, so a row with every
-key masked attends uniformly (Keras); PyTorch returns NaN there.
+A causal mask keeps key ``j <= i`` for query ``i`` (PyTorch's top-left alignment). As
+Keras' ``Softmax`` does, a masked score is replaced by ``FILL`` and its weight then set
+to 0, so a row with every key masked has all-zero weights (PyTorch returns NaN there).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class AttentionCache:
     P: Array | None = None
     D: Array | None = None
     lse: Array | None = None
+    bias: Array | None = None
 
 
 class AttentionOps:
@@ -49,7 +50,7 @@ class AttentionOps:
         xp = self.xp
         keep = None
         if mask is not None:
-            keep = mask[..., rows, :] if mask.shape[-2] != 1 else mask
+            keep = _rows(mask, rows)
         if causal:
             r = xp.arange(rows.start, rows.stop, **self.device_kw)  # type: ignore[attr-defined]
             c = xp.arange(Tk, **self.device_kw)  # type: ignore[attr-defined]
@@ -58,10 +59,17 @@ class AttentionOps:
         return keep
 
     def attention_softmax(
-        self, S: Array, mask: Array | None = None, *, scale: float = 1.0, causal: bool = False
+        self,
+        S: Array,
+        mask: Array | None = None,
+        *,
+        scale: float = 1.0,
+        causal: bool = False,
+        bias: Array | None = None,
     ) -> Array:
-        """``softmax(where(mask, scale * S, FILL))`` over the last axis, computed in
-        float32 for float16 scores and returned in ``S.dtype``.
+        """``where(mask, softmax(where(mask, scale * S, FILL)), 0)`` over the last
+        axis, computed in float32 for float16 scores and returned in ``S.dtype``.
+        ``bias`` (a float array broadcasting to ``S``) is added after the scaling.
 
         Example:
             >>> import numpy as np
@@ -70,22 +78,36 @@ class AttentionOps:
             array([[1. , 0. ],
                    [0.5, 0.5]])
         """
-        P, _ = self._softmax_rows(S, mask, scale, causal, slice(0, S.shape[-2]))
+        P, _ = self._softmax_rows(S, mask, scale, causal, slice(0, S.shape[-2]), bias)
         return self.xp.astype(P, S.dtype)
 
-    def _softmax_rows(
-        self, S: Array, mask: Array | None, scale: float, causal: bool, rows: slice
-    ) -> tuple[Array, Array]:
-        """``(P, lse)`` in the math dtype for score rows ``rows`` (S holds only them)."""
+    def _scores(
+        self, S: Array, mask: Array | None, scale: float, causal: bool, rows: slice, bias: Any
+    ) -> tuple[Array, Any]:
+        """The masked, scaled scores of rows ``rows`` in the math dtype, and the mask."""
         xp = self.xp
         Z = xp.astype(S, self._math_dtype(S)) * scale
+        if bias is not None:
+            Z = Z + xp.astype(_rows(bias, rows), Z.dtype)
         keep = self._keep(mask, causal, rows, rows.stop, S.shape[-1])
         if keep is not None:
             Z = xp.where(keep, Z, xp.full_like(Z, FILL))
+        return Z, keep
+
+    def _softmax_rows(
+        self, S: Array, mask: Array | None, scale: float, causal: bool, rows: slice,
+        bias: Any = None,
+    ) -> tuple[Array, Array]:  # fmt: skip
+        """``(P, lse)`` in the math dtype for score rows ``rows`` (S holds only them)."""
+        xp = self.xp
+        Z, keep = self._scores(S, mask, scale, causal, rows, bias)
         m = xp.max(Z, axis=-1, keepdims=True)
         E = xp.exp(Z - m)
         s = xp.sum(E, axis=-1, keepdims=True)
-        return E / s, m + xp.log(s)
+        P = E / s
+        if keep is not None:  # a row with every key masked gets no weight at all (Keras)
+            P = xp.where(keep, P, xp.zeros_like(P))
+        return P, m + xp.log(s)
 
     def backprop_attention_softmax(
         self,
@@ -126,6 +148,7 @@ class AttentionOps:
         causal: bool = False,
         dropout: float = 0.0,
         keep_probs: bool = False,
+        bias: Array | None = None,
     ) -> tuple[Array, Array | None, AttentionCache]:
         """``softmax(mask(scale * Q @ K^T)) @ V``; returns ``(O, P, cache)``, ``P``
         only with ``keep_probs`` (before dropout, as Keras returns the scores).
@@ -133,7 +156,7 @@ class AttentionOps:
         Dropout (inverted, rate ``dropout``) drops attention weights. With neither
         dropout nor ``keep_probs``, scores over ``attention_whole`` elements are done
         ``attention_chunk`` query rows at a time, keeping a log-sum-exp per row for
-        the backward instead of ``P``.
+        the backward instead of ``P``. ``bias`` is added to the scaled scores.
         """
         xp = self.xp
         Tq, Tk = Q.shape[-2], K.shape[-2]
@@ -143,22 +166,24 @@ class AttentionOps:
             n *= d
         Kt = xp.matrix_transpose(K)
         if keep_probs or dropout > 0.0 or n <= self.attention_whole:
-            P = self.attention_softmax(xp.matmul(Q, Kt), mask, scale=scale, causal=causal)
+            P = self.attention_softmax(xp.matmul(Q, Kt), mask, scale=scale, causal=causal,
+                                       bias=bias)  # fmt: skip
             D = None
             if dropout > 0.0:
                 D = self.dropout_mask(tuple(P.shape), dropout, P.dtype)  # type: ignore[attr-defined]
             O = xp.matmul(P if D is None else P * D, V)
-            cache = AttentionCache(Q, K, V, O, mask, scale, causal, P=P, D=D)
+            cache = AttentionCache(Q, K, V, O, mask, scale, causal, P=P, D=D, bias=bias)
             return O, (P if keep_probs else None), cache
         blocks, lses = [], []
         for r0 in range(0, Tq, self.attention_chunk):
             rows = slice(r0, min(Tq, r0 + self.attention_chunk))
-            P, lse = self._softmax_rows(xp.matmul(Q[..., rows, :], Kt), mask, scale, causal, rows)
+            S = xp.matmul(Q[..., rows, :], Kt)
+            P, lse = self._softmax_rows(S, mask, scale, causal, rows, bias)
             blocks.append(xp.matmul(xp.astype(P, V.dtype), V))
             lses.append(lse)
         O = xp.concat(blocks, axis=-2)
         lse_all = xp.concat(lses, axis=-2)
-        return O, None, AttentionCache(Q, K, V, O, mask, scale, causal, lse=lse_all)
+        return O, None, AttentionCache(Q, K, V, O, mask, scale, causal, lse=lse_all, bias=bias)
 
     def backprop_attention(self, dO: Array, cache: AttentionCache) -> tuple[Array, Array, Array]:
         """``(dQ, dK, dV)`` of :meth:`attention` (``dK``/``dV`` summed over any axes
@@ -183,11 +208,10 @@ class AttentionOps:
         for r0 in range(0, Tq, self.attention_chunk):
             rows = slice(r0, min(Tq, r0 + self.attention_chunk))
             Qc, dOc = Q[..., rows, :], dO[..., rows, :]
-            Z = xp.astype(xp.matmul(Qc, Kt), md) * c.scale
-            keep = self._keep(c.mask, c.causal, rows, rows.stop, K.shape[-2])
-            if keep is not None:
-                Z = xp.where(keep, Z, xp.full_like(Z, FILL))
+            Z, keep = self._scores(xp.matmul(Qc, Kt), c.mask, c.scale, c.causal, rows, c.bias)
             P = xp.exp(Z - c.lse[..., rows, :])
+            if keep is not None:
+                P = xp.where(keep, P, xp.zeros_like(P))
             dP = xp.astype(xp.matmul(dOc, Vt), md)
             dS = xp.astype(
                 self._dscores(dP, P, Dsum_all[..., rows, :], c.mask, c.scale, c.causal, rows),
@@ -202,3 +226,8 @@ class AttentionOps:
 
     def _unbroadcast(self, G: Array, X: Array) -> Array:
         return self.sum_to_shape(G, tuple(X.shape))  # type: ignore[attr-defined,no-any-return]
+
+
+def _rows(A: Array, rows: slice) -> Array:
+    """Rows ``rows`` of a mask or bias that broadcasts to the scores."""
+    return A if A.ndim < 2 or A.shape[-2] == 1 else A[..., rows, :]

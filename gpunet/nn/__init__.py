@@ -12,6 +12,7 @@ Example:
 """
 
 from gpunet.nn import functional
+from gpunet.nn.attention import MultiheadAttention
 from gpunet.nn.conv import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -54,6 +55,11 @@ from gpunet.nn.modules import (
     Softplus,
     Tanh,
 )
+from gpunet.nn.transformer import (
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 
 __all__ = [
     "ELU",
@@ -93,4 +99,8 @@ __all__ = [
     "Tanh",
     "Unflatten",
     "functional",
+    "MultiheadAttention",
+    "TransformerDecoderLayer",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
 ]
