@@ -110,7 +110,9 @@ def test_mha_weight_names_and_order_match_keras():
     q, v = R.normal(size=(1, 2, 6)), R.normal(size=(1, 3, 8))
     km(torch.tensor(q), torch.tensor(v))
     gm(q, v)
-    keras_names = [w.path.split("/", 1)[1].replace("attention_output", "output") for w in km.weights]
+    keras_names = [
+        w.path.split("/", 1)[1].replace("attention_output", "output") for w in km.weights
+    ]
     ours = [w.name.split("/", 1)[1].replace("_", "/") for w in gm.weights]
     assert ours == keras_names
     assert [tuple(w.shape) for w in km.weights] == [w.shape for w in gm.weights]

@@ -43,7 +43,7 @@ class AttentionOps:
 
     def _math_dtype(self, X: Array) -> Any:
         xp = self.xp
-        return xp.float32 if X.dtype == xp.float16 else X.dtype
+        return xp.float32 if str(X.dtype) == "float16" else X.dtype
 
     def _keep(self, mask: Array | None, causal: bool, rows: slice, Tq: int, Tk: int) -> Any:
         """The boolean mask of query rows ``rows`` (None: keep everything)."""
@@ -204,6 +204,7 @@ class AttentionOps:
         Kt, Vt = xp.matrix_transpose(K), xp.matrix_transpose(V)
         Tq = Q.shape[-2]
         dQs, dK, dV = [], None, None
+        assert c.lse is not None
         Dsum_all = xp.sum(xp.astype(dO, md) * xp.astype(c.O, md), axis=-1, keepdims=True)
         for r0 in range(0, Tq, self.attention_chunk):
             rows = slice(r0, min(Tq, r0 + self.attention_chunk))

@@ -6,6 +6,7 @@ Example:
     (10, 64)
 """
 
+from gpunet.layers.attention import MultiHeadAttention
 from gpunet.layers.base import Layer, Parameter
 from gpunet.layers.conv import Conv1D, Conv2D
 from gpunet.layers.conv_transpose import Conv2DTranspose
@@ -38,6 +39,7 @@ from gpunet.layers.pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from gpunet.layers.position import PositionEmbedding, SinePositionEncoding
 from gpunet.layers.reshaping import (
     Cropping2D,
     Reshape,
@@ -45,8 +47,6 @@ from gpunet.layers.reshaping import (
     UpSampling2D,
     ZeroPadding2D,
 )
-from gpunet.layers.attention import MultiHeadAttention
-from gpunet.layers.position import PositionEmbedding, SinePositionEncoding
 
 __all__ = [
     "Activation",
@@ -73,9 +73,12 @@ __all__ = [
     "MaxPooling2D",
     "Maximum",
     "Minimum",
+    "MultiHeadAttention",
     "Multiply",
     "Parameter",
+    "PositionEmbedding",
     "Reshape",
+    "SinePositionEncoding",
     "Softmax",
     "SpatialDropout2D",
     "Subtract",
@@ -88,7 +91,4 @@ __all__ = [
     "minimum",
     "multiply",
     "subtract",
-    "MultiHeadAttention",
-    "PositionEmbedding",
-    "SinePositionEncoding",
 ]

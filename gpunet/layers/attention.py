@@ -37,9 +37,10 @@ def _positive(layer: str, what: str, n: Any) -> int:
 
 def as_mask(ops: Any, m: Any) -> Any:
     """A boolean mask on ``ops``'s device: True (or a number > 0.5, as Keras) keeps."""
-    arr = m.data if isinstance(m, Tensor) else ops.asarray(np.asarray(m))
-    xp = ops.xp
-    return arr if arr.dtype == xp.bool else arr > 0.5
+    if not isinstance(m, Tensor):  # host data: made boolean before it moves
+        host = np.asarray(m)
+        return ops.asarray(host if host.dtype == bool else host > 0.5)
+    return m.data if m.data.dtype == ops.xp.bool else m.data > 0.5
 
 
 @spec.register
@@ -84,6 +85,10 @@ class MultiHeadAttention(Layer):
         "bias_regularizer": spec.Optional(spec.Regularizer()),
     }  # fmt: skip
     PROJECTIONS = ("query", "key", "value")
+    query_kernel: Any
+    key_kernel: Any
+    value_kernel: Any
+    output_kernel: Any
 
     def __init__(
         self,
@@ -308,9 +313,10 @@ class MultiHeadAttention(Layer):
                 f"got {Tq} query and {Tk} key steps"
             )
         keep = None
-        for m, axis, n, what in ((masks[0] if masks else None, -1, Tq, "query_mask"),
-                                 (masks[1] if masks else None, -2, Tk, "value_mask"),
-                                 (masks[2] if len(masks) > 2 else None, -2, Tk, "key_mask")):  # fmt: skip
+        named = [(masks[0] if masks else None, -1, Tq, "query_mask"),
+                 (masks[1] if len(masks) > 1 else None, -2, Tk, "value_mask"),
+                 (masks[2] if len(masks) > 2 else None, -2, Tk, "key_mask")]  # fmt: skip
+        for m, axis, n, what in named:
             if m is None:
                 continue
             arr = as_mask(ops, m)
@@ -326,8 +332,10 @@ class MultiHeadAttention(Layer):
             full = (B, self.num_heads, Tq, Tk)
             if arr.ndim < 4 and arr.ndim >= 2:
                 arr = xp.reshape(arr, (*shape[:-2], 1, *shape[-2:]))
-            ok = arr.ndim <= 4 and arr.ndim >= 2 and all(
-                a in (1, b) for a, b in zip(arr.shape[::-1], full[::-1], strict=False)
+            ok = (
+                arr.ndim <= 4
+                and arr.ndim >= 2
+                and all(a in (1, b) for a, b in zip(arr.shape[::-1], full[::-1], strict=False))
             )
             if not ok:
                 raise InputValidationError(

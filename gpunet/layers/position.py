@@ -55,12 +55,13 @@ class PositionEmbedding(Layer):
         self, sequence_length: int, initializer: Any = "glorot_uniform", **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or (
-            sequence_length <= 0
+        if (
+            isinstance(sequence_length, bool)
+            or not isinstance(sequence_length, int)
+            or (sequence_length <= 0)
         ):
             raise InvalidParameterError(
-                f"PositionEmbedding sequence_length must be a positive int, got "
-                f"{sequence_length!r}"
+                f"PositionEmbedding sequence_length must be a positive int, got {sequence_length!r}"
             )
         self.sequence_length = sequence_length
         self.initializer = initializers.get(initializer)
@@ -134,8 +135,10 @@ class SinePositionEncoding(Layer):
 
     def __init__(self, max_wavelength: float = 10000, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(max_wavelength, bool) or not isinstance(max_wavelength, (int, float)) or (
-            max_wavelength <= 0
+        if (
+            isinstance(max_wavelength, bool)
+            or not isinstance(max_wavelength, (int, float))
+            or (max_wavelength <= 0)
         ):
             raise InvalidParameterError(
                 f"SinePositionEncoding max_wavelength must be > 0, got {max_wavelength!r}"

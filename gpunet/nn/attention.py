@@ -25,17 +25,17 @@ from gpunet.nn._module import TorchModule, torch_param
 from gpunet.nn.modules import Linear
 
 
-def _array(ops: Any, m: Any) -> Any:
-    return m.data if isinstance(m, Tensor) else ops.asarray(np.asarray(m))
-
-
 def _split_mask(ops: Any, m: Any, allowed: bool, dtype: Any) -> tuple[Any, Any]:
     """``(keep, bias)`` of a PyTorch mask: boolean (``allowed``: True means attend)
     or additive float."""
     if m is None:
         return None, None
-    arr = _array(ops, m)
     xp = ops.xp
+    if not isinstance(m, Tensor):  # host data: in the model's dtype before it moves
+        host = np.asarray(m)
+        arr = ops.asarray(host) if host.dtype == bool else ops.asarray(host, dtype=dtype)
+    else:
+        arr = m.data
     if arr.dtype == xp.bool:
         return (arr if allowed else xp.logical_not(arr)), None
     return None, xp.astype(arr, dtype)
@@ -113,7 +113,8 @@ def _check_broadcast(m: Any, shape: tuple[int, ...]) -> None:
     if m is None:
         return
     got = tuple(m.shape)
-    if len(got) > len(shape) or any(a not in (1, b) for a, b in zip(got[::-1], shape[::-1])):
+    pairs = zip(got[::-1], shape[::-1], strict=False)
+    if len(got) > len(shape) or any(a not in (1, b) for a, b in pairs):
         raise InputValidationError(
             f"attention mask of shape {got} does not broadcast to the scores' shape {shape}"
         )
@@ -132,8 +133,10 @@ class MultiheadAttention(TorchModule, Layer):
         >>> mha = gn.nn.MultiheadAttention(8, 2, batch_first=True)
         >>> x = np.ones((3, 5, 8), dtype="float32")
         >>> out, w = mha(x, x, x)
-        >>> out.shape, w.shape, list(mha.state_dict())
-        ((3, 5, 8), (3, 5, 5), ['in_proj_weight', 'in_proj_bias', 'out_proj.weight', 'out_proj.bias'])
+        >>> out.shape, w.shape
+        ((3, 5, 8), (3, 5, 5))
+        >>> list(mha.state_dict())
+        ['in_proj_weight', 'in_proj_bias', 'out_proj.weight', 'out_proj.bias']
     """
 
     def __init__(
@@ -159,8 +162,11 @@ class MultiheadAttention(TorchModule, Layer):
             raise InvalidParameterError(
                 f"embed_dim must be divisible by num_heads, got {embed_dim} and {num_heads}"
             )
-        if add_bias_kv or add_zero_attn or kdim not in (None, embed_dim) or (
-            vdim not in (None, embed_dim)
+        if (
+            add_bias_kv
+            or add_zero_attn
+            or kdim not in (None, embed_dim)
+            or (vdim not in (None, embed_dim))
         ):
             raise InvalidParameterError(
                 "MultiheadAttention: add_bias_kv, add_zero_attn and kdim/vdim other than "
@@ -179,7 +185,7 @@ class MultiheadAttention(TorchModule, Layer):
             torch_param(self, "in_proj_bias", np.zeros(3 * embed_dim)) if bias else None
         )
         self.out_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=self.dtype)
-        if bias:
+        if self.out_proj.bias is not None:
             self.out_proj.bias.assign(np.zeros(embed_dim))  # PyTorch zeroes it
         self.built = True
         if device is not None:
@@ -219,7 +225,6 @@ class MultiheadAttention(TorchModule, Layer):
             out = G.permute(out, (1, 0, 2))
         if not need_weights:
             return out, None
-        B, H, L, S = P.shape
         xp = self.ops.xp
         W = xp.mean(P, axis=1) if average_attn_weights else P
         return out, Tensor(W, self.ops)
@@ -239,7 +244,10 @@ class MultiheadAttention(TorchModule, Layer):
             y = G.linear(t, W, c)
             heads.append(G.permute(G.reshape(y, (B, T, H, dh)), (0, 2, 1, 3)))
         keep, bias = None, None
-        for m, allowed, shape in ((attn_mask, False, None), (key_padding_mask, False, (B, 1, 1, S))):
+        for m, allowed, shape in (
+            (attn_mask, False, None),
+            (key_padding_mask, False, (B, 1, 1, S)),
+        ):
             if m is None:
                 continue
             mk, mb = _split_mask(ops, m, allowed, q.dtype)
@@ -264,7 +272,8 @@ class MultiheadAttention(TorchModule, Layer):
             else:
                 bias = arr if bias is None else bias + arr
         rate = self.dropout if training else 0.0
-        out, P = attention_node(*heads, keep, bias, scale=1.0 / math.sqrt(dh), causal=False,
+        hq, hk, hv = heads
+        out, P = attention_node(hq, hk, hv, keep, bias, scale=1.0 / math.sqrt(dh), causal=False,
                                 dropout=rate, need_weights=need_weights)  # fmt: skip
         return G.reshape(G.permute(out, (0, 2, 1, 3)), (B, L, E)), P
 

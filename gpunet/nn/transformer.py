@@ -14,8 +14,8 @@ from gpunet import functional as G
 from gpunet.autograd import Tensor
 from gpunet.errors import InputValidationError, InvalidParameterError
 from gpunet.layers import LayerNormalization
-from gpunet.layers.normalization import _affine_backprop
 from gpunet.layers.base import Backprop, Layer
+from gpunet.layers.normalization import _affine_backprop
 from gpunet.nn._module import TorchModule
 from gpunet.nn.attention import MultiheadAttention
 from gpunet.nn.modules import Dropout, Linear, ModuleList
@@ -66,6 +66,14 @@ def _activation(name: Any) -> str:
 class _Block(TorchModule, Layer):
     """What encoder and decoder layers share: arguments, the feed-forward block."""
 
+    norm1: LayerNorm
+    norm2: LayerNorm
+    norm3: LayerNorm
+    dropout1: Dropout
+    dropout2: Dropout
+    dropout3: Dropout
+    multihead_attn: MultiheadAttention
+
     def _setup(
         self, d_model: int, nhead: int, dim_feedforward: int, dropout: float, activation: Any,
         layer_norm_eps: float, batch_first: bool, norm_first: bool, bias: bool, dtype: Any,
@@ -78,7 +86,7 @@ class _Block(TorchModule, Layer):
         self.activation = _activation(activation)
         self.batch_first, self.norm_first = bool(batch_first), bool(norm_first)
         dt = self.dtype
-        mha = {"dropout": dropout, "bias": bias, "batch_first": True, "dtype": dt}
+        mha: dict[str, Any] = {"dropout": dropout, "bias": bias, "batch_first": True, "dtype": dt}
         self.self_attn = MultiheadAttention(d_model, nhead, **mha)
         if norms == 3:
             self.multihead_attn = MultiheadAttention(d_model, nhead, **mha)
