@@ -34,6 +34,7 @@ class AttentionCache:
     D: Array | None = None
     lse: Array | None = None
     bias: Array | None = None
+    streamed: bool = False  # made by the streaming kernels (FusedAttention)
 
 
 class AttentionOps:
