@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy
+
 from gpunet.backend._attention_ops import AttentionCache
 from gpunet.backend._kernels import CTYPE, ROW_BLOCK, _check, _launch, fast_dtype, runner
-
-import numpy
 
 _NULL = numpy.uint64(0)
 _i64, _f64 = numpy.int64, numpy.float64
@@ -30,12 +30,12 @@ def _as4(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     return full[0], full[1], full[2], full[3]
 
 
-def mask_args(keep: Any, shape: tuple[int, int, int, int]) -> tuple[Any, ...]:
+def mask_args(keep: Any, shape: tuple[int, int, int, int], xp: Any = None) -> tuple[Any, ...]:
     """``(keep, sb, sh, sq, sk)``: a C-contiguous boolean mask and its element strides
     over the scores ``shape`` (0 along the axes it broadcasts over)."""
     if keep is None:
         return (_NULL, _i64(0), _i64(0), _i64(0), _i64(0))
-    xp = runner().xp
+    xp = runner().xp if xp is None else xp
     k = xp.ascontiguousarray(keep)
     ks = _as4(tuple(k.shape))
     k = xp.reshape(k, ks)
@@ -55,8 +55,10 @@ def fits(S: Any, keep: Any) -> bool:
         return True
     shape = _as4(tuple(S.shape))
     ks = _as4(tuple(keep.shape))
-    return keep.ndim <= 4 and keep.dtype.name == "bool" and all(
-        a in (1, b) for a, b in zip(ks, shape, strict=True)
+    return (
+        keep.ndim <= 4
+        and keep.dtype.name == "bool"
+        and all(a in (1, b) for a, b in zip(ks, shape, strict=True))
     )
 
 

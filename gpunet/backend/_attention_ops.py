@@ -178,9 +178,10 @@ class AttentionOps:
         blocks, lses = [], []
         for r0 in range(0, Tq, self.attention_chunk):
             rows = slice(r0, min(Tq, r0 + self.attention_chunk))
-            S = xp.matmul(Q[..., rows, :], Kt)
-            P, lse = self._softmax_rows(S, mask, scale, causal, rows, bias)
-            blocks.append(xp.matmul(xp.astype(P, V.dtype), V))
+            n = min(Tk, rows.stop) if causal else Tk  # causal: later keys have weight 0
+            S = xp.matmul(Q[..., rows, :], Kt[..., :n])
+            P, lse = self.attention_block(S, _cols(mask, n), scale, causal, rows, _cols(bias, n))
+            blocks.append(xp.matmul(xp.astype(P, V.dtype), V[..., :n, :]))
             lses.append(lse)
         O = xp.concat(blocks, axis=-2)
         lse_all = xp.concat(lses, axis=-2)
@@ -203,28 +204,62 @@ class AttentionOps:
             return dQ, self._unbroadcast(dK, K), self._unbroadcast(dV, V)
         md = self._math_dtype(Q)
         Kt, Vt = xp.matrix_transpose(K), xp.matrix_transpose(V)
-        Tq = Q.shape[-2]
-        dQs, dK, dV = [], None, None
+        Tq, Tk = Q.shape[-2], K.shape[-2]
+        dQs: list[Array] = []
+        dK = dV = None
         assert c.lse is not None
         Dsum_all = xp.sum(xp.astype(dO, md) * xp.astype(c.O, md), axis=-1, keepdims=True)
         for r0 in range(0, Tq, self.attention_chunk):
             rows = slice(r0, min(Tq, r0 + self.attention_chunk))
+            n = min(Tk, rows.stop) if c.causal else Tk
             Qc, dOc = Q[..., rows, :], dO[..., rows, :]
-            Z, keep = self._scores(xp.matmul(Qc, Kt), c.mask, c.scale, c.causal, rows, c.bias)
-            P = xp.exp(Z - c.lse[..., rows, :])
-            if keep is not None:
-                P = xp.where(keep, P, xp.zeros_like(P))
-            dP = xp.astype(xp.matmul(dOc, Vt), md)
-            dS = xp.astype(
-                self._dscores(dP, P, Dsum_all[..., rows, :], c.mask, c.scale, c.causal, rows),
-                Q.dtype,
+            S = xp.matmul(Qc, Kt[..., :n])
+            dP = xp.matmul(dOc, Vt[..., :n])
+            P, dS = self.backprop_attention_block(
+                S,
+                dP,
+                c.lse[..., rows, :],
+                Dsum_all[..., rows, :],
+                _cols(c.mask, n),
+                c.scale,
+                c.causal,
+                rows,
+                _cols(c.bias, n),
             )
-            dQs.append(xp.matmul(dS, K))
+            dQs.append(xp.matmul(dS, K[..., :n, :]))
             gK = xp.matmul(xp.matrix_transpose(dS), Qc)
             gV = xp.matmul(xp.matrix_transpose(xp.astype(P, V.dtype)), dOc)
-            dK = gK if dK is None else dK + gK
-            dV = gV if dV is None else dV + gV
+            if dK is None:
+                dK = xp.zeros((*gK.shape[:-2], Tk, gK.shape[-1]), dtype=gK.dtype, **self._kw())
+                dV = xp.zeros((*gV.shape[:-2], Tk, gV.shape[-1]), dtype=gV.dtype, **self._kw())
+            dK[..., :n, :] = dK[..., :n, :] + gK
+            dV[..., :n, :] = dV[..., :n, :] + gV
         return xp.concat(dQs, axis=-2), self._unbroadcast(dK, K), self._unbroadcast(dV, V)
+
+    def attention_block(
+        self, S: Array, mask: Any, scale: float, causal: bool, rows: slice, bias: Any
+    ) -> tuple[Array, Array]:
+        """``(P, lse)`` of score rows ``rows`` (``S`` holds only them), P in the math
+        dtype, lse ``(..., rows, 1)``: the blocked forward's softmax."""
+        return self._softmax_rows(S, mask, scale, causal, rows, bias)
+
+    def backprop_attention_block(
+        self, S: Array, dP: Array, lse: Array, Dsum: Array, mask: Any, scale: float,
+        causal: bool, rows: slice, bias: Any,
+    ) -> tuple[Array, Array]:  # fmt: skip
+        """``(P, dS)`` of score rows ``rows``: the weights recomputed from ``lse``, and
+        ``dS = scale * P * (dP - Dsum)`` in ``S.dtype`` (masked keys have ``P = 0``, so
+        they get no gradient without the mask)."""
+        xp = self.xp
+        Z, keep = self._scores(S, mask, scale, causal, rows, bias)
+        P = xp.exp(Z - lse)
+        if keep is not None:
+            P = xp.where(keep, P, xp.zeros_like(P))
+        dS = P * (xp.astype(dP, P.dtype) - Dsum) * scale
+        return xp.astype(P, S.dtype), xp.astype(dS, S.dtype)
+
+    def _kw(self) -> dict[str, Any]:
+        return self.device_kw  # type: ignore[attr-defined,no-any-return]
 
     def _unbroadcast(self, G: Array, X: Array) -> Array:
         return self.sum_to_shape(G, tuple(X.shape))  # type: ignore[attr-defined,no-any-return]
@@ -233,3 +268,8 @@ class AttentionOps:
 def _rows(A: Array, rows: slice) -> Array:
     """Rows ``rows`` of a mask or bias that broadcasts to the scores."""
     return A if A.ndim < 2 or A.shape[-2] == 1 else A[..., rows, :]
+
+
+def _cols(A: Array | None, n: int) -> Array | None:
+    """The first ``n`` key columns of a mask or bias that broadcasts to the scores."""
+    return A if A is None or A.ndim < 1 or A.shape[-1] == 1 else A[..., :n]

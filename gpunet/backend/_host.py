@@ -60,6 +60,10 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "sigmoid_bce": (None, [_p, _p, _p, _p, _ll, _ll, _d, _p, _d]),
     "adam": (None, [_p, _p, _p, _p, _ll, _d, _d, _d, _d, _d]),
     "sgd": (None, [_p, _p, _p, _ll, _d, _d, _d, _d, _i, _d]),
+    "attn_softmax": (None, [_p, _p, _p, *[_ll] * 8, _i, _d]),
+    "attn_softmax_bwd": (None, [_p, _p, _p, _ll, _ll, _d]),
+    "attn_block_fwd": (None, [_p, _p, _p, _p, *[_ll] * 9, _i, _d]),
+    "attn_block_bwd": (None, [_p, _p, _p, _p, _p, _p, _p, *[_ll] * 9, _i, _d]),
 }
 
 
