@@ -62,8 +62,13 @@ def test_an_attention_mask_input_is_part_of_the_graph_and_saves(tmp_path):
     np.testing.assert_array_equal(back.predict([xs, mask]), got)
 
 
-def test_causal_functional_model_runs_its_call_keywords():
+def test_causal_functional_model_runs_saves_and_loads_its_call_keywords(tmp_path):
     model = _classifier(causal=True)
+    model.save(tmp_path / "causal.gpunet")
+    back = gn.models.load_model(tmp_path / "causal.gpunet")
+    node = next(n for n in back._nodes if n.layer.name == "mha")
+    assert node.kwargs == {"use_causal_mask": True}
+    np.testing.assert_array_equal(back.predict(XS), model.predict(XS))
     layer = next(la for la in model.layers if la.name == "mha")
     xs = XS[:4]
     h = layer(xs, xs, use_causal_mask=True).numpy()

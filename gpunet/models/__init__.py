@@ -427,15 +427,18 @@ class Functional(Model):
             ref[id(t)] = -k - 1
         nodes = []
         for j, node in enumerate(self._nodes):
-            if node.kwargs:
+            if not all(isinstance(v, bool) for v in node.kwargs.values()):
                 raise InvalidParameterError(
                     f"cannot save model {self.name!r}: layer {node.layer.name!r} is called "
-                    f"with keyword arguments {sorted(node.kwargs)}"
+                    f"with keyword arguments {sorted(node.kwargs)} (a file holds only "
+                    "True/False ones, such as use_causal_mask=True)"
                 )
             args = functional.flatten(node.inputs)
             nodes.append({"layer": self._layers.index(node.layer),
                           "args": [ref[id(t)] for t in args],
                           "list": isinstance(node.inputs, (list, tuple))})  # fmt: skip
+            if node.kwargs:
+                nodes[-1]["kwargs"] = dict(node.kwargs)
             ref[id(node)] = j
         return {
             "name": self.name,
