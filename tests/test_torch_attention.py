@@ -200,3 +200,30 @@ def test_torch_errors_are_kept():
         gn.nn.MultiheadAttention(10, 3)
     with pytest.raises(gn.errors.InvalidParameterError, match="activation"):
         gn.nn.TransformerEncoderLayer(8, 2, activation="tanh")
+
+
+def test_a_transformer_trains_on_the_simulated_device_as_on_the_cpu():
+    pytest.importorskip("array_api_strict")
+    x = R.normal(size=(4, 6, 8)).astype("float32")
+    y = R.normal(size=(4, 6, 8)).astype("float32")
+    kpm = np.array([[0] * 4 + [1, 1], [0] * 6, [0] * 6, [0] * 5 + [1]], bool)
+    causal = np.triu(np.ones((6, 6), bool), 1)
+    losses = {}
+    for device in ("cpu", "sim"):
+        gn.utils.set_random_seed(3)
+        enc = gn.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.1, batch_first=True).to(device)
+        dec = gn.nn.TransformerDecoderLayer(8, 2, 16, dropout=0.0, batch_first=True).to(device)
+        opt = gn.optim.Adam([*enc.parameters(), *dec.parameters()], lr=1e-2)
+        xt, yt = gn.tensor(x, device=device), gn.tensor(y, device=device)
+        trace = []
+        for _ in range(3):
+            mem = enc(xt, src_key_padding_mask=kpm)
+            out = dec(xt, mem, tgt_mask=causal, memory_key_padding_mask=kpm)
+            loss = gn.nn.functional.mse_loss(out, yt)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            trace.append(loss.item())
+        losses[device] = trace
+    assert losses["cpu"][-1] < losses["cpu"][0]
+    np.testing.assert_allclose(losses["sim"], losses["cpu"], rtol=1e-5)
