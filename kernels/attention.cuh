@@ -28,16 +28,17 @@ GPUNET_HD M attn_softmax_row(T* P, const T* S, const bool* keep, long long sk, l
         if (j == 0 || z > m) m = z;
     }
     if (nan) m = M(0) / M(0);  // NaN anywhere: the kept weights are NaN (as xp.max)
+    // one exp per score: P holds exp(z - m) (<= 1, so half storage keeps it) until
+    // the sum is known; masked keys still count towards it, as in the reference
     M s = M(0);
     for (long long j = 0; j < Tk; ++j) {
-        M z = attn_kept(keep, sk, j, last) ? scale * M(S[j]) : fill;
-        s += exp_(z - m);
-    }
-    for (long long j = 0; j < Tk; ++j) {
         bool kept = attn_kept(keep, sk, j, last);
-        M z = kept ? scale * M(S[j]) : fill;
-        P[j] = T(kept ? exp_(z - m) / s : M(0));
+        M e = exp_((kept ? scale * M(S[j]) : fill) - m);
+        s += e;
+        P[j] = T(kept ? e : M(0));
     }
+    const M inv = M(1) / s;
+    for (long long j = 0; j < Tk; ++j) P[j] = T(M(P[j]) * inv);
     return m + log_(s);
 }
 
