@@ -278,3 +278,20 @@ def test_a_padded_sequence_task_is_learned_through_its_padding_mask():
     assert model.evaluate([xv, mv], yv, verbose=0)[1] > 0.9
     # the same weights without the mask see the noise: far worse
     assert model.evaluate([xv, np.ones_like(mv)], yv, verbose=0)[1] < 0.8
+
+
+def test_only_known_call_flags_are_saved(tmp_path):
+    x = gn.Input(shape=(4, 3))
+    y = gn.layers.MultiHeadAttention(1, 2)(x, x, return_attention_scores=False, training=True)
+    gn.Model(x, y).save(tmp_path / "ok.gpunet")  # training=True: a flag the file keeps
+    back = gn.models.load_model(tmp_path / "ok.gpunet")
+    assert back._nodes[0].kwargs == {"training": True}
+
+    @gn.layers.spec.register
+    class CallFlagProbe(gn.layers.Layer):
+        def call(self, x, factor=1.0):
+            return x * factor
+
+    model = gn.Model(x, CallFlagProbe()(x, factor=2.0))
+    with pytest.raises(InvalidParameterError, match="True/False values of"):
+        model.save(tmp_path / "bad.gpunet")

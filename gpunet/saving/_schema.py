@@ -358,14 +358,7 @@ COMPILE = obj(
     ("loss", "optimizer", "metrics"),
 )  # fmt: skip
 _REF = integer(-10_000, 10_000)
-
-
-def _call_kwargs(v: Any, path: str) -> dict[str, bool]:
-    """A layer call's keyword arguments: a few names, each True or False."""
-    if not isinstance(v, dict) or len(v) > 8:
-        raise fail(path, f"expected an object of at most 8 flags, got {_show(v)}")
-    return {name(k, f"{path} key"): boolean(x, f"{path}.{k}") for k, x in v.items()}
-
+_CALL_FLAGS = obj({"use_causal_mask": boolean, "training": boolean})  # a layer call's keywords
 
 _GRAPH = obj(
     {"name": name,
@@ -374,7 +367,7 @@ _GRAPH = obj(
                          ("name", "shape", "dtype")), 64),
      "inputs_list": boolean, "layers": lambda v, p: v,
      "nodes": array(obj({"layer": integer(0, 10_000), "args": array(_REF, 64), "list": boolean,
-                         "kwargs": _call_kwargs},
+                         "kwargs": _CALL_FLAGS},
                         ("layer", "args", "list")), 10_000),
      "outputs": array(_REF, 64), "outputs_list": boolean},
     ("name", "inputs", "inputs_list", "layers", "nodes", "outputs", "outputs_list"),
