@@ -22,6 +22,7 @@
 // was up to 10x slower. Idle workers here sleep on a condition variable.
 #include "activations.cuh"
 #include "conv.cuh"
+#include "attention.cuh"
 #include "losses.cuh"
 #include "optimizers.cuh"
 #include "pool.cuh"
@@ -296,6 +297,72 @@ static void sigmoid_bce(T* L, T* dZ, const T* Z, const T* targets, long long B, 
     });
 }
 
+// The masked, scaled softmax of attention score rows (B, H, Tq, Tk), the mask read
+// through element strides (0 where it broadcasts), as kernels/attention.cu.
+template <typename T>
+static void attn_softmax(T* P, const T* S, const bool* keep, long long rows, long long Tq,
+                         long long Tk, long long H, long long sb, long long sh, long long sq,
+                         long long sk, int causal, T scale) {
+    parallel_for(rows, rows * Tk, [&](long long r0, long long r1) {
+        for (long long r = r0; r < r1; ++r) {
+            const long long q = r % Tq, h = (r / Tq) % H, b = r / (Tq * H);
+            const bool* kr = keep ? keep + b * sb + h * sh + q * sq : nullptr;
+            gpunet::attn_softmax_row<T>(P + r * Tk, S + r * Tk, kr, sk, Tk,
+                                        causal ? q : Tk - 1, scale);
+        }
+    });
+}
+
+template <typename T>
+static void attn_softmax_bwd(T* dS, const T* dP, const T* P, long long rows, long long Tk,
+                             T scale) {
+    parallel_for(rows, rows * Tk, [&](long long r0, long long r1) {
+        for (long long r = r0; r < r1; ++r)
+            gpunet::attn_softmax_bwd_row<T>(dS + r * Tk, dP + r * Tk, P + r * Tk, Tk, scale);
+    });
+}
+
+// Blocks of query rows for long sequences (gpunet/backend/_attention_ops.py): score
+// rows r = (b, h, i) of S (rows, n) hold queries q0 + i; keep is the whole mask.
+struct AttnBlock {
+    const bool* keep;
+    long long nr, n, H, sb, sh, sq, sk, q0;
+    int causal;
+    const bool* row(long long r) const {
+        const long long bh = r / nr, q = q0 + r % nr;
+        return keep ? keep + (bh / H) * sb + (bh % H) * sh + q * sq : nullptr;
+    }
+    long long last(long long r) const { return causal ? q0 + r % nr : n - 1; }
+};
+
+// P and lse of each block row (the forward).
+template <typename T>
+static void attn_block_fwd(T* P, T* lse, const T* S, long long rows, AttnBlock a, T scale) {
+    parallel_for(rows, rows * a.n, [&](long long r0, long long r1) {
+        for (long long r = r0; r < r1; ++r)
+            lse[r] = gpunet::attn_softmax_row<T>(P + r * a.n, S + r * a.n, a.row(r), a.sk, a.n,
+                                                 a.last(r), scale);
+    });
+}
+
+// P recomputed from lse, and dS = scale * P * (dP - Dsum), in one pass (the backward).
+template <typename T>
+static void attn_block_bwd(T* P, T* dS, const T* S, const T* dP, const T* lse, const T* Dsum,
+                           long long rows, AttnBlock a, T scale) {
+    parallel_for(rows, rows * a.n, [&](long long r0, long long r1) {
+        for (long long r = r0; r < r1; ++r) {
+            const bool* kr = a.row(r);
+            const long long last = a.last(r), o = r * a.n;
+            for (long long j = 0; j < a.n; ++j) {
+                T p = gpunet::attn_kept(kr, a.sk, j, last)
+                          ? gpunet::exp_(scale * S[o + j] - lse[r]) : T(0);
+                P[o + j] = p;
+                dS[o + j] = scale * p * (dP[o + j] - Dsum[r]);
+            }
+        }
+    });
+}
+
 // Optimizers, in place over flat buffers. 1 - beta arrives computed in double and
 // rounded once, as the NumPy reference does.
 template <typename T>
@@ -429,6 +496,33 @@ static void gru_backward(T* dZx, T* dZh, T* dhp, const T* dh, const T* Zx, const
                                             const T* Zh, const T* hp, const T* m, long long B,   \
                                             long long U) {                                       \
         gru_backward<T>(dZx, dZh, dhp, dh, Zx, Zh, hp, m, B, U);                                 \
+    }                                                                                            \
+    extern "C" void gpunet_attn_softmax_##S(T* P, const T* S, const bool* keep, long long rows,  \
+                                            long long Tq, long long Tk, long long H,             \
+                                            long long sb, long long sh, long long sq,            \
+                                            long long sk, int causal, double scale) {            \
+        attn_softmax<T>(P, S, keep, rows, Tq, Tk, H, sb, sh, sq, sk, causal, T(scale));          \
+    }                                                                                            \
+    extern "C" void gpunet_attn_softmax_bwd_##S(T* dS, const T* dP, const T* P, long long rows,  \
+                                                long long Tk, double scale) {                    \
+        attn_softmax_bwd<T>(dS, dP, P, rows, Tk, T(scale));                                      \
+    }                                                                                            \
+    extern "C" void gpunet_attn_block_fwd_##S(T* P, T* lse, const T* S, const bool* keep,        \
+                                              long long rows, long long nr, long long n,         \
+                                              long long H, long long sb, long long sh,           \
+                                              long long sq, long long sk, long long q0,          \
+                                              int causal, double scale) {                        \
+        attn_block_fwd<T>(P, lse, S, rows, AttnBlock{keep, nr, n, H, sb, sh, sq, sk, q0, causal}, \
+                          T(scale));                                                             \
+    }                                                                                            \
+    extern "C" void gpunet_attn_block_bwd_##S(T* P, T* dS, const T* S, const T* dP,              \
+                                              const T* lse, const T* Dsum, const bool* keep,     \
+                                              long long rows, long long nr, long long n,         \
+                                              long long H, long long sb, long long sh,           \
+                                              long long sq, long long sk, long long q0,          \
+                                              int causal, double scale) {                        \
+        attn_block_bwd<T>(P, dS, S, dP, lse, Dsum, rows,                                         \
+                          AttnBlock{keep, nr, n, H, sb, sh, sq, sk, q0, causal}, T(scale));      \
     }
 
 GPUNET_HOST_API(float, f32)

@@ -467,12 +467,84 @@ def sequence_cases() -> list[Case]:
     ]
 
 
+def _blocked(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn`` with attention in blocks of 2 query rows (the long-sequence path)."""
+
+    def run(*xs: Any) -> Any:
+        ops = gn.backend.get_ops("cpu")
+        saved = ops.attention_whole, ops.attention_chunk
+        ops.attention_whole, ops.attention_chunk = 0, 2
+        try:
+            return fn(*xs)
+        finally:
+            ops.attention_whole, ops.attention_chunk = saved
+
+    return run
+
+
+def attention_cases() -> list[Case]:
+    """Attention: masks, causal, cross-attention of other lengths, blocked rows, dropout."""
+    r, L, NF = _rng(12), gn.layers, gn.nn.functional
+    f64: dict[str, Any] = {"dtype": "float64", "bias_initializer": "random_normal"}
+    q, v, k = r.normal(size=(2, 3, 4)), r.normal(size=(2, 5, 3)), r.normal(size=(2, 5, 2))
+    x = r.normal(size=(2, 4, 4))
+    amask = r.random((2, 3, 5)) > 0.3
+    vmask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    cases = []
+    mha = L.MultiHeadAttention(2, 2, **f64)
+    cases.append(Case("layer:MultiHeadAttention(self)", [x], lambda a: mha(a, a), layer=mha))
+    cross = L.MultiHeadAttention(2, 3, value_dim=2, output_shape=3, **f64)
+    cases.append(_layer_case("MultiHeadAttention(cross, key, value_dim, output_shape)", cross,
+                             [q, v, k]))  # fmt: skip
+    causal = L.MultiHeadAttention(1, 3, **f64)
+    cases.append(Case("layer:MultiHeadAttention(causal)", [x],
+                      lambda a: causal(a, a, use_causal_mask=True), layer=causal))  # fmt: skip
+    masked = L.MultiHeadAttention(2, 2, use_bias=False, dtype="float64")
+    cases.append(Case("layer:MultiHeadAttention(attention_mask, value_mask)", [q, v],
+                      lambda a, b: masked(a, b, attention_mask=amask, value_mask=vmask),
+                      layer=masked))  # fmt: skip
+    blocked = L.MultiHeadAttention(2, 2, **f64)
+    cases.append(Case("layer:MultiHeadAttention(blocked rows, causal)", [x],
+                      _blocked(lambda a: blocked(a, a, use_causal_mask=True)),
+                      layer=blocked))  # fmt: skip
+    drop = L.MultiHeadAttention(2, 2, dropout=0.3, **f64)
+    cases.append(Case("layer:MultiHeadAttention(dropout, train)", [x],
+                      lambda a: drop(a, a, training=True), layer=drop, reseed=True))  # fmt: skip
+    pos = L.PositionEmbedding(6, dtype="float64")
+    cases.append(Case("layer:PositionEmbedding", [x], lambda a: a * pos(a, start_index=1),
+                      layer=pos))  # fmt: skip
+    cases.append(_layer_case("SinePositionEncoding", L.SinePositionEncoding(dtype="float64"), [x]))
+    Q, K, V = r.normal(size=(2, 2, 3, 4)), r.normal(size=(2, 2, 5, 4)), r.normal(size=(2, 2, 5, 3))
+    bias = r.normal(size=(3, 5))
+    cases += [
+        Case("torch:sdpa", [Q, K, V], lambda a, b, c: NF.scaled_dot_product_attention(a, b, c)),
+        Case("torch:sdpa(causal, blocked)", [Q, K, V], _blocked(
+            lambda a, b, c: NF.scaled_dot_product_attention(a, b, c, is_causal=True))),
+        Case("torch:sdpa(float mask, scale)", [Q, K, V],
+             lambda a, b, c: NF.scaled_dot_product_attention(a, b, c, attn_mask=bias, scale=0.4)),
+    ]  # fmt: skip
+    nn = gn.nn
+    tmha = nn.MultiheadAttention(4, 2, batch_first=True, dtype="float64")
+    kpm = np.array([[0, 0, 0, 1], [0, 0, 0, 0]], bool)
+    cases.append(Case("torch:nn.MultiheadAttention(key_padding_mask)", [x],
+                      lambda a: tmha(a, a, a, key_padding_mask=kpm)[0], layer=tmha))  # fmt: skip
+    enc = nn.TransformerEncoderLayer(4, 2, 6, 0.0, "gelu", norm_first=True, batch_first=True,
+                                     dtype="float64")  # fmt: skip
+    cases.append(Case("torch:nn.TransformerEncoderLayer(gelu, norm_first)", [x],
+                      lambda a: enc(a), layer=enc))  # fmt: skip
+    dec = nn.TransformerDecoderLayer(4, 2, 5, 0.0, batch_first=True, dtype="float64")
+    tri = np.triu(np.ones((4, 4), bool), 1)
+    cases.append(Case("torch:nn.TransformerDecoderLayer(causal)", [x, r.normal(size=(2, 3, 4))],
+                      lambda a, m: dec(a, m, tgt_mask=tri), layer=dec))  # fmt: skip
+    return cases
+
+
 def all_cases() -> list[Case]:
     from gradcheck_recurrent import recurrent_cases
 
     cases = (
         activation_cases() + tensor_op_cases() + loss_cases() + layer_cases()
-        + torch_surface_cases() + sequence_cases() + recurrent_cases()
+        + torch_surface_cases() + sequence_cases() + recurrent_cases() + attention_cases()
     )  # fmt: skip
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "two gradient-check cases share a name"

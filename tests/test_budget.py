@@ -15,9 +15,11 @@ MAX_FILE = 400
 # room for the convolution family and no more: each later family raises it in its own
 # commit. The convolution family with its host and CUDA kernels came to ~15,700.
 # The sequence family (Embedding and masks through every path, TimeDistributed,
-# SimpleRNN/LSTM/GRU/Bidirectional and their gn.nn spellings) earns up to 18,500.
+# SimpleRNN/LSTM/GRU/Bidirectional and their gn.nn spellings) earns up to 18,500,
+# attention (MultiHeadAttention, position layers, gn.nn's attention and Transformer
+# layers, the masked-softmax and blocked-attention kernels' launchers) up to 19,000.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 18500
+MAX_TOTAL = 19000
 
 
 def code_lines(path: Path) -> int:

@@ -75,6 +75,10 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "lstm_backward": (None, [_p, _p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
     "gru_step": (None, [_p, _p, _p, _p, _p, _ll, _ll]),
     "gru_backward": (None, [_p, _p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
+    "attn_softmax": (None, [_p, _p, _p, *[_ll] * 8, _i, _d]),
+    "attn_softmax_bwd": (None, [_p, _p, _p, _ll, _ll, _d]),
+    "attn_block_fwd": (None, [_p, _p, _p, _p, *[_ll] * 9, _i, _d]),
+    "attn_block_bwd": (None, [_p, _p, _p, _p, _p, _p, _p, *[_ll] * 9, _i, _d]),
 }
 
 

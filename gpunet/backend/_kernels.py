@@ -73,6 +73,11 @@ INSTANTIATIONS: dict[str, tuple[str, ...]] = {
         for k in ("lstm_step", "lstm_backward", "gru_step", "gru_backward")
         for t in _T
     ),
+    "attention.cu": (
+        *(f"gpunet_attn_softmax<{t}>" for t in _T),
+        *(f"gpunet_attn_softmax_bwd<{t}>" for t in _T),
+        *(f"gpunet_attn_{k}<{t}>" for k in ("fwd", "bwd_dq", "bwd_dkv") for t in _T[:2]),
+    ),
 }
 OPTIONS: tuple[str, ...] = ()  # on top of CuPy's own (-std=c++17, -ftz=true, includes)
 BLOCK = 256  # threads per block of the elementwise kernels

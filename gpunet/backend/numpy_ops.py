@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from gpunet.backend import _conv_fast, _host
-from gpunet.backend import _pool_kernels as _pk
+from gpunet.backend import _host
 from gpunet.backend._activation_ops import NEEDS_X
+from gpunet.backend._host_conv import HostConvOps, _act_code, _fast, _ptr
 from gpunet.backend._optim_ops import _sgd_coefficients
 from gpunet.backend._rnn_fused import HostRecurrentOps
 from gpunet.backend.ops import Ops
@@ -29,38 +29,9 @@ from gpunet.backend.ops import Ops
 Array = Any
 HOST_MIN = 8192
 LOSS_HOST_MIN = 1024  # a loss replaces ~20 ufunc calls: worth a kernel call sooner
-_SUFFIX = {np.dtype("float32"): "f32", np.dtype("float64"): "f64"}
 
 
-def _ptr(a: np.ndarray | None) -> int | None:
-    return None if a is None else a.ctypes.data
-
-
-def _fast(*arrays: Any) -> str | None:
-    """The kernel suffix when every array is a C-contiguous f32/f64 ndarray of one dtype."""
-    first = arrays[0]
-    suffix = _SUFFIX.get(getattr(first, "dtype", None))  # type: ignore[arg-type]
-    if suffix is None:
-        return None
-    for a in arrays:
-        if a is not None and (
-            type(a) is not np.ndarray or a.dtype != first.dtype or not a.flags.c_contiguous
-        ):
-            return None
-    return suffix
-
-
-def _act_code(activation: str, kw: dict[str, Any]) -> tuple[int, float] | None:
-    """The host kernel's activation code and slope, or None (no kernel for it)."""
-    if activation == "gelu" and kw.get("approximate"):
-        return 6, 0.0
-    code = _host.ACT_CODES.get(activation)
-    if code is None or (set(kw) - {"alpha", "approximate"}):
-        return None
-    return code, float(kw.get("alpha", 0.2))
-
-
-class NumpyOps(HostRecurrentOps, Ops):
+class NumpyOps(HostConvOps, HostRecurrentOps, Ops):
     name = "numpy"
     xp = np
     device = "cpu"
@@ -348,100 +319,84 @@ class NumpyOps(HostRecurrentOps, Ops):
         )
         return P, Vel
 
-    # -- pooling: the host kernels of kernels/pool.cuh (_pool_kernels.py) ----------
-    def max_pool2d(
-        self, X: Array, *, pool: tuple[int, int], strides: tuple[int, int], padding: str
-    ) -> tuple[Array, Any]:
-        sfx = _pk.host_suffix(self.host, X)
-        if sfx is None:
-            return super().max_pool2d(X, pool=pool, strides=strides, padding=padding)
-        return _pk.host_max_pool2d(self.host, sfx, X, pool, strides, padding)
+    # -- attention: the masked softmax between the score GEMMs, one threaded pass ------
+    def attention_softmax(
+        self, S: Array, mask: Array | None = None, *, scale: float = 1.0, causal: bool = False,
+        bias: Array | None = None,
+    ) -> Array:  # fmt: skip
+        from gpunet.backend import _attention_kernels as ak
 
-    def backprop_max_pool2d(self, dY: Array, saved: Any) -> Array:
-        sfx = _pk.host_suffix(self.host, dY)
-        if sfx is None or type(saved[0]) is not np.ndarray:
-            return super().backprop_max_pool2d(dY, saved)
-        return _pk.host_backprop_max_pool2d(self.host, sfx, dY, saved)
+        suffix = _fast(S) if self.host is not None and S.size >= HOST_MIN else None
+        if suffix is None or bias is not None or not ak.fits(S, mask):
+            return super().attention_softmax(S, mask, scale=scale, causal=causal, bias=bias)
+        B, H, Tq, Tk = ak._as4(tuple(S.shape))
+        keep, sb, sh, sq, sk = ak.mask_args(mask, (B, H, Tq, Tk), np)
+        P = np.empty_like(S)
+        self.host.attn_softmax[suffix](P.ctypes.data, S.ctypes.data, _ptr(keep), B * H * Tq,
+                                       Tq, Tk, H, sb, sh, sq, sk, int(causal), scale)  # fmt: skip
+        return P
 
-    def avg_pool2d(
-        self, X: Array, *, pool: tuple[int, int], strides: tuple[int, int], padding: str
-    ) -> tuple[Array, Any]:
-        sfx = _pk.host_suffix(self.host, X)
-        if sfx is None:
-            return super().avg_pool2d(X, pool=pool, strides=strides, padding=padding)
-        return _pk.host_avg_pool2d(self.host, sfx, X, pool, strides, padding)
-
-    def backprop_avg_pool2d(self, dY: Array, saved: Any) -> Array:
-        sfx = _pk.host_suffix(self.host, dY)
-        if sfx is None:
-            return super().backprop_avg_pool2d(dY, saved)
-        return _pk.host_backprop_avg_pool2d(self.host, sfx, dY, saved)
-
-    # -- convolution: _conv_fast over the host kernels -------------------------------
-    def conv2d(self, X: Array, W: Array, b: Array | None, **kw: Any) -> tuple[Array, Any]:
-        if self.host is None or _fast(W, b) is None or X.dtype != W.dtype:
-            return super().conv2d(X, W, b, **kw)
-        return _conv_fast.conv2d(self, np.ascontiguousarray(X), W, b, **kw)
-
-    def backprop_conv2d(
-        self, dY: Array, saved: Any, *, need_dX: bool = True, need_db: bool = True
-    ) -> tuple[Array | None, Array, Array | None]:
-        X, W = saved[0], saved[1]
-        if self.host is None or _fast(X, W) is None or dY.dtype != W.dtype:
-            return super().backprop_conv2d(dY, saved, need_dX=need_dX, need_db=need_db)
-        return _conv_fast.backprop_conv2d(self, dY, saved, need_dX=need_dX, need_db=need_db)
-
-    def _im2col(self, X: Array, k: tuple[int, int], geo: Any) -> Array:
-        suffix = None if self.host is None else _fast(X)
+    def backprop_attention_softmax(
+        self, dP: Array, P: Array, mask: Array | None = None, *, scale: float = 1.0,
+        causal: bool = False,
+    ) -> Array:  # fmt: skip
+        ok = self.host is not None and P.size >= HOST_MIN and P.ndim >= 1
+        suffix = _fast(dP, P) if ok and dP.shape == P.shape else None
         if suffix is None:
-            return super()._im2col(X, k, geo)
-        (sh, sw), ((t, _), (le, _)), (dh, dw), _, Ho, Wo = geo
-        n, H, Wd, C = X.shape
-        cols = np.empty((n, Ho, Wo, k[0] * k[1], C), X.dtype)
-        self.host.im2col[suffix](
-            cols.ctypes.data, X.ctypes.data, n, H, Wd, C, Ho, Wo, *k, sh, sw, t, le, dh, dw
-        )
-        return cols
+            return super().backprop_attention_softmax(dP, P, mask, scale=scale, causal=causal)
+        Tk = P.shape[-1]
+        dS = np.empty_like(P)
+        self.host.attn_softmax_bwd[suffix](dS.ctypes.data, dP.ctypes.data, P.ctypes.data,
+                                           P.size // Tk, Tk, scale)  # fmt: skip
+        return dS
 
-    def _col2im(self, dcols: Array, shape: tuple[int, ...], k: tuple[int, int], geo: Any) -> Array:
-        suffix = None if self.host is None else _fast(dcols)
-        if suffix is None:
-            return super()._col2im(dcols, shape, k, geo)
-        (sh, sw), ((t, _), (le, _)), (dh, dw), _, Ho, Wo = geo
-        n, H, Wd, C = shape
-        dX = np.empty(shape, dcols.dtype)
-        self.host.col2im[suffix](
-            dX.ctypes.data, dcols.ctypes.data, n, H, Wd, C, Ho, Wo, *k, sh, sw, t, le, dh, dw
-        )
-        return dX
-
-    def _conv_bias_act(
-        self, Z: Array, b: Array | None, activation: str, kw: dict[str, Any]
-    ) -> tuple[Array, Array | None] | None:
-        """``(Y, Z + b or None)`` in one pass over the GEMM output ``Z`` (M, F), or None."""
-        act = _act_code(activation, kw)
-        suffix = None if act is None or self.host is None else _fast(Z, b)
-        if act is None or suffix is None:
+    def _block_args(self, S: Array, mask: Any, rows: slice, *arrays: Array) -> Any:
+        """``(suffix, keep, rows, nr, n, H, sb, sh, sq, sk, q0)`` for the host block
+        kernels, or None: the mask is read in place through its strides."""
+        if self.host is None or S.ndim < 2 or S.ndim > 4 or S.size < HOST_MIN:
             return None
-        if activation == "linear" and b is None:
-            return Z, None
-        Zk = np.empty_like(Z) if activation in NEEDS_X else None
-        self.host.bias_act[suffix](Z.ctypes.data, _ptr(Zk), _ptr(b), *Z.shape, *act)
-        return Z, Zk
-
-    def _conv_act_bwd(
-        self, dY: Array, Zk: Array | None, Y: Array, activation: str, kw: dict[str, Any],
-        need_db: bool,
-    ) -> tuple[Array, Array | None] | None:  # fmt: skip
-        """``(dZ, db)`` of :meth:`_conv_bias_act` in one pass, or None."""
-        if activation == "linear":  # rows summed in order: one vectorized pass
-            return dY, (np.add.reduce(dY, axis=0) if need_db else None)
-        act = _act_code(activation, kw)
-        suffix = None if act is None or self.host is None else _fast(dY, Zk, Y)
-        if act is None or suffix is None or (activation in NEEDS_X and Zk is None):
+        suffix = _fast(S, *arrays)
+        if suffix is None or (mask is not None and (type(mask) is not np.ndarray
+                                                    or mask.dtype != np.bool_)):  # fmt: skip
             return None
-        dZ = np.empty_like(dY)  # dY may be shared with another branch of the graph
-        db = np.empty(dY.shape[1], dY.dtype) if need_db else None
-        args = (_ptr(Zk), Y.ctypes.data, _ptr(db), *dY.shape, *act)
-        self.host.act_bwd[suffix](dZ.ctypes.data, dY.ctypes.data, *args)
-        return dZ, db
+        shape = (1,) * (4 - S.ndim) + tuple(S.shape)
+        keep, strides = None, (0, 0, 0, 0)
+        if mask is not None:
+            if mask.ndim > 4:
+                return None
+            m = mask[(None,) * (4 - mask.ndim)]
+            pairs = zip((*m.shape[:2], m.shape[3]), (*shape[:2], shape[3]), strict=True)
+            if any(a not in (1, b) for a, b in pairs):
+                return None
+            keep = m
+            strides = tuple(0 if n == 1 else s for n, s in zip(m.shape, m.strides, strict=True))  # type: ignore[assignment]
+        nr, n = shape[2], shape[3]
+        return (suffix, keep, shape[0] * shape[1] * nr, nr, n, shape[1], *strides, rows.start)
+
+    def attention_block(
+        self, S: Array, mask: Any, scale: float, causal: bool, rows: slice, bias: Any
+    ) -> tuple[Array, Array]:
+        args = None if bias is not None else self._block_args(S, mask, rows)
+        if args is None:
+            return super().attention_block(S, mask, scale, causal, rows, bias)
+        suffix, keep, R = args[0], args[1], args[2]
+        P, lse = np.empty_like(S), np.empty((*S.shape[:-1], 1), S.dtype)
+        self.host.attn_block_fwd[suffix](P.ctypes.data, lse.ctypes.data, S.ctypes.data,
+                                         _ptr(keep), R, *args[3:], int(causal), scale)  # fmt: skip
+        return P, lse
+
+    def backprop_attention_block(
+        self, S: Array, dP: Array, lse: Array, Dsum: Array, mask: Any, scale: float,
+        causal: bool, rows: slice, bias: Any,
+    ) -> tuple[Array, Array]:  # fmt: skip
+        lse, Dsum = np.ascontiguousarray(lse), np.ascontiguousarray(Dsum)
+        args = None if bias is not None else self._block_args(S, mask, rows, dP, lse, Dsum)
+        if args is None:
+            return super().backprop_attention_block(S, dP, lse, Dsum, mask, scale, causal,
+                                                    rows, bias)  # fmt: skip
+        suffix, keep, R = args[0], args[1], args[2]
+        P, dS = np.empty_like(S), np.empty_like(S)
+        self.host.attn_block_bwd[suffix](P.ctypes.data, dS.ctypes.data, S.ctypes.data,
+                                         dP.ctypes.data, lse.ctypes.data, Dsum.ctypes.data,
+                                         _ptr(keep), R, *args[3:], int(causal), scale)  # fmt: skip
+        return P, dS

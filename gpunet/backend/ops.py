@@ -16,6 +16,7 @@ import numpy
 
 from gpunet import random as grandom
 from gpunet.backend._activation_ops import NEEDS_X, ActivationOps
+from gpunet.backend._attention_ops import AttentionOps
 from gpunet.backend._conv_ops import ConvOps
 from gpunet.backend._embed_ops import EmbeddingOps
 from gpunet.backend._loss_ops import LossOps
@@ -29,7 +30,15 @@ Array = Any
 
 
 class Ops(
-    ActivationOps, ConvOps, LossOps, NormOps, OptimizerOps, PoolOps, EmbeddingOps, RecurrentOps
+    ActivationOps,
+    ConvOps,
+    LossOps,
+    NormOps,
+    OptimizerOps,
+    PoolOps,
+    EmbeddingOps,
+    RecurrentOps,
+    AttentionOps,
 ):
     """Reference backend over ``xp`` (NumPy unless a subclass says otherwise).
 

@@ -6,6 +6,7 @@ Example:
     (10, 64)
 """
 
+from gpunet.layers.attention import MultiHeadAttention
 from gpunet.layers.base import Layer, Parameter
 from gpunet.layers.bidirectional import Bidirectional
 from gpunet.layers.conv import Conv1D, Conv2D
@@ -41,6 +42,7 @@ from gpunet.layers.pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from gpunet.layers.position import PositionEmbedding, SinePositionEncoding
 from gpunet.layers.recurrent import GRU, LSTM, SimpleRNN
 from gpunet.layers.reshaping import (
     Cropping2D,
@@ -81,10 +83,13 @@ __all__ = [
     "MaxPooling2D",
     "Maximum",
     "Minimum",
+    "MultiHeadAttention",
     "Multiply",
     "Parameter",
+    "PositionEmbedding",
     "Reshape",
     "SimpleRNN",
+    "SinePositionEncoding",
     "Softmax",
     "SpatialDropout2D",
     "Subtract",

@@ -22,6 +22,8 @@ from gpunet.layers import _masks
 from gpunet.layers.base import Layer, structure_changed, takes_training
 from gpunet.models.training import TrainingMixin
 
+CALL_FLAGS = {"use_causal_mask", "training"}  # layer call keywords a saved graph keeps
+
 
 class Model(TrainingMixin, Layer):
     """A network: layers composed in ``call`` (Keras) or ``forward`` (PyTorch).
@@ -453,15 +455,19 @@ class Functional(Model):
             ref[id(t)] = -k - 1
         nodes = []
         for j, node in enumerate(self._nodes):
-            if node.kwargs:
+            flags = set(node.kwargs) <= CALL_FLAGS  # what saving's schema accepts
+            if not flags or not all(isinstance(v, bool) for v in node.kwargs.values()):
                 raise InvalidParameterError(
                     f"cannot save model {self.name!r}: layer {node.layer.name!r} is called "
-                    f"with keyword arguments {sorted(node.kwargs)}"
+                    f"with keyword arguments {sorted(node.kwargs)} (a file holds only "
+                    f"True/False values of {sorted(CALL_FLAGS)})"
                 )
             args = functional.flatten(node.inputs)
             nodes.append({"layer": self._layers.index(node.layer),
                           "args": [ref[id(t)] for t in args],
                           "list": isinstance(node.inputs, (list, tuple))})  # fmt: skip
+            if node.kwargs:
+                nodes[-1]["kwargs"] = dict(node.kwargs)
             ref[id(node)] = j
         return {
             "name": self.name,

@@ -12,6 +12,7 @@ Example:
 """
 
 from gpunet.nn import functional, utils
+from gpunet.nn.attention import MultiheadAttention
 from gpunet.nn.conv import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -56,6 +57,11 @@ from gpunet.nn.modules import (
     Tanh,
 )
 from gpunet.nn.recurrent import GRU, LSTM, RNN
+from gpunet.nn.transformer import (
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 
 __all__ = [
     "ELU",
@@ -88,6 +94,7 @@ __all__ = [
     "Module",
     "ModuleDict",
     "ModuleList",
+    "MultiheadAttention",
     "NLLLoss",
     "Parameter",
     "ReLU",
@@ -97,6 +104,9 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Tanh",
+    "TransformerDecoderLayer",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
     "Unflatten",
     "functional",
     "utils",

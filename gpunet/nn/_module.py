@@ -39,6 +39,9 @@ def named_children(layer: Layer) -> list[tuple[str, Layer]]:
     if isinstance(layer, Sequential):
         return [(str(i), m) for i, m in enumerate(subs)]
     by_id = {id(v): k for k, v in vars(layer).items() if isinstance(v, Layer) and k != "_parent"}
+    own = vars(layer).get("_layers_attr")  # ``self.layers = ...`` (Layer keeps it aside)
+    if isinstance(own, Layer):
+        by_id[id(own)] = "layers"
     return [(by_id.get(id(m), m.name), m) for m in subs]
 
 

@@ -246,3 +246,6 @@ def nll_denom(y: Tensor, weight: Any, ignore_index: int, like: Tensor) -> Tensor
     keep = y.data != ignore_index
     w = _t(weight, like).data[xp.where(keep, y.data, 0)] * xp.astype(keep, like.dtype)
     return Tensor(xp.sum(w), like.ops)
+
+
+from gpunet.nn.attention import scaled_dot_product_attention as scaled_dot_product_attention  # noqa: E402

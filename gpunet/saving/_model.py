@@ -242,7 +242,8 @@ def _build_functional(model_doc: dict[str, Any], layers: list[Any], ops: Any) ->
         with base.zero_init():
             for node in cfg["nodes"]:
                 args = [inputs[-r - 1] if r < 0 else outs[r] for r in node["args"]]
-                outs.append(made[node["layer"]](args if node["list"] else args[0]))
+                kw = node.get("kwargs", {})
+                outs.append(made[node["layer"]](args if node["list"] else args[0], **kw))
         result = [inputs[-r - 1] if r < 0 else outs[r] for r in cfg["outputs"]]
         model = Functional(
             inputs if cfg["inputs_list"] else inputs[0],

@@ -739,6 +739,65 @@ def _cell_case(cell: str, masked: bool, variant: bool) -> Case:
     return Case(f"{cell}_step:{flag}{',mask' if masked else ''}", ops, build, call)
 
 
+# -- attention ------------------------------------------------------------------------
+def _attention_shape(size: str) -> tuple[int, int, int, int]:
+    """(B, H, T, d): "above" passes HOST_MIN score elements and the lowered grid's rows."""
+    return {"0": (0, 2, 3, 4), "1": (1, 1, 1, 1), "odd": (1, 3, 5, 7), "above": (2, 2, 97, 8)}[size]
+
+
+def _attention_inputs(size: str, rng: np.random.Generator, mask: str) -> Inputs:
+    B, H, T, d = _attention_shape(size)
+    a: Inputs = {k: rng.standard_normal((B, H, T, d)) for k in ("Q", "K", "V", "dO")}
+    a["dP"] = rng.standard_normal((B, H, T, T))
+    if mask == "padding":
+        a["mask"] = rng.random((B, 1, 1, T)) > 0.3
+    elif mask == "full":
+        a["mask"] = rng.random((B, H, T, T)) > 0.3
+        if T > 1:
+            a["mask"][..., 0, :] = False  # a query row with every key masked
+    return a
+
+
+def _attention_case(path: str, mask: str, causal: bool) -> Case:
+    """The masked softmax alone, or attention forward + backward on one of its paths:
+    the whole scores, blocks of query rows, or the GPU's streaming kernels."""
+
+    def call(ops: Any, a: Inputs) -> tuple[Any, ...]:
+        m, kw = a.get("mask"), {"scale": 0.6, "causal": causal}
+        if path == "softmax":
+            S = a["dP"] * 2.0
+            P = ops.attention_softmax(S, m, **kw)
+            return P, ops.backprop_attention_softmax(a["dP"], P, m, **kw)
+        knobs = ("attention_whole", "attention_chunk", "attention_stream_from")
+        saved = {k: getattr(ops, k) for k in knobs if hasattr(ops, k)}
+        try:
+            if path == "blocked":
+                ops.attention_whole, ops.attention_chunk = 0, 32
+            if path == "streamed" and "attention_stream_from" in saved:
+                ops.attention_stream_from = 1
+            O, _, cache = ops.attention(a["Q"], a["K"], a["V"], m, **kw)
+            return (O, *ops.backprop_attention(a["dO"], cache))
+        finally:
+            for k, v in saved.items():
+                setattr(ops, k, v)
+
+    ops_ = ("attention_softmax", "backprop_attention_softmax")
+    if path != "softmax":
+        ops_ = ("attention", "backprop_attention")
+    if path == "blocked":
+        ops_ = (*ops_, "attention_block", "backprop_attention_block")
+    name = f"attention:{path}:{mask}{':causal' if causal else ''}"
+    return Case(name, ops_, lambda size, rng: _attention_inputs(size, rng, mask), call)
+
+
+def _attention_cases() -> list[Case]:
+    return [
+        _attention_case(path, mask, causal)
+        for path in ("softmax", "whole", "blocked", "streamed")
+        for mask, causal in (("none", False), ("padding", True), ("full", False))
+    ]
+
+
 def all_cases() -> list[Case]:
     cases = [
         *(_activation_case(name, kw) for name, kw in ACTIVATION_SPECS),
@@ -766,6 +825,7 @@ def all_cases() -> list[Case]:
             for m in (False, True)
             for v in (False, True)
         ),
+        *_attention_cases(),
     ]
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "two parity cases share a name"

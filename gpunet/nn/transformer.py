@@ -1,0 +1,252 @@
+"""PyTorch's ``nn.TransformerEncoderLayer``, ``nn.TransformerEncoder`` and
+``nn.TransformerDecoderLayer``: the same sublayers under the same names
+(``self_attn.in_proj_weight``, ``linear1.weight``, ``norm1.weight``, ...), so a
+PyTorch ``state_dict`` loads as it is, and the same post-norm (default) or pre-norm
+(``norm_first=True``) blocks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gpunet import functional as G
+from gpunet.autograd import Tensor
+from gpunet.errors import InputValidationError, InvalidParameterError
+from gpunet.layers import LayerNormalization
+from gpunet.layers.base import Backprop, Layer
+from gpunet.layers.normalization import _affine_backprop
+from gpunet.nn._module import TorchModule
+from gpunet.nn.attention import MultiheadAttention
+from gpunet.nn.modules import Dropout, Linear, ModuleList
+
+ACTIVATIONS = ("relu", "gelu")
+
+
+class LayerNorm(TorchModule, LayerNormalization):
+    """Layer norm over the last axis with PyTorch's parameter names (``weight``, ``bias``)."""
+
+    def __init__(self, normalized_shape: int, eps: float = 1e-5, dtype: Any = None) -> None:
+        super().__init__(epsilon=eps, dtype=dtype)
+        self.normalized_shape = (int(normalized_shape),)
+        self.weight = self.add_weight("weight", self.normalized_shape, "ones")
+        self.bias = self.add_weight("bias", self.normalized_shape, "zeros")
+        self.built = True
+
+    def check_input(self, x: Any) -> None:
+        if not isinstance(x, Tensor) or x.ndim < 1 or x.shape[-1] != self.normalized_shape[0]:
+            raise InputValidationError(
+                f"LayerNorm({self.normalized_shape[0]}) expects inputs of shape "
+                f"(*, {self.normalized_shape[0]}), got {getattr(x, 'shape', None)}"
+            )
+
+    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Backprop]:
+        g, b = self.weight, self.bias
+        Y, Xhat, inv = ops.layernorm(X, g.data, b.data, epsilon=self.epsilon)
+        return Y, _affine_backprop(ops.backprop_layernorm, Xhat, inv, g, b)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.epsilon}, elementwise_affine=True"
+
+
+def _dropout(p: float, dtype: str) -> Dropout:
+    layer = Dropout(p)
+    layer.dtype = dtype  # nn.Dropout takes no dtype; a float32 one would cast to float32
+    return layer
+
+
+def _activation(name: Any) -> str:
+    if name not in ACTIVATIONS:
+        raise InvalidParameterError(
+            f"Transformer activation must be one of {ACTIVATIONS}, got {name!r}"
+        )
+    return str(name)
+
+
+class _Block(TorchModule, Layer):
+    """What encoder and decoder layers share: arguments, the feed-forward block."""
+
+    norm1: LayerNorm
+    norm2: LayerNorm
+    norm3: LayerNorm
+    dropout1: Dropout
+    dropout2: Dropout
+    dropout3: Dropout
+    multihead_attn: MultiheadAttention
+
+    def _setup(
+        self, d_model: int, nhead: int, dim_feedforward: int, dropout: float, activation: Any,
+        layer_norm_eps: float, batch_first: bool, norm_first: bool, bias: bool, dtype: Any,
+        norms: int,
+    ) -> None:  # fmt: skip
+        self._init_kw = {"d_model": d_model, "nhead": nhead, "dim_feedforward": dim_feedforward,
+                         "dropout": dropout, "activation": activation,
+                         "layer_norm_eps": layer_norm_eps, "batch_first": batch_first,
+                         "norm_first": norm_first, "bias": bias, "dtype": dtype}  # fmt: skip
+        self.activation = _activation(activation)
+        self.batch_first, self.norm_first = bool(batch_first), bool(norm_first)
+        dt = self.dtype
+        mha: dict[str, Any] = {"dropout": dropout, "bias": bias, "batch_first": True, "dtype": dt}
+        self.self_attn = MultiheadAttention(d_model, nhead, **mha)
+        if norms == 3:
+            self.multihead_attn = MultiheadAttention(d_model, nhead, **mha)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias, dtype=dt)
+        self.dropout = _dropout(dropout, dt)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias, dtype=dt)
+        for i in range(1, norms + 1):
+            setattr(self, f"norm{i}", LayerNorm(d_model, layer_norm_eps, dtype=dt))
+        for i in range(1, norms + 1):
+            setattr(self, f"dropout{i}", _dropout(dropout, dt))
+        self.built = True
+
+    def _ff(self, x: Tensor, drop: Layer) -> Tensor:
+        h = G.activation(self.linear1(x), self.activation)
+        return drop(self.linear2(self.dropout(h)))  # type: ignore[no-any-return]
+
+    def _attn(self, attn: Any, x: Tensor, mem: Tensor, mask: Any, kpm: Any, causal: Any,
+              drop: Layer) -> Tensor:  # fmt: skip
+        out = attn(x, mem, mem, key_padding_mask=kpm, attn_mask=mask, need_weights=False,
+                   is_causal=bool(causal))[0]  # fmt: skip
+        return drop(out)  # type: ignore[no-any-return]
+
+    def _batch_first(self, x: Tensor) -> Tensor:
+        return x if self.batch_first else G.permute(x, (1, 0, 2))
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self(*args, **kwargs)
+
+
+class TransformerEncoderLayer(_Block):
+    """``nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward=2048, dropout=0.1,
+    activation="relu", layer_norm_eps=1e-5, batch_first=False, norm_first=False,
+    bias=True)``, called as ``layer(src, src_mask=None, src_key_padding_mask=None,
+    is_causal=False)``.
+
+    Example:
+        >>> import numpy as np, gpunet as gn
+        >>> layer = gn.nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, batch_first=True)
+        >>> layer(np.ones((3, 5, 8), dtype="float32")).shape
+        (3, 5, 8)
+    """
+
+    def __init__(
+        self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
+        activation: Any = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
+        norm_first: bool = False, bias: bool = True, device: Any = None, dtype: Any = None,
+    ) -> None:  # fmt: skip
+        super().__init__(dtype=None if dtype is None else np.dtype(dtype).name)
+        self._setup(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
+                    batch_first, norm_first, bias, dtype, norms=2)  # fmt: skip
+        if device is not None:
+            self.to(device)
+
+    def call(  # type: ignore[override]
+        self, src: Tensor, src_mask: Any = None, src_key_padding_mask: Any = None,
+        is_causal: bool = False,
+    ) -> Tensor:  # fmt: skip
+        x = self._batch_first(src)
+        sa = (src_mask, src_key_padding_mask, is_causal, self.dropout1)
+        if self.norm_first:
+            h = self.norm1(x)
+            x = x + self._attn(self.self_attn, h, h, *sa)
+            x = x + self._ff(self.norm2(x), self.dropout2)
+        else:
+            x = self.norm1(x + self._attn(self.self_attn, x, x, *sa))
+            x = self.norm2(x + self._ff(x, self.dropout2))
+        return self._batch_first(x)
+
+
+class TransformerDecoderLayer(_Block):
+    """``nn.TransformerDecoderLayer`` (same arguments as the encoder layer), called as
+    ``layer(tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+    memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False)``.
+
+    Example:
+        >>> import numpy as np, gpunet as gn
+        >>> layer = gn.nn.TransformerDecoderLayer(8, 2, dim_feedforward=16, batch_first=True)
+        >>> tgt, mem = np.ones((3, 4, 8), dtype="float32"), np.ones((3, 6, 8), dtype="float32")
+        >>> causal = np.triu(np.ones((4, 4), dtype=bool), 1)  # True: may not attend
+        >>> layer(tgt, mem, tgt_mask=causal, tgt_is_causal=True).shape
+        (3, 4, 8)
+    """
+
+    def __init__(
+        self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
+        activation: Any = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
+        norm_first: bool = False, bias: bool = True, device: Any = None, dtype: Any = None,
+    ) -> None:  # fmt: skip
+        super().__init__(dtype=None if dtype is None else np.dtype(dtype).name)
+        self._setup(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
+                    batch_first, norm_first, bias, dtype, norms=3)  # fmt: skip
+        if device is not None:
+            self.to(device)
+
+    def call(  # type: ignore[override]
+        self, tgt: Tensor, memory: Any, tgt_mask: Any = None, memory_mask: Any = None,
+        tgt_key_padding_mask: Any = None, memory_key_padding_mask: Any = None,
+        tgt_is_causal: bool = False, memory_is_causal: bool = False,
+    ) -> Tensor:  # fmt: skip
+        x, mem = self._batch_first(tgt), self._batch_first(self._convert(memory))
+        sa = (tgt_mask, tgt_key_padding_mask, tgt_is_causal, self.dropout1)
+        ca = (memory_mask, memory_key_padding_mask, memory_is_causal, self.dropout2)
+        if self.norm_first:
+            h = self.norm1(x)
+            x = x + self._attn(self.self_attn, h, h, *sa)
+            x = x + self._attn(self.multihead_attn, self.norm2(x), mem, *ca)
+            x = x + self._ff(self.norm3(x), self.dropout3)
+        else:
+            x = self.norm1(x + self._attn(self.self_attn, x, x, *sa))
+            x = self.norm2(x + self._attn(self.multihead_attn, x, mem, *ca))
+            x = self.norm3(x + self._ff(x, self.dropout3))
+        return self._batch_first(x)
+
+
+class TransformerEncoder(TorchModule, Layer):
+    """``nn.TransformerEncoder(encoder_layer, num_layers, norm=None)``: ``num_layers``
+    copies of ``encoder_layer`` (same starting weights, as PyTorch's deep copies) under
+    ``layers.0``, ``layers.1``, ...; called as ``encoder(src, mask=None,
+    src_key_padding_mask=None, is_causal=None)``.
+
+    Example:
+        >>> import numpy as np, gpunet as gn
+        >>> layer = gn.nn.TransformerEncoderLayer(8, 2, dim_feedforward=16)
+        >>> enc = gn.nn.TransformerEncoder(layer, num_layers=2)
+        >>> enc(np.ones((5, 3, 8), dtype="float32")).shape, len(enc.layers)
+        ((5, 3, 8), 2)
+    """
+
+    def __init__(
+        self, encoder_layer: TransformerEncoderLayer, num_layers: int, norm: Any = None,
+        enable_nested_tensor: bool = True, mask_check: bool = True,
+    ) -> None:  # fmt: skip
+        super().__init__(dtype=encoder_layer.dtype)
+        if not isinstance(encoder_layer, TransformerEncoderLayer):
+            raise InvalidParameterError(
+                f"encoder_layer must be a TransformerEncoderLayer, got {type(encoder_layer)}"
+            )
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+            raise InvalidParameterError(f"num_layers must be an int >= 1, got {num_layers!r}")
+        state = encoder_layer.state_dict()
+        copies = []
+        for _ in range(num_layers):
+            layer = TransformerEncoderLayer(**encoder_layer._init_kw)
+            layer.load_state_dict(state)
+            layer.to(encoder_layer.ops)
+            copies.append(layer)
+        self.layers = ModuleList(copies)
+        self.num_layers = num_layers
+        self.norm = norm
+        self.built = True
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self(*args, **kwargs)
+
+    def call(  # type: ignore[override]
+        self, src: Tensor, mask: Any = None, src_key_padding_mask: Any = None,
+        is_causal: bool | None = None,
+    ) -> Tensor:  # fmt: skip
+        x = src
+        for layer in self.layers:
+            x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask,
+                      is_causal=bool(is_causal))  # fmt: skip
+        return x if self.norm is None else self.norm(x)
