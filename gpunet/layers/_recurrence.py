@@ -107,10 +107,10 @@ def run(
         m = None if M is None else M[t, ...]
         hp = H[t, ...] if rdp is None else H[t, ...] * rdp
         if kind == "simple":
-            Zx[t, ...] = Zx[t, ...] + xp.matmul(hp, U)
+            Zx[t, ...] += xp.matmul(hp, U)
             H[t + 1, ...] = ops.rnn_step(Zx[t, ...], H[t, ...], m, act)
         elif kind == "lstm":
-            Zx[t, ...] = Zx[t, ...] + xp.matmul(hp, U)
+            Zx[t, ...] += xp.matmul(hp, U)
             H[t + 1, ...], C[t + 1, ...] = ops.lstm_step(
                 Zx[t, ...], C[t, ...], H[t, ...], m, act, rec
             )
