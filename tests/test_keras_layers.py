@@ -47,6 +47,8 @@ CASES = [
     ("Maximum", {}, [A, B, C]),
     ("Minimum", {}, [A, B, C]),
     ("Concatenate", {"axis": 0}, [A, B]),
+    ("LeakyReLU", {}, [A]),
+    ("LeakyReLU", {"negative_slope": 0.2}, [A]),
 ]
 
 

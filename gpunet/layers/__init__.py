@@ -9,7 +9,7 @@ Example:
 from gpunet.layers.base import Layer, Parameter
 from gpunet.layers.conv import Conv1D, Conv2D
 from gpunet.layers.conv_transpose import Conv2DTranspose
-from gpunet.layers.core import Activation, Dropout, Flatten, Softmax
+from gpunet.layers.core import Activation, Dropout, Flatten, LeakyReLU, Softmax
 from gpunet.layers.dense import Dense
 from gpunet.layers.merge import (
     Add,
@@ -67,6 +67,7 @@ __all__ = [
     "GlobalMaxPooling2D",
     "Layer",
     "LayerNormalization",
+    "LeakyReLU",
     "MaxPooling1D",
     "MaxPooling2D",
     "Maximum",

@@ -9,6 +9,7 @@ progress bar does, at most every 0.1 s, and so does the epoch end.
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,6 +52,7 @@ class TrainingMixin(InferenceMixin):
     _penalties = True  # any regularized weight? (refreshed by fit/train_on_batch)
     _step_plan: Any = None  # the graph-free engine.step.Step when the model allows one
     _plan_key: Any = None  # what _step_plan was made for
+    _frozen = False  # no trainable weights: a step reports the loss and changes nothing
     use_fastpath = True  # set False to always train through the autograd graph
 
     if TYPE_CHECKING:  # provided by Layer, which Model mixes in after this class
@@ -172,6 +174,9 @@ class TrainingMixin(InferenceMixin):
                 f"{self._first_nonfinite_layer(b)}; the last finite weights are kept "
                 "(pass on_nan='stop' to end training quietly, 'ignore' to go on)"
             )
+        if self._frozen:  # Keras 3: nothing to update, the loss is still reported
+            self._track(b, y_pred, loss)
+            return True
         if backward:
             self.optimizer.zero_grad()
             total.backward()
@@ -196,7 +201,35 @@ class TrainingMixin(InferenceMixin):
             return
         self._penalties = any(p.regularizer is not None for p in self.weights)
         self._step_plan = engine_step.plan(self) if self.use_fastpath else None
+        self._check_trainable()
         self._plan_key = key
+
+    def _check_trainable(self) -> None:
+        """``trainable`` counts at each step, not at ``compile`` (Keras 3; Keras 2 took
+        a snapshot): a frozen model's step warns and changes nothing, and a weight made
+        trainable after the optimizer was built on the others is an error, as in Keras 3."""
+        trainable = self.trainable_weights
+        self._frozen = not trainable
+        if self._frozen:
+            warnings.warn(
+                "The model does not have any trainable weights. (`trainable` is read at "
+                "each step, as in Keras 3: set it back to True before this model's own "
+                "train_on_batch or fit)",
+                UserWarning,
+                stacklevel=4,
+            )
+            return
+        if not self.optimizer.built:
+            return
+        known = {id(p) for p in self.optimizer.params}
+        unknown = [p.name for p in trainable if id(p) not in known]
+        if unknown:
+            raise InvalidParameterError(
+                f"the optimizer of model {getattr(self, 'name', '?')!r} was built for other "
+                f"weights than the trainable ones now, e.g. {unknown[0]!r}: a layer was made "
+                "trainable after the first step (Keras 3 refuses this too); set it back, "
+                "or compile again for a new optimizer"
+            )
 
     def _finite(self, loss: Tensor) -> bool:
         # one host read per batch: free for NumPy arrays, a sync on a device
@@ -238,8 +271,8 @@ class TrainingMixin(InferenceMixin):
         return logs
 
     def _build_optimizer(self) -> None:
-        if not self.optimizer.built:
-            self.optimizer.build(self.trainable_weights)
+        if not self.optimizer.built and (trainable := self.trainable_weights):
+            self.optimizer.build(trainable)
 
     # -- fit -----------------------------------------------------------------------------
     def fit(
