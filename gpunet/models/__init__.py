@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from gpunet.backend import get_ops
 from gpunet.errors import InputValidationError, InvalidParameterError
 from gpunet.layers.base import Layer, structure_changed, takes_training
 from gpunet.models.training import TrainingMixin
+
+if TYPE_CHECKING:
+    from gpunet.engine.functional import SymbolicTensor
 
 
 class Model(TrainingMixin, Layer):
@@ -46,7 +49,16 @@ class Model(TrainingMixin, Layer):
             return super().__new__(Functional)
         return super().__new__(cls)
 
-    def __init__(self, *, device: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, inputs: Any = None, outputs: Any = None, *, device: Any = None, **kwargs: Any
+    ) -> None:
+        # gn.Model(inputs, outputs) is a Functional (see __new__): these reach here only
+        # from a subclass, which defines call() instead
+        if inputs is not None or outputs is not None:
+            raise InvalidParameterError(
+                f"{type(self).__name__}: a subclass of Model defines call(); "
+                "Model(inputs, outputs) makes a functional model"
+            )
         super().__init__(**kwargs)
         self.compiled_metrics: list[Any] = []
         self._n_outputs = 0
@@ -155,7 +167,7 @@ class Sequential(Model):
 
     def __init__(
         self,
-        layers: Sequence[Layer] | None = None,
+        layers: Sequence[Layer | SymbolicTensor] | None = None,
         *,
         name: str | None = None,
         device: Any = None,
@@ -166,7 +178,7 @@ class Sequential(Model):
         for layer in layers or []:
             self.add(layer)
 
-    def add(self, layer: Layer) -> None:
+    def add(self, layer: Layer | SymbolicTensor) -> None:
         """Append ``layer`` to the stack (a ``gn.Input(shape=...)`` may come first: it
         gives the model its input shape, builds each layer as it is added and sets
         their ``input``/``output``, as in Keras)."""

@@ -9,7 +9,6 @@ progress bar does, at most every 0.1 s, and so does the epoch end.
 from __future__ import annotations
 
 import itertools
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,7 +28,7 @@ from gpunet.errors import (
     NotCompiledError,
 )
 from gpunet.layers import base
-from gpunet.models import multi_io
+from gpunet.models import multi_io, trainable
 from gpunet.models.feeding import Batch, int_param
 from gpunet.models.feeds import ArrayFeed, Epochs, StreamFeed, is_stream
 from gpunet.models.inference import InferenceMixin
@@ -201,35 +200,8 @@ class TrainingMixin(InferenceMixin):
             return
         self._penalties = any(p.regularizer is not None for p in self.weights)
         self._step_plan = engine_step.plan(self) if self.use_fastpath else None
-        self._check_trainable()
+        self._frozen = trainable.frozen(self)
         self._plan_key = key
-
-    def _check_trainable(self) -> None:
-        """``trainable`` counts at each step, not at ``compile`` (Keras 3; Keras 2 took
-        a snapshot): a frozen model's step warns and changes nothing, and a weight made
-        trainable after the optimizer was built on the others is an error, as in Keras 3."""
-        trainable = self.trainable_weights
-        self._frozen = not trainable
-        if self._frozen:
-            warnings.warn(
-                "The model does not have any trainable weights. (`trainable` is read at "
-                "each step, as in Keras 3: set it back to True before this model's own "
-                "train_on_batch or fit)",
-                UserWarning,
-                stacklevel=4,
-            )
-            return
-        if not self.optimizer.built:
-            return
-        known = {id(p) for p in self.optimizer.params}
-        unknown = [p.name for p in trainable if id(p) not in known]
-        if unknown:
-            raise InvalidParameterError(
-                f"the optimizer of model {getattr(self, 'name', '?')!r} was built for other "
-                f"weights than the trainable ones now, e.g. {unknown[0]!r}: a layer was made "
-                "trainable after the first step (Keras 3 refuses this too); set it back, "
-                "or compile again for a new optimizer"
-            )
 
     def _finite(self, loss: Tensor) -> bool:
         # one host read per batch: free for NumPy arrays, a sync on a device
@@ -271,8 +243,8 @@ class TrainingMixin(InferenceMixin):
         return logs
 
     def _build_optimizer(self) -> None:
-        if not self.optimizer.built and (trainable := self.trainable_weights):
-            self.optimizer.build(trainable)
+        if not self.optimizer.built and (weights := self.trainable_weights):
+            self.optimizer.build(weights)
 
     # -- fit -----------------------------------------------------------------------------
     def fit(
