@@ -72,6 +72,33 @@ class Discriminator(nn.Module):
         return self.net(x)
 
 
+def train_step(G: Any, D: Any, opt_G: Any, opt_D: Any, criterion: Any, real: Any, noise: Any,
+               real_label: Any, fake_label: Any) -> tuple[float, float]:  # fmt: skip
+    """One step of each network on one batch; returns the two losses.
+
+    This is PyTorch code: given torch modules, optimizers and tensors it runs unchanged
+    (tests/test_gan_examples.py runs it on both and compares the weights).
+    """
+    fake = G(noise)
+
+    # 1. the discriminator learns to tell real (1) from generated (0);
+    #    detach(): this loss must not flow back into the generator
+    opt_D.zero_grad()
+    d_real = criterion(D(real), real_label)
+    d_fake = criterion(D(fake.detach()), fake_label)
+    d_loss = 0.5 * (d_real + d_fake)
+    d_loss.backward()
+    opt_D.step()
+
+    # 2. the generator learns to make the discriminator say "real"; the gradients
+    #    this leaves on D's weights are cleared by D's next zero_grad
+    opt_G.zero_grad()
+    g_loss = criterion(D(fake), real_label)
+    g_loss.backward()
+    opt_G.step()
+    return d_loss.item(), g_loss.item()
+
+
 def train(epochs: int = 40, seed: int = 0, batch_size: int = 64,
           verbose: bool = True) -> dict[str, Any]:  # fmt: skip
     """Train the GAN; returns the per-epoch mean losses and 32 generated samples."""
@@ -92,26 +119,12 @@ def train(epochs: int = 40, seed: int = 0, batch_size: int = 64,
     for epoch in range(epochs):
         d_losses, g_losses = [], []
         for (real,) in loader:
-            fake = G(gn.randn(batch_size, LATENT_DIM))
-
-            # 1. the discriminator learns to tell real (1) from generated (0);
-            #    detach(): this loss must not flow back into the generator
-            opt_D.zero_grad()
-            d_real = criterion(D(real), real_label)
-            d_fake = criterion(D(fake.detach()), fake_label)
-            d_loss = 0.5 * (d_real + d_fake)
-            d_loss.backward()
-            opt_D.step()
-
-            # 2. the generator learns to make the discriminator say "real"; the
-            #    gradients this leaves on D's weights are cleared by its next zero_grad
-            opt_G.zero_grad()
-            g_loss = criterion(D(fake), real_label)
-            g_loss.backward()
-            opt_G.step()
-
-            d_losses.append(d_loss.item())
-            g_losses.append(g_loss.item())
+            noise = gn.randn(batch_size, LATENT_DIM)
+            d_loss, g_loss = train_step(
+                G, D, opt_G, opt_D, criterion, real, noise, real_label, fake_label
+            )
+            d_losses.append(d_loss)
+            g_losses.append(g_loss)
 
         history["d_loss"].append(float(np.mean(d_losses)))
         history["g_loss"].append(float(np.mean(g_losses)))
