@@ -297,6 +297,11 @@ def layer_cases() -> list[Case]:
                 lambda a, b, fn=fn: getattr(L, fn)([a, b], dtype="float64"),
             )
         )
+    leaky = L.LeakyReLU(0.2, dtype="float64")
+    cases.append(_layer_case("LeakyReLU", leaky, [_away_from(X, [0.0])]))
+    # frozen (Keras 3): normalises with the moving statistics even while training
+    frozen = L.BatchNormalization(dtype="float64", trainable=False)
+    cases.append(_layer_case("BatchNormalization(frozen, train)", frozen, [X]))
     return cases
 
 

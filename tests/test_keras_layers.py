@@ -47,6 +47,8 @@ CASES = [
     ("Maximum", {}, [A, B, C]),
     ("Minimum", {}, [A, B, C]),
     ("Concatenate", {"axis": 0}, [A, B]),
+    ("LeakyReLU", {}, [A]),
+    ("LeakyReLU", {"negative_slope": 0.2}, [A]),
 ]
 
 
@@ -322,3 +324,14 @@ def test_a_softmax_output_layer_fuses_with_cross_entropy_as_the_activation_does(
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     probs = gn.Sequential([gn.layers.Softmax(input_shape=(4,))]).predict(X)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_leaky_relu_saves_its_slope_and_rejects_a_bad_one(tmp_path: Any) -> None:
+    model = gn.Sequential([gn.Input((3,)), gn.layers.Dense(4), gn.layers.LeakyReLU(0.1)])
+    model.save(tmp_path / "m.gpunet")
+    again = gn.models.load_model(tmp_path / "m.gpunet")
+    assert again.layers[-1].negative_slope == 0.1
+    np.testing.assert_array_equal(again(A).numpy(), model(A).numpy())
+    for bad in (-0.1, "0.2", True):
+        with pytest.raises(gn.errors.InvalidParameterError, match="negative_slope"):
+            gn.layers.LeakyReLU(bad)  # type: ignore[arg-type]

@@ -318,3 +318,13 @@ def test_a_compiled_loss_of_any_reduction_trains_and_saves_as_keras(tmp_path, re
         back = gn.models.load_model(tmp_path / "m.gpunet")
         assert back.compiled_loss.reduction == red
     np.testing.assert_allclose(histories[1].history["loss"], histories[0].history["loss"])
+
+
+def test_a_subclass_passing_inputs_and_outputs_to_model_is_told_to_define_call():
+    class Wrapped(gn.Model):
+        def __init__(self, inputs, outputs):
+            super().__init__(inputs, outputs)
+
+    x = gn.Input(shape=(2,))
+    with pytest.raises(gn.errors.InvalidParameterError, match="defines call"):
+        Wrapped(x, gn.layers.Dense(1)(x))

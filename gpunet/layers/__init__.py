@@ -11,7 +11,7 @@ from gpunet.layers.base import Layer, Parameter
 from gpunet.layers.bidirectional import Bidirectional
 from gpunet.layers.conv import Conv1D, Conv2D
 from gpunet.layers.conv_transpose import Conv2DTranspose
-from gpunet.layers.core import Activation, Dropout, Flatten, Softmax
+from gpunet.layers.core import Activation, Dropout, Flatten, LeakyReLU, Softmax
 from gpunet.layers.dense import Dense
 from gpunet.layers.embedding import Embedding
 from gpunet.layers.masking import Masking
@@ -78,6 +78,7 @@ __all__ = [
     "GlobalMaxPooling2D",
     "Layer",
     "LayerNormalization",
+    "LeakyReLU",
     "Masking",
     "MaxPooling1D",
     "MaxPooling2D",

@@ -1,4 +1,4 @@
-"""Activation, Dropout, Flatten and Softmax: layers without a matrix product."""
+"""Activation, LeakyReLU, Dropout, Flatten and Softmax: layers without a matrix product."""
 
 from __future__ import annotations
 
@@ -65,6 +65,38 @@ class Activation(Layer):
             **super().get_config(),
             "activation": {"name": self.activation_name, **self.activation_kw},
         }
+
+
+@spec.register
+class LeakyReLU(Layer):
+    """``max(x, negative_slope * x)``, as Keras 3's ``layers.LeakyReLU`` (whose default
+    slope is 0.3; the ``leaky_relu`` activation's is 0.2).
+
+    Example:
+        >>> import numpy as np, gpunet as gn
+        >>> gn.layers.LeakyReLU(negative_slope=0.2)(np.array([[-1.0, 2.0]])).numpy()
+        array([[-0.2,  2. ]], dtype=float32)
+    """
+
+    CONFIG = {"negative_slope": spec.Float(0.0)}
+
+    def __init__(self, negative_slope: float = 0.3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        ok = isinstance(negative_slope, (int, float)) and not isinstance(negative_slope, bool)
+        if not ok or not negative_slope >= 0:
+            raise InvalidParameterError(
+                f"LeakyReLU negative_slope must be a float >= 0, got {negative_slope!r} "
+                f"(layer {self.name!r})"
+            )
+        self.negative_slope = float(negative_slope)
+
+    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Backprop]:
+        kw = {"alpha": self.negative_slope}
+        Y = ops.activation("leaky_relu", X, **kw)
+        return Y, lambda dY, need_dX: ops.backprop_activation("leaky_relu", dY, X, Y, **kw)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "negative_slope": self.negative_slope}
 
 
 @spec.register

@@ -81,7 +81,9 @@ class BatchNormalization(Layer):
 
     def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Backprop]:
         g, b = self.gamma, self.beta
-        if training:
+        # Keras 3: a frozen (trainable=False) layer normalises with its moving
+        # statistics even while training, and leaves them unchanged
+        if training and self._trainable:
             Y, Xhat, inv, mean, var = ops.batchnorm(X, g.data, b.data, epsilon=self.epsilon)
             n = 1
             for d in X.shape[:-1]:

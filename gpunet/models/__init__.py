@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,8 @@ from gpunet.layers.base import Layer, structure_changed, takes_training
 from gpunet.models.training import TrainingMixin
 
 CALL_FLAGS = {"use_causal_mask", "training"}  # layer call keywords a saved graph keeps
+if TYPE_CHECKING:
+    from gpunet.engine.functional import SymbolicTensor
 
 
 class Model(TrainingMixin, Layer):
@@ -49,7 +51,16 @@ class Model(TrainingMixin, Layer):
             return super().__new__(Functional)
         return super().__new__(cls)
 
-    def __init__(self, *, device: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, inputs: Any = None, outputs: Any = None, *, device: Any = None, **kwargs: Any
+    ) -> None:
+        # gn.Model(inputs, outputs) is a Functional (see __new__): these reach here only
+        # from a subclass, which defines call() instead
+        if inputs is not None or outputs is not None:
+            raise InvalidParameterError(
+                f"{type(self).__name__}: a subclass of Model defines call(); "
+                "Model(inputs, outputs) makes a functional model"
+            )
         super().__init__(**kwargs)
         self.compiled_metrics: list[Any] = []
         self._n_outputs = 0
@@ -159,7 +170,7 @@ class Sequential(Model):
 
     def __init__(
         self,
-        layers: Sequence[Layer] | None = None,
+        layers: Sequence[Layer | SymbolicTensor] | None = None,
         *,
         name: str | None = None,
         device: Any = None,
@@ -170,7 +181,7 @@ class Sequential(Model):
         for layer in layers or []:
             self.add(layer)
 
-    def add(self, layer: Layer) -> None:
+    def add(self, layer: Layer | SymbolicTensor) -> None:
         """Append ``layer`` to the stack (a ``gn.Input(shape=...)`` may come first: it
         gives the model its input shape, builds each layer as it is added and sets
         their ``input``/``output``, as in Keras)."""

@@ -29,7 +29,7 @@ from gpunet.errors import (
     NotCompiledError,
 )
 from gpunet.layers import base
-from gpunet.models import multi_io
+from gpunet.models import multi_io, trainable
 from gpunet.models.feeding import Batch, int_param
 from gpunet.models.feeds import ArrayFeed, Epochs, StreamFeed, is_stream
 from gpunet.models.inference import InferenceMixin
@@ -52,6 +52,7 @@ class TrainingMixin(InferenceMixin):
     _penalties = True  # any regularized weight? (refreshed by fit/train_on_batch)
     _step_plan: Any = None  # the graph-free engine.step.Step when the model allows one
     _plan_key: Any = None  # what _step_plan was made for
+    _frozen = False  # no trainable weights: a step reports the loss and changes nothing
     use_fastpath = True  # set False to always train through the autograd graph
 
     if TYPE_CHECKING:  # provided by Layer, which Model mixes in after this class
@@ -178,6 +179,9 @@ class TrainingMixin(InferenceMixin):
                 f"{self._first_nonfinite_layer(b)}; the last finite weights are kept "
                 "(pass on_nan='stop' to end training quietly, 'ignore' to go on)"
             )
+        if self._frozen:  # Keras 3: nothing to update, the loss is still reported
+            self._track(b, y_pred, loss)
+            return True
         if backward:
             self.optimizer.zero_grad()
             total.backward()
@@ -202,6 +206,7 @@ class TrainingMixin(InferenceMixin):
             return
         self._penalties = any(p.regularizer is not None for p in self.weights)
         self._step_plan = engine_step.plan(self) if self.use_fastpath else None
+        self._frozen = trainable.frozen(self)
         self._plan_key = key
 
     def _finite(self, loss: Tensor) -> bool:
@@ -244,8 +249,8 @@ class TrainingMixin(InferenceMixin):
         return logs
 
     def _build_optimizer(self) -> None:
-        if not self.optimizer.built:
-            self.optimizer.build(self.trainable_weights)
+        if not self.optimizer.built and (weights := self.trainable_weights):
+            self.optimizer.build(weights)
 
     # -- fit -----------------------------------------------------------------------------
     def fit(
