@@ -3,7 +3,8 @@ batch size from which the GPU beats the CPU.
 
 * Launch counts: ``bench/_launches.py`` (an instrumented step on the CPU; no GPU
   needed), per workload; the check fails when fusing does not cut launches.
-* GPU rows: ``bench/run.py --quick`` on workloads A, B, C and predict, limited to
+* GPU rows: ``bench/run.py --quick`` on workloads A, B, C, predict and the LeNet
+  CNN step (L: ``gpunet_cuda`` against PyTorch CUDA in channels_last), limited to
   gpunet on cuda, plain CuPy, the CuPy GEMM bound and PyTorch CUDA (where
   installed), in one process (the worker processes ``bench/`` uses on the CPU
   keep OpenMP runtimes apart, which the GPU rows do not need). Its own JSON and
@@ -26,7 +27,7 @@ from gpunet.cli.gpu_check._child import Context
 GPU_IMPLS = ("gpunet_cuda", "cupy_plain", "gemm_bound_cupy", "torch_cuda",
              "torch_cuda_fused_adam", "gpunet_predict_cuda", "torch_predict_cuda")  # fmt: skip
 CROSS_BATCHES = (8, 32, 128, 512, 2048)
-BENCH_WORKLOADS = "A,B,C,P"
+BENCH_WORKLOADS = "A,B,C,P,L"
 
 
 def run(ctx: Context) -> None:
@@ -39,12 +40,14 @@ def run(ctx: Context) -> None:
         ctx.check("launch counts", "not run", f"no bench/ at {bench} (an installed wheel ships "
                   "none): run from a checkout")  # fmt: skip
     if not ctx.n_gpu:
-        ctx.check("GPU rows of bench/ (A, B, C, predict)", "not run", ctx.no_gpu())
+        ctx.check("GPU rows of bench/ (A, B, C, predict, LeNet)", "not run", ctx.no_gpu())
     elif have_bench:
         _gpu_rows(ctx)
     else:
         ctx.check(
-            "GPU rows of bench/ (A, B, C, predict)", "not run", "no bench/: a checkout has it"
+            "GPU rows of bench/ (A, B, C, predict, LeNet)",
+            "not run",
+            "no bench/: a checkout has it",
         )
     _crossover(ctx)
     if have_bench:
@@ -82,13 +85,15 @@ def _gpu_rows(ctx: Context) -> None:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=limit)
     except subprocess.TimeoutExpired:
         why = f"bench/run.py did not finish in its {limit:.0f} s share of the budget"
-        ctx.check("GPU rows of bench/ (A, B, C, predict)", "not run", why)
+        ctx.check("GPU rows of bench/ (A, B, C, predict, LeNet)", "not run", why)
         return
     new = sorted(set(out.glob("*.json")) - before)
     if proc.returncode != 0 or not new:
         tail = (proc.stdout + proc.stderr).strip()[-600:]
         ctx.check(
-            "GPU rows of bench/ (A, B, C, predict)", "failed", f"exit {proc.returncode}: {tail}"
+            "GPU rows of bench/ (A, B, C, predict, LeNet)",
+            "failed",
+            f"exit {proc.returncode}: {tail}",
         )
         return
     report = json.loads(new[-1].read_text())
