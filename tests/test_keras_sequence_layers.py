@@ -293,3 +293,34 @@ def test_a_masked_sequence_tagger_fits_and_evaluates_as_keras(head):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     for k in ("loss", "accuracy"):
         np.testing.assert_allclose(logs["ours"][k], logs["theirs"][k], rtol=1e-5, err_msg=k)
+
+
+def test_batch_normalization_with_a_mask_matches_keras():
+    """Training statistics over the real steps only; every step normalized by them."""
+    X = R.normal(size=(4, 5, 3)) * 2 + 1
+    mask = IDS != 0
+    ours = L.BatchNormalization(momentum=0.9, dtype="float64")
+    theirs = keras.layers.BatchNormalization(momentum=0.9, dtype="float64")
+    x = gn.tensor(X, dtype="float64", requires_grad=True)
+    y = ours(x, training=True, mask=mask)
+    tx = torch.tensor(X, requires_grad=True)
+    theirs.build((None, 5, 3))
+    ty = theirs(tx, training=True, mask=torch.tensor(mask))
+    M = mask[..., None]
+    n = M.sum((0, 1)) + 1e-7
+    mean = (M * X).sum((0, 1)) / n
+    var = (M * (X - mean) ** 2).sum((0, 1)) / n
+    np.testing.assert_allclose(y.numpy(), (X - mean) / np.sqrt(var + 1e-3), rtol=1e-12)
+    # Keras' masked moments round through float32 even for float64 layers
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-5, atol=1e-6)
+    w = R.normal(size=X.shape)
+    (y * gn.tensor(w, dtype="float64")).sum().backward()
+    (ty * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-6)
+    for ours_w, theirs_w in zip(ours.weights, theirs.weights, strict=True):
+        v = theirs_w.value
+        if ours_w.trainable:
+            np.testing.assert_allclose(ours_w.grad.numpy(), v.grad.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ours_w.numpy(), v.detach().numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(ours.moving_mean.numpy(), 0.1 * mean, rtol=1e-12)
+    assert np.array_equal(y._keras_mask, mask)
