@@ -355,3 +355,28 @@ def test_time_distributed_gives_each_step_its_mask():
     np.testing.assert_array_equal(y._keras_mask, mask)  # passed on, as Keras does
     Y, _ = td.forward_pass(td.ops, X, False, mask=mask)
     np.testing.assert_allclose(Y, y.numpy(), rtol=1e-12)
+
+
+def test_each_tensor_argument_gives_its_mask_to_its_mask_parameter():
+    """Keras: a call with query and value (and query_mask, value_mask parameters) is
+    given each argument's mask; the first argument's mask survives a cast."""
+    seen = {}
+
+    class Attend(L.Layer):
+        supports_masking = True
+
+        def call(self, query, value, key=None, query_mask=None, value_mask=None, key_mask=None):
+            seen.update(query_mask=query_mask, value_mask=value_mask, key_mask=key_mask)
+            return query
+
+    e = L.Embedding(10, 3, mask_zero=True)
+    q, v = e(IDS), e(IDS[:, ::-1].copy())
+    out = Attend()(q, v, key=v)
+    np.testing.assert_array_equal(seen["query_mask"], IDS != 0)
+    np.testing.assert_array_equal(seen["value_mask"], IDS[:, ::-1] != 0)
+    np.testing.assert_array_equal(seen["key_mask"], IDS[:, ::-1] != 0)
+    np.testing.assert_array_equal(out._keras_mask, IDS != 0)
+    Attend()(q, v, value_mask=np.ones((4, 5), bool))  # given: kept
+    assert seen["value_mask"].all()
+    wide = L.Dense(3, dtype="float64")(q)  # a float64 layer: its input is cast, mask kept
+    np.testing.assert_array_equal(wide._keras_mask, IDS != 0)
