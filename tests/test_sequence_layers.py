@@ -384,8 +384,8 @@ def test_each_tensor_argument_gives_its_mask_to_its_mask_parameter():
 
 def test_per_step_binary_targets_fit_a_one_unit_sequence_output():
     gn.utils.set_random_seed(0)
-    model = gn.Sequential([gn.Input(shape=(5,), dtype="int32"),
-                           L.Embedding(10, 4, mask_zero=True), L.Dense(1, activation="sigmoid")])  # fmt: skip
+    model = gn.Sequential([gn.Input(shape=(5,), dtype="int32"), L.Embedding(10, 4, mask_zero=True),
+                           L.Dense(1, activation="sigmoid")])  # fmt: skip
     model.compile(optimizer=gn.optimizers.Adam(0.05), loss="binary_crossentropy")
     target = (IDS % 2).astype("float32")
     model.fit(IDS, target, epochs=40, verbose=0)
