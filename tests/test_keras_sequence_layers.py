@@ -265,7 +265,7 @@ def test_a_masked_text_classifier_matches_keras_after_one_step():
     )
 
 
-@pytest.mark.parametrize("head", ["dense", "time_distributed"])
+@pytest.mark.parametrize("head", ["dense", "time_distributed", "step_weights"])
 def test_a_masked_sequence_tagger_fits_and_evaluates_as_keras(head):
     """Per-step labels, padded steps masked: the compiled loss and accuracy weigh
     only the real steps, in fit and evaluate, on the graph-free step too."""
@@ -283,11 +283,12 @@ def test_a_masked_sequence_tagger_fits_and_evaluates_as_keras(head):
     ours, theirs = build(gn, L), build(keras, K)
     theirs.set_weights(ours.get_weights())
     logs = {}
+    sw = R.uniform(0.5, 2.0, size=IDS.shape) if head == "step_weights" else None  # per step
     for name, m, opt in (("ours", ours, gn.optimizers.SGD(0.5)),
                          ("theirs", theirs, keras.optimizers.SGD(0.5))):  # fmt: skip
         m.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        m.fit(IDS, tags, epochs=2, batch_size=2, verbose=0, shuffle=False)
-        logs[name] = m.evaluate(IDS, tags, verbose=0, return_dict=True)
+        m.fit(IDS, tags, sample_weight=sw, epochs=2, batch_size=2, verbose=0, shuffle=False)
+        logs[name] = m.evaluate(IDS, tags, sample_weight=sw, verbose=0, return_dict=True)
     assert ours._step_plan is not None or head == "time_distributed"
     for a, b in zip(ours.get_weights(), _weights(theirs), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -143,6 +143,8 @@ class DataMixin:
         return arr
 
     def _weights(self, y: np.ndarray, n: int, sample_weight: Any, class_weight: Any) -> Any:
+        if self._seq_out and np.ndim(sample_weight) == 2 and class_weight is None:
+            return data.as_step_weight(sample_weight, y.shape[:2])  # one per step (Keras)
         w = None if sample_weight is None else data.as_sample_weight(sample_weight, n)
         if class_weight is not None:
             labels = y if y.ndim == 1 else (np.argmax(y, 1) if y.shape[1] > 1 else y[:, 0].round())
