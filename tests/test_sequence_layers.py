@@ -392,3 +392,11 @@ def test_per_step_binary_targets_fit_a_one_unit_sequence_output():
     P = model.predict(IDS)[..., 0]
     real = IDS != 0
     assert ((P > 0.5) == (target > 0.5))[real].all()
+
+
+def test_per_step_sample_weights_of_the_wrong_shape_are_named():
+    model = _tagger()
+    with pytest.raises(gn.errors.InputValidationError, match=r"shape \(4, 3\).*\(4, 5\)"):
+        model.fit(IDS, TAGS, sample_weight=np.ones((4, 3)), verbose=0)
+    with pytest.raises(gn.errors.InputValidationError, match="negative"):
+        model.fit(IDS, TAGS, sample_weight=-np.ones((4, 5)), verbose=0)
