@@ -446,6 +446,7 @@ def sequence_cases() -> list[Case]:
     td_dense = L.TimeDistributed(L.Dense(2, **f64, bias_initializer="random_normal"), **f64)
     td_conv = L.TimeDistributed(L.Conv2D(2, 2, **f64), **f64)
     masking = L.Masking(**f64)
+    bn = L.BatchNormalization(**f64)
 
     def masked_mean(x: Any) -> Any:
         y = emb_l2(ids)
@@ -463,6 +464,12 @@ def sequence_cases() -> list[Case]:
         Case("layer:Masking", [Xe], lambda x: masking(x * gn.tensor(pattern, dtype="float64"))),
         _layer_case("TimeDistributed(Dense)", td_dense, [r.normal(size=(2, 3, 4))]),
         _layer_case("TimeDistributed(Conv2D)", td_conv, [r.normal(size=(1, 2, 3, 3, 1))]),
+        Case(
+            "layer:BatchNormalization(mask)",
+            [Xe * 2 + 1],
+            lambda x: bn(x, training=True, mask=mask),
+            layer=bn,
+        ),
         Case("torch:nn.Embedding(padding_idx)", [Xe], lambda x: nn_emb(ids) * x, layer=nn_emb),
         Case(
             "torch:pad_sequence",

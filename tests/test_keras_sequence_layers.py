@@ -265,7 +265,7 @@ def test_a_masked_text_classifier_matches_keras_after_one_step():
     )
 
 
-@pytest.mark.parametrize("head", ["dense", "time_distributed"])
+@pytest.mark.parametrize("head", ["dense", "time_distributed", "step_weights"])
 def test_a_masked_sequence_tagger_fits_and_evaluates_as_keras(head):
     """Per-step labels, padded steps masked: the compiled loss and accuracy weigh
     only the real steps, in fit and evaluate, on the graph-free step too."""
@@ -283,13 +283,45 @@ def test_a_masked_sequence_tagger_fits_and_evaluates_as_keras(head):
     ours, theirs = build(gn, L), build(keras, K)
     theirs.set_weights(ours.get_weights())
     logs = {}
+    sw = R.uniform(0.5, 2.0, size=IDS.shape) if head == "step_weights" else None  # per step
     for name, m, opt in (("ours", ours, gn.optimizers.SGD(0.5)),
                          ("theirs", theirs, keras.optimizers.SGD(0.5))):  # fmt: skip
         m.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        m.fit(IDS, tags, epochs=2, batch_size=2, verbose=0, shuffle=False)
-        logs[name] = m.evaluate(IDS, tags, verbose=0, return_dict=True)
+        m.fit(IDS, tags, sample_weight=sw, epochs=2, batch_size=2, verbose=0, shuffle=False)
+        logs[name] = m.evaluate(IDS, tags, sample_weight=sw, verbose=0, return_dict=True)
     assert ours._step_plan is not None or head == "time_distributed"
     for a, b in zip(ours.get_weights(), _weights(theirs), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     for k in ("loss", "accuracy"):
         np.testing.assert_allclose(logs["ours"][k], logs["theirs"][k], rtol=1e-5, err_msg=k)
+
+
+def test_batch_normalization_with_a_mask_matches_keras():
+    """Training statistics over the real steps only; every step normalized by them."""
+    X = R.normal(size=(4, 5, 3)) * 2 + 1
+    mask = IDS != 0
+    ours = L.BatchNormalization(momentum=0.9, dtype="float64")
+    theirs = keras.layers.BatchNormalization(momentum=0.9, dtype="float64")
+    x = gn.tensor(X, dtype="float64", requires_grad=True)
+    y = ours(x, training=True, mask=mask)
+    tx = torch.tensor(X, requires_grad=True)
+    theirs.build((None, 5, 3))
+    ty = theirs(tx, training=True, mask=torch.tensor(mask))
+    M = mask[..., None]
+    n = M.sum((0, 1)) + 1e-7
+    mean = (M * X).sum((0, 1)) / n
+    var = (M * (X - mean) ** 2).sum((0, 1)) / n
+    np.testing.assert_allclose(y.numpy(), (X - mean) / np.sqrt(var + 1e-3), rtol=1e-12)
+    # Keras' masked moments round through float32 even for float64 layers
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-5, atol=1e-6)
+    w = R.normal(size=X.shape)
+    (y * gn.tensor(w, dtype="float64")).sum().backward()
+    (ty * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-6)
+    for ours_w, theirs_w in zip(ours.weights, theirs.weights, strict=True):
+        v = theirs_w.value
+        if ours_w.trainable:
+            np.testing.assert_allclose(ours_w.grad.numpy(), v.grad.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ours_w.numpy(), v.detach().numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(ours.moving_mean.numpy(), 0.1 * mean, rtol=1e-12)
+    assert np.array_equal(y._keras_mask, mask)

@@ -5,8 +5,9 @@ targets of shape ``(batch, time)`` (sparse labels) or ``(batch, time, units)``.
 The loss is the mean over the steps (``sum_over_batch_size``); where the output
 carries a ``(batch, time)`` mask, the padded steps weigh 0 and the real ones
 ``steps / real steps``, so it is the mean over the real steps (Keras' ``apply_mask``);
-a sample weight weighs every step of its sequence. Metrics take the mask (times the
-sample weights) as their sample weights, as Keras' compiled metrics do.
+a sample weight weighs every step of its sequence (or one per step, ``(batch, time)``).
+Metrics take the mask alone as their sample weights, as Keras 3's compiled ``metrics``
+do (they are not given the sample weights).
 
 Example:
     >>> import numpy as np, gpunet as gn
@@ -41,9 +42,9 @@ def scale_rows(ops: Any, shape: tuple[int, ...], scale: Any, mask: Any) -> Any:
     B, T = int(shape[0]), int(shape[1])
     if mask is None and isinstance(scale, Number):
         return float(scale) / T  # type: ignore[arg-type]
-    per: Any = scale if isinstance(scale, Number) else xp.reshape(scale, (B, 1))
+    per: Any = scale if isinstance(scale, Number) or scale.ndim == 2 else xp.reshape(scale, (B, 1))
     if mask is None:
-        return xp.reshape(xp.broadcast_to(per / T, (B, T)), (B * T,))
+        return xp.reshape(xp.broadcast_to(per / T, (B, T)), (B * T,))  # type: ignore[operator]
     M = xp.astype(mask, ops.dtype("float32") if isinstance(scale, Number) else scale.dtype)
     valid = xp.sum(M)
     factor = xp.where(valid > 0, B / xp.where(valid > 0, valid, 1), 0)
@@ -56,7 +57,10 @@ def sample_rows(ops: Any, shape: tuple[int, ...], sw: Any, mask: Any, mean: bool
     rescaled by ``steps / real steps`` for a mean (the losses), not for the metrics."""
     xp = ops.xp
     B, T = int(shape[0]), int(shape[1])
-    W = None if sw is None else xp.broadcast_to(xp.reshape(xp.astype(sw, dtype), (B, 1)), (B, T))
+    W = None
+    if sw is not None:  # one per sequence, or one per step
+        W = xp.astype(sw, dtype) if sw.ndim == 2 else xp.broadcast_to(
+            xp.reshape(xp.astype(sw, dtype), (B, 1)), (B, T))  # fmt: skip
     if mask is not None:
         M = xp.astype(mask, dtype)
         W = M if W is None else W * M

@@ -14,6 +14,7 @@ from gpunet.errors import InputValidationError
 
 _TAKES: dict[type, bool] = {}
 _MAKES: dict[type, bool] = {}
+_NAMED: dict[type, tuple[tuple[int, str, str], ...]] = {}
 
 
 def _is_base(cls: type, name: str) -> bool:
@@ -58,12 +59,36 @@ def mask_of(x: Any) -> Any:
     return getattr(x, "_keras_mask", None)
 
 
-def take(layer: Any, inputs: Any, kwargs: dict[str, Any]) -> Any:
-    """The input mask of a call (``mask=`` given, else the one ``inputs`` carry),
-    checked; put in ``kwargs`` when the layer takes it."""
+def _named(cls: type) -> tuple[tuple[int, str, str], ...]:
+    """``(position, argument, its mask parameter)`` for each tensor argument of ``call``
+    with a ``<argument>_mask`` parameter (``query`` and ``query_mask``...), cached."""
+    known = _NAMED.get(cls)
+    if known is None:
+        code = getattr(getattr(cls, "call", None), "__code__", None)
+        names = (
+            () if code is None else code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount]
+        )
+        known = _NAMED[cls] = tuple(
+            (i, a, f"{a}_mask") for i, a in enumerate(names) if f"{a}_mask" in names
+        )
+    return known
+
+
+def take(layer: Any, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The input mask of a call (``mask=`` given, else the one its first argument
+    carries), checked; put in ``kwargs`` when the layer takes it. A call with several
+    tensor arguments and ``<argument>_mask`` parameters is given each one's (Keras)."""
+    named = _named(type(layer))
+    if named:
+        for i, arg, key in named:
+            x = args[i] if i < len(args) else kwargs.get(arg)
+            m = getattr(x, "_keras_mask", None)
+            if m is not None and kwargs.get(key) is None:
+                kwargs[key] = m
     mask = kwargs.pop("mask", None) if kwargs else None
     if mask is None:  # (the hot path: one attribute read)
-        mask = inputs._keras_mask if type(inputs) is Tensor else mask_of(inputs)
+        first = args[0]  # (before any cast, which makes a new tensor)
+        mask = first._keras_mask if type(first) is Tensor else mask_of(first)
         if mask is None:
             return None
     mask = check(layer, mask, inputs)

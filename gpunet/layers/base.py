@@ -390,7 +390,7 @@ class Layer:
             self.build(self.built_input_shape)
             self.built = True
         self.check_input(inputs)
-        mask = _masks.take(self, inputs, kwargs)
+        mask = _masks.take(self, inputs, args, kwargs)
         stack = _local.training
         if training is None:
             training = stack[-1] if stack else self.training

@@ -79,11 +79,16 @@ class BatchNormalization(Layer):
     def check_input(self, x: Any) -> None:
         _check_features(self, x, self.gamma.shape[0])
 
-    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Backprop]:
+    def forward_pass(
+        self, ops: Any, X: Any, training: bool, mask: Any = None
+    ) -> tuple[Any, Backprop]:
         g, b = self.gamma, self.beta
         # Keras 3: a frozen (trainable=False) layer normalises with its moving
         # statistics even while training, and leaves them unchanged
-        if training and self._trainable:
+        training = training and self._trainable
+        if training and mask is not None:
+            return self._masked(ops, X, mask)
+        if training:
             Y, Xhat, inv, mean, var = ops.batchnorm(X, g.data, b.data, epsilon=self.epsilon)
             n = 1
             for d in X.shape[:-1]:
@@ -107,6 +112,38 @@ class BatchNormalization(Layer):
             )
             backprop = ops.backprop_batchnorm_inference
         return Y, _affine_backprop(backprop, Xhat, inv, g, b)
+
+    def _masked(self, ops: Any, X: Any, mask: Any) -> tuple[Any, Backprop]:
+        """Training with a mask (Keras): the statistics over the real steps only, each
+        sum over ``count + 1e-7`` as Keras'; every step is normalized with them."""
+        xp, axes, m = ops.xp, tuple(range(X.ndim - 1)), self.momentum
+        if mask.ndim != X.ndim - 1:
+            raise InputValidationError(
+                f"layer {self.name!r} takes a mask of one axis less than its input, got "
+                f"a mask of shape {tuple(mask.shape)} for an input of shape {tuple(X.shape)}"
+            )
+        W = xp.astype(xp.reshape(mask, (*mask.shape, 1)), X.dtype)
+        n = xp.sum(xp.broadcast_to(W, X.shape), axis=axes) + 1e-7
+        mean = xp.sum(W * X, axis=axes) / n
+        D = W * (X - mean)
+        var = xp.sum(D * D, axis=axes) / n
+        inv = 1.0 / xp.sqrt(var + self.epsilon)
+        Xhat = (X - mean) * inv
+        g, b = self.gamma, self.beta
+        ops.assign(self.moving_mean.data, self.moving_mean.data * m + mean * (1.0 - m))
+        ops.assign(self.moving_variance.data, self.moving_variance.data * m + var * (1.0 - m))
+
+        def backprop(dY: Any, need_dX: bool) -> Any:
+            add_grad(g, xp.sum(dY * Xhat, axis=axes))
+            add_grad(b, xp.sum(dY, axis=axes))
+            if not need_dX:
+                return None
+            G = dY * g.data
+            d_var = -0.5 * inv**3 * xp.sum(G * (X - mean), axis=axes)
+            d_mean = -inv * xp.sum(G, axis=axes) - 2.0 * d_var * xp.sum(D, axis=axes) / n
+            return G * inv + W * (2.0 * d_var * (X - mean) + d_mean) / n
+
+        return Xhat * g.data + b.data, backprop
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -106,19 +106,22 @@ class DataMixin:
         self.check_input(Tensor(self.ops.asarray(arr[:1]), self.ops))
         return arr
 
-    def _targets(self, y: Any, n_out: int, loss: Any = None, name: str = "y") -> np.ndarray:
+    def _targets(self, y: Any, n_out: int, loss: Any = None, name: str = "y",
+                 seq: bool | None = None) -> np.ndarray:  # fmt: skip
         """``y`` validated and shaped for ``loss`` (the compiled one by default)."""
         loss = self.compiled_loss if loss is None else loss
-        seq = self._seq_out  # (batch, time, units) outputs: targets per step
+        seq = self._seq_out if seq is None else seq  # (batch, time, units): per step
         if getattr(loss, "name", "") == SPARSE:
             y_arr = np.asarray(y)
             if y_arr.dtype.kind == "f":
                 data.check_finite(y_arr, name)
             return losses_mod.check_labels(y_arr, n_out, name=SPARSE, sequence=seq)
         arr = data.as_float_array(y, name=name, dtype=self.output_dtype, ndim=None)
+        if seq and arr.ndim == 2 and n_out == 1:  # (batch, time) for (batch, time, 1)
+            arr = arr[..., None]
         if seq and arr.ndim == 3 and arr.shape[-1] == n_out:
-            arr = arr.reshape(-1, n_out)  # validated as rows, one per step
-            return self._targets(arr, n_out, loss, name).reshape(len(y), -1, n_out)
+            B, arr = len(arr), arr.reshape(-1, n_out)  # validated as rows, one per step
+            return self._targets(arr, n_out, loss, name, seq=False).reshape(B, -1, n_out)
         if arr.ndim == 1:
             arr = arr.reshape(-1, 1)
         if arr.ndim != 2 or arr.shape[1] != n_out:
@@ -140,6 +143,8 @@ class DataMixin:
         return arr
 
     def _weights(self, y: np.ndarray, n: int, sample_weight: Any, class_weight: Any) -> Any:
+        if self._seq_out and np.ndim(sample_weight) == 2 and class_weight is None:
+            return data.as_step_weight(sample_weight, y.shape[:2])  # one per step (Keras)
         w = None if sample_weight is None else data.as_sample_weight(sample_weight, n)
         if class_weight is not None:
             labels = y if y.ndim == 1 else (np.argmax(y, 1) if y.shape[1] > 1 else y[:, 0].round())

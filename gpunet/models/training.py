@@ -139,8 +139,9 @@ class TrainingMixin(InferenceMixin):
         if isinstance(self.compiled_loss, multi_io.MultiLoss):
             return self.compiled_loss.track(b, y_pred, self.ops)
         Y, P, W = b.y, y_pred.detach(), b.sw
-        if sequence.is_sequence(P, Y):  # a row per step; the mask weighs them (Keras)
-            W = sequence.sample_rows(self.ops, P.shape, W, y_pred._keras_mask, False, P.dtype)
+        if sequence.is_sequence(P, Y):  # a row per step, weighed by the mask alone (Keras
+            # 3 updates its compiled metrics without the sample weights)
+            W = sequence.sample_rows(self.ops, P.shape, None, y_pred._keras_mask, False, P.dtype)
             Y, P = sequence.rows(self.ops, Y), sequence.rows(self.ops, P)
         for m in self.compiled_metrics:
             m.update_state(Tensor(Y, self.ops), P, W)

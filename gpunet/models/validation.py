@@ -110,6 +110,19 @@ def as_sample_weight(w: Any, n: int) -> np.ndarray:
     return arr
 
 
+def as_step_weight(w: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Sample weights of a sequence output, one per step: ``(samples, steps)``."""
+    arr = as_float_array(w, name="sample_weight", dtype=np.float64, ndim=2)
+    if arr.shape != tuple(shape):
+        raise InputValidationError(
+            f"sample_weight has shape {arr.shape}; a sequence output takes one weight per "
+            f"sample, or one per step: shape {tuple(shape)}"
+        )
+    if np.any(arr < 0):
+        raise InputValidationError("sample_weight contains negative values")
+    return arr
+
+
 def _to_host(X: Any) -> np.ndarray:
     get = getattr(X, "get", None)  # CuPy arrays
     if callable(get):

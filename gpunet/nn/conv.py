@@ -429,7 +429,7 @@ class BatchNorm2d(TorchModule, BatchNormalization):
     def forward(self, x: Any) -> Any:
         return self(x)
 
-    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Any]:
+    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Any]:  # type: ignore[override]  # (no masks for images)
         xp = ops.xp
         N, C, H, W = X.shape
         X2 = xp.reshape(xp.permute_dims(X, (0, 2, 3, 1)), (-1, C))

@@ -133,8 +133,10 @@ def int_list(n: int, lo: int, hi: int) -> Check:
 
 def field(t: Any) -> Check:
     """The checker of one config field type of ``gpunet.layers.spec``."""
+    # (spec.Nested, a wrapped layer: an entry of its own, checked as every layer entry is)
     simple: dict[type, Check] = {spec.Bool: boolean, spec.Activation: activation,
-                                 spec.Initializer: initializer, spec.Regularizer: _REG}  # fmt: skip
+                                 spec.Initializer: initializer, spec.Regularizer: _REG,
+                                 spec.Nested: check_layer}  # fmt: skip
     if type(t) in simple:
         return simple[type(t)]
     if isinstance(t, spec.Int):
@@ -147,8 +149,6 @@ def field(t: Any) -> Check:
         return int_list(t.n, t.lo, t.hi)
     if isinstance(t, spec.Optional):
         return optional(field(t.inner))
-    if isinstance(t, spec.Nested):  # a wrapped layer: an entry of its own, checked alike
-        return check_layer
     raise TypeError(f"unknown config field type {t!r}")  # a bug in a layer class
 
 
