@@ -25,6 +25,7 @@ import numpy
 from gpunet import random as grandom
 from gpunet.backend import _compat, _kernels
 from gpunet.backend._activation_ops import NEEDS_X
+from gpunet.backend._amp_ops import FusedAmpOps
 from gpunet.backend.ops import Ops
 from gpunet.errors import DeviceError
 
@@ -33,7 +34,7 @@ DATA_FRACTION = 0.5  # of free device memory a resident dataset may take; the re
 # is left for weights, activations, gradients and CuPy's pool
 
 
-class FusedOps(Ops):
+class FusedOps(FusedAmpOps, Ops):
     """Ops that run as one fused kernel each, with the reference as fallback."""
 
     reads_are_free = False  # device kernels: the loss is checked by a device flag (also

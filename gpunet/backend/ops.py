@@ -16,6 +16,7 @@ import numpy
 
 from gpunet import random as grandom
 from gpunet.backend._activation_ops import NEEDS_X, ActivationOps
+from gpunet.backend._amp_ops import AmpOps
 from gpunet.backend._conv_ops import ConvOps
 from gpunet.backend._loss_ops import LossOps
 from gpunet.backend._norm_ops import NormOps
@@ -26,7 +27,7 @@ from gpunet.errors import OutOfMemoryError
 Array = Any
 
 
-class Ops(ActivationOps, ConvOps, LossOps, NormOps, OptimizerOps, PoolOps):
+class Ops(ActivationOps, ConvOps, LossOps, NormOps, OptimizerOps, PoolOps, AmpOps):
     """Reference backend over ``xp`` (NumPy unless a subclass says otherwise).
 
     Example:

@@ -19,6 +19,7 @@ from gpunet.autograd import Tensor, no_grad
 from gpunet.backend import get_ops
 from gpunet.errors import InputValidationError, InvalidParameterError
 from gpunet.layers.base import Layer, structure_changed, takes_training
+from gpunet.mixed_precision import layer_pass
 from gpunet.models.training import TrainingMixin
 
 
@@ -308,9 +309,9 @@ class Sequential(Model):
         backprops = []
         for i, layer in enumerate(layers):
             if logits and i == last:
-                X, backprop = layer.forward_pass(ops, X, training, logits=True)  # type: ignore[call-arg]
+                X, backprop = layer_pass(layer, ops, X, training, logits=True)
             else:
-                X, backprop = layer.forward_pass(ops, X, training)
+                X, backprop = layer_pass(layer, ops, X, training)
             backprops.append(backprop)
 
         def backprop_all(dY: Any, need_dX: bool) -> Any:

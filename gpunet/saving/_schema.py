@@ -189,7 +189,8 @@ def _shape(v: Any, path: str) -> list[int]:
 
 _SHAPE = _shape
 _COMMON: dict[str, Check] = {
-    "name": name, "dtype": one_of(*DTYPES, what="dtype"), "trainable": boolean,
+    "name": name, "trainable": boolean,
+    "dtype": one_of(*DTYPES, "mixed_float16", "mixed_bfloat16", what="dtype policy"),
     "input_shape": _SHAPE,
 }  # fmt: skip
 
@@ -354,7 +355,12 @@ _LOSS = _config_of(LOSSES, _LOSS_COMMON, "loss")
 COMPILE = obj(
     {"loss": per_output(_LOSS, _LOSS), "loss_weights": per_output(number()),
      "optimizer": _config_of(OPTIMIZERS, _OPT_COMMON, "optimizer"),
-     "metrics": per_output(_metrics)},
+     "metrics": per_output(_metrics),
+     # a LossScaleOptimizer around "optimizer", and its state
+     "loss_scale": obj({"initial_scale": number(0.0, above=True),
+                        "dynamic_growth_steps": integer(1), "scale": number(0.0, above=True),
+                        "step_counter": integer(0)},
+                       ("initial_scale", "dynamic_growth_steps", "scale", "step_counter"))},
     ("loss", "optimizer", "metrics"),
 )  # fmt: skip
 _REF = integer(-10_000, 10_000)
@@ -473,7 +479,7 @@ def plan_functional(model: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         layer = described(cls, lcfg, path)
         try:
             if node["layer"] not in built:
-                dtype = lcfg.get("dtype", "float32")
+                dtype = _variable_dtype(lcfg.get("dtype", "float32"))
                 for w in layer.weight_specs(arg):
                     expected[f"layers.{node['layer']}.{w.name}"] = (tuple(w.shape), dtype)
                 built.add(node["layer"])
@@ -515,7 +521,7 @@ def plan_sequential(model: dict[str, Any]) -> tuple[list[Any], list[Any], dict[s
         in_shapes.append(None if shape is None else tuple(shape))
         if shape is None:
             continue  # an unbuilt model: no weights yet
-        dtype = cfg.get("dtype", "float32")
+        dtype = _variable_dtype(cfg.get("dtype", "float32"))
         layer = described(cls, cfg, f"$.model.config.layers[{i}]")
         try:  # what the layer would create: described, nothing allocated
             specs = layer.weight_specs((None, *shape))
@@ -543,3 +549,8 @@ def described(cls: str, cfg: dict[str, Any], path: str) -> Any:
         raise fail(path, f"the layer config is invalid: {exc}") from None
     finally:
         grandom.set_state(state)
+
+
+def _variable_dtype(dtype: str) -> str:
+    """The weights' dtype under a layer's saved ``dtype`` (a mixed policy: float32)."""
+    return "float32" if dtype.startswith("mixed_") else dtype
