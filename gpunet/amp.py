@@ -2,11 +2,13 @@
 
 Inside ``with gn.autocast("cuda"):`` (float16; ``"cpu"``: bfloat16, as PyTorch) the
 layers of PyTorch's lower-precision op list (linear, convolutions, recurrent cells,
-attention) give their outputs in the autocast dtype; those of its float32 list
-(softmax, log-softmax, layer and group norm) compute and answer in float32; the rest
-run in the dtype their inputs have. Weights stay float32: the gradients that reach
-them are float32. The arithmetic inside a layer is float32, as under a Keras policy
-(see ``gn.mixed_precision``). Autocast is per thread, as PyTorch's.
+attention) give their outputs in the autocast dtype; under CUDA autocast those of its
+float32 list (softmax, log-softmax, layer and group norm) compute and answer in
+float32 (CPU autocast lets them follow their inputs, as PyTorch's does); the rest run
+in the dtype their inputs have; the losses of ``fit`` run in float32. Weights stay
+float32: the gradients that reach them are float32. The arithmetic inside a layer is
+float32, as under a Keras policy (see ``gn.mixed_precision``). Autocast is per thread,
+as PyTorch's.
 
 ``GradScaler`` follows ``torch.amp.GradScaler``: ``scale(loss)``, ``step(opt)``
 (unscaling first unless ``unscale_(opt)`` already did), ``update()``, with the same
@@ -40,7 +42,8 @@ import numpy as np
 from gpunet import mixed_precision as _mp
 from gpunet.errors import InvalidParameterError
 
-# PyTorch's autocast lists, by the gpunet layer or module class that does the op
+# PyTorch's autocast lists, by the gpunet layer or module class that does the op (CUDA's;
+# CPU autocast has the same lower-precision list and no layer here on its float32 list)
 LOWER = frozenset({
     "Dense", "Linear", "Bilinear", "EinsumDense",
     "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
@@ -58,16 +61,17 @@ _DEFAULT = {"cuda": "float16", "cpu": "bfloat16"}
 def active_dtype() -> str | None:
     """The autocast dtype of this thread (None outside autocast)."""
     stack = _mp._thread.autocast
-    return stack[-1] if stack else None
+    return stack[-1][0] if stack and stack[-1] is not None else None
 
 
-def autocast_rule(layer: Any, dtype: str) -> str | None:
-    """What autocast makes of ``layer``: ``dtype``, ``"float32"`` or None (as it comes)."""
+def autocast_rule(layer: Any, dtype: str, device_type: str = "cuda") -> str | None:
+    """What autocast makes of ``layer``: ``dtype``, ``"float32"`` or None (as it comes).
+    CPU autocast has none of these layers on its float32 list (only losses)."""
     for cls in type(layer).__mro__:
         if cls.__name__ in LOWER:
             return dtype
         if cls.__name__ in FLOAT32:
-            return "float32"
+            return "float32" if device_type == "cuda" else None
     return None
 
 
@@ -87,7 +91,7 @@ class autocast:
         self.device_type, self.fast_dtype, self.enabled = kind, name, bool(enabled)
 
     def __enter__(self) -> autocast:
-        _mp._thread.autocast.append(self.fast_dtype if self.enabled else None)
+        _mp._thread.autocast.append((self.fast_dtype, self.device_type) if self.enabled else None)
         return self
 
     def __exit__(self, *exc: object) -> None:

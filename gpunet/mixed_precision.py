@@ -108,7 +108,7 @@ Policy = DTypePolicy  # the Keras 2 name
 class _Thread(threading.local):
     def __init__(self) -> None:
         self.scoped: list[DTypePolicy] = []
-        self.autocast: list[str | None] = []  # gn.autocast's dtypes (gpunet.amp)
+        self.autocast: list[Any] = []  # gn.autocast's (dtype, device type) or None
 
 
 _thread = _Thread()
@@ -241,13 +241,19 @@ def _store(ops: Any, X: Any, compute: str) -> Any:
 
 
 # -- the layer pass under a policy or autocast ---------------------------------------
+def autocasting() -> bool:
+    """Whether this thread is inside an enabled ``gn.autocast``."""
+    stack = _thread.autocast
+    return bool(stack) and stack[-1] is not None
+
+
 def compute_of(layer: Any) -> str | None:
     """The low-precision dtype ``layer``'s outputs are stored in (None: as it is)."""
     stack = _thread.autocast
     if stack and stack[-1] is not None:
         from gpunet import amp
 
-        return amp.autocast_rule(layer, stack[-1])
+        return amp.autocast_rule(layer, *stack[-1])
     policy = layer.__dict__.get("_dtype_policy")
     return policy.compute_dtype if policy is not None and policy.is_mixed else None
 
@@ -258,6 +264,8 @@ def layer_pass(layer: Any, ops: Any, X: Any, training: bool, **kw: Any) -> tuple
     output gradients taken in it."""
     compute = compute_of(layer)
     if compute is None:  # a float32 layer after low-precision ones takes float32 inputs
+        if autocasting():  # autocast: a layer on neither list runs in its inputs' dtype
+            return layer.forward_pass(ops, X, training, **kw)
         if not isinstance(X, list) and X.dtype != (dt := ops.dtype(layer.dtype)):
             X = ops.xp.astype(X, dt) if _is_float(ops, X) else X
         return layer.forward_pass(ops, X, training, **kw)

@@ -226,3 +226,30 @@ def test_save_load_keeps_policies_and_the_loss_scale_and_resumes_exactly(tmp_pat
     for a, b in zip(loaded.get_weights(), full.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert loaded.optimizer.dynamic_scale == full.optimizer.dynamic_scale
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_backup_and_restore_resumes_a_mixed_run_bit_identically(tmp_path, policy):
+    import test_checkpoint as tc
+
+    def make(seed):
+        mp.set_global_policy(policy)
+        model = tc._make(seed)
+        mp.set_global_policy(None)
+        return model
+
+    def state(model):
+        opt = model.optimizer
+        scale = (opt.dynamic_scale, opt.step_counter) if policy == "mixed_float16" else None
+        return (*tc._state(model), scale)
+
+    straight = make(1)
+    straight.fit(tc.X, tc.Y, **tc.FIT)
+    expected = state(straight)
+    first = make(1)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        first.fit(tc.X, tc.Y, **tc.FIT,
+                  callbacks=[gn.callbacks.BackupAndRestore(tmp_path), tc.StopAfter(1)])  # fmt: skip
+    resumed = make(99)
+    resumed.fit(tc.X, tc.Y, **tc.FIT, callbacks=[gn.callbacks.BackupAndRestore(tmp_path)])
+    assert state(resumed) == expected

@@ -23,7 +23,7 @@ class AmpOps:
     """Reference implementation, over ``xp``."""
 
     xp: Any
-    accum_dtype: str
+    name: str
 
     def dtype(self, name: Any) -> Any:
         raise NotImplementedError  # pragma: no cover - Ops defines it
@@ -34,18 +34,21 @@ class AmpOps:
     def unscale_check(self, G: Array, scale: Array, found: Array) -> None:
         """``G *= 1/scale`` in place; ``found = 1`` if any element of ``G`` was not finite."""
         xp, f32 = self.xp, self.dtype("float32")
-        wide = self.dtype(self.accum_dtype)  # float64 where the device has it
+        wide = _float64_or_32(self)
         inv = xp.astype(1.0 / xp.astype(scale, wide), f32)
         bad = xp.logical_not(xp.all(xp.isfinite(G)))
         self.assign(found, xp.where(bad, xp.ones_like(found), found))
-        self.assign(G, xp.astype(xp.astype(G, f32) * inv, G.dtype) if G.dtype != f32 else G * inv)
+        if G.dtype == f32 or G.dtype == wide:
+            self.assign(G, G * xp.astype(inv, G.dtype))
+        else:  # half storage, float math
+            self.assign(G, xp.astype(xp.astype(G, f32) * inv, G.dtype))
 
     def update_scale(self, scale: Array, counter: Array, found: Array, ok: Array | None, *,
                      growth: float, backoff: float, interval: int) -> None:  # fmt: skip
         """Halve (``backoff``) after a non-finite gradient, else grow (``growth``) after
         ``interval`` clean steps; resets ``found``, writes ``ok``, all in place."""
         xp = self.xp
-        wide = self.dtype(self.accum_dtype)
+        wide = _float64_or_32(self)
         bad = found != 0
         clean = counter + 1
         grow = xp.logical_and(xp.logical_not(bad), clean == interval)
@@ -76,6 +79,11 @@ class FusedAmpOps(AmpOps):
             return super().update_scale(scale, counter, found, ok, growth=growth,
                                         backoff=backoff, interval=interval)  # fmt: skip
         update_scale(scale, counter, found, ok, growth, backoff, interval)
+
+
+def _float64_or_32(ops: Any) -> Any:
+    """float64 where the device has it (the simulated one has not), else float32."""
+    return ops.dtype("float32" if ops.name == "array_api_strict" else "float64")
 
 
 def _state_ok(*pairs: Any) -> bool:

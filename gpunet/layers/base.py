@@ -434,7 +434,11 @@ class Layer:
         if isinstance(x, Tensor):
             x = as_tensor(x, self.ops)
             # float inputs take the layer's dtype (Keras' autocast): no silent upcast
-            if x.dtype != self._dt and self.ops.xp.isdtype(x.dtype, "real floating"):
+            if (  # under autocast each layer's rule decides (gpunet.mixed_precision)
+                x.dtype != self._dt
+                and self.ops.xp.isdtype(x.dtype, "real floating")
+                and not mixed_precision.autocasting()
+            ):
                 from gpunet.functional import cast
 
                 x = cast(x, self._dt)

@@ -130,11 +130,16 @@ def _compile_doc(model: Any) -> dict[str, Any] | None:
     if multi:
         doc["loss_weights"] = list(loss.loss_weights)
     if scaled:
-        doc["loss_scale"] = {"initial_scale": lso.initial_scale,
-                             "dynamic_growth_steps": lso.dynamic_growth_steps,
-                             "scale": lso.dynamic_scale,
-                             "step_counter": lso.step_counter}  # fmt: skip
+        doc["loss_scale"] = loss_scale_doc(lso) or {}
     return doc
+
+
+def loss_scale_doc(opt: Any) -> dict[str, Any] | None:
+    """A ``LossScaleOptimizer``'s settings and state (None for another optimizer)."""
+    if not isinstance(opt, optimizers.LossScaleOptimizer):
+        return None
+    return {"initial_scale": opt.initial_scale, "dynamic_growth_steps": opt.dynamic_growth_steps,
+            "scale": opt.dynamic_scale, "step_counter": opt.step_counter}  # fmt: skip
 
 
 def _architecture_check(model: Any) -> None:
