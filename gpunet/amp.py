@@ -179,7 +179,7 @@ class GradScaler:
             raise RuntimeError("unscale_() is being called after step().")
         for g in optimizer.groups:
             grads = [p._grad for p in g.params if p._grad is not None]
-            if any(G.dtype == g.ops.dtype("float16") for G in grads):
+            if any(_mp.is_half(G) for G in grads):
                 raise ValueError("Attempting to unscale FP16 gradients.")
             if g.all_grads_in_place():
                 g.ops.unscale_check(g.G, self._scale, self._found)

@@ -218,14 +218,19 @@ def _round_arith(xp: Any, X: Any, compute: str) -> Any:
     return hi
 
 
-def widen(ops: Any, X: Any, compute: str = "float32") -> Any:
-    """``X`` as a float32 array for the arithmetic inside a layer."""
-    f32 = ops.dtype("float32")
+def widen(ops: Any, X: Any) -> Any:
+    """``X`` as a float32 array for the arithmetic inside a layer (float16 widened;
+    bfloat16 is stored in float32 arrays already)."""
     if isinstance(X, list):
         return [widen(ops, x) for x in X]
-    if X.dtype == f32 or not _is_float(ops, X):
+    if not is_half(X):  # float32 and float64 stay as they are
         return X
-    return ops.xp.astype(X, f32)
+    return ops.xp.astype(X, ops.dtype("float32"))
+
+
+def is_half(X: Any) -> bool:
+    """Whether ``X`` holds float16 (a dtype the simulated device does not even name)."""
+    return str(X.dtype).rsplit(".", 1)[-1] == "float16"
 
 
 def _is_float(ops: Any, X: Any) -> bool:
@@ -287,8 +292,7 @@ def loss_input(y_pred: Any) -> Any:
         return type(y_pred)(loss_input(y) for y in y_pred)
     if isinstance(y_pred, dict):
         return {k: loss_input(v) for k, v in y_pred.items()}
-    ops = getattr(y_pred, "ops", None)
-    if ops is None or y_pred.dtype != ops.dtype("float16"):
+    if getattr(y_pred, "ops", None) is None or not is_half(y_pred):
         return y_pred
     from gpunet.functional import cast
 

@@ -120,3 +120,34 @@ def test_autocast_training_loop_with_the_scaler_learns():
         losses.append(float(loss.item()))
     assert losses[-1] < 0.1 * losses[0]
     assert all(p.dtype == np.float32 for p in model.parameters())
+
+
+@pytest.mark.slow  # importing keras takes seconds where no other test did yet
+def test_loss_scale_optimizer_matches_keras():
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("keras runs on another backend in this process")
+    kv = keras.Variable(np.array([1.0, -1.0], "float32"))
+    kopt = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1), initial_scale=8.0,
+                                               dynamic_growth_steps=3)  # fmt: skip
+    kopt.build([kv])
+    gw = gn.nn.Parameter(gn.tensor([1.0, -1.0]))
+    gopt = gn.optimizers.LossScaleOptimizer(gn.optimizers.SGD(0.1), initial_scale=8.0,
+                                            dynamic_growth_steps=3)  # fmt: skip
+    gopt.build([gw])
+    for row in ROWS:
+        g = np.array(row, "float32")
+        kopt.apply([keras.ops.convert_to_tensor(g)], [kv])
+        gw.grad = g.copy()
+        gopt.step()
+        assert gopt.dynamic_scale == float(_val(kopt.dynamic_scale))
+        assert gopt.step_counter == int(_val(kopt.step_counter))
+        assert gopt.iterations == int(_val(kopt.iterations))
+        np.testing.assert_allclose(gw.detach().numpy(), _val(kv), rtol=3e-7)
+
+
+def _val(variable):
+    return variable.value.detach().cpu().numpy()  # a keras Variable on the torch backend
