@@ -96,6 +96,10 @@ def test_autocast_follows_the_op_lists_and_is_per_thread():
         th = torch.nn.Linear(3, 4)(torch.ones(2, 3))
         assert th.dtype == torch.float16 and torch.relu(th).dtype == torch.float16
         assert torch.softmax(th, -1).dtype == torch.float16
+        # losses are on both lists' float32 side
+        assert torch.nn.CrossEntropyLoss()(th, torch.tensor([0, 1])).dtype == torch.float32
+    with gn.autocast("cpu", dtype=gn.float16):
+        assert gn.nn.CrossEntropyLoss()(lin(x), gn.tensor(np.array([0, 1]))).dtype == np.float32
     with pytest.raises(gn.errors.InvalidParameterError, match="int8"):
         gn.autocast("cpu", dtype="int8")
 
