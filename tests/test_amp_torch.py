@@ -155,3 +155,29 @@ def test_loss_scale_optimizer_matches_keras():
 
 def _val(variable):
     return variable.value.detach().cpu().numpy()  # a keras Variable on the torch backend
+
+
+@pytest.mark.slow  # importing keras takes seconds where no other test did yet
+def test_layer_policy_attributes_match_keras():
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    for policy in ("mixed_float16", "mixed_bfloat16", "float32"):
+        k, g = keras.layers.Dense(2, dtype=policy), gn.layers.Dense(2, dtype=policy)
+        for attr in ("compute_dtype", "variable_dtype", "dtype"):
+            assert getattr(g, attr) == getattr(k, attr), (policy, attr)
+        assert g.dtype_policy.name == k.dtype_policy.name
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        kopt = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        kopt.compile(optimizer="adam", loss="mse")
+        gn.mixed_precision.set_global_policy("mixed_float16")
+        gm = gn.Sequential([gn.layers.Dense(1, input_shape=(2,))])
+        gm.compile(optimizer="adam", loss="mse")
+        assert type(gm.optimizer).__name__ == type(kopt.optimizer).__name__
+        assert gm.optimizer.initial_scale == kopt.optimizer.initial_scale == 2.0**15
+        assert gm.optimizer.dynamic_growth_steps == kopt.optimizer.dynamic_growth_steps == 2000
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+        gn.mixed_precision.set_global_policy(None)

@@ -4,6 +4,7 @@ accuracy, and save/load of the policy and the loss-scale state."""
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -154,42 +155,40 @@ def _digits():
     return X[:1400], y[:1400], X[1400:], y[1400:]
 
 
+@functools.cache  # the float32 baselines are shared by the tests
 def _fit_accuracy(kind, device, policy, epochs):
-    mp.set_global_policy(policy)
     Xtr, ytr, Xte, yte = _digits()
     if kind == "cnn":
         Xtr, Xte = Xtr.reshape(-1, 8, 8, 1), Xte.reshape(-1, 8, 8, 1)
-    gn.utils.set_random_seed(0)
-    model = (_cnn if kind == "cnn" else _mlp)(gn, device)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    with mp.policy_scope(policy):
+        gn.utils.set_random_seed(0)
+        model = (_cnn if kind == "cnn" else _mlp)(gn, device)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    assert isinstance(model.optimizer, gn.optimizers.LossScaleOptimizer) == (
+        policy == "mixed_float16")  # fmt: skip
     model.fit(Xtr, ytr, epochs=epochs, batch_size=32, verbose=0)
     assert model._step_plan is not None
-    mp.set_global_policy(None)
     return float((model.predict(Xte).argmax(1) == yte).mean())
 
 
+# 397 test images: 0.01 is four of them. Measured (CPU and sim alike): MLP 15 epochs
+# float32 0.972; CNN 3 epochs (cpu) 0.85, 1 epoch (sim) 0.67, within 0.003 of each other
 @pytest.mark.slow
 @pytest.mark.parametrize("device", ["cpu", "sim"])
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_the_digits_mlp_reaches_float32_accuracy(device, policy):
+def test_the_digits_mlp_reaches_float32_accuracy_under_both_mixed_policies(device):
     base = _fit_accuracy("mlp", "cpu", "float32", 15)
-    assert base > 0.9
-    assert _fit_accuracy("mlp", device, policy, 15) >= base - 0.01
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_the_digits_cnn_reaches_float32_accuracy(policy):
-    base = _fit_accuracy("cnn", "cpu", "float32", 4)
     assert base > 0.85
-    assert _fit_accuracy("cnn", "cpu", policy, 4) >= base - 0.01
+    for policy in ("mixed_float16", "mixed_bfloat16"):
+        assert _fit_accuracy("mlp", device, policy, 15) >= base - 0.01, policy
 
 
 @pytest.mark.slow
-def test_the_digits_cnn_on_the_simulated_device():
-    base = _fit_accuracy("cnn", "cpu", "float32", 2)
+@pytest.mark.parametrize(("device", "epochs", "floor"), [("cpu", 3, 0.8), ("sim", 1, 0.5)])
+def test_the_digits_cnn_reaches_float32_accuracy_under_both_mixed_policies(device, epochs, floor):
+    base = _fit_accuracy("cnn", "cpu", "float32", epochs)
+    assert base > floor
     for policy in ("mixed_float16", "mixed_bfloat16"):
-        assert _fit_accuracy("cnn", "sim", policy, 2) >= base - 0.01, policy
+        assert _fit_accuracy("cnn", device, policy, epochs) >= base - 0.01, policy
 
 
 def test_save_load_keeps_policies_and_the_loss_scale_and_resumes_exactly(tmp_path):
@@ -253,3 +252,23 @@ def test_backup_and_restore_resumes_a_mixed_run_bit_identically(tmp_path, policy
     resumed = make(99)
     resumed.fit(tc.X, tc.Y, **tc.FIT, callbacks=[gn.callbacks.BackupAndRestore(tmp_path)])
     assert state(resumed) == expected
+
+
+def test_loss_scaling_reads_nothing_back_per_batch_on_the_simulated_device():
+    # the scale, its update and the skip stay on the device: syncs per epoch do not
+    # grow with the number of batches
+    mp.set_global_policy("mixed_float16")
+    rng = np.random.default_rng(7)
+    X, y = rng.standard_normal((64, 6)).astype("float32"), rng.integers(0, 3, 64)
+    per_epoch = []
+    for batch_size in (32, 8):  # 2 and 8 batches
+        gn.utils.set_random_seed(0)
+        model = gn.Sequential([gn.layers.Dense(8, activation="relu", input_shape=(6,)),
+                               gn.layers.Dense(3, activation="softmax")], device="sim")  # fmt: skip
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        assert isinstance(model.optimizer, gn.optimizers.LossScaleOptimizer)
+        ops = model.ops
+        before = ops.host_syncs
+        model.fit(X, y, epochs=2, batch_size=batch_size, verbose=0)
+        per_epoch.append((ops.host_syncs - before) / 2)
+    assert per_epoch[0] == per_epoch[1]

@@ -392,7 +392,8 @@ class Layer:
         inputs = args[0]
         ops = self.ops
         if self._dt_ops is not ops:  # the dtype object of this device's namespace
-            store = mixed_precision.storage_dtype(ops, self.compute_dtype)
+            mixed = self._dtype_policy.is_mixed  # else self.dtype (a model sets it itself)
+            store = mixed_precision.storage_dtype(ops, self.compute_dtype) if mixed else self.dtype
             self._dt, self._dt_ops = ops.dtype(store), ops
         if type(inputs) is not Tensor or inputs.ops is not ops or inputs.dtype != self._dt:
             from gpunet.engine import functional
