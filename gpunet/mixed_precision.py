@@ -157,6 +157,14 @@ def _as_policy(value: Any) -> DTypePolicy:
     return DTypePolicy(value)
 
 
+def dtype_arg(dtype: Any) -> Any:
+    """A PyTorch-style ``dtype=`` (``gn.float16``, ``"float32"``) or a saved policy name,
+    as ``Layer`` takes it."""
+    if dtype is None or (isinstance(dtype, str) and dtype in POLICIES):
+        return dtype
+    return np.dtype(dtype).name
+
+
 def resolve(dtype: Any) -> DTypePolicy:
     """A layer's policy from its ``dtype=`` argument (None: the global policy)."""
     return global_policy() if dtype is None else _as_policy(dtype)
