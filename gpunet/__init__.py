@@ -15,6 +15,7 @@ import builtins
 
 from gpunet import (
     activations,
+    amp,
     callbacks,
     config,
     data,
@@ -24,6 +25,7 @@ from gpunet import (
     layers,
     losses,
     metrics,
+    mixed_precision,
     nn,
     optim,
     optimizers,
@@ -33,6 +35,7 @@ from gpunet import (
     utils,
 )
 from gpunet import kops as ops  # Keras 3's keras.ops names
+from gpunet.amp import autocast
 from gpunet.autograd import Tensor, enable_grad, is_grad_enabled, no_grad
 from gpunet.backend import available_devices, get_ops
 from gpunet.engine.functional import Input
@@ -145,9 +148,11 @@ __all__ = [
     "Tensor",
     "abs",
     "activations",
+    "amp",
     "arange",
     "argmax",
     "argmin",
+    "autocast",
     "available_devices",
     "bool",
     "callbacks",
@@ -189,6 +194,7 @@ __all__ = [
     "mean",
     "metrics",
     "min",
+    "mixed_precision",
     "nn",
     "no_grad",
     "ones",

@@ -152,11 +152,13 @@ def save_backup(model: Any, path: Any, epoch: int, rng: dict[str, Any] | None = 
     opt = model.optimizer
     tensors = {k: p.numpy() for k, p in T.named_weights(model).items()}
     tensors.update(T.optimizer_arrays(opt))
-    lr = getattr(opt, "_lr", None)
+    scaled = _model.loss_scale_doc(opt)  # a LossScaleOptimizer: its inner one's rate
+    lr = getattr(getattr(opt, "inner_optimizer", opt), "_lr", None)
     doc = _model.document(
         "backup",
         optimizer={"iterations": int(getattr(opt, "iterations", 0)),
-                   "learning_rate": lr if isinstance(lr, float) else None},
+                   "learning_rate": lr if isinstance(lr, float) else None,
+                   **({"loss_scale": scaled} if scaled else {})},
         rng=rng if rng is not None else grandom.get_state(),
         training={"epoch": int(epoch)},
     )  # fmt: skip
@@ -180,6 +182,11 @@ def load_backup(model: Any, path: Any) -> int:
             lr = doc["optimizer"]["learning_rate"]
             if lr is not None and isinstance(getattr(opt, "_lr", None), float):
                 opt.learning_rate = lr
+            scaled = doc["optimizer"].get("loss_scale")
+            if scaled is not None and hasattr(opt, "set_scale_state"):
+                if lr is not None and isinstance(opt.inner_optimizer._lr, float):
+                    opt.inner_optimizer.learning_rate = lr
+                opt.set_scale_state(scaled["scale"], scaled["step_counter"])
         grandom.set_state(doc["rng"])
     return int(doc["training"]["epoch"])
 

@@ -3,8 +3,10 @@
 //
 //   GPUNET_HD        __host__ __device__ inline on the GPU, plain inline on the host
 //   __half           CUDA's half on the GPU; _Float16 (IEEE binary16) under g++
+//   __nv_bfloat16    CUDA's bfloat16 on the GPU; a storage struct under g++
 //   gpunet::Math<T>  the type arithmetic happens in: float for __half storage
-//                    (Chainer's split: half storage, float math), else T itself
+//                    (Chainer's split: half storage, float math), else T itself;
+//                    bfloat16 the same
 //   GPUNET_GRID_STRIDE the loop header of every kernel
 //   gpunet::exp_ ... float/double overloads of the libm functions, because NVRTC
 //                    has no <cmath> and C's expf/exp do not overload on their own
@@ -12,14 +14,40 @@
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #include <cuda_fp16.h>
+#include <cuda_bf16.h>
 #define GPUNET_HD __host__ __device__ __forceinline__
 #else
 #include <math.h>
+#include <string.h>
 #define GPUNET_HD inline
 #define __host__
 #define __device__
 #define __forceinline__ inline
 typedef _Float16 __half;
+// g++ before 13 has no bfloat16 type: a storage-only stand-in with CUDA's
+// conversions (float -> bfloat16 rounds to nearest even, NaN stays NaN), so the
+// host build runs the same kernel text as NVRTC does
+struct __nv_bfloat16 {
+    unsigned short bits;
+    __nv_bfloat16() = default;
+    __nv_bfloat16(float f) {
+        unsigned int u;
+        memcpy(&u, &f, 4);
+        if ((u & 0x7FFFFFFFu) > 0x7F800000u) {
+            bits = (unsigned short)((u >> 16) | 0x40u);
+        } else {
+            bits = (unsigned short)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+        }
+    }
+    __nv_bfloat16(double d) : __nv_bfloat16(float(d)) {}
+    __nv_bfloat16(int i) : __nv_bfloat16(float(i)) {}  // T(0) in the kernels, as CUDA's
+    operator float() const {
+        unsigned int u = (unsigned int)bits << 16;
+        float f;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+};
 #endif
 
 // The grid-stride loop every kernel uses: thread t of block k starts at
@@ -36,6 +64,10 @@ struct Math {
 };
 template <>
 struct Math<__half> {
+    typedef float type;
+};
+template <>
+struct Math<__nv_bfloat16> {
     typedef float type;
 };
 

@@ -17,9 +17,11 @@ MAX_FILE = 400
 # The sequence family (Embedding and masks through every path, TimeDistributed,
 # SimpleRNN/LSTM/GRU/Bidirectional and their gn.nn spellings) earns up to 18,500,
 # attention (MultiHeadAttention, position layers, gn.nn's attention and Transformer
-# layers, the masked-softmax and blocked-attention kernels' launchers) up to 19,000.
+# layers, the masked-softmax and blocked-attention kernels' launchers) up to 19,000,
+# mixed precision (dtype policies, loss scaling in Keras and PyTorch spellings, the
+# low-precision storage of activations) up to 20,000.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 19000
+MAX_TOTAL = 20000
 
 
 def code_lines(path: Path) -> int:

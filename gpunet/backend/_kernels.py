@@ -36,7 +36,7 @@ _HERE = Path(__file__).resolve()
 _CANDIDATES = (_HERE.parents[1] / "kernels", _HERE.parents[2] / "kernels")
 KERNEL_DIR = next((p for p in _CANDIDATES if p.is_dir()), _CANDIDATES[-1])
 
-CTYPE = {"float16": "__half", "float32": "float", "float64": "double"}
+CTYPE = {"float16": "__half", "float32": "float", "float64": "double", "bfloat16": "__nv_bfloat16"}
 LABEL_CTYPE = {"int32": "int", "int64": "long long"}
 # (activation, approximate) -> functor of kernels/activations.cuh
 FUNCTOR = {
@@ -78,6 +78,7 @@ INSTANTIATIONS: dict[str, tuple[str, ...]] = {
         *(f"gpunet_attn_softmax_bwd<{t}>" for t in _T),
         *(f"gpunet_attn_{k}<{t}>" for k in ("fwd", "bwd_dq", "bwd_dkv") for t in _T[:2]),
     ),
+    "amp.cu": (*(f"gpunet_unscale<{t}>" for t in _T), "gpunet_update_scale<float>"),
 }
 OPTIONS: tuple[str, ...] = ()  # on top of CuPy's own (-std=c++17, -ftz=true, includes)
 BLOCK = 256  # threads per block of the elementwise kernels

@@ -26,6 +26,7 @@ from gpunet import random as grandom
 from gpunet.backend import _compat, _conv_fast, _kernels
 from gpunet.backend import _pool_kernels as _pk
 from gpunet.backend._activation_ops import NEEDS_X
+from gpunet.backend._amp_ops import FusedAmpOps
 from gpunet.backend._attention_kernels import FusedAttention
 from gpunet.backend._rnn_fused import FusedRecurrentOps
 from gpunet.backend.ops import Ops
@@ -36,7 +37,7 @@ DATA_FRACTION = 0.5  # of free device memory a resident dataset may take; the re
 # is left for weights, activations, gradients and CuPy's pool
 
 
-class FusedOps(FusedRecurrentOps, FusedAttention, Ops):
+class FusedOps(FusedAmpOps, FusedRecurrentOps, FusedAttention, Ops):
     """Ops that run as one fused kernel each, with the reference as fallback."""
 
     reads_are_free = False  # device kernels: the loss is checked by a device flag (also

@@ -16,6 +16,7 @@ import numpy
 
 from gpunet import random as grandom
 from gpunet.backend._activation_ops import NEEDS_X, ActivationOps
+from gpunet.backend._amp_ops import AmpOps
 from gpunet.backend._attention_ops import AttentionOps
 from gpunet.backend._conv_ops import ConvOps
 from gpunet.backend._embed_ops import EmbeddingOps
@@ -39,6 +40,7 @@ class Ops(
     EmbeddingOps,
     RecurrentOps,
     AttentionOps,
+    AmpOps,
 ):
     """Reference backend over ``xp`` (NumPy unless a subclass says otherwise).
 

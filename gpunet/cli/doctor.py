@@ -10,7 +10,7 @@ fills CuPy's on-disk cache so the first ``fit`` does not wait for NVRTC.
 Example:
     >>> from gpunet.cli import doctor
     >>> doctor.fused_ops_table()[1]
-    ('dense + relu', 'float16 float32 float64')
+    ('dense + relu', 'float16 float32 float64 bfloat16')
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from typing import Any
 from gpunet import losses as L
 from gpunet.engine import sequence
 from gpunet.layers.base import call_hooks
+from gpunet.mixed_precision import widen
 
 Head = tuple[str, dict[str, Any], str | None]  # (backend loss op, its kwargs, folded act)
 
@@ -44,11 +45,14 @@ class Step:
         """The inference-mode output for a batch ``X`` (what ``model(x)`` returns)."""
         return self.model.forward_pass(self.ops, X, False)[0]
 
-    def __call__(self, X: Any, T: Any, scale: Any, training: bool) -> tuple[Any, Any]:
+    def __call__(
+        self, X: Any, T: Any, scale: Any, training: bool, grad_scale: Any = None
+    ) -> tuple[Any, Any]:
         """One step's forward and backward; returns ``(loss, y_pred)`` as arrays
         (``y_pred`` is None when a folded activation is not needed by any metric).
 
-        Gradients land in each weight's ``.grad`` (the optimizer's flat buffer).
+        Gradients land in each weight's ``.grad`` (the optimizer's flat buffer);
+        ``grad_scale`` (a loss scale: float or 0-d device array) multiplies them.
         """
         assert self.head is not None, "an inference-only plan has no loss"
         ops, xp = self.ops, self.ops.xp
@@ -63,6 +67,7 @@ class Step:
         y_pred = Y
         if folded is not None:
             y_pred = ops.activation(folded, Y) if model.compiled_metrics else None
+        Y = widen(ops, Y)  # losses run in float32 under a mixed policy
         if sequence.is_sequence(Y, T):  # (batch, time, units): a row per step
             shape = tuple(Y.shape)
             scale = sequence.scale_rows(ops, shape, scale, self.mask)
@@ -71,6 +76,8 @@ class Step:
             dY = xp.reshape(dY, shape)
         else:
             loss_vec, dY = getattr(ops, op)(Y, T, scale=scale, **kw)
+        if grad_scale is not None:
+            dY = dY * grad_scale
         total = xp.sum(loss_vec) * scale if isinstance(scale, Number) else xp.sum(loss_vec * scale)
         backprop(dY, False)
         if self.penalized:

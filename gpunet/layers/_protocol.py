@@ -47,13 +47,15 @@ def record_pass(layer: Any, inputs: Any, training: bool, **mask: Any) -> Any:
     xs: list[Tensor] = inputs if multi else [inputs]
     X = [x.data for x in xs] if multi else inputs.data
     prob = layer.prob_activation
+    from gpunet.mixed_precision import layer_pass  # the dtype policy's casts around it
+
     if prob is not None:  # keep the logits visible to a following cross-entropy
-        Z, backprop = layer.forward_pass(ops, X, training, logits=True, **mask)  # type: ignore[call-arg]
+        Z, backprop = layer_pass(layer, ops, X, training, logits=True, **mask)
         from gpunet import functional as F
 
         kw = getattr(layer, "activation_kw", {})
         return F.activation(_node(layer, ops, Z, backprop, xs, multi), prob, **kw)
-    Y, backprop = layer.forward_pass(ops, X, training, **mask)
+    Y, backprop = layer_pass(layer, ops, X, training, **mask)
     return _node(layer, ops, Y, backprop, xs, multi)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from gpunet import config, initializers
+from gpunet import initializers, mixed_precision
 from gpunet import regularizers as regs
 from gpunet.autograd import Tensor, as_tensor
 from gpunet.backend import get_ops
@@ -137,7 +137,9 @@ class Layer:
 
     Args:
         name: Unique name (default from the class name: ``dense``, ``dense_1``...).
-        dtype: Float dtype of the weights (default ``gn.config.floatx()``).
+        dtype: Float dtype of the weights, or a dtype policy (``"mixed_float16"``,
+            ``gn.mixed_precision.DTypePolicy``); default the global policy
+            (``gn.mixed_precision.global_policy()``, which follows ``gn.config.floatx()``).
         trainable: Whether ``fit`` and optimizers update this layer's weights.
         input_shape: Shape of one sample, e.g. ``(10,)``; builds the layer at once
             (tutorial style; lazy building from the first input works too).
@@ -146,6 +148,8 @@ class Layer:
 
     _params: list[Parameter]
     _layers: list[Layer]
+    dtype: str  # the variable dtype (Keras 3), set with the policy
+    _dtype_policy: Any
     CONFIG: dict[str, Any] = {}  # config field -> type (gpunet.layers.spec), for saving
     prob_activation: str | None = None  # "sigmoid"/"softmax" when the output is one of
     # logits the layer can hand over instead (forward_pass(..., logits=True)), so a
@@ -166,7 +170,7 @@ class Layer:
         object.__setattr__(self, "_params", [])
         object.__setattr__(self, "_layers", [])
         self.name = name or unique_name(_snake(type(self).__name__))
-        self.dtype = str(np.dtype(dtype or config.floatx()))
+        self.dtype_policy = mixed_precision.resolve(dtype)
         self._dt: Any = None
         self._dt_ops: Any = None
         self._trainable = trainable
@@ -181,6 +185,26 @@ class Layer:
         self.input_shape_hint = _shape_tuple(input_shape) if input_shape is not None else None
         self.built_input_shape: Any = None  # the shape the first call built it for
         self.output_shape: tuple[Any, ...] | None = None
+
+    # -- dtype policy (Keras 3) ------------------------------------------------------
+    @property
+    def dtype_policy(self) -> Any:
+        return self._dtype_policy
+
+    @dtype_policy.setter
+    def dtype_policy(self, value: Any) -> None:
+        policy = mixed_precision.resolve(value)
+        self.__dict__["_dtype_policy"] = policy
+        self.__dict__["dtype"] = policy.variable_dtype  # Keras 3: layer.dtype is this
+        self.__dict__["_dt_ops"] = None
+
+    @property
+    def compute_dtype(self) -> str:
+        return str(self._dtype_policy.compute_dtype)
+
+    @property
+    def variable_dtype(self) -> str:
+        return str(self._dtype_policy.variable_dtype)
 
     # -- tracking ------------------------------------------------------------------
     def __setattr__(self, key: str, value: Any) -> None:
@@ -377,7 +401,9 @@ class Layer:
         inputs = args[0]
         ops = self.ops
         if self._dt_ops is not ops:  # the dtype object of this device's namespace
-            self._dt, self._dt_ops = ops.dtype(self.dtype), ops
+            mixed = self._dtype_policy.is_mixed  # else self.dtype (a model sets it itself)
+            store = mixed_precision.storage_dtype(ops, self.compute_dtype) if mixed else self.dtype
+            self._dt, self._dt_ops = ops.dtype(store), ops
         if type(inputs) is not Tensor or inputs.ops is not ops or inputs.dtype != self._dt:
             from gpunet.engine import functional
 
@@ -421,7 +447,11 @@ class Layer:
         if isinstance(x, Tensor):
             x = as_tensor(x, self.ops)
             # float inputs take the layer's dtype (Keras' autocast): no silent upcast
-            if x.dtype != self._dt and self.ops.xp.isdtype(x.dtype, "real floating"):
+            if (  # under autocast each layer's rule decides (gpunet.mixed_precision)
+                x.dtype != self._dt
+                and self.ops.xp.isdtype(x.dtype, "real floating")
+                and not mixed_precision.autocasting()
+            ):
                 from gpunet.functional import cast
 
                 x = cast(x, self._dt)
@@ -433,7 +463,7 @@ class Layer:
             )
         if self.int_inputs and arr.dtype.kind in "biu":
             return Tensor(self.ops.asarray(arr), self.ops)
-        return Tensor(self.ops.asarray(arr, dtype=self.dtype), self.ops)
+        return Tensor(self.ops.asarray(arr, dtype=self._dt or self.dtype), self.ops)
 
     def check_input(self, inputs: Any) -> None:
         """Raise a clear error when ``inputs`` do not fit the built layer."""
@@ -487,7 +517,9 @@ class Layer:
             p.assign(w)
 
     def get_config(self) -> dict[str, Any]:
-        cfg: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "trainable": self._trainable}
+        policy = self._dtype_policy  # a mixed policy by name, else the dtype (as before)
+        cfg: dict[str, Any] = {"name": self.name, "dtype": policy.name if policy.is_mixed
+                               else self.dtype, "trainable": self._trainable}  # fmt: skip
         if self.input_shape_hint is not None:
             cfg["input_shape"] = list(self.input_shape_hint)
         for key in type(self).CONFIG:  # plain fields (ints, floats, bools, tuples) by name

@@ -20,6 +20,7 @@ from gpunet.backend import get_ops
 from gpunet.errors import InputValidationError, InvalidParameterError
 from gpunet.layers import _masks
 from gpunet.layers.base import Layer, structure_changed, takes_training
+from gpunet.mixed_precision import layer_pass
 from gpunet.models.training import TrainingMixin
 
 CALL_FLAGS = {"use_causal_mask", "training"}  # layer call keywords a saved graph keeps
@@ -338,7 +339,7 @@ class Sequential(Model):
             kw: dict[str, Any] = {"logits": True} if logits and i == last else {}
             if mask is not None and _masks.takes_mask(layer):
                 kw["mask"] = mask
-            Y, backprop = layer.forward_pass(ops, X, training, **kw)
+            Y, backprop = layer_pass(layer, ops, X, training, **kw)
             mask, X = _masks.next_mask(layer, X, mask), Y
             backprops.append(backprop)
 

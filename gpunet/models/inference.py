@@ -14,6 +14,7 @@ from gpunet import callbacks as cbks
 from gpunet.autograd import Tensor, no_grad
 from gpunet.engine import step as engine_step
 from gpunet.errors import InputValidationError, InvalidParameterError
+from gpunet.mixed_precision import loss_input
 from gpunet.models import multi_io
 from gpunet.models.feeding import Batch, DataMixin, int_param
 from gpunet.models.feeds import ArrayFeed, Epochs, StreamFeed, is_stream
@@ -66,7 +67,7 @@ class InferenceMixin(DataMixin):
             for step, b in enumerate(batches):
                 if hooks:
                     cbs.hook("on_test_batch_begin", step)
-                y_pred = multi_io.forward(self, b.x, training=False)
+                y_pred = loss_input(multi_io.forward(self, b.x, training=False))
                 self._track(b, y_pred, self._loss(b, y_pred))
                 if hooks:
                     cbs.hook("on_test_batch_end", step, cbks.LazyLogs(self._read_local_metrics))

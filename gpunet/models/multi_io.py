@@ -342,3 +342,26 @@ def loss_value(loss: Any, b: Any, T: Any, y_pred: Tensor, scale: Any, ops: Any,
         return own  # type: ignore[no-any-return]
     out: Tensor = loss.compute(y_pred, T, scale)
     return out
+
+
+def first_nonfinite_layer(model: Any, x: Any) -> str:
+    """Re-run the batch's forward pass and name the first layer whose output is not
+    finite (the dropout draws of the probe do not matter: we stop)."""
+    from gpunet.autograd import Tensor, no_grad
+    from gpunet.layers import base
+
+    found: list[str] = []
+
+    def probe(layer: Any, out: Any) -> None:
+        if not found and isinstance(out, Tensor) and not model._finite(out):
+            found.append(f"{type(layer).__name__} {layer.name!r}")
+
+    base.call_hooks.append(probe)
+    try:
+        with no_grad():
+            forward(model, x, training=True)
+    finally:
+        base.call_hooks.remove(probe)
+    if found:
+        return f"the first non-finite output came from layer {found[0]}"
+    return "every layer output was finite, so the loss itself overflowed"

@@ -19,7 +19,7 @@ from gpunet import losses as losses_mod
 from gpunet import metrics as metrics_mod
 from gpunet import optimizers as optimizers_mod
 from gpunet import random as grandom
-from gpunet.autograd import Tensor, no_grad
+from gpunet.autograd import Tensor
 from gpunet.engine import sequence
 from gpunet.engine import step as engine_step
 from gpunet.errors import (
@@ -29,6 +29,7 @@ from gpunet.errors import (
     NotCompiledError,
 )
 from gpunet.layers import base
+from gpunet.mixed_precision import loss_input
 from gpunet.models import multi_io, trainable
 from gpunet.models.feeding import Batch, int_param
 from gpunet.models.feeds import ArrayFeed, Epochs, StreamFeed, is_stream
@@ -83,6 +84,7 @@ class TrainingMixin(InferenceMixin):
         metrics: Any = None,
         loss_weights: Any = None,
         strategy: Any = None,
+        auto_scale_loss: bool = True,
         **kwargs: Any,
     ) -> None:
         """Choose the optimizer, loss and metrics (``compile(optimizer="adam",
@@ -94,12 +96,19 @@ class TrainingMixin(InferenceMixin):
         ``loss_weights`` a list or dict (the loss is ``sum_i w_i * loss_i``);
         ``metrics`` a list of one entry per output or a dict by output name, logged
         as ``<output>_<metric>`` beside each ``<output>_loss`` (see ``gpunet.models.multi_io``).
+
+        Under the ``"mixed_float16"`` policy the optimizer is wrapped in a
+        ``LossScaleOptimizer`` unless ``auto_scale_loss=False`` (as Keras).
         """
         if loss is None:
             raise InvalidParameterError("compile needs a loss, e.g. loss='mse'")
         if kwargs:
             raise InvalidParameterError(f"compile got unknown arguments: {sorted(kwargs)}")
         self.optimizer = optimizers_mod.get(optimizer)
+        policy = getattr(self, "dtype_policy", None)  # Keras: float16 gets loss scaling
+        if auto_scale_loss and policy is not None and policy.name == "mixed_float16":
+            if not isinstance(self.optimizer, optimizers_mod.LossScaleOptimizer):
+                self.optimizer = optimizers_mod.LossScaleOptimizer(self.optimizer)
         self._plan_key = None
         if multi_io.several(self, "outputs"):  # a loss, and metrics, per output
             multi = self.compiled_loss = multi_io.MultiLoss(self, loss, loss_weights, metrics)
@@ -151,12 +160,12 @@ class TrainingMixin(InferenceMixin):
         plan = self._step_plan
         if plan is not None:  # same arithmetic, no graph
             self.optimizer.zero_grad()
-            value, P = plan(b.x, b.y, self._scale(b), True)
+            value, P = plan(b.x, b.y, self._scale(b), True, self._loss_scale())
             loss = Tensor(value, self.ops)
             y_pred = Tensor(P, self.ops) if P is not None else loss
             y_pred._keras_mask = plan.mask
             return self._finish_step(b, y_pred, loss, loss, on_nan, where, backward=False)
-        y_pred = multi_io.forward(self, b.x, training=True)
+        y_pred = loss_input(multi_io.forward(self, b.x, training=True))
         loss = self._loss(b, y_pred)
         total = loss
         if self._penalties:
@@ -185,6 +194,9 @@ class TrainingMixin(InferenceMixin):
             return True
         if backward:
             self.optimizer.zero_grad()
+            factor = self._loss_scale()
+            if factor is not None:
+                total = total * (factor if isinstance(factor, float) else Tensor(factor, self.ops))
             total.backward()
         self.strategy.reduce_gradients(self.optimizer)
         # where reads are not free the finiteness flag was not read: it guards the update
@@ -192,6 +204,15 @@ class TrainingMixin(InferenceMixin):
         self.optimizer.step(when=self._nonfinite_flag if guarded else None)
         self._track(b, y_pred, loss)
         return True
+
+    def _loss_scale(self) -> Any:
+        """The loss scale of a ``LossScaleOptimizer`` (None without one)."""
+        opt = self.optimizer
+        if not isinstance(opt, optimizers_mod.LossScaleOptimizer):
+            return None
+        if not opt._state:
+            opt.build(self.trainable_weights)
+        return opt.grad_factor()
 
     def _batch_at(self, X: Any, Y: Any, W: Any, batch_size: int, order: Any, i: int) -> Batch:
         """Batch ``i`` of an epoch again, to name the layer that went non-finite."""
@@ -215,23 +236,7 @@ class TrainingMixin(InferenceMixin):
         return bool(loss.ops.to_host(loss.ops.all_finite(loss.data)))
 
     def _first_nonfinite_layer(self, b: Batch) -> str:
-        """Re-run the batch's forward pass and name the first layer whose output
-        is not finite (the dropout draws of the probe do not matter: we stop)."""
-        found: list[str] = []
-
-        def probe(layer: Any, out: Any) -> None:
-            if not found and isinstance(out, Tensor) and not self._finite(out):
-                found.append(f"{type(layer).__name__} {layer.name!r}")
-
-        base.call_hooks.append(probe)
-        try:
-            with no_grad():
-                multi_io.forward(self, b.x, training=True)
-        finally:
-            base.call_hooks.remove(probe)
-        if found:
-            return f"the first non-finite output came from layer {found[0]}"
-        return "every layer output was finite, so the loss itself overflowed"
+        return multi_io.first_nonfinite_layer(self, b.x)
 
     def _reset_metrics(self) -> None:
         self._loss_tracker.reset_state()
@@ -473,5 +478,9 @@ class TrainingMixin(InferenceMixin):
             X, Y = multi_io.each(X, ops.asarray), multi_io.each(Y, ops.asarray)
             b = next(self._batches(X, Y, Wd, multi_io.rows(X)))
         self._check_penalties()
-        self._train_step(b)
+        if isinstance(self.optimizer, optimizers_mod.LossScaleOptimizer):
+            with np.errstate(over="ignore", invalid="ignore"):  # an overflow skips the step
+                self._train_step(b)
+        else:
+            self._train_step(b)
         return self._result(return_dict)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from gpunet import mixed_precision
 from gpunet import random as grandom
 from gpunet.autograd import Tensor
 from gpunet.backend._conv_ops import conv_out_size
@@ -61,7 +62,7 @@ class _ConvNd(TorchModule, Layer):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        super().__init__(dtype=None if dtype is None else np.dtype(dtype).name)
+        super().__init__(dtype=mixed_precision.dtype_arg(dtype))
         cls, n = type(self).__name__, self.rank
         for what, v in (("in_channels", in_channels), ("out_channels", out_channels),
                         ("groups", groups)):  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpunet import mixed_precision
 from gpunet.autograd import Tensor
 from gpunet.nn import functional as F
 
@@ -24,6 +25,8 @@ class _Loss:
         self.reduction, self.kw = reduction, kw
 
     def __call__(self, input: Tensor, target: Any) -> Tensor:
+        if mixed_precision.autocasting():  # losses are on autocast's float32 list
+            input = mixed_precision.loss_input(input)
         return type(self).fn(input, target, reduction=self.reduction, **self.kw)  # type: ignore[no-any-return]
 
     forward = __call__

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from gpunet import functional as F
+from gpunet import mixed_precision
 from gpunet import random as grandom
 from gpunet.autograd import Tensor
 from gpunet.backend import get_ops
@@ -239,7 +240,7 @@ class Linear(TorchModule, Layer):
         dtype: Any = None,
         **kwargs: Any,  # name=, trainable=: what a saved config also holds
     ) -> None:
-        super().__init__(dtype=None if dtype is None else np.dtype(dtype).name, **kwargs)
+        super().__init__(dtype=mixed_precision.dtype_arg(dtype), **kwargs)
         for what, n in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(n, bool) or not isinstance(n, int) or n < 0:
                 raise InvalidParameterError(f"Linear {what} must be an int >= 0, got {n!r}")

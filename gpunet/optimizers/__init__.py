@@ -25,6 +25,7 @@ from gpunet import schedules
 from gpunet.errors import InvalidParameterError
 from gpunet.optimizers._base import Optimizer, _prob
 from gpunet.optimizers._base import _FlatGroup as _FlatGroup  # sklearn binds its own
+from gpunet.optimizers.loss_scale import LossScaleOptimizer as LossScaleOptimizer
 
 
 class SGD(Optimizer):

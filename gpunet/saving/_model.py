@@ -107,6 +107,9 @@ def _compile_doc(model: Any) -> dict[str, Any] | None:
     loss, opt = model.compiled_loss, model.optimizer
     if loss is None or opt is None:
         return None
+    scaled = isinstance(opt, optimizers.LossScaleOptimizer)
+    if scaled:  # saved as its inner optimizer plus the scale's state
+        lso, opt = opt, opt.inner_optimizer
     multi = isinstance(loss, MultiLoss)  # a loss, a weight and metrics per output
     fns = loss.losses if multi else [loss]
     pairs = [*((fn, losses.CLASSES, "loss") for fn in fns), (opt, optimizers.CLASSES, "optimizer")]
@@ -126,7 +129,17 @@ def _compile_doc(model: Any) -> dict[str, Any] | None:
     doc = {"loss": docs if multi else docs[0], "optimizer": opt_doc, "metrics": metrics}
     if multi:
         doc["loss_weights"] = list(loss.loss_weights)
+    if scaled:
+        doc["loss_scale"] = loss_scale_doc(lso) or {}
     return doc
+
+
+def loss_scale_doc(opt: Any) -> dict[str, Any] | None:
+    """A ``LossScaleOptimizer``'s settings and state (None for another optimizer)."""
+    if not isinstance(opt, optimizers.LossScaleOptimizer):
+        return None
+    return {"initial_scale": opt.initial_scale, "dynamic_growth_steps": opt.dynamic_growth_steps,
+            "scale": opt.dynamic_scale, "step_counter": opt.step_counter}  # fmt: skip
 
 
 def _architecture_check(model: Any) -> None:
@@ -316,6 +329,12 @@ def _compile(model: Any, cfg: dict[str, Any], tensors: dict[str, Any], allow: bo
             metrics = metrics_of(metrics)
         opt_doc = cfg["optimizer"]
         opt = optimizers.from_config(opt_doc["class_name"], opt_doc["config"])
+        ls = cfg.get("loss_scale")
+        if ls is not None:
+            opt = optimizers.LossScaleOptimizer(
+                opt, ls["initial_scale"], ls["dynamic_growth_steps"]
+            )
+            opt.set_scale_state(ls["scale"], ls["step_counter"])
         model.compile(optimizer=opt, loss=loss, metrics=metrics,
                       loss_weights=cfg.get("loss_weights"))  # fmt: skip
         if "iterations" in opt_doc and model.trainable_weights:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from gpunet import initializers, losses, metrics, optimizers, schedules
+from gpunet import initializers, losses, metrics, mixed_precision, optimizers, schedules
 from gpunet.backend._activation_ops import ACTIVATIONS
 from gpunet.errors import GpunetError, ModelFileError
 from gpunet.layers import spec
@@ -113,10 +113,8 @@ def _SHAPE(v: Any, path: str) -> list[int]:
     return array(integer(1), 8)(v, path)
 
 
-_COMMON: dict[str, Check] = {
-    "name": name, "dtype": one_of(*DTYPES, what="dtype"), "trainable": boolean,
-    "input_shape": _SHAPE,
-}  # fmt: skip
+_COMMON: dict[str, Check] = {"name": name, "trainable": boolean, "input_shape": _SHAPE,
+                             "dtype": one_of(*mixed_precision.POLICIES, what="dtype")}  # fmt: skip
 
 
 def int_list(n: int, lo: int, hi: int) -> Check:
@@ -278,10 +276,13 @@ def _metrics(v: Any, path: str) -> Any:  # a metric or a list of them, for one o
 
 
 _LOSS = _config_of(LOSSES, _LOSS_COMMON, "loss")
+_LOSS_SCALE = obj({"initial_scale": number(0.0, above=True), "dynamic_growth_steps": integer(1),
+                   "scale": number(0.0, above=True), "step_counter": integer(0)},
+                  ("initial_scale", "dynamic_growth_steps", "scale", "step_counter"))  # fmt: skip
 COMPILE = obj(
     {"loss": per_output(_LOSS, _LOSS), "loss_weights": per_output(number()),
      "optimizer": _config_of(OPTIMIZERS, _OPT_COMMON, "optimizer"),
-     "metrics": per_output(_metrics)},
+     "metrics": per_output(_metrics), "loss_scale": _LOSS_SCALE},
     ("loss", "optimizer", "metrics"),
 )  # fmt: skip
 _REF = integer(-10_000, 10_000)
@@ -321,8 +322,8 @@ _PCG64 = obj(
 )  # fmt: skip
 RNG = obj({"init": _PCG64, "shuffle": _PCG64, "dropout": _PCG64}, ("init", "shuffle", "dropout"))
 BACKUP = {
-    "optimizer": obj({"iterations": integer(0, 2**62), "learning_rate": optional(number(0.0))},
-                     ("iterations", "learning_rate")),
+    "optimizer": obj({"iterations": integer(0, 2**62), "learning_rate": optional(number(0.0)),
+                      "loss_scale": _LOSS_SCALE}, ("iterations", "learning_rate")),
     "rng": RNG,
     "training": obj({"epoch": integer(0, 2**62)}, ("epoch",)),
 }  # fmt: skip
@@ -403,7 +404,7 @@ def plan_functional(model: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         layer = described(cls, lcfg, path)
         try:
             if node["layer"] not in built:
-                dtype = lcfg.get("dtype", "float32")
+                dtype = mixed_precision.POLICIES[lcfg.get("dtype", "float32")][1]
                 for w in layer.weight_specs(arg):
                     expected[f"layers.{node['layer']}.{w.name}"] = (tuple(w.shape), dtype)
                 built.add(node["layer"])
@@ -445,7 +446,7 @@ def plan_sequential(model: dict[str, Any]) -> tuple[list[Any], list[Any], dict[s
         in_shapes.append(None if shape is None else tuple(shape))
         if shape is None:
             continue  # an unbuilt model: no weights yet
-        dtype = cfg.get("dtype", "float32")
+        dtype = mixed_precision.POLICIES[cfg.get("dtype", "float32")][1]  # weights: variable dtype
         layer = described(cls, cfg, f"$.model.config.layers[{i}]")
         try:  # what the layer would create: described, nothing allocated
             specs = layer.weight_specs((None, *shape))

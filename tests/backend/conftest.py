@@ -43,7 +43,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         f"host-run kernels vs the NumPy reference: {len(ERRORS)} comparisons; largest "
         "|error| / max(1, |reference|):"
     )
-    for dtype in ("float16", "float32", "float64"):
+    for dtype in ("float16", "bfloat16", "float32", "float64"):
         worst = sorted(((e, w) for (w, d), e in ERRORS.items() if d == dtype), reverse=True)
         if worst:
             top = ", ".join(f"{w} {e:.2g}" for e, w in worst[:3])

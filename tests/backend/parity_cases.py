@@ -798,6 +798,44 @@ def _attention_cases() -> list[Case]:
     ]
 
 
+def _unscale_case(finite: bool) -> Case:
+    def build(size: str, rng: np.random.Generator) -> Inputs:
+        G = rng.standard_normal(flat_size(size)) * 2.0**12
+        if not finite:
+            _edge(G, [np.nan, np.inf, -np.inf, 0.0, 1e4])
+        return {"G": G, "scale": np.asarray(2.0**12 * 3.0)}  # not a power of two: inv rounds
+
+    def call(ops: Any, a: Inputs) -> tuple[Any, ...]:
+        # the state is float32 and int32 whatever the gradients' dtype, as the optimizer keeps it
+        scale = ops.xp.astype(a["scale"], ops.dtype("float32"))
+        found = ops.zeros((), "int32")
+        ops.unscale_check(a["G"], scale, found)
+        return a["G"], found
+
+    return Case(f"unscale_check:finite={finite}", ("unscale_check",), build, call,
+                mutates=("G",))  # fmt: skip
+
+
+def _update_scale_case(found: int, counter: int) -> Case:
+    def build(size: str, rng: np.random.Generator) -> Inputs:
+        return {"scale": np.asarray(3.0 * 2.0**10)}
+
+    def call(ops: Any, a: Inputs) -> tuple[Any, ...]:
+        scale = ops.xp.astype(a["scale"], ops.dtype("float32"))
+        state = [ops.full((), v, "int32") for v in (counter, found)]
+        ok = ops.full((), not found, "bool")
+        ops.update_scale(scale, *state, ok, growth=2.0, backoff=0.25, interval=3)
+        return (scale, *state, ok)
+
+    return Case(f"update_scale:found={found},counter={counter}", ("update_scale",), build,
+                call, ("above",))  # fmt: skip
+
+
+def _loss_scale_cases() -> list[Case]:
+    return [_unscale_case(True), _unscale_case(False),
+            *(_update_scale_case(f, c) for f in (0, 1) for c in (0, 1, 2))]  # fmt: skip
+
+
 def all_cases() -> list[Case]:
     cases = [
         *(_activation_case(name, kw) for name, kw in ACTIVATION_SPECS),
@@ -826,6 +864,7 @@ def all_cases() -> list[Case]:
             for v in (False, True)
         ),
         *_attention_cases(),
+        *_loss_scale_cases(),
     ]
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "two parity cases share a name"

@@ -13,7 +13,7 @@ needs_cupy = pytest.mark.skipif(_compat.cupy_or_none() is None, reason="needs Cu
 
 def test_fused_ops_table_follows_the_instantiation_lists():
     table = dict(doctor.fused_ops_table())
-    assert table["dense + relu"] == "float16 float32 float64"
+    assert table["dense + relu"] == "float16 float32 float64 bfloat16"
     assert table["dense + elu"] == ""  # no kernel: generic CuPy
     assert all(table[k] for k in ("softmax + sparse xent", "Adam / AdamW update", "SGD update"))
 

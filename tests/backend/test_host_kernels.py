@@ -17,7 +17,14 @@ from gpunet.backend.ops import Ops
 
 REF = Ops()
 DTYPES = ["float16", "float32", "float64"]
-TOL = {"float16": (2e-3, 2e-3), "float32": (2e-5, 2e-6), "float64": (1e-12, 1e-13)}
+TOL = {"float16": (2e-3, 2e-3), "float32": (2e-5, 2e-6), "float64": (1e-12, 1e-13),
+       "bfloat16": (1.6e-2, 1.6e-2)}  # fmt: skip
+try:  # NumPy's bfloat16 comes from ml_dtypes (optional): bfloat16 storage, float math
+    import ml_dtypes  # noqa: F401
+
+    DTYPES.append("bfloat16")
+except ImportError:  # pragma: no cover - shown by test_bfloat16_kernels_run_on_the_host
+    pass
 EDGE = [0.0, -0.0, 1e-8, -1e-8, 0.5, -1.0, 3.0, -20.0, 20.0, 1e4, -1e4, np.inf, -np.inf, np.nan]
 ACTS = [  # (reference name, kwargs, kernel functor)
     ("linear", {}, "Linear"), ("relu", {}, "Relu"), ("leaky_relu", {"alpha": 0.3}, "LeakyRelu"),
