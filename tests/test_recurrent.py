@@ -149,8 +149,8 @@ def _built(cls: str, device: str, **kw):
          r"layer 'rec' expects 3 features per step .* got shape \(2, 6, 5\)"),
         ("SimpleRNN", {}, lambda m: m(np.zeros((2, 6, 3), "float32"), mask=np.ones((2, 5), bool)),
          InputValidationError,
-         r"layer 'rec' got a mask of shape \(2, 5\) for input of shape \(2, 6, 3\); "
-         r"expected \(batch, time\) = \(2, 6\)"),
+         r"layer 'rec' got a mask of shape \(2, 5\) for an input of shape \(2, 6, 3\); "
+         r"expected a boolean mask of shape \(2, 6\) \(batch, time\)"),
         ("LSTM", {}, lambda m: m(np.zeros((2, 6, 3), "float32"), initial_state=[np.zeros((2, 4))]),
          InputValidationError, r"layer 'rec' takes 2 initial state\(s\), got 1"),
         ("GRU", {}, lambda m: m(np.zeros((2, 6, 3), "float32"), initial_state=np.zeros((3, 4))),

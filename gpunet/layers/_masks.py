@@ -78,6 +78,8 @@ def take(layer: Any, inputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any])
     """The input mask of a call (``mask=`` given, else the one its first argument
     carries), checked; put in ``kwargs`` when the layer takes it. A call with several
     tensor arguments and ``<argument>_mask`` parameters is given each one's (Keras)."""
+    if not getattr(layer, "keras_masks", True):  # a gn.nn module: its ``mask`` is its own
+        return None
     named = _named(type(layer))
     if named:
         for i, arg, key in named:

@@ -99,6 +99,9 @@ class TorchModule:
     """Mixin: the ``torch.nn.Module`` methods, on any gpunet ``Layer``."""
 
     __slots__ = ()
+    # PyTorch has no Keras masks: a ``mask`` argument of a module is its own (an
+    # attention mask, say), never filled in or checked as a (batch, time) mask
+    keras_masks = False
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         for name, p in _tensors(self, buffers=False):  # type: ignore[arg-type]
