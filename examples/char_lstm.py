@@ -21,7 +21,7 @@ import _text
 import gpunet as gn
 
 
-def build(vocab: int, units: int, length: int) -> gn.Sequential:
+def build(vocab: int, units: int, length: int, lr: float = 3e-3) -> gn.Sequential:
     model = gn.Sequential(
         [
             gn.Input((length,), dtype="int32"),
@@ -31,7 +31,7 @@ def build(vocab: int, units: int, length: int) -> gn.Sequential:
         ]
     )
     model.compile(
-        optimizer=gn.optimizers.Adam(3e-3, clipnorm=1.0),
+        optimizer=gn.optimizers.Adam(lr, clipnorm=1.0),
         loss=gn.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     return model
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--units", type=int, default=256)
     p.add_argument("--length", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--chars", type=int, default=0, help="use only the first N characters (0: all)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
@@ -69,8 +71,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     Xv, Yv = corpus.windows(corpus.val, a.length)
     print(f"{len(corpus.text):,} characters, {len(corpus.vocab)} symbols; "
           f"unigram entropy {corpus.unigram_bits():.2f} bits/char")  # fmt: skip
-    model = build(len(corpus.vocab), a.units, a.length)
-    history = model.fit(X, Y, validation_data=(Xv, Yv), epochs=a.epochs, batch_size=64, verbose=1)
+    model = build(len(corpus.vocab), a.units, a.length, a.lr)
+    history = model.fit(
+        X, Y, validation_data=(Xv, Yv), epochs=a.epochs, batch_size=a.batch_size, verbose=1
+    )
     bits = history.history["val_loss"][-1] / math.log(2)
     print(f"validation: {bits:.2f} bits/char (unigram {corpus.unigram_bits():.2f})")
     print(sample(model, corpus, "Return the ", 200, a.length))
