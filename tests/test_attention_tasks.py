@@ -6,6 +6,7 @@ Transformer language model of ``examples/char_transformer.py``, run tiny.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import sys
@@ -95,16 +96,28 @@ def _example(name: str) -> ModuleType:
     return module
 
 
+def _one_blas_thread() -> contextlib.AbstractContextManager[object]:
+    """GEMMs of 2048 x 32 gain nothing from BLAS threads, and on a loaded machine the
+    threads spin: this fit took 22 s with them and 2.6 s without (2 shared cores)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # an optional speed-up only
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
 @pytest.fixture(scope="module")
 def tiny_lm() -> tuple[ModuleType, object, gn.Model, dict[str, list[float]]]:
     """The example's model at tiny settings, fit on the first 20,000 characters."""
     example, text = _example("char_transformer"), _example("_text")
-    corpus = text.CharCorpus(text.docstrings()[:20_000])
+    # the first 20,000 characters of the example's text (4 modules hold them)
+    corpus = text.CharCorpus(text.docstrings(text.MODULES[:4])[:20_000])
     X, Y = corpus.windows(corpus.train, 32, stride=16)
     Xv, Yv = corpus.windows(corpus.val, 32)
     gn.utils.set_random_seed(0)
     model = example.build(len(corpus.vocab), 32, d_model=32, blocks=1, heads=2, lr=1e-2)
-    history = model.fit(X, Y, validation_data=(Xv, Yv), epochs=3, batch_size=64, verbose=0)
+    with _one_blas_thread():
+        history = model.fit(X, Y, validation_data=(Xv, Yv), epochs=3, batch_size=64, verbose=0)
     return example, corpus, model, history.history
 
 
@@ -114,12 +127,11 @@ def test_the_language_model_learns_more_than_character_frequencies(tiny_lm) -> N
     loss, val_loss = history["loss"], history["val_loss"]
     assert loss[0] > loss[1] > loss[2], loss
     assert val_loss[0] > val_loss[2], val_loss
-    # below the unigram entropy of the same validation text: the model uses context
-    # (an untrained one scores about ln(vocab) nats, above it)
-    assert val_loss[-1] / math.log(2) < corpus.unigram_bits() - 0.2, (
-        val_loss,
-        corpus.unigram_bits(),
-    )
+    # below the unigram entropy of the same validation text (4.76 bits): the model
+    # uses context. Observed 4.35 (seed 0) and 4.52 (seed 1) bits after these 3
+    # epochs, from 4.76 after the first; an untrained model scores ~log2(vocab) = 6.3.
+    bits = val_loss[-1] / math.log(2)
+    assert bits < corpus.unigram_bits() - 0.1, (bits, corpus.unigram_bits())
 
 
 @pytest.mark.slow
