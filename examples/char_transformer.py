@@ -7,8 +7,21 @@ Each block is pre-norm, as in GPT-2: ``x + MHA(LN(x))`` with a causal mask, then
 ``x + FFN(LN(x))``; token and learned position embeddings are summed at the bottom,
 and a last LayerNormalization and Dense give the next-character logits.
 
-    python examples/char_transformer.py               # 8 epochs, d_model 128, 2 blocks
-    python examples/char_transformer.py --epochs 2 --d-model 64 --plot loss.png
+    python examples/char_transformer.py               # 8 epochs, d_model 64, 2 blocks
+    python examples/char_transformer.py --epochs 2 --d-model 32 --plot loss.png
+
+Measured on Python 3.11's docstrings (332,200 characters, 99 symbols, unigram entropy
+4.72 bits/char on the validation tail), seed 0, 8 epochs of batch 64, each run
+with one BLAS thread on 2 shared, loaded cores:
+
+    char_transformer.py (d_model 64, 2 blocks, 4 heads; 119k weights)
+        validation loss 1.708 nats = 2.46 bits/char, about 7.5 minutes
+    char_lstm.py (its defaults: 256 units; 325k weights)
+        validation loss 1.738 nats = 2.51 bits/char, about 8.5 minutes
+
+and with 3 epochs each: this model 2.099 nats (3.03 bits), ``char_lstm.py --units 128``
+2.469 nats (3.56 bits). By epoch 8 this model's train loss (1.41) is well under its
+validation loss: more epochs would need dropout (``build(dropout=...)``).
 """
 
 from __future__ import annotations
@@ -27,7 +40,7 @@ import gpunet as gn
 
 
 def build(
-    vocab: int, length: int, d_model: int = 128, blocks: int = 2, heads: int = 4,
+    vocab: int, length: int, d_model: int = 64, blocks: int = 2, heads: int = 4,
     dropout: float = 0.0, lr: float = 3e-3,
 ) -> gn.Model:  # fmt: skip
     """A causal Transformer over ``length`` character ids, giving next-character logits."""
@@ -86,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--d-model", type=int, default=64)
     p.add_argument("--blocks", type=int, default=2)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--length", type=int, default=100)
