@@ -54,8 +54,8 @@ class RecurrentOps:
         return None
 
     def step_loop_scope(self) -> AbstractContextManager[Any]:
-        """Entered around a recurrence's time loop (the host backend limits BLAS to one
-        thread there: the per-step products are too small to share)."""
+        """Entered around a recurrence's forward and its backward (the host backend
+        limits BLAS to one thread there: the per-step products are too small to share)."""
         return nullcontext()
 
     # -- SimpleRNN: h = act(Z) ----------------------------------------------------------

@@ -68,6 +68,22 @@ def run(
     Raises:
         InvalidParameterError: for a sequence of length 0.
     """
+    # the whole recurrence on one BLAS thread (host only, see _blas_threads): its
+    # per-step products are too small to share, and letting the large ones between
+    # them use a second thread measured 2-4x slower on a shared 2-core machine
+    with ops.step_loop_scope():
+        Y, states, back = _run(ops, cell, X, W, U, b, states0, mask, dp, rdp)
+
+    def backprop(dY: Array, dstates: list[Array | None], need_dX: bool) -> Any:
+        with ops.step_loop_scope():
+            return back(dY, dstates, need_dX)
+
+    return Y, states, backprop
+
+
+def _run(ops: Any, cell: Cell, X: Array, W: Array, U: Array, b: Array | None,
+         states0: list[Array | None] | None, mask: Array | None, dp: Array | None,
+         rdp: Array | None) -> tuple[Array, list[Array], Backward]:  # fmt: skip
     xp, n, kind = ops.xp, cell.units, cell.kind
     B, T, F = X.shape
     if T == 0:
@@ -103,13 +119,12 @@ def run(
     FAC: Any = ops.empty((T, B, 1), dt) if M is not None else None
     loops = ops.recurrent_loops(cell, Zx, U, H, rdp)
     Mc = None if loops is None or M is None else xp.ascontiguousarray(M[:, :, 0])
-    with ops.step_loop_scope():
-        if loops is not None and kind == "lstm":
-            loops.lstm_forward(Zx, U, H, C, Mc, rdp)
-        elif loops is not None:
-            loops.gru_forward(Zx, ZH, U, b_rec, H, Mc, rdp)
-        else:
-            _forward_steps(ops, cell, Zx, U, b_rec, H, C, ZH, RH, M, rdp)
+    if loops is not None and kind == "lstm":
+        loops.lstm_forward(Zx, U, H, C, Mc, rdp)
+    elif loops is not None:
+        loops.gru_forward(Zx, ZH, U, b_rec, H, Mc, rdp)
+    else:
+        _forward_steps(ops, cell, Zx, U, b_rec, H, C, ZH, RH, M, rdp)
     seen = None
     for t in range(T if FAC is not None else 0):  # outputs after the first real step
         m = M[t, ...]  # carry the last real one
@@ -134,20 +149,19 @@ def run(
             dlast = dlast * FAC[T - 1, ...]
         ds = list(dstates) + [None] * (cell.n_states - len(dstates))
         Ut = xp.matrix_transpose(U)
-        with ops.step_loop_scope():
-            if loops is None:
-                dh, dc = _backward_steps(ops, cell, Zx, Ut, H, C, ZH, M, rdp, ds, dO, dlast)
-            else:  # fresh buffers: the loops update them in place
-                dh = xp.zeros((B, n), dt) if ds[0] is None else xp.array(ds[0], dtype=dt)
-                if dlast is not None:
-                    dh += dlast
-                Ut = xp.ascontiguousarray(Ut)
-                if kind == "lstm":
-                    dc = xp.zeros((B, n), dt) if ds[1] is None else xp.array(ds[1], dtype=dt)
-                    loops.lstm_backward_loop(Zx, Ut, C, Mc, rdp, dh, dc, dO)
-                else:
-                    dc = None
-                    loops.gru_backward_loop(Zx, ZH, Ut, H, Mc, rdp, dh, dO)
+        if loops is None:
+            dh, dc = _backward_steps(ops, cell, Zx, Ut, H, C, ZH, M, rdp, ds, dO, dlast)
+        else:  # fresh buffers: the loops update them in place
+            dh = xp.zeros((B, n), dt) if ds[0] is None else xp.array(ds[0], dtype=dt)
+            if dlast is not None:
+                dh += dlast
+            Ut = xp.ascontiguousarray(Ut)
+            if kind == "lstm":
+                dc = xp.zeros((B, n), dt) if ds[1] is None else xp.array(ds[1], dtype=dt)
+                loops.lstm_backward_loop(Zx, Ut, C, Mc, rdp, dh, dc, dO)
+            else:
+                dc = None
+                loops.gru_backward_loop(Zx, ZH, Ut, H, Mc, rdp, dh, dO)
         dZ = xp.reshape(Zx, (T * B, GATES[kind] * n))
         HP = H[:T, ...] if rdp is None else H[:T, ...] * rdp
         HP2 = xp.reshape(HP, (T * B, n))
