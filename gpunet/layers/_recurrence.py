@@ -98,7 +98,9 @@ def _run(ops: Any, cell: Cell, X: Array, W: Array, U: Array, b: Array | None,
     split_bias = kind == "gru" and cell.reset_after and b is not None
     b_in, b_rec = (b[0, ...], b[1, ...]) if split_bias else (b, None)  # type: ignore[index]
     Zx = ops.gemm(X2, W)
-    if b_in is not None:
+    if b_in is not None and b_in.dtype == Zx.dtype:
+        Zx += b_in  # in place: a fresh (T*B, G*u) array costs its page faults again
+    elif b_in is not None:
         Zx = Zx + b_in
     Zx = xp.reshape(Zx, (T, B, GATES[kind] * n))  # becomes the pre-activation history
     M: Any = None
