@@ -128,7 +128,7 @@ class FusedRecurrentOps(RecurrentOps):
 
 # -- the host build ------------------------------------------------------------------------
 _SUFFIX = {np.dtype("float32"): "f32", np.dtype("float64"): "f64"}
-_LOOPS: dict[tuple[int, Any], HostLoops] = {}
+_LOOPS: dict[tuple[Any, Any], HostLoops] = {}
 
 
 def _p(a: np.ndarray | None) -> int | None:
@@ -158,7 +158,7 @@ class HostRecurrentOps(RecurrentOps):
             return None
         if type(U) is not np.ndarray or U.dtype != Z.dtype:
             return None
-        key = (id(self.host), Z.dtype)
+        key = (self.host, Z.dtype)  # the build itself, not its id: ids are reused
         if key not in _LOOPS:  # a few entries: one per kernel build and dtype
             _LOOPS[key] = HostLoops(self.host, _SUFFIX[Z.dtype])
         return _LOOPS[key]

@@ -23,7 +23,7 @@ class HostLoops:
     """The loops of one (kernels, dtype) pair; ``k`` is :class:`HostKernels`."""
 
     def __init__(self, k: Any, suffix: str) -> None:
-        self.lstm_step, self.lstm_backward = k.lstm_step[suffix], k.lstm_backward[suffix]
+        self.lstm_step, self.lstm_backward = k.lstm_step_acc[suffix], k.lstm_backward[suffix]
         self.gru_step, self.gru_backward = k.gru_step[suffix], k.gru_backward[suffix]
 
     def lstm_forward(self, Z: Array, U: Array, H: Array, C: Array, M: Array | None,
@@ -31,16 +31,15 @@ class HostLoops:
         T, B, G = Z.shape
         n, sz = H.shape[2], Z.itemsize
         R, hp = np.empty((B, G), Z.dtype), np.empty((B, n), Z.dtype)
-        z0, h0, c0 = Z.ctypes.data, H.ctypes.data, C.ctypes.data
+        z0, h0, c0, pr = Z.ctypes.data, H.ctypes.data, C.ctypes.data, R.ctypes.data
         m0 = None if M is None else M.ctypes.data
         for t in range(T):
             h = H[t]
             if rdp is not None:
                 h = np.multiply(h, rdp, out=hp)
             np.matmul(h, U, out=R)
-            np.add(Z[t], R, out=Z[t])
             ht, ct = h0 + t * B * n * sz, c0 + t * B * n * sz
-            self.lstm_step(ht + B * n * sz, ct + B * n * sz, z0 + t * B * G * sz, ct,
+            self.lstm_step(ht + B * n * sz, ct + B * n * sz, z0 + t * B * G * sz, pr, ct,
                            ht if m0 is not None else None,
                            None if m0 is None else m0 + t * B * sz, B, n)  # fmt: skip
 
