@@ -133,18 +133,22 @@ def main() -> None:
         print(json.dumps(worker(args.worker[0], int(args.worker[1]))))
         return
     root = Path(__file__).resolve().parents[1]
+    load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     results: dict[tuple[str, int], list[float]] = {}
     for n in args.threads:
         env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(n),
                "OPENBLAS_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n),
-               "PYTHONPATH": str(root)}  # fmt: skip
+               "GPUNET_NUM_THREADS": str(n), "PYTHONPATH": str(root)}  # fmt: skip
         for _ in range(args.rounds):
             for impl in IMPLS:
                 cmd = [sys.executable, __file__, "--worker", impl, str(n)]
                 out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
                 results.setdefault((impl, n), []).append(json.loads(out.stdout.splitlines()[-1]))
     print(f"LSTM/GRU(in {F}, hidden {H}, T {T}, batch {B}) -> Dense {C}, Adam, float32; "
-          f"median ms/step of {args.rounds} interleaved rounds")  # fmt: skip
+          f"median ms/step of {args.rounds} interleaved rounds, one process each")  # fmt: skip
+    load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"  load average {load0:.1f} at the start, {load1:.1f} at the end, "
+          f"on {os.cpu_count()} CPUs (a loaded machine: compare the ratios)")  # fmt: skip
     for n in args.threads:
         med = {i: statistics.median(results[(i, n)]) for i in IMPLS}
         print(f"  {n} thread(s): " + ", ".join(f"{i} {med[i]:.1f}" for i in IMPLS))

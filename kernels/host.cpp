@@ -423,6 +423,20 @@ static void lstm_step(T* h, T* c, const T* Z, const T* cp, const T* hp, const T*
     });
 }
 
+// lstm_step with the recurrent product R added into Z first (Z keeps the sum, the
+// pre-activation backward needs): the whole-sequence loop's step, one pass fewer
+template <typename T>
+static void lstm_step_acc(T* h, T* c, T* Z, const T* R, const T* cp, const T* hp, const T* m,
+                          long long B, long long U) {
+    cell_rows<T>(B, U, B * U * 4, m, [=](long long b, long long j, bool masked, T mb) {
+        T* z = Z + b * 4 * U;
+        const T* r = R + b * 4 * U;
+        for (int g = 0; g < 4; ++g) z[g * U + j] += r[g * U + j];
+        gpunet::lstm_step_at<T, T>(j, U, h + b * U, c + b * U, z, cp + b * U, row(hp, b, U),
+                                   masked, mb);
+    });
+}
+
 template <typename T>
 static void lstm_backward(T* dZ, T* dcp, T* carry, const T* dh, const T* dc, const T* Z,
                           const T* cp, const T* m, long long B, long long U) {
@@ -442,13 +456,25 @@ static void gru_step(T* h, const T* Zx, const T* Zh, const T* hp, const T* m, lo
     });
 }
 
+// Zh's null test is hoisted out of the unit loop: inside it, GCC 12 left the loop
+// scalar (its conditional loads), 6x slower than the LSTM's
 template <typename T>
 static void gru_backward(T* dZx, T* dZh, T* dhp, const T* dh, const T* Zx, const T* Zh,
                          const T* hp, const T* m, long long B, long long U) {
+    if (Zh == nullptr) {
+        cell_rows<T>(B, U, B * U * 3, m, [=](long long b, long long j, bool masked, T mb) {
+            gpunet::gru_backward_at<T, T>(j, U, dZx + b * 3 * U, (T*)nullptr, dhp + b * U,
+                                          dh + b * U, Zx + b * 3 * U, (const T*)nullptr,
+                                          hp + b * U, masked, mb);
+        });
+        return;
+    }
     cell_rows<T>(B, U, B * U * 3, m, [=](long long b, long long j, bool masked, T mb) {
-        gpunet::gru_backward_at<T, T>(j, U, dZx + b * 3 * U, row(dZh, b, 3 * U), dhp + b * U,
-                                      dh + b * U, Zx + b * 3 * U, row(Zh, b, 3 * U),
-                                      hp + b * U, masked, mb);
+        T* dzh = dZh + b * 3 * U;
+        const T* zh = Zh + b * 3 * U;
+        if (dzh == nullptr || zh == nullptr) __builtin_unreachable();
+        gpunet::gru_backward_at<T, T>(j, U, dZx + b * 3 * U, dzh, dhp + b * U, dh + b * U,
+                                      Zx + b * 3 * U, zh, hp + b * U, masked, mb);
     });
 }
 
@@ -482,6 +508,10 @@ static void gru_backward(T* dZx, T* dZh, T* dhp, const T* dh, const T* Zx, const
     extern "C" void gpunet_lstm_step_##S(T* h, T* c, const T* Z, const T* cp, const T* hp,      \
                                          const T* m, long long B, long long U) {                 \
         lstm_step<T>(h, c, Z, cp, hp, m, B, U);                                                  \
+    }                                                                                            \
+    extern "C" void gpunet_lstm_step_acc_##S(T* h, T* c, T* Z, const T* R, const T* cp,         \
+                                             const T* hp, const T* m, long long B, long long U) { \
+        lstm_step_acc<T>(h, c, Z, R, cp, hp, m, B, U);                                           \
     }                                                                                            \
     extern "C" void gpunet_lstm_backward_##S(T* dZ, T* dcp, T* carry, const T* dh, const T* dc, \
                                              const T* Z, const T* cp, const T* m, long long B,   \

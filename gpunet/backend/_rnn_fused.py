@@ -11,12 +11,15 @@ in ``_rnn_ops.py``.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
 
 from gpunet.backend import _kernels
+from gpunet.backend._blas_threads import one_blas_thread
 from gpunet.backend._kernels import _NULL, BLOCK, CTYPE, _check, _launch
+from gpunet.backend._rnn_host_loop import HostLoops
 from gpunet.backend._rnn_ops import RecurrentOps
 
 Array = Any
@@ -125,6 +128,7 @@ class FusedRecurrentOps(RecurrentOps):
 
 # -- the host build ------------------------------------------------------------------------
 _SUFFIX = {np.dtype("float32"): "f32", np.dtype("float64"): "f64"}
+_LOOPS: dict[tuple[Any, Any], HostLoops] = {}
 
 
 def _p(a: np.ndarray | None) -> int | None:
@@ -146,6 +150,21 @@ class HostRecurrentOps(RecurrentOps):
             ):
                 return None
         return None if suffix is None else getattr(self.host, name)[suffix]
+
+    def recurrent_loops(self, cell: Any, Z: Array, U: Array, H: Array, rdp: Array | None) -> Any:
+        acts = (cell.activation, cell.recurrent_activation)
+        fast = cell.kind == "lstm" or (cell.kind == "gru" and cell.reset_after)
+        if not fast or self._host_fn("lstm_step", acts, Z, H, rdp) is None:
+            return None
+        if type(U) is not np.ndarray or U.dtype != Z.dtype:
+            return None
+        key = (self.host, Z.dtype)  # the build itself, not its id: ids are reused
+        if key not in _LOOPS:  # a few entries: one per kernel build and dtype
+            _LOOPS[key] = HostLoops(self.host, _SUFFIX[Z.dtype])
+        return _LOOPS[key]
+
+    def step_loop_scope(self) -> AbstractContextManager[Any]:
+        return one_blas_thread()
 
     def lstm_step(self, Z: Array, c_prev: Array, h_prev: Array | None, m: Array | None,
                   activation: str = "tanh",

@@ -15,6 +15,7 @@ to the previous state unchanged (None without a mask).
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 Array = Any
@@ -46,6 +47,16 @@ class RecurrentOps:
     def _split_dh(self, dh: Array, m: Array | None) -> tuple[Array, Array | None]:
         """``dh`` as (the part reaching the cell, the part passing a padded step)."""
         return (dh, None) if m is None else (dh * m, dh * (1.0 - m))
+
+    def recurrent_loops(self, cell: Any, Z: Array, U: Array, H: Array, rdp: Array | None) -> Any:
+        """Whole time loops for ``cell`` on these arrays (``_rnn_host_loop.HostLoops``), or
+        None: then the recurrence calls the step ops above, one step at a time."""
+        return None
+
+    def step_loop_scope(self) -> AbstractContextManager[Any]:
+        """Entered around a recurrence's forward and its backward (the host backend
+        limits BLAS to one thread there: the per-step products are too small to share)."""
+        return nullcontext()
 
     # -- SimpleRNN: h = act(Z) ----------------------------------------------------------
     def rnn_step(

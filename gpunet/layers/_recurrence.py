@@ -68,8 +68,23 @@ def run(
     Raises:
         InvalidParameterError: for a sequence of length 0.
     """
+    # the whole recurrence on one BLAS thread (host only, see _blas_threads): its
+    # per-step products are too small to share, and letting the large ones between
+    # them use a second thread measured 2-4x slower on a shared 2-core machine
+    with ops.step_loop_scope():
+        Y, states, back = _run(ops, cell, X, W, U, b, states0, mask, dp, rdp)
+
+    def backprop(dY: Array, dstates: list[Array | None], need_dX: bool) -> Any:
+        with ops.step_loop_scope():
+            return back(dY, dstates, need_dX)
+
+    return Y, states, backprop
+
+
+def _run(ops: Any, cell: Cell, X: Array, W: Array, U: Array, b: Array | None,
+         states0: list[Array | None] | None, mask: Array | None, dp: Array | None,
+         rdp: Array | None) -> tuple[Array, list[Array], Backward]:  # fmt: skip
     xp, n, kind = ops.xp, cell.units, cell.kind
-    act, rec = cell.activation, cell.recurrent_activation
     B, T, F = X.shape
     if T == 0:
         raise InvalidParameterError(f"a recurrent layer needs at least 1 time step, got {X.shape}")
@@ -83,7 +98,9 @@ def run(
     split_bias = kind == "gru" and cell.reset_after and b is not None
     b_in, b_rec = (b[0, ...], b[1, ...]) if split_bias else (b, None)  # type: ignore[index]
     Zx = ops.gemm(X2, W)
-    if b_in is not None:
+    if b_in is not None and b_in.dtype == Zx.dtype:
+        Zx += b_in  # in place: a fresh (T*B, G*u) array costs its page faults again
+    elif b_in is not None:
         Zx = Zx + b_in
     Zx = xp.reshape(Zx, (T, B, GATES[kind] * n))  # becomes the pre-activation history
     M: Any = None
@@ -102,30 +119,19 @@ def run(
     ZH: Any = ops.empty((T, B, 3 * n), dt) if gru_after else None
     RH: Any = ops.empty((T, B, n), dt) if kind == "gru" and not cell.reset_after else None
     FAC: Any = ops.empty((T, B, 1), dt) if M is not None else None
+    loops = ops.recurrent_loops(cell, Zx, U, H, rdp)
+    Mc = None if loops is None or M is None else xp.ascontiguousarray(M[:, :, 0])
+    if loops is not None and kind == "lstm":
+        loops.lstm_forward(Zx, U, H, C, Mc, rdp)
+    elif loops is not None:
+        loops.gru_forward(Zx, ZH, U, b_rec, H, Mc, rdp)
+    else:
+        _forward_steps(ops, cell, Zx, U, b_rec, H, C, ZH, RH, M, rdp)
     seen = None
-    for t in range(T):
-        m = None if M is None else M[t, ...]
-        hp = H[t, ...] if rdp is None else H[t, ...] * rdp
-        if kind == "simple":
-            Zx[t, ...] += xp.matmul(hp, U)
-            H[t + 1, ...] = ops.rnn_step(Zx[t, ...], H[t, ...], m, act)
-        elif kind == "lstm":
-            Zx[t, ...] += xp.matmul(hp, U)
-            H[t + 1, ...], C[t + 1, ...] = ops.lstm_step(
-                Zx[t, ...], C[t, ...], H[t, ...], m, act, rec
-            )
-        elif gru_after:
-            zh = xp.matmul(hp, U)
-            ZH[t, ...] = zh if b_rec is None else zh + b_rec
-            H[t + 1, ...] = ops.gru_step(Zx[t, ...], ZH[t, ...], H[t, ...], m, act, rec)
-        else:  # GRU, reset gate before the candidate's product
-            Zx[t, :, : 2 * n] = Zx[t, :, : 2 * n] + xp.matmul(hp, U[:, : 2 * n])
-            RH[t, ...] = ops.activation(rec, Zx[t, :, n : 2 * n]) * hp
-            Zx[t, :, 2 * n :] = Zx[t, :, 2 * n :] + xp.matmul(RH[t, ...], U[:, 2 * n :])
-            H[t + 1, ...] = ops.gru_step(Zx[t, ...], None, H[t, ...], m, act, rec)
-        if FAC is not None:  # outputs after the first real step carry the last real one
-            seen = m if seen is None or cell.zero_output else xp.maximum(seen, m)
-            FAC[t, ...] = seen
+    for t in range(T if FAC is not None else 0):  # outputs after the first real step
+        m = M[t, ...]  # carry the last real one
+        seen = m if seen is None or cell.zero_output else xp.maximum(seen, m)
+        FAC[t, ...] = seen
     O = H[1:, ...] if FAC is None else H[1:, ...] * FAC
     Y = xp.permute_dims(O, (1, 0, 2)) if cell.return_sequences else O[T - 1, ...]
     states = [H[T, ...]] if C is None else [H[T, ...], C[T, ...]]
@@ -144,39 +150,20 @@ def run(
         if dlast is not None and FAC is not None:
             dlast = dlast * FAC[T - 1, ...]
         ds = list(dstates) + [None] * (cell.n_states - len(dstates))
-        dh = ops.zeros((B, n), dt) if ds[0] is None else ds[0]
-        dc = ds[1] if kind == "lstm" else None
         Ut = xp.matrix_transpose(U)
-        for t in range(T - 1, -1, -1):
-            m = None if M is None else M[t, ...]
-            if dO is not None:
-                dh = dh + dO[t, ...]
-            elif t == T - 1 and dlast is not None:
-                dh = dh + dlast
-            if kind == "simple":
-                dz, carry = ops.backprop_rnn_step(dh, Zx[t, ...], m, act)
-                dhp, dh_keep = xp.matmul(dz, Ut), carry
-            elif kind == "lstm":
-                dz, carry, dc = ops.backprop_lstm_step(dh, dc, Zx[t, ...], C[t, ...], m, act, rec)
-                dhp, dh_keep = xp.matmul(dz, Ut), carry
-            elif gru_after:
-                dz, dzh, dh_keep = ops.backprop_gru_step(
-                    dh, Zx[t, ...], ZH[t, ...], H[t, ...], m, act, rec
-                )
-                ZH[t, ...] = dzh
-                dhp = xp.matmul(dzh, Ut)
+        if loops is None:
+            dh, dc = _backward_steps(ops, cell, Zx, Ut, H, C, ZH, M, rdp, ds, dO, dlast)
+        else:  # fresh buffers: the loops update them in place
+            dh = xp.zeros((B, n), dt) if ds[0] is None else xp.array(ds[0], dtype=dt)
+            if dlast is not None:
+                dh += dlast
+            Ut = xp.ascontiguousarray(Ut)
+            if kind == "lstm":
+                dc = xp.zeros((B, n), dt) if ds[1] is None else xp.array(ds[1], dtype=dt)
+                loops.lstm_backward_loop(Zx, Ut, C, Mc, rdp, dh, dc, dO)
             else:
-                dz, _, dh_keep = ops.backprop_gru_step(dh, Zx[t, ...], None, H[t, ...], m, act, rec)
-                pre_r = Zx[t, :, n : 2 * n]
-                r = ops.activation(rec, pre_r)
-                hp = H[t, ...] if rdp is None else H[t, ...] * rdp
-                drh = xp.matmul(dz[:, 2 * n :], Ut[2 * n :, :])
-                dz[:, n : 2 * n] = ops.backprop_activation(rec, drh * hp, pre_r, r)
-                dhp = drh * r + xp.matmul(dz[:, : 2 * n], Ut[: 2 * n, :])
-            Zx[t, ...] = dz  # the history turns into the gradient history, step by step
-            if rdp is not None:
-                dhp = dhp * rdp
-            dh = dhp if dh_keep is None else dhp + dh_keep
+                dc = None
+                loops.gru_backward_loop(Zx, ZH, Ut, H, Mc, rdp, dh, dO)
         dZ = xp.reshape(Zx, (T * B, GATES[kind] * n))
         HP = H[:T, ...] if rdp is None else H[:T, ...] * rdp
         HP2 = xp.reshape(HP, (T * B, n))
@@ -207,3 +194,74 @@ def run(
         return dX, dW, dU, db, d0
 
     return Y, states, backprop
+
+
+def _forward_steps(ops: Any, cell: Cell, Zx: Array, U: Array, b_rec: Array | None, H: Array,
+                   C: Array, ZH: Array, RH: Array, M: Array | None,
+                   rdp: Array | None) -> None:  # fmt: skip
+    """The forward time loop on any backend (``ops.recurrent_loops`` has the fast ones)."""
+    xp, n, kind = ops.xp, cell.units, cell.kind
+    act, rec = cell.activation, cell.recurrent_activation
+    for t in range(Zx.shape[0]):
+        m = None if M is None else M[t, ...]
+        hp = H[t, ...] if rdp is None else H[t, ...] * rdp
+        if kind == "simple":
+            Zx[t, ...] += xp.matmul(hp, U)
+            H[t + 1, ...] = ops.rnn_step(Zx[t, ...], H[t, ...], m, act)
+        elif kind == "lstm":
+            Zx[t, ...] += xp.matmul(hp, U)
+            H[t + 1, ...], C[t + 1, ...] = ops.lstm_step(
+                Zx[t, ...], C[t, ...], H[t, ...], m, act, rec
+            )
+        elif ZH is not None:  # GRU, reset_after
+            zh = xp.matmul(hp, U)
+            ZH[t, ...] = zh if b_rec is None else zh + b_rec
+            H[t + 1, ...] = ops.gru_step(Zx[t, ...], ZH[t, ...], H[t, ...], m, act, rec)
+        else:  # GRU, reset gate before the candidate's product
+            Zx[t, :, : 2 * n] = Zx[t, :, : 2 * n] + xp.matmul(hp, U[:, : 2 * n])
+            RH[t, ...] = ops.activation(rec, Zx[t, :, n : 2 * n]) * hp
+            Zx[t, :, 2 * n :] = Zx[t, :, 2 * n :] + xp.matmul(RH[t, ...], U[:, 2 * n :])
+            H[t + 1, ...] = ops.gru_step(Zx[t, ...], None, H[t, ...], m, act, rec)
+
+
+def _backward_steps(ops: Any, cell: Cell, Zx: Array, Ut: Array, H: Array, C: Array,
+                    ZH: Array, M: Array | None, rdp: Array | None, ds: list[Array | None],
+                    dO: Array | None, dlast: Array | None) -> tuple[Any, Any]:  # fmt: skip
+    """The backward time loop on any backend: ``(dh, dc)`` of the first states."""
+    xp, n, kind = ops.xp, cell.units, cell.kind
+    act, rec = cell.activation, cell.recurrent_activation
+    T, B = Zx.shape[:2]
+    gru_after = ZH is not None
+    dh = ops.zeros((B, n), Zx.dtype) if ds[0] is None else ds[0]
+    dc = ds[1] if kind == "lstm" else None
+    for t in range(T - 1, -1, -1):
+        m = None if M is None else M[t, ...]
+        if dO is not None:
+            dh = dh + dO[t, ...]
+        elif t == T - 1 and dlast is not None:
+            dh = dh + dlast
+        if kind == "simple":
+            dz, carry = ops.backprop_rnn_step(dh, Zx[t, ...], m, act)
+            dhp, dh_keep = xp.matmul(dz, Ut), carry
+        elif kind == "lstm":
+            dz, carry, dc = ops.backprop_lstm_step(dh, dc, Zx[t, ...], C[t, ...], m, act, rec)
+            dhp, dh_keep = xp.matmul(dz, Ut), carry
+        elif gru_after:
+            dz, dzh, dh_keep = ops.backprop_gru_step(
+                dh, Zx[t, ...], ZH[t, ...], H[t, ...], m, act, rec
+            )
+            ZH[t, ...] = dzh
+            dhp = xp.matmul(dzh, Ut)
+        else:
+            dz, _, dh_keep = ops.backprop_gru_step(dh, Zx[t, ...], None, H[t, ...], m, act, rec)
+            pre_r = Zx[t, :, n : 2 * n]
+            r = ops.activation(rec, pre_r)
+            hp = H[t, ...] if rdp is None else H[t, ...] * rdp
+            drh = xp.matmul(dz[:, 2 * n :], Ut[2 * n :, :])
+            dz[:, n : 2 * n] = ops.backprop_activation(rec, drh * hp, pre_r, r)
+            dhp = drh * r + xp.matmul(dz[:, : 2 * n], Ut[: 2 * n, :])
+        Zx[t, ...] = dz  # the history turns into the gradient history, step by step
+        if rdp is not None:
+            dhp = dhp * rdp
+        dh = dhp if dh_keep is None else dhp + dh_keep
+    return dh, dc

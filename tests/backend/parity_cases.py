@@ -739,6 +739,31 @@ def _cell_case(cell: str, masked: bool, variant: bool) -> Case:
     return Case(f"{cell}_step:{flag}{',mask' if masked else ''}", ops, build, call)
 
 
+def _loop_case(cell: str, masked: bool) -> Case:
+    """A whole recurrence (``layers._recurrence.run``), forward and backward: the host
+    backend's time loops (``ops.recurrent_loops``) against the reference's steps."""
+    from gpunet.layers import _recurrence
+
+    G, T = (4 if cell == "lstm" else 3), 3
+
+    def build(size: str, rng: np.random.Generator) -> Inputs:
+        B, U = _cell_shape(size)
+        a: Inputs = {"X": rng.standard_normal((B, T, 2)), "dY": rng.standard_normal((B, T, U))}
+        a["W"], a["U"] = rng.standard_normal((2, G * U)), rng.standard_normal((U, G * U)) * 0.5
+        a["b"] = rng.standard_normal((2, G * U) if cell == "gru" else (G * U,))
+        a["mask"] = rng.random((B, T)) > 0.3
+        return a
+
+    def call(ops: Any, a: Inputs) -> tuple[Any, ...]:
+        c = _recurrence.Cell(cell, a["U"].shape[0], return_sequences=True)
+        mask = a["mask"] if masked else None
+        Y, states, back = _recurrence.run(ops, c, a["X"], a["W"], a["U"], a["b"], None, mask)
+        dX, dW, dU, db, d0 = back(a["dY"], [], True)
+        return (Y, *states, dX, dW, dU, db, *d0)
+
+    return Case(f"{cell}_loop{',mask' if masked else ''}", (f"{cell}_step",), build, call)
+
+
 # -- attention ------------------------------------------------------------------------
 def _attention_shape(size: str) -> tuple[int, int, int, int]:
     """(B, H, T, d): "above" passes HOST_MIN score elements and the lowered grid's rows."""
@@ -865,6 +890,7 @@ def all_cases() -> list[Case]:
         ),
         *_attention_cases(),
         *_loss_scale_cases(),
+        *(_loop_case(c, m) for c in ("lstm", "gru") for m in (False, True)),
     ]
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "two parity cases share a name"

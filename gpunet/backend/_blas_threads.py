@@ -1,0 +1,81 @@
+"""One BLAS thread for loops of small matrix products (the recurrent layers' steps).
+
+A (64, 128) @ (128, 512) product takes tens of microseconds: a second BLAS thread
+saves little when it is idle and costs milliseconds when the CPU is shared, since the
+library hands every product to its threads and waits for them (an LSTM step was 15x
+slower at 2 threads on a loaded machine). The limit goes through ``threadpoolctl``
+(the optional extra ``gpunet[speed]``); without it ``one_blas_thread()`` does
+nothing and the products run as the BLAS library is set.
+
+The limit is process-wide (the BLAS library has one setting): while one thread holds
+it, products elsewhere in the process also run on one BLAS thread. That affects
+speed only, never results. Nested and concurrent holders share one limit: the first
+to enter sets it, the last to leave restores the setting found then.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"holders": 0, "limiter": None, "controller": None}
+
+
+def _controller() -> Any:
+    """The cached ``ThreadpoolController`` (inspecting the loaded libraries takes ~ms),
+    or False without threadpoolctl."""
+    ctl = _state["controller"]
+    if ctl is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            ctl = ThreadpoolController()
+        except Exception:  # not installed, or an unusual BLAS it cannot inspect
+            ctl = False
+        _state["controller"] = ctl
+    return ctl
+
+
+def _take_control() -> None:
+    """threadpoolctl >= 3.8 lets only one Python thread (the first to set a limit)
+    change a pthreads OpenBLAS, ignoring the others; ``_lock`` already keeps our
+    holders from fighting, so whichever thread enters takes the control over."""
+    try:
+        from threadpoolctl import OpenBLASController
+    except ImportError:
+        return
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Run the block's BLAS calls on one thread (see the module docstring).
+
+    Example:
+        >>> import numpy as np
+        >>> with one_blas_thread():
+        ...     y = np.ones((2, 3)) @ np.ones((3, 2))
+        >>> float(y[0, 0])
+        3.0
+    """
+    with _lock:
+        if _state["holders"] == 0:
+            ctl = _controller()
+            if ctl:
+                _take_control()
+                _state["limiter"] = ctl.limit(limits=1, user_api="blas")
+        _state["holders"] += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _state["holders"] -= 1
+            if _state["holders"] == 0 and _state["limiter"] is not None:
+                limiter, _state["limiter"] = _state["limiter"], None
+                _take_control()
+                limiter.restore_original_limits()
