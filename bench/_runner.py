@@ -41,6 +41,12 @@ GOALS: dict[str, list[tuple[str, str, str, float]]] = {
     # issue 14: the LeNet step, at the machine's threads (L) and at 1 (L1)
     "L": [("gpunet", "torch_channels_last", "<=", 1.0), ("gpunet", "gemm_bound_numpy", "<=", 2.0)],
     "L1": [("gpunet", "torch_channels_last", "<=", 1.0), ("gpunet", "gemm_bound_numpy", "<=", 2.0)],
+    # issue 16: the encoder block step and T=2048 attention, at 2 and 1 threads
+    **{k: [("gpunet", "torch", "<=", 0.8)] for k in ("E", "E1")},
+    **{
+        k: [("gpunet", "torch", "<=", 1.5), ("gpunet_causal", "torch_causal", "<=", 1.5)]
+        for k in ("S", "S1")
+    },
     "P": [("gpunet_predict", "torch_predict", "<=", 1.0)],
 }
 # further ratios reported whenever both sides were measured
@@ -74,6 +80,9 @@ INFO = [
     ("gpunet", "gpunet_cuda"),
     ("gpunet_predict_cuda", "torch_predict_cuda"),
     ("gpunet_predict", "gpunet_predict_cuda"),
+    ("gpunet_causal", "gemm_bound_numpy"),
+    ("torch_causal", "gemm_bound_numpy"),
+    ("gpunet_causal", "gpunet"),
 ]
 
 

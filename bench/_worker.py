@@ -69,9 +69,10 @@ def _thread_env(key: str) -> Iterator[None]:
     """The environment a worker starts with: a workload pinned to ``threads`` (the
     LeNet step's L1) gets that many BLAS, OpenMP and gpunet host-pool threads, set
     before the child imports any of them."""
+    import _attention
     import _lenet
 
-    w = _lenet.LENET.get(key)
+    w = _lenet.LENET.get(key) or _attention.ATTENTION.get(key)
     if w is None or w.threads is None:
         yield
         return

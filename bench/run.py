@@ -4,6 +4,7 @@
     python bench/run.py                  # A, B, C, predict, 9 repeats (5 for C), memory too
     python bench/run.py -w A,B --repeats 5
     python bench/run.py -w L,L1          # the LeNet CNN step (issue 14) at 2 and 1 threads
+    python bench/run.py -w E,E1,S,S1     # encoder block and T=2048 attention (issue 16)
 
 Writes ``bench/results/<timestamp>.json`` (machine details, every block time,
 every ratio) and ``.md`` (the tables), and prints the markdown. Peers that are
@@ -25,6 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `python bench/run.py` from anywhere
 
+import _attention
 import _gpunet as gp
 import _lenet
 import _machine
@@ -41,15 +43,21 @@ TITLES = {
     "P": "predict on A (inference, batch 256)",
     "L": "LeNet CNN step, softmax CE, Adam (the machine's threads)",
     "L1": "LeNet CNN step, softmax CE, Adam (1 thread)",
+    **_attention.TITLES,
 }
 
 
 def workload(key: str) -> Any:
-    """The workload of ``key``: an MLP of quickbench's, or the LeNet step (L, L1)."""
+    """The workload of ``key``: an MLP of quickbench's, the LeNet step (L, L1), or
+    an attention workload (E, E1, S, S1)."""
+    if key in _attention.ATTENTION:
+        return _attention.ATTENTION[key]
     return _lenet.LENET[key] if key in _lenet.LENET else wl.WORKLOADS["A" if key == "P" else key]
 
 
 def make_data(key: str, w: Any) -> wl.Data:
+    if key in _attention.ATTENTION:
+        return _attention.make_data(w)
     return _lenet.make_data(w) if key in _lenet.LENET else wl.make_data(w)
 
 
@@ -65,6 +73,9 @@ def factories(
     """name -> zero-argument constructor of every implementation of this workload."""
     f: dict[str, Any] = {}
     torch, sk = opts.torch and _have("torch"), opts.sklearn and _have("sklearn")
+    if key in _attention.ATTENTION:
+        f = _attention.factories(key, w, data, torch)
+        return {k: v for k, v in f.items() if not opts.impls or k in opts.impls}
     if key in _lenet.LENET:
         f = _lenet.factories(key, w, data, torch, gpu)
         return {k: v for k, v in f.items() if not opts.impls or k in opts.impls}
@@ -171,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="3 repeats; A, B, P only by default")
     p.add_argument(
-        "-w", "--workloads", help="comma list of A,B,C,P,L,L1 (default: A,B,C,P; quick: A,B,P)"
+        "-w",
+        "--workloads",
+        help="comma list of A,B,C,P,L,L1,E,E1,S,S1 (default: A,B,C,P; quick: A,B,P)",
     )
     p.add_argument("--impls", type=lambda s: set(s.split(",")), help="only these rows")
     p.add_argument("--repeats", type=int)

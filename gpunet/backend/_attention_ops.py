@@ -181,7 +181,7 @@ class AttentionOps:
             n = min(Tk, rows.stop) if causal else Tk  # causal: later keys have weight 0
             S = xp.matmul(Q[..., rows, :], Kt[..., :n])
             P, lse = self.attention_block(S, _cols(mask, n), scale, causal, rows, _cols(bias, n))
-            blocks.append(xp.matmul(xp.astype(P, V.dtype), V[..., :n, :]))
+            blocks.append(xp.matmul(_as(xp, P, V.dtype), V[..., :n, :]))
             lses.append(lse)
         O = xp.concat(blocks, axis=-2)
         lse_all = xp.concat(lses, axis=-2)
@@ -208,7 +208,7 @@ class AttentionOps:
         dQs: list[Array] = []
         dK = dV = None
         assert c.lse is not None
-        Dsum_all = xp.sum(xp.astype(dO, md) * xp.astype(c.O, md), axis=-1, keepdims=True)
+        Dsum_all = xp.sum(_as(xp, dO, md) * _as(xp, c.O, md), axis=-1, keepdims=True)
         for r0 in range(0, Tq, self.attention_chunk):
             rows = slice(r0, min(Tq, r0 + self.attention_chunk))
             n = min(Tk, rows.stop) if c.causal else Tk
@@ -228,7 +228,7 @@ class AttentionOps:
             )
             dQs.append(xp.matmul(dS, K[..., :n, :]))
             gK = xp.matmul(xp.matrix_transpose(dS), Qc)
-            gV = xp.matmul(xp.matrix_transpose(xp.astype(P, V.dtype)), dOc)
+            gV = xp.matmul(xp.matrix_transpose(_as(xp, P, V.dtype)), dOc)
             if dK is None:
                 dK = xp.zeros((*gK.shape[:-2], Tk, gK.shape[-1]), dtype=gK.dtype, **self._kw())
                 dV = xp.zeros((*gV.shape[:-2], Tk, gV.shape[-1]), dtype=gV.dtype, **self._kw())
@@ -263,6 +263,12 @@ class AttentionOps:
 
     def _unbroadcast(self, G: Array, X: Array) -> Array:
         return self.sum_to_shape(G, tuple(X.shape))  # type: ignore[attr-defined,no-any-return]
+
+
+def _as(xp: Any, A: Array, dtype: Any) -> Array:
+    """``A`` in ``dtype``, without the copy ``astype`` makes when it already is (a
+    copy of every score block of the blocked path otherwise)."""
+    return A if A.dtype == dtype else xp.astype(A, dtype)
 
 
 def _rows(A: Array, rows: slice) -> Array:
