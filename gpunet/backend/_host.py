@@ -164,6 +164,31 @@ class HostKernels:
         self.lib.gpunet_host_set_threads(max(1, int(n)))
 
 
+# glibc's malloc hands every block over its mmap threshold (128 KiB, adapting up to
+# 32 MiB) back to the OS on free, and trims the top of the heap past 128 KiB: a conv
+# step's column and output buffers (tens of MiB for LeNet) were then fresh pages each
+# step, zeroed by page faults that took a third of it (40 -> 27 ms at 2 threads).
+# Thresholds raised to the column budget (_conv_ops.MAX_COL_BYTES) keep them in the
+# heap for reuse. glibc reads MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ itself:
+# a value set there wins; GPUNET_MALLOPT=0 leaves malloc as it is.
+_MALLOPT = ((-3, "MALLOC_MMAP_THRESHOLD_", 64 << 20), (-1, "MALLOC_TRIM_THRESHOLD_", 128 << 20))
+
+
+def _keep_heap() -> bool:
+    """Raise glibc's mmap and trim thresholds (see ``_MALLOPT``); False where not done."""
+    if platform.system() != "Linux" or os.environ.get("GPUNET_MALLOPT", "1") == "0":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    for param, env, value in _MALLOPT:
+        if env not in os.environ:
+            mallopt(param, value)
+    return True
+
+
 @cache
 def load() -> HostKernels | None:
     """The host kernels, or None (then ``status()`` says why)."""
@@ -182,6 +207,7 @@ def load() -> HostKernels | None:
         _status["reason"] = f"host build failed: {exc} {detail.decode(errors='replace')[:500]}"
         return None
     kernels.set_threads(default_threads())
+    _keep_heap()
     _status["reason"] = f"compiled with {cxx}, {kernels.threads} threads ({path})"
     return kernels
 
