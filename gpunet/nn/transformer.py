@@ -74,6 +74,19 @@ class _Block(TorchModule, Layer):
     dropout3: Dropout
     multihead_attn: MultiheadAttention
 
+    NORMS: int
+
+    def __init__(
+        self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
+        activation: Any = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
+        norm_first: bool = False, bias: bool = True, device: Any = None, dtype: Any = None,
+    ) -> None:  # fmt: skip
+        super().__init__(dtype=None if dtype is None else np.dtype(dtype).name)
+        self._setup(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
+                    batch_first, norm_first, bias, dtype, norms=self.NORMS)  # fmt: skip
+        if device is not None:
+            self.to(device)
+
     def _setup(
         self, d_model: int, nhead: int, dim_feedforward: int, dropout: float, activation: Any,
         layer_norm_eps: float, batch_first: bool, norm_first: bool, bias: bool, dtype: Any,
@@ -129,16 +142,7 @@ class TransformerEncoderLayer(_Block):
         (3, 5, 8)
     """
 
-    def __init__(
-        self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
-        activation: Any = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
-        norm_first: bool = False, bias: bool = True, device: Any = None, dtype: Any = None,
-    ) -> None:  # fmt: skip
-        super().__init__(dtype=None if dtype is None else np.dtype(dtype).name)
-        self._setup(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
-                    batch_first, norm_first, bias, dtype, norms=2)  # fmt: skip
-        if device is not None:
-            self.to(device)
+    NORMS = 2  # norm1, norm2 (and dropout1, dropout2)
 
     def call(  # type: ignore[override]
         self, src: Tensor, src_mask: Any = None, src_key_padding_mask: Any = None,
@@ -170,16 +174,7 @@ class TransformerDecoderLayer(_Block):
         (3, 4, 8)
     """
 
-    def __init__(
-        self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
-        activation: Any = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
-        norm_first: bool = False, bias: bool = True, device: Any = None, dtype: Any = None,
-    ) -> None:  # fmt: skip
-        super().__init__(dtype=None if dtype is None else np.dtype(dtype).name)
-        self._setup(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
-                    batch_first, norm_first, bias, dtype, norms=3)  # fmt: skip
-        if device is not None:
-            self.to(device)
+    NORMS = 3  # a third for the cross-attention over the memory
 
     def call(  # type: ignore[override]
         self, tgt: Tensor, memory: Any, tgt_mask: Any = None, memory_mask: Any = None,
