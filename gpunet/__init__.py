@@ -12,6 +12,7 @@ Example:
 """
 
 import builtins
+from typing import TYPE_CHECKING
 
 from gpunet import (
     activations,
@@ -26,7 +27,6 @@ from gpunet import (
     losses,
     metrics,
     mixed_precision,
-    nn,
     optim,
     optimizers,
     random,
@@ -95,6 +95,11 @@ from gpunet.tensor_functions import (
     zeros_like,
 )
 
+if TYPE_CHECKING:  # the lazy submodules, for type checkers
+    from gpunet import distributed as distributed
+    from gpunet import nn as nn
+    from gpunet import saving as saving
+
 optimizers.schedules = schedules  # type: ignore[attr-defined]  # Keras path
 
 __version__ = "0.1.0"
@@ -103,7 +108,8 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> object:
     # gn.distributed on first use: MPI is an optional extra, never loaded by `import gpunet`;
     # gn.saving too (gn.saving.register_serializable): the file format loads on first use
-    if name in ("distributed", "saving"):
+    # gn.nn (the PyTorch-style modules) too: a Keras or scikit-learn user never pays for it
+    if name in ("distributed", "saving", "nn"):
         import importlib
 
         return importlib.import_module(f"gpunet.{name}")

@@ -22,3 +22,13 @@ def test_import_gpunet_imports_no_heavy_dependency():
     loaded = {name.split(".")[0] for name in json.loads(out)}
     assert "gpunet" in loaded
     assert not loaded & HEAVY, f"import gpunet pulled in {sorted(loaded & HEAVY)}"
+
+
+def test_torch_style_modules_load_on_first_use():
+    # gn.nn is ~12 modules a Keras or scikit-learn user never needs: it loads when asked for
+    code = (
+        "import gpunet, sys; before = 'gpunet.nn' in sys.modules; "
+        "gpunet.nn.Linear(2, 3); print(before, 'gpunet.nn' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.split() == ["False", "True"]
