@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import builtins
 from numbers import Number
 from typing import Any
 
@@ -254,7 +255,7 @@ def expand_dims(x: Any, axis: int) -> OpsTensor:
 def squeeze(x: Any, axis: Any = None) -> OpsTensor:
     t = _t(x)
     axes = {a % t.ndim for a in ((axis,) if isinstance(axis, int) else (axis or ()))}
-    if axes and any(t.shape[a] != 1 for a in axes):
+    if axes and builtins.any(t.shape[a] != 1 for a in axes):  # gn.ops.any shadows it
         raise ValueError(f"cannot squeeze axis {axis} of a tensor of shape {t.shape}")
     keep = [n for i, n in enumerate(t.shape) if (i not in axes if axes else n != 1)]
     return reshape(t, keep)
@@ -472,7 +473,7 @@ def argmin(x: Any, axis: int | None = None, keepdims: bool = False) -> OpsTensor
     return _out(Tensor(t.ops.xp.astype(Y, t.ops.dtype("int64")), t.ops))
 
 
-__all__ = [
+_BASE = [
     "OpsTensor", "abs", "add", "argmax", "argmin", "cast", "clip", "concatenate",
     "convert_to_tensor", "divide", "divide_no_nan", "equal", "exp", "expand_dims", "greater",
     "greater_equal", "less", "less_equal", "log", "logical_and", "logical_not", "logical_or",
@@ -481,3 +482,9 @@ __all__ = [
     "softplus", "sqrt", "square", "squeeze", "stop_gradient", "subtract", "sum", "tanh",
     "transpose", "where", "zeros", "zeros_like",
 ]  # fmt: skip
+
+# the creation, trigonometry, shape and reduction ops custom layers use
+from gpunet import _kops_more  # noqa: E402
+from gpunet._kops_more import *  # noqa: E402, F403
+
+__all__: list[str] = [*_BASE, *_kops_more.__all__]

@@ -325,3 +325,36 @@ def test_batch_normalization_with_a_mask_matches_keras():
         np.testing.assert_allclose(ours_w.numpy(), v.detach().numpy(), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(ours.moving_mean.numpy(), 0.1 * mean, rtol=1e-12)
     assert np.array_equal(y._keras_mask, mask)
+
+
+PAD_CASES = [
+    ([[1], [2, 3], [4, 5, 6]], {}),
+    ([[1], [2, 3], [4, 5, 6]], {"maxlen": 2}),
+    ([[1], [2, 3], [4, 5, 6]], {"maxlen": 2, "truncating": "post"}),
+    ([[1], [2, 3], [4, 5, 6]], {"maxlen": 4, "padding": "post", "value": -1}),
+    ([[], [2, 3]], {}),
+    ([np.ones((2, 3)), 2 * np.ones((1, 3))], {"dtype": "float32", "padding": "post"}),
+    ([[1.5, 2.5], [3]], {"dtype": "float32", "maxlen": 3}),
+]
+
+
+@pytest.mark.parametrize(("seqs", "kw"), PAD_CASES)
+def test_pad_sequences_matches_keras(seqs, kw):
+    ours = gn.utils.pad_sequences(seqs, **kw)
+    theirs = keras.utils.pad_sequences(seqs, **kw)
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize(
+    ("seqs", "kw", "match"),
+    [
+        ([[1]], {"padding": "middle"}, "padding='middle'"),
+        ([[1]], {"maxlen": -1}, "maxlen=-1"),
+        ([[1], 5], {}, "entry 1 is int"),
+        ([np.ones((2, 3)), np.ones((2, 4))], {}, r"entry 1 has steps of shape \(4,\)"),
+    ],
+)
+def test_pad_sequences_names_the_bad_argument(seqs, kw, match):
+    with pytest.raises(ValueError, match=match):
+        gn.utils.pad_sequences(seqs, **kw)

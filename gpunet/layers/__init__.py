@@ -6,6 +6,8 @@ Example:
     (10, 64)
 """
 
+# keras.layers.Input, as Keras spells it too; not in __all__, which lists the layers
+from gpunet.engine.functional import Input  # noqa: F401
 from gpunet.layers.attention import MultiHeadAttention
 from gpunet.layers.base import Layer, Parameter
 from gpunet.layers.bidirectional import Bidirectional
