@@ -139,3 +139,48 @@ def test_custom_layer_with_position_ids_trains_in_a_functional_model():
     model.compile(optimizer=gn.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
     losses = model.fit(ids, y, epochs=15, batch_size=16, verbose=0).history["loss"]
     assert losses[-1] < 0.2 * losses[0]
+
+
+def test_keras_io_transformer_text_classifier_blocks_train():
+    # the custom layers of keras-io's "Text classification with Transformer", as written
+    L, ops = gn.layers, gn.ops
+
+    class TransformerBlock(L.Layer):
+        def __init__(self, embed_dim, num_heads, ff_dim, rate=0.1):
+            super().__init__()
+            self.att = L.MultiHeadAttention(num_heads=num_heads, key_dim=embed_dim)
+            self.ffn = gn.Sequential([L.Dense(ff_dim, activation="relu"), L.Dense(embed_dim)])
+            self.layernorm1 = L.LayerNormalization(epsilon=1e-6)
+            self.layernorm2 = L.LayerNormalization(epsilon=1e-6)
+            self.dropout1 = L.Dropout(rate)
+            self.dropout2 = L.Dropout(rate)
+
+        def call(self, inputs):
+            attn_output = self.dropout1(self.att(inputs, inputs))
+            out1 = self.layernorm1(inputs + attn_output)
+            return self.layernorm2(out1 + self.dropout2(self.ffn(out1)))
+
+    class TokenAndPositionEmbedding(L.Layer):
+        def __init__(self, maxlen, vocab_size, embed_dim):
+            super().__init__()
+            self.token_emb = L.Embedding(input_dim=vocab_size, output_dim=embed_dim)
+            self.pos_emb = L.Embedding(input_dim=maxlen, output_dim=embed_dim)
+
+        def call(self, x):
+            positions = self.pos_emb(ops.arange(start=0, stop=ops.shape(x)[-1], step=1))
+            return self.token_emb(x) + positions
+
+    gn.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(1, 20, rng.integers(3, 11)) for _ in range(256)]
+    x = gn.utils.pad_sequences(seqs, maxlen=10)
+    y = ((x == 1).sum(axis=1) >= 1).astype("int64")  # does token 1 occur?
+    inputs = L.Input(shape=(10,))
+    h = TransformerBlock(16, 2, 16)(TokenAndPositionEmbedding(10, 20, 16)(inputs))
+    h = L.Dropout(0.1)(L.GlobalAveragePooling1D()(h))
+    outputs = L.Dense(2, activation="softmax")(L.Dense(20, activation="relu")(h))
+    model = gn.Model(inputs=inputs, outputs=outputs)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=32, epochs=12, verbose=0).history
+    assert history["loss"][-1] < 0.6 * history["loss"][0]
+    assert history["accuracy"][-1] > 0.85
