@@ -156,6 +156,10 @@ class Layer:
     # following cross-entropy fuses with it (gradient p - y)
     supports_masking = False  # Keras: True passes the input's mask on (gpunet.layers.masking)
     int_inputs = False  # integer inputs stay integers (ids), not cast to the layer's dtype
+    # the mode of a call given no training= outside any other layer's call: Keras runs a
+    # direct call as inference (dropout off, batch norm on its moving statistics);
+    # PyTorch modules start in training mode (TorchModule says so), until .eval()
+    training = False
 
     def __init__(
         self,
@@ -175,7 +179,6 @@ class Layer:
         self._dt_ops: Any = None
         self._trainable = trainable
         self.built = False
-        self.training = True  # PyTorch default; fit/evaluate pass training explicitly
         self._ops: Any = None
         self.losses: list[Tensor] = []
         if batch_input_shape is not None:

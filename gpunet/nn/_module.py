@@ -102,6 +102,7 @@ class TorchModule:
     # PyTorch has no Keras masks: a ``mask`` argument of a module is its own (an
     # attention mask, say), never filled in or checked as a (batch, time) mask
     keras_masks = False
+    training = True  # torch.nn.Module starts in training mode
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         for name, p in _tensors(self, buffers=False):  # type: ignore[arg-type]
