@@ -553,10 +553,12 @@ def attention_cases() -> list[Case]:
 
 def all_cases() -> list[Case]:
     from gradcheck_recurrent import recurrent_cases
+    from gradcheck_simple import simple_layer_cases
 
     cases = (
         activation_cases() + tensor_op_cases() + loss_cases() + layer_cases()
         + torch_surface_cases() + sequence_cases() + recurrent_cases() + attention_cases()
+        + simple_layer_cases()
     )  # fmt: skip
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "two gradient-check cases share a name"

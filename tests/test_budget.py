@@ -19,9 +19,11 @@ MAX_FILE = 400
 # attention (MultiHeadAttention, position layers, gn.nn's attention and Transformer
 # layers, the masked-softmax and blocked-attention kernels' launchers) up to 19,000,
 # mixed precision (dtype policies, loss scaling in Keras and PyTorch spellings, the
-# low-precision storage of activations) up to 20,000.
+# low-precision storage of activations) up to 20,000. The Keras surface public example
+# programs stopped at (keras.ops names with gradients, the small layers such as ReLU,
+# RepeatVector and Lambda, pad_sequences) and multi-output functional nodes: 21,000.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 20000
+MAX_TOTAL = 21000
 
 
 def code_lines(path: Path) -> int:

@@ -49,6 +49,18 @@ CASES = [
     ("Concatenate", {"axis": 0}, [A, B]),
     ("LeakyReLU", {}, [A]),
     ("LeakyReLU", {"negative_slope": 0.2}, [A]),
+    ("ReLU", {}, [A]),
+    ("ReLU", {"max_value": 0.5, "negative_slope": 0.1, "threshold": 0.2}, [A]),
+    ("ReLU", {"max_value": 1.0}, [A]),
+    ("ELU", {"alpha": 0.5}, [A]),
+    ("Identity", {}, [A]),
+    ("RepeatVector", {"n": 3}, [A]),
+    ("Permute", {"dims": (2, 1)}, [R.normal(size=(2, 3, 4))]),
+    ("Permute", {"dims": (3, 1, 2)}, [R.normal(size=(2, 3, 4, 5))]),
+    ("Rescaling", {"scale": 1 / 255, "offset": -0.5}, [A]),
+    ("GaussianNoise", {"stddev": 0.5}, [A]),  # called outside training: identity
+    ("GaussianDropout", {"rate": 0.3}, [A]),
+    ("SpatialDropout1D", {"rate": 0.3}, [R.normal(size=(2, 3, 4))]),
 ]
 
 
@@ -335,3 +347,87 @@ def test_leaky_relu_saves_its_slope_and_rejects_a_bad_one(tmp_path: Any) -> None
     for bad in (-0.1, "0.2", True):
         with pytest.raises(gn.errors.InvalidParameterError, match="negative_slope"):
             gn.layers.LeakyReLU(bad)  # type: ignore[arg-type]
+
+
+def test_noise_layers_draw_keras_noise_while_training() -> None:
+    gn.utils.set_random_seed(0)
+    X = np.ones((400, 50))
+    noisy = gn.layers.GaussianNoise(0.5)(X, training=True).numpy() - 1.0
+    assert abs(noisy.mean()) < 0.01 and abs(noisy.std() - 0.5) < 0.01
+    scaled = gn.layers.GaussianDropout(0.2)(X, training=True).numpy()
+    assert abs(scaled.mean() - 1.0) < 0.01 and abs(scaled.std() - 0.5) < 0.01  # sqrt(.2/.8)
+    seq = gn.layers.SpatialDropout1D(0.5)(np.ones((200, 6, 8)), training=True).numpy()
+    assert set(np.unique(seq)) == {0.0, 2.0}
+    assert (seq == seq[:, :1, :]).all()  # a whole channel goes at once
+    assert abs((seq == 0).mean() - 0.5) < 0.03
+
+
+def test_small_layers_save_and_load_and_check_their_arguments(tmp_path: Any) -> None:
+    L = gn.layers
+    model = gn.Sequential([gn.Input((3,)), L.Dense(3), L.ReLU(max_value=6.0), L.RepeatVector(2),
+                           L.Permute((2, 1)), L.Rescaling(2.0, 0.5), L.ELU(0.3), L.Identity(),
+                           L.GaussianNoise(0.1), L.GaussianDropout(0.1), L.Permute((2, 1)),
+                           L.SpatialDropout1D(0.2), L.GlobalAvgPool1D(), L.Dense(1)])  # fmt: skip
+    path = tmp_path / "m.gpunet"
+    model.save(path)
+    again = gn.models.load_model(path)
+    np.testing.assert_array_equal(again.predict(A, verbose=0), model.predict(A, verbose=0))
+    assert [type(x).__name__ for x in again.layers] == [type(x).__name__ for x in model.layers]
+    lam = gn.Sequential([gn.Input((3,)), L.Lambda(lambda t: t * 2.0)])
+    np.testing.assert_allclose(lam.predict(A, verbose=0), 2 * A, rtol=1e-6)
+    with pytest.raises(gn.errors.InvalidParameterError, match=r"Lambda.*Python code"):
+        lam.save(tmp_path / "lam.gpunet")
+    assert not (tmp_path / "lam.gpunet").exists()
+    with pytest.raises(gn.errors.InputValidationError, match=r"rank 2 \(batch, features\)"):
+        L.RepeatVector(2)(np.ones((2, 3, 4)))
+    with pytest.raises(gn.errors.InputValidationError, match="rank 3"):
+        L.Permute((2, 1))(np.ones((2, 3)))
+    for bad in (lambda: L.Permute((1, 3)), lambda: L.RepeatVector(0),
+                lambda: L.GaussianNoise(-1.0), lambda: L.ReLU(threshold=-0.1),
+                lambda: L.GaussianDropout(1.0), lambda: L.Lambda(3)):  # fmt: skip
+        with pytest.raises(gn.errors.InvalidParameterError):
+            bad()
+    assert L.MaxPool2D is L.MaxPooling2D and L.GlobalAvgPool1D is L.GlobalAveragePooling1D
+
+
+def _small_layers_model(device: str) -> Any:
+    L = gn.layers
+    gn.utils.set_random_seed(0)
+    model = gn.Sequential([gn.Input((3,)), L.Dense(4), L.ReLU(max_value=2.0, threshold=0.1),
+                           L.RepeatVector(5), L.GaussianNoise(0.2), L.Permute((2, 1)),
+                           L.Rescaling(0.5, 0.1), L.ELU(), L.GaussianDropout(0.2), L.Identity(),
+                           L.SpatialDropout1D(0.3), L.GlobalAvgPool1D(), L.Dense(2)],
+                          device=device)  # fmt: skip
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def test_small_layers_train_alike_on_the_graph_free_step_and_the_simulated_device() -> None:
+    X, Y = R.normal(size=(32, 3)), R.normal(size=(32, 2))
+    runs = {}
+    for key, device, fast in (("fast", "cpu", True), ("graph", "cpu", False), ("sim", "sim", True)):
+        model = _small_layers_model(device)
+        model.use_fastpath = fast
+        model.fit(X, Y, epochs=2, batch_size=8, verbose=0)
+        runs[key] = model
+    assert runs["fast"]._step_plan is not None and runs["graph"]._step_plan is None
+    for other, tol in (("graph", 0.0), ("sim", 1e-6)):
+        for a, b in zip(runs["fast"].get_weights(), runs[other].get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_a_direct_call_is_inference_as_in_keras_and_a_torch_module_starts_training() -> None:
+    X = R.normal(size=(64, 3)) + 3.0
+    for lib in (gn, keras):
+        L = lib.layers
+        model = lib.Sequential([lib.Input((3,)), L.Dropout(0.5), L.BatchNormalization()])
+        out = np.asarray(model(X)) if lib is gn else model(X).detach().numpy()
+        # inference: no unit dropped, and batch norm on its initial moving statistics
+        np.testing.assert_allclose(out, X / np.sqrt(1 + 1e-3), rtol=1e-5, err_msg=lib.__name__)
+        drop = L.Dropout(0.5)
+        kept = np.asarray(drop(X, training=True)) if lib is gn else drop(X, training=True).numpy()
+        assert (kept == 0).any(), lib.__name__
+    torch_dropout = gn.nn.Dropout(0.5)
+    assert torch_dropout.training and (torch_dropout(gn.tensor(X)).numpy() == 0).any()
+    torch_dropout.eval()
+    np.testing.assert_allclose(torch_dropout(gn.tensor(X)).numpy(), X, rtol=1e-6)

@@ -53,9 +53,28 @@ from gpunet.layers.reshaping import (
     UpSampling2D,
     ZeroPadding2D,
 )
+from gpunet.layers.simple import (
+    ELU,
+    GaussianDropout,
+    GaussianNoise,
+    Identity,
+    Lambda,
+    Permute,
+    ReLU,
+    RepeatVector,
+    Rescaling,
+    SpatialDropout1D,
+)
 from gpunet.layers.time_distributed import TimeDistributed
 
+# Keras' short names are the same classes (a saved model names the long one)
+MaxPool1D, MaxPool2D = MaxPooling1D, MaxPooling2D
+AvgPool1D, AvgPool2D = AveragePooling1D, AveragePooling2D
+GlobalAvgPool1D, GlobalAvgPool2D = GlobalAveragePooling1D, GlobalAveragePooling2D
+GlobalMaxPool1D, GlobalMaxPool2D = GlobalMaxPooling1D, GlobalMaxPooling2D
+
 __all__ = [
+    "ELU",
     "GRU",
     "LSTM",
     "Activation",
@@ -74,10 +93,14 @@ __all__ = [
     "Dropout",
     "Embedding",
     "Flatten",
+    "GaussianDropout",
+    "GaussianNoise",
     "GlobalAveragePooling1D",
     "GlobalAveragePooling2D",
     "GlobalMaxPooling1D",
     "GlobalMaxPooling2D",
+    "Identity",
+    "Lambda",
     "Layer",
     "LayerNormalization",
     "LeakyReLU",
@@ -89,11 +112,16 @@ __all__ = [
     "MultiHeadAttention",
     "Multiply",
     "Parameter",
+    "Permute",
     "PositionEmbedding",
+    "ReLU",
+    "RepeatVector",
+    "Rescaling",
     "Reshape",
     "SimpleRNN",
     "SinePositionEncoding",
     "Softmax",
+    "SpatialDropout1D",
     "SpatialDropout2D",
     "Subtract",
     "TimeDistributed",
