@@ -298,3 +298,50 @@ def test_bidirectional_initial_state_of_the_wrong_count_is_named():
         bi(x, initial_state=[gn.Input(shape=(4,))])
     out = bi(x, initial_state=[gn.Input(shape=(4,)), gn.Input(shape=(4,))])
     assert out.shape == (None, 8)
+
+
+@pytest.mark.parametrize(
+    ("cls", "kw"),
+    [("LSTM", {}), ("GRU", {}), ("GRU", {"reset_after": False})],
+    ids=["LSTM", "GRU", "GRU(reset_after False)"],
+)
+def test_recurrent_dropout_takes_one_mask_per_gate_as_keras_3(cls, kw):
+    """With ``recurrent_dropout`` Keras 3's LSTM and GRU cells draw a mask per gate for
+    the state (and for the inputs); given the same masks both give the same outputs and
+    gradients while training, and gpunet's draws differ between gates."""
+    keras, torch = _keras()
+    B, T, F, U = 3, 5, 4, 3
+    r = np.random.default_rng(6)
+    x = r.normal(size=(B, T, F)).astype("float32")
+    G = 4 if cls == "LSTM" else 3
+
+    def mask(width):
+        return ((r.random((B, width)) > 0.4) / 0.6).astype("float32")
+
+    dps, rdps = [mask(F) for _ in range(G)], [mask(U) for _ in range(G)]
+    k_layer = getattr(keras.layers, cls)(U, dropout=0.4, recurrent_dropout=0.4, **kw)
+    g_layer = getattr(gn.layers, cls)(U, dropout=0.4, recurrent_dropout=0.4, **kw)
+    k_layer.build((B, T, F))
+    g_layer.build((None, T, F))
+    g_layer.built = True
+    weights = [(r.normal(size=tuple(w.shape)) * 0.5).astype("float32") for w in k_layer.weights]
+    k_layer.set_weights(weights)
+    g_layer.set_weights(weights)
+    k_layer.cell.get_dropout_mask = lambda _: [torch.tensor(m) for m in dps]
+    k_layer.cell.get_recurrent_dropout_mask = lambda _: [torch.tensor(m) for m in rdps]
+    drawn = g_layer._dropout(g_layer.ops, x, True)
+    assert [tuple(m.shape) for m in drawn] == [(B, G * F), (B, G * U)]
+    assert not np.array_equal(drawn[1][:, :U], drawn[1][:, U : 2 * U])  # not one shared mask
+    g_layer._dropout = lambda ops, X, training: (np.concatenate(dps, 1), np.concatenate(rdps, 1))
+    xt = torch.tensor(x, requires_grad=True)
+    k_out = k_layer(xt, training=True)
+    proj = r.normal(size=tuple(k_out.shape)).astype("float32")
+    (k_out * torch.tensor(proj)).sum().backward()
+    gx = gn.tensor(x, requires_grad=True)
+    g_out = g_layer(gx, training=True)
+    (g_out * gn.tensor(proj)).sum().backward()
+    np.testing.assert_allclose(g_out.numpy(), k_out.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gx.grad, xt.grad.numpy(), rtol=1e-4, atol=1e-6)
+    for p, v in zip(g_layer.weights, k_layer.weights, strict=True):
+        np.testing.assert_allclose(np.asarray(p.grad), v.value.grad.numpy(),
+                                   rtol=1e-4, atol=1e-6, err_msg=p.name)  # fmt: skip

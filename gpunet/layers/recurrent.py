@@ -224,12 +224,17 @@ class _RNN(Layer):
         return ops.xp.astype(data, ops.xp.bool)
 
     def _dropout(self, ops: Any, X: Any, training: bool) -> tuple[Any, Any]:
+        """The inputs' and the recurrent state's dropout masks, one per sequence. With
+        ``recurrent_dropout`` Keras 3's LSTM and GRU cells (implementation 1) draw one
+        mask per gate for each, side by side: (batch, gates·features), (batch, gates·units)."""
         dt, B = X.dtype, X.shape[0]
         dp = rdp = None
+        per_gate = self.recurrent_dropout > 0 and self.KIND != "simple"
+        g = _recurrence.GATES[self.KIND] if per_gate else 1
         if training and self.dropout > 0:
-            dp = ops.dropout_mask((B, X.shape[2]), self.dropout, dt)
+            dp = ops.dropout_mask((B, g * X.shape[2]), self.dropout, dt)
         if training and self.recurrent_dropout > 0:
-            rdp = ops.dropout_mask((B, self.units), self.recurrent_dropout, dt)
+            rdp = ops.dropout_mask((B, g * self.units), self.recurrent_dropout, dt)
         return dp, rdp
 
     def _weights(self, ops: Any) -> tuple[Any, Any, Any]:
