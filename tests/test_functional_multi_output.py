@@ -345,3 +345,82 @@ def test_recurrent_dropout_takes_one_mask_per_gate_as_keras_3(cls, kw):
     for p, v in zip(g_layer.weights, k_layer.weights, strict=True):
         np.testing.assert_allclose(np.asarray(p.grad), v.value.grad.numpy(),
                                    rtol=1e-4, atol=1e-6, err_msg=p.name)  # fmt: skip
+
+
+def _seq2seq_doc(tmp_path):
+    from gpunet.saving import _container
+
+    _, _, decoder_model, _ = seq2seq(gn, latent=4)
+    path = tmp_path / "m.gpunet"
+    decoder_model.save(path)
+    return _container.read(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda c: c["nodes"][0].pop("n_outputs"), r"output shape .* is not valid for 1 output"),
+        (lambda c: c["nodes"][0].update(n_outputs=2), "is not valid for 2 output"),
+        (lambda c: c["nodes"][0].update(n_outputs=1), "n_outputs"),
+        (lambda c: c["nodes"][0].update(initial_state=[7]), "neither an input nor an earlier"),
+        (lambda c: c["nodes"][0].update(initial_state=[-2]), r"initial state\(s\), got 1"),
+        (lambda c: c["nodes"][1].update(args=[3]), "neither an input nor an earlier call"),
+        (lambda c: c.update(outputs=[0, 1, 4]), "neither an input nor an earlier call"),
+    ],
+    ids=["no_count", "wrong_count", "count_1", "state_ref", "state_count", "arg_ref", "out_ref"],
+)
+def test_hostile_multi_output_graphs_are_rejected(tmp_path, edit, match):
+    """A file's output counts and state references are checked before anything is built
+    (references count outputs: the LSTM's three are 0, 1, 2, the Dense's is 3)."""
+    import json
+
+    from gpunet.errors import ModelFileError
+    from gpunet.saving import _container
+
+    doc, tensors = _seq2seq_doc(tmp_path)
+    cfg = doc["model"]["config"]
+    assert cfg["nodes"][0]["n_outputs"] == 3 and cfg["outputs"] == [3, 1, 2]
+    edit(cfg)
+    bad = _container.pack(json.loads(json.dumps(doc)), tensors)
+    with pytest.raises(ModelFileError, match=match):
+        gn.models.load_model(bad)
+
+
+def test_masks_flow_through_a_multi_output_call():
+    """Embedding(mask_zero) -> LSTM(return_state): the sequence output keeps the mask,
+    the states carry none, and the graph gives what the eager calls give."""
+    ids = gn.Input(shape=(None,), dtype="int32")
+    emb = gn.layers.Embedding(7, 3, mask_zero=True)
+    lstm = gn.layers.LSTM(4, return_sequences=True, return_state=True)
+    seq, h, c = lstm(emb(ids))
+    assert seq._keras_mask is not None and h._keras_mask is None and c._keras_mask is None
+    pooled = gn.layers.GlobalAveragePooling1D()(seq)  # reads the mask
+    model = gn.Model(ids, [pooled, h, c])
+    X = np.array([[3, 1, 0, 0], [2, 5, 6, 1]], dtype="int32")
+    got = model.predict(X, verbose=0)
+    e_seq, e_h, e_c = lstm(emb(X))
+    want = [gn.layers.GlobalAveragePooling1D()(e_seq, mask=X != 0).numpy(), e_h.numpy(),
+            e_c.numpy()]  # fmt: skip
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got[1][0], lstm(emb(X[:1, :2]))[1].numpy()[0], rtol=1e-5)
+
+
+def test_a_model_of_several_outputs_is_a_layer_of_several_outputs():
+    _, encoder_model, _, _ = seq2seq(gn, latent=4)
+    x = gn.Input(shape=(None, N_ENC))
+    h, c = encoder_model(x)  # a functional model called on symbolic tensors
+    outer = gn.Model(x, gn.layers.Concatenate()([h, c]))
+    enc_in = copy_task(3)[0]
+    want = np.concatenate(encoder_model.predict(enc_in, verbose=0), axis=1)
+    np.testing.assert_allclose(outer.predict(enc_in, verbose=0), want, rtol=1e-6)
+
+
+def test_bidirectional_without_merge_gives_two_outputs():
+    x = gn.Input(shape=(5, 3))
+    fwd, bwd = gn.layers.Bidirectional(gn.layers.GRU(2), merge_mode=None)(x)
+    model = gn.Model(x, [fwd, bwd])
+    X = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
+    out = model.predict(X, verbose=0)
+    assert [o.shape for o in out] == [(2, 2), (2, 2)]
+    assert not np.allclose(out[0], out[1])

@@ -16,6 +16,16 @@ Example:
     >>> model = gn.Model(x, y)
     >>> model(np.ones((3, 4))).shape
     (3, 2)
+
+A layer of several outputs gives one symbolic tensor per output, and ``initial_state=``
+takes symbolic tensors (Keras' seq2seq: the encoder's states start the decoder):
+
+    >>> src, tgt = gn.Input(shape=(None, 3)), gn.Input(shape=(None, 2))
+    >>> _, h, c = gn.layers.LSTM(4, return_state=True)(src)
+    >>> seq = gn.layers.LSTM(4, return_sequences=True)(tgt, initial_state=[h, c])
+    >>> model = gn.Model([src, tgt], [seq, h])
+    >>> [a.shape for a in model.predict([np.ones((2, 5, 3)), np.ones((2, 7, 2))], verbose=0)]
+    [(2, 7, 4), (2, 4)]
 """
 
 from __future__ import annotations
