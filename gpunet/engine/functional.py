@@ -209,9 +209,8 @@ def symbolic_call(layer: Any, inputs: Any, kwargs: dict[str, Any]) -> Any:
         node._keras_mask = mask
         layer.__dict__.setdefault("_node0", node)  # layer.input / layer.output (Keras)
         return node
-    dtypes = getattr(layer, "output_dtypes", None)  # (attention scores keep the layer's dtype)
-    outs = [SymbolicTensor(s, layer.dtype if dtypes is None else dtypes[i], layer, inputs,
-                           kwargs, name=layer.name if i == 0 else f"{layer.name}:{i}")
+    outs = [SymbolicTensor(s, layer.dtype, layer, inputs, kwargs,
+                           name=layer.name if i == 0 else f"{layer.name}:{i}")
             for i, s in enumerate(out)]  # fmt: skip
     masks = mask if isinstance(mask, list) else [mask]
     for i, t in enumerate(outs):
