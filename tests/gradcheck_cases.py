@@ -551,6 +551,28 @@ def attention_cases() -> list[Case]:
     return cases
 
 
+def multi_output_cases() -> list[Case]:
+    """A functional model whose loss reads a layer's state outputs: an encoder LSTM's
+    states are the decoder's ``initial_state`` (Keras' seq2seq), the decoder's output
+    and final states are all outputs; the encoder's own output is unused."""
+    f64 = {"dtype": "float64", "bias_initializer": "random_normal"}
+    enc_in, dec_in = gn.Input((None, 3), dtype="float64"), gn.Input((None, 2), dtype="float64")
+    _, h, c = gn.layers.LSTM(3, return_state=True, **f64)(enc_in)
+    y, h2 = gn.layers.GRU(3, return_sequences=True, return_state=True, **f64)(
+        dec_in, initial_state=[gn.layers.Add(dtype="float64")([h, c])]
+    )
+    model = gn.Model([enc_in, dec_in], [y, h2, c])  # c: an output and read by the decoder
+
+    def fn(a: Any, b: Any) -> Any:
+        outs = model([a, b])
+        return F.concat([o.reshape(o.shape[0], -1) for o in outs], axis=1)
+
+    r = _rng(21)
+    return [Case("model:state outputs into initial_state", [r.normal(size=(2, 4, 3)),
+                                                            r.normal(size=(2, 3, 2))], fn,
+                 layer=model)]  # fmt: skip
+
+
 def all_cases() -> list[Case]:
     from gradcheck_recurrent import recurrent_cases
     from gradcheck_simple import simple_layer_cases
@@ -558,7 +580,7 @@ def all_cases() -> list[Case]:
     cases = (
         activation_cases() + tensor_op_cases() + loss_cases() + layer_cases()
         + torch_surface_cases() + sequence_cases() + recurrent_cases() + attention_cases()
-        + simple_layer_cases()
+        + simple_layer_cases() + multi_output_cases()
     )  # fmt: skip
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "two gradient-check cases share a name"

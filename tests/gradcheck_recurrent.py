@@ -78,6 +78,9 @@ def recurrent_cases() -> list[Case]:
     add("GRU(reset_after False, recurrent_dropout)", layer, [X4], _seq(layer), reseed=True)
     layer = L.GRU(3, return_state=True, **F64)
     add("GRU(return_state, initial_state)", layer, [X4, h0], _stated(layer, 1))
+    layer = L.GRU(3, return_sequences=True, dropout=0.3, recurrent_dropout=0.3, **F64)
+    add("GRU(dropout, recurrent_dropout: a mask per gate)", layer, [X4], _seq(layer),
+        reseed=True)  # fmt: skip
     layer = L.GRU(3, dtype="float64")
     add("GRU(eval, T 1)", layer, [X1], _seq(layer, training=False))
     for mode in ("concat", "sum", "mul", "ave"):

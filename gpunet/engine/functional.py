@@ -16,6 +16,16 @@ Example:
     >>> model = gn.Model(x, y)
     >>> model(np.ones((3, 4))).shape
     (3, 2)
+
+A layer of several outputs gives one symbolic tensor per output, and ``initial_state=``
+takes symbolic tensors (Keras' seq2seq: the encoder's states start the decoder):
+
+    >>> src, tgt = gn.Input(shape=(None, 3)), gn.Input(shape=(None, 2))
+    >>> _, h, c = gn.layers.LSTM(4, return_state=True)(src)
+    >>> seq = gn.layers.LSTM(4, return_sequences=True)(tgt, initial_state=[h, c])
+    >>> model = gn.Model([src, tgt], [seq, h])
+    >>> [a.shape for a in model.predict([np.ones((2, 5, 3)), np.ones((2, 7, 2))], verbose=0)]
+    [(2, 7, 4), (2, 4)]
 """
 
 from __future__ import annotations
@@ -34,9 +44,13 @@ _input_ids = itertools.count()
 
 class SymbolicTensor:
     """A placeholder for a batch of data: a shape (batch axis first, None where not
-    known yet), a dtype, and the layer call that makes it (None for an ``Input``)."""
+    known yet), a dtype, and the layer call that makes it (None for an ``Input``).
 
-    __slots__ = ("_keras_mask", "dtype", "inputs", "kwargs", "layer", "name", "shape")
+    A call with several outputs (``LSTM(return_state=True)``) makes one tensor per
+    output; they share ``siblings`` (all of them, in order) and the first stands for
+    the call in the model's graph."""
+
+    __slots__ = ("_keras_mask", "dtype", "inputs", "kwargs", "layer", "name", "shape", "siblings")
 
     def __init__(self, shape: tuple[Any, ...], dtype: str, layer: Any = None,
                  inputs: Any = None, kwargs: dict[str, Any] | None = None,
@@ -45,6 +59,7 @@ class SymbolicTensor:
         self.layer, self.inputs, self.kwargs = layer, inputs, kwargs or {}
         self.name = name or (layer.name if layer is not None else f"input_{next(_input_ids)}")
         self._keras_mask: SymbolicTensor | None = None  # the symbolic (batch, time) mask
+        self.siblings: tuple[SymbolicTensor, ...] = ()  # every output of a multi-output call
 
     @property
     def ndim(self) -> int:
@@ -109,49 +124,113 @@ def rebuild(struct: Any, leaves: Any) -> Any:
     return next(leaves)
 
 
-def symbolic_call(layer: Any, inputs: Any, kwargs: dict[str, Any]) -> SymbolicTensor:
+def _kwarg_tensors(layer: Any, kwargs: dict[str, Any]) -> list[SymbolicTensor]:
+    """The symbolic tensors among a call's keyword arguments (``initial_state=``).
+
+    Raises:
+        InvalidParameterError: for an array among them (a functional graph replays its
+            calls on new data, so a fixed array would be silently reused).
+    """
+    found = []
+    for key, value in kwargs.items():
+        for v in flatten(value):
+            if isinstance(v, SymbolicTensor):
+                found.append(v)
+            elif hasattr(v, "shape") and hasattr(v, "dtype"):
+                raise InvalidParameterError(
+                    f"layer {layer.name!r} was given {key}= an array of shape "
+                    f"{tuple(v.shape)} in a functional model; pass a symbolic tensor (a "
+                    f"gn.Input, or a layer's output) of shape (None, ...) instead"
+                )
+    return found
+
+
+def parents(node: SymbolicTensor) -> list[SymbolicTensor]:
+    """The tensors a call reads: its inputs, then those among its keyword arguments."""
+    return [*flatten(node.inputs), *(v for v in flatten(list(node.kwargs.values()))
+                                     if isinstance(v, SymbolicTensor))]  # fmt: skip
+
+
+def replay_kwargs(node: SymbolicTensor, values: dict[int, Any]) -> dict[str, Any]:
+    """A call's keyword arguments with their symbolic tensors replaced by ``values``."""
+    out = {}
+    for key, value in node.kwargs.items():
+        leaves = flatten(value)
+        if any(isinstance(v, SymbolicTensor) for v in leaves):
+            value = rebuild(value, iter([values[id(v)] if isinstance(v, SymbolicTensor) else v
+                                         for v in leaves]))  # fmt: skip
+        out[key] = value
+    return out
+
+
+def _output_shape(layer: Any, shapes: Any, inputs: Any, kwargs: dict[str, Any]) -> Any:
+    from gpunet.layers.base import Layer
+
+    fn = type(layer).compute_output_shape
+    if fn is Layer.compute_output_shape:  # work it out by running the layer on a batch of one
+        return _probe_shape(layer, inputs)
+    code = fn.__code__  # keywords that change the outputs (return_attention_scores)
+    names = code.co_varnames[2 : code.co_argcount + code.co_kwonlyargcount]
+    return layer.compute_output_shape(shapes, **{k: v for k, v in kwargs.items() if k in names})
+
+
+def symbolic_call(layer: Any, inputs: Any, kwargs: dict[str, Any]) -> Any:
     """Record ``layer(inputs, **kwargs)`` on symbolic tensors: build the layer for
-    their shapes and work out the output's shape."""
+    their shapes and work out the output's shape; a layer of several outputs gives a
+    list of symbolic tensors, one per output."""
     for t in flatten(inputs):
         if not isinstance(t, SymbolicTensor):
             raise InvalidParameterError(
                 f"layer {layer.name!r} was called on a mix of symbolic tensors and "
                 f"{type(t).__name__}; wrap constants in a layer or use gn.Input for every input"
             )
+    _kwarg_tensors(layer, kwargs)
     shapes = rebuild(inputs, iter([t.shape for t in flatten(inputs)]))
     shapes = tuple(shapes) if isinstance(shapes, list) and not isinstance(inputs, list) else shapes
     if not layer.built and not hasattr(layer, "_nodes"):
         layer.built_input_shape = shapes
         layer.build(shapes)
         layer.built = True
-    from gpunet.layers.base import Layer
-
-    if type(layer).compute_output_shape is not Layer.compute_output_shape:
-        out = layer.compute_output_shape(shapes)
-    else:  # work it out by running the layer once on a batch of one
-        out = _probe_shape(layer, inputs)
-    if not isinstance(out, tuple):
+    check = getattr(layer, "check_symbolic_call", None)
+    if check is not None:  # e.g. initial_state's shapes, named with the layer
+        check(shapes, kwargs)
+    out = _output_shape(layer, shapes, inputs, kwargs)
+    several = isinstance(out, list) and all(isinstance(s, tuple) for s in out) and out
+    if not isinstance(out, tuple) and not several:
         raise InvalidParameterError(
-            f"layer {layer.name!r} returns several outputs; the functional API takes layers "
-            "with one output"
+            f"layer {layer.name!r} gives an output of unknown shape ({out!r}) on inputs of "
+            f"shape {shapes}; define its compute_output_shape to use it in a functional model"
         )
-    node = SymbolicTensor(out, layer.dtype, layer, inputs, kwargs)
     from gpunet.layers import _masks
 
-    node._keras_mask = _masks.symbolic(layer, inputs, _masks.mask_of(inputs))
-    layer.__dict__.setdefault("_node0", node)  # layer.input / layer.output (Keras: the first call)
-    return node
+    mask = _masks.symbolic(layer, inputs, _masks.mask_of(inputs))
+    if not several:
+        node = SymbolicTensor(out, layer.dtype, layer, inputs, kwargs)
+        node._keras_mask = mask
+        layer.__dict__.setdefault("_node0", node)  # layer.input / layer.output (Keras)
+        return node
+    outs = [SymbolicTensor(s, layer.dtype, layer, inputs, kwargs,
+                           name=layer.name if i == 0 else f"{layer.name}:{i}")
+            for i, s in enumerate(out)]  # fmt: skip
+    masks = mask if isinstance(mask, list) else [mask]
+    for i, t in enumerate(outs):
+        t.siblings = tuple(outs)
+        t._keras_mask = masks[i] if i < len(masks) else None
+    layer.__dict__.setdefault("_node0", outs[0])
+    return outs
 
 
-def _probe_shape(layer: Any, inputs: Any) -> tuple[Any, ...]:
+def _probe_shape(layer: Any, inputs: Any) -> Any:
     def zeros(t: SymbolicTensor) -> np.ndarray:
         return np.zeros([1 if d is None else d for d in t.shape], dtype=t.dtype)
 
     probe = rebuild(inputs, iter([zeros(t) for t in flatten(inputs)]))
     with no_grad():
         out = layer(probe, training=False)
+    if isinstance(out, (list, tuple)) and out and all(isinstance(o, Tensor) for o in out):
+        return [(None, *o.shape[1:]) for o in out]
     if not isinstance(out, Tensor):
-        return None  # type: ignore[return-value]
+        return None
     return (None, *out.shape[1:])
 
 
@@ -175,6 +254,8 @@ def trace(inputs: Any, outputs: Any) -> list[SymbolicTensor]:
         if done:
             order.append(t)
             continue
+        if t.siblings:  # one of several outputs: the call is recorded by the first
+            t = t.siblings[0]
         if id(t) in seen:
             continue
         seen.add(id(t))
@@ -186,7 +267,7 @@ def trace(inputs: Any, outputs: Any) -> list[SymbolicTensor]:
                 )
             continue
         stack.append((t, True))
-        stack.extend((p, False) for p in reversed(flatten(t.inputs)) if id(p) not in seen)
+        stack.extend((p, False) for p in reversed(parents(t)) if id(p) not in seen)
     return order
 
 

@@ -206,6 +206,13 @@ def symbolic(layer: Any, inputs: Any, mask: Any) -> Any:
     M = [probe(m, True) for m in mask] if isinstance(mask, list) else probe(mask, True)
     out = layer.compute_mask(X, [None if m is None else m.data for m in M]
                              if isinstance(M, list) else None if M is None else M.data)  # fmt: skip
+    if isinstance(out, (list, tuple)):  # one mask per output (``return_state``)
+        return [
+            None
+            if m is None
+            else SymbolicTensor((None, *tuple(m.shape)[1:]), "bool", name=f"{layer.name}_mask")
+            for m in out
+        ]
     if out is None:
         return None
     return SymbolicTensor((None, *tuple(out.shape)[1:]), "bool", name=f"{layer.name}_mask")

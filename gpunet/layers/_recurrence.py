@@ -62,7 +62,9 @@ def run(
 
     ``mask`` is (batch, time) bool; ``dp``/``rdp`` are inverted-dropout masks of the
     inputs (batch, features) and of the state fed to the recurrent product (batch,
-    units), the same for every step. Returns ``(Y, final states, backprop)`` where
+    units), the same for every step; or one mask per gate side by side (batch,
+    gates·features) and (batch, gates·units), as Keras 3's LSTM and GRU cells draw
+    them when ``recurrent_dropout`` is set. Returns ``(Y, final states, backprop)`` where
     ``backprop(dY, dstates, need_dX) -> (dX, dW, dU, db, dstates0)``.
 
     Raises:
@@ -92,12 +94,16 @@ def _run(ops: Any, cell: Cell, X: Array, W: Array, U: Array, b: Array | None,
     Xt = xp.permute_dims(X, (1, 0, 2))
     if cell.go_backwards:
         Xt = xp.flip(Xt, axis=0)
-    if dp is not None:
+    gated = dp is not None and dp.shape[-1] != F  # one input mask per gate (Keras)
+    if dp is not None and not gated:
         Xt = Xt * dp
     X2 = xp.reshape(Xt, (T * B, F))
     split_bias = kind == "gru" and cell.reset_after and b is not None
     b_in, b_rec = (b[0, ...], b[1, ...]) if split_bias else (b, None)  # type: ignore[index]
-    Zx = ops.gemm(X2, W)
+    XG = [xp.reshape(Xt * dp[:, g * F : (g + 1) * F], (T * B, F))  # type: ignore[index]
+          for g in range(GATES[kind])] if gated else []  # fmt: skip
+    Zx = xp.concat([ops.gemm(XG[g], W[:, g * n : (g + 1) * n]) for g in range(len(XG))],
+                   axis=1) if gated else ops.gemm(X2, W)  # fmt: skip
     if b_in is not None and b_in.dtype == Zx.dtype:
         Zx += b_in  # in place: a fresh (T*B, G*u) array costs its page faults again
     elif b_in is not None:
@@ -119,7 +125,8 @@ def _run(ops: Any, cell: Cell, X: Array, W: Array, U: Array, b: Array | None,
     ZH: Any = ops.empty((T, B, 3 * n), dt) if gru_after else None
     RH: Any = ops.empty((T, B, n), dt) if kind == "gru" and not cell.reset_after else None
     FAC: Any = ops.empty((T, B, 1), dt) if M is not None else None
-    loops = ops.recurrent_loops(cell, Zx, U, H, rdp)
+    per_gate = rdp is not None and rdp.shape[-1] != n  # (the fused loops take one mask)
+    loops = None if per_gate else ops.recurrent_loops(cell, Zx, U, H, rdp)
     Mc = None if loops is None or M is None else xp.ascontiguousarray(M[:, :, 0])
     if loops is not None and kind == "lstm":
         loops.lstm_forward(Zx, U, H, C, Mc, rdp)
@@ -165,28 +172,38 @@ def _run(ops: Any, cell: Cell, X: Array, W: Array, U: Array, b: Array | None,
                 dc = None
                 loops.gru_backward_loop(Zx, ZH, Ut, H, Mc, rdp, dh, dO)
         dZ = xp.reshape(Zx, (T * B, GATES[kind] * n))
-        HP = H[:T, ...] if rdp is None else H[:T, ...] * rdp
-        HP2 = xp.reshape(HP, (T * B, n))
-        dW = ops.gemm(X2, dZ, trans1=True)
+        Hs = H[:T, ...]
+        if gated:
+            dW = xp.concat([ops.gemm(XG[g], dZ[:, g * n : (g + 1) * n], trans1=True)
+                            for g in range(len(XG))], axis=1)  # fmt: skip
+        else:
+            dW = ops.gemm(X2, dZ, trans1=True)
         if gru_after:
             dZh = xp.reshape(ZH, (T * B, 3 * n))
-            dU = ops.gemm(HP2, dZh, trans1=True)
+            dU = _rec_grad(ops, Hs, dZh, rdp, n)
             db = None if b is None else xp.stack([xp.sum(dZ, axis=0), xp.sum(dZh, axis=0)])
         elif kind == "gru":
             RH2 = xp.reshape(RH, (T * B, n))
             dU = xp.concat(
-                [ops.gemm(HP2, dZ[:, : 2 * n], trans1=True),
+                [_rec_grad(ops, Hs, dZ[:, : 2 * n], _gates(rdp, n, 0, 2), n),
                  ops.gemm(RH2, dZ[:, 2 * n :], trans1=True)], axis=1,
             )  # fmt: skip
             db = None if b is None else xp.sum(dZ, axis=0)
         else:
-            dU = ops.gemm(HP2, dZ, trans1=True)
+            dU = _rec_grad(ops, Hs, dZ, rdp, n)
             db = None if b is None else xp.sum(dZ, axis=0)
         dX = None
-        if need_dX:
+        if need_dX and gated:
+            assert dp is not None
+            dXt = ops.zeros((T, B, F), dt)
+            for g in range(len(XG)):
+                dXg = ops.gemm(dZ[:, g * n : (g + 1) * n], W[:, g * n : (g + 1) * n], trans2=True)
+                dXt = dXt + xp.reshape(dXg, (T, B, F)) * dp[:, g * F : (g + 1) * F]
+        elif need_dX:
             dXt = xp.reshape(ops.gemm(dZ, W, trans2=True), (T, B, F))
             if dp is not None:
                 dXt = dXt * dp
+        if need_dX:
             if cell.go_backwards:
                 dXt = xp.flip(dXt, axis=0)
             dX = xp.permute_dims(dXt, (1, 0, 2))
@@ -194,6 +211,44 @@ def _run(ops: Any, cell: Cell, X: Array, W: Array, U: Array, b: Array | None,
         return dX, dW, dU, db, d0
 
     return Y, states, backprop
+
+
+def _gates(rdp: Array | None, n: int, first: int, stop: int) -> Array | None:
+    """The recurrent masks of gates ``first..stop-1``: all of one shared mask."""
+    return rdp if rdp is None or rdp.shape[-1] == n else rdp[:, first * n : stop * n]
+
+
+def _rec(xp: Any, h: Array, U: Array, rdp: Array | None, n: int) -> Array:
+    """``h @ U`` with recurrent dropout: one mask (batch, n) for every gate, or one per
+    gate (batch, gates·n), each gate's block of ``U`` then reading its own."""
+    if rdp is None or rdp.shape[-1] == n:
+        return xp.matmul(h if rdp is None else h * rdp, U)
+    return xp.concat([xp.matmul(h * rdp[:, g * n : (g + 1) * n], U[:, g * n : (g + 1) * n])
+                      for g in range(U.shape[1] // n)], axis=1)  # fmt: skip
+
+
+def _rec_back(xp: Any, dz: Array, Ut: Array, rdp: Array | None, n: int) -> Array:
+    """The gradient of ``h`` through :func:`_rec` (``Ut`` is ``U`` transposed)."""
+    if rdp is None or rdp.shape[-1] == n:
+        dh = xp.matmul(dz, Ut)
+        return dh if rdp is None else dh * rdp
+    dh = None
+    for g in range(Ut.shape[0] // n):
+        part = xp.matmul(dz[:, g * n : (g + 1) * n], Ut[g * n : (g + 1) * n, :])
+        part = part * rdp[:, g * n : (g + 1) * n]
+        dh = part if dh is None else dh + part
+    return dh
+
+
+def _rec_grad(ops: Any, Hs: Array, dZ: Array, rdp: Array | None, n: int) -> Array:
+    """``dU`` of :func:`_rec` over the whole history ``Hs`` (time, batch, n)."""
+    xp, TB = ops.xp, Hs.shape[0] * Hs.shape[1]
+    if rdp is None or rdp.shape[-1] == n:
+        HP = xp.reshape(Hs if rdp is None else Hs * rdp, (TB, n))
+        return ops.gemm(HP, dZ, trans1=True)
+    return xp.concat([ops.gemm(xp.reshape(Hs * rdp[:, g * n : (g + 1) * n], (TB, n)),
+                               dZ[:, g * n : (g + 1) * n], trans1=True)
+                      for g in range(dZ.shape[1] // n)], axis=1)  # fmt: skip
 
 
 def _forward_steps(ops: Any, cell: Cell, Zx: Array, U: Array, b_rec: Array | None, H: Array,
@@ -204,21 +259,22 @@ def _forward_steps(ops: Any, cell: Cell, Zx: Array, U: Array, b_rec: Array | Non
     act, rec = cell.activation, cell.recurrent_activation
     for t in range(Zx.shape[0]):
         m = None if M is None else M[t, ...]
-        hp = H[t, ...] if rdp is None else H[t, ...] * rdp
         if kind == "simple":
-            Zx[t, ...] += xp.matmul(hp, U)
+            Zx[t, ...] += _rec(xp, H[t, ...], U, rdp, n)
             H[t + 1, ...] = ops.rnn_step(Zx[t, ...], H[t, ...], m, act)
         elif kind == "lstm":
-            Zx[t, ...] += xp.matmul(hp, U)
+            Zx[t, ...] += _rec(xp, H[t, ...], U, rdp, n)
             H[t + 1, ...], C[t + 1, ...] = ops.lstm_step(
                 Zx[t, ...], C[t, ...], H[t, ...], m, act, rec
             )
         elif ZH is not None:  # GRU, reset_after
-            zh = xp.matmul(hp, U)
+            zh = _rec(xp, H[t, ...], U, rdp, n)
             ZH[t, ...] = zh if b_rec is None else zh + b_rec
             H[t + 1, ...] = ops.gru_step(Zx[t, ...], ZH[t, ...], H[t, ...], m, act, rec)
         else:  # GRU, reset gate before the candidate's product
-            Zx[t, :, : 2 * n] = Zx[t, :, : 2 * n] + xp.matmul(hp, U[:, : 2 * n])
+            rz, rh = _gates(rdp, n, 0, 2), _gates(rdp, n, 2, 3)
+            Zx[t, :, : 2 * n] = Zx[t, :, : 2 * n] + _rec(xp, H[t, ...], U[:, : 2 * n], rz, n)
+            hp = H[t, ...] if rh is None else H[t, ...] * rh
             RH[t, ...] = ops.activation(rec, Zx[t, :, n : 2 * n]) * hp
             Zx[t, :, 2 * n :] = Zx[t, :, 2 * n :] + xp.matmul(RH[t, ...], U[:, 2 * n :])
             H[t + 1, ...] = ops.gru_step(Zx[t, ...], None, H[t, ...], m, act, rec)
@@ -242,26 +298,27 @@ def _backward_steps(ops: Any, cell: Cell, Zx: Array, Ut: Array, H: Array, C: Arr
             dh = dh + dlast
         if kind == "simple":
             dz, carry = ops.backprop_rnn_step(dh, Zx[t, ...], m, act)
-            dhp, dh_keep = xp.matmul(dz, Ut), carry
+            dhp, dh_keep = _rec_back(xp, dz, Ut, rdp, n), carry
         elif kind == "lstm":
             dz, carry, dc = ops.backprop_lstm_step(dh, dc, Zx[t, ...], C[t, ...], m, act, rec)
-            dhp, dh_keep = xp.matmul(dz, Ut), carry
+            dhp, dh_keep = _rec_back(xp, dz, Ut, rdp, n), carry
         elif gru_after:
             dz, dzh, dh_keep = ops.backprop_gru_step(
                 dh, Zx[t, ...], ZH[t, ...], H[t, ...], m, act, rec
             )
             ZH[t, ...] = dzh
-            dhp = xp.matmul(dzh, Ut)
+            dhp = _rec_back(xp, dzh, Ut, rdp, n)
         else:
             dz, _, dh_keep = ops.backprop_gru_step(dh, Zx[t, ...], None, H[t, ...], m, act, rec)
             pre_r = Zx[t, :, n : 2 * n]
             r = ops.activation(rec, pre_r)
-            hp = H[t, ...] if rdp is None else H[t, ...] * rdp
+            rz, rh = _gates(rdp, n, 0, 2), _gates(rdp, n, 2, 3)
+            hp = H[t, ...] if rh is None else H[t, ...] * rh
             drh = xp.matmul(dz[:, 2 * n :], Ut[2 * n :, :])
             dz[:, n : 2 * n] = ops.backprop_activation(rec, drh * hp, pre_r, r)
-            dhp = drh * r + xp.matmul(dz[:, : 2 * n], Ut[: 2 * n, :])
+            dhp = (drh * r if rh is None else drh * r * rh) + _rec_back(
+                xp, dz[:, : 2 * n], Ut[: 2 * n, :], rz, n
+            )
         Zx[t, ...] = dz  # the history turns into the gradient history, step by step
-        if rdp is not None:
-            dhp = dhp * rdp
         dh = dhp if dh_keep is None else dhp + dh_keep
     return dh, dc

@@ -176,9 +176,11 @@ class MultiHeadAttention(Layer):
             specs.append(spec.WeightSpec("output_bias", (out,), bi, regularizer=br))
         return specs
 
-    def compute_output_shape(self, input_shape: Any) -> Any:
-        q = self._shapes(input_shape)[0]
+    def compute_output_shape(self, input_shape: Any, return_attention_scores: bool = False) -> Any:
+        q, _, k = self._shapes(input_shape)
         out = self.output_shape_arg[0] if self.output_shape_arg else q[-1]
+        if return_attention_scores:  # (output, scores (batch, heads, Tq, Tk))
+            return [(*q[:-1], out), (q[0], self.num_heads, q[1], k[1])]
         return (*q[:-1], out)
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
@@ -253,11 +255,6 @@ class MultiHeadAttention(Layer):
         same_key = key is None or key is value
         inputs = [query, value] if same_key else [query, value, key]
         if functional.is_symbolic(inputs):
-            if return_attention_scores:
-                raise InvalidParameterError(
-                    f"layer {self.name!r}: return_attention_scores gives two outputs, which "
-                    "the functional API does not take; call the layer eagerly for the scores"
-                )
             if functional.is_symbolic(attention_mask):
                 inputs = [query, value, value if same_key else key, attention_mask]
             elif attention_mask is not None:

@@ -123,7 +123,7 @@ def _node_attr(what: str) -> Any:
         if own is not None:
             return own
         if node is not None:
-            return node.inputs if what == "input" else node
+            return node.inputs if what == "input" else list(node.siblings) or node
         raise AttributeError(
             f"layer {self.name!r} has never been called on symbolic tensors, so it has "
             f"no defined {what} (call it on gn.Input(...) or give the model an input shape)"

@@ -111,6 +111,21 @@ class Bidirectional(Layer):
             masks += [None] * (len(self.forward_layer.state_size) * 2)
         return masks[0] if len(masks) == 1 else masks
 
+    def check_symbolic_call(self, input_shape: Any, kwargs: dict[str, Any]) -> None:
+        """Check ``initial_state=`` (forward then backward states) on symbolic tensors."""
+        states = kwargs.get("initial_state")
+        if states is None:
+            return
+        shapes = [tuple(s.shape) for s in states]
+        nf, nb = len(self.forward_layer.state_size), len(self.backward_layer.state_size)
+        if len(shapes) != nf + nb:
+            raise InvalidParameterError(
+                f"layer {self.name!r} takes {nf + nb} initial states "
+                f"(forward then backward), got {len(shapes)}"
+            )
+        self.forward_layer.check_states(shapes[:nf], input_shape[0])
+        self.backward_layer.check_states(shapes[nf:], input_shape[0])
+
     @property
     def runs_on_arrays(self) -> bool:
         return self.merge_mode is not None and not self.return_state

@@ -224,12 +224,17 @@ class _RNN(Layer):
         return ops.xp.astype(data, ops.xp.bool)
 
     def _dropout(self, ops: Any, X: Any, training: bool) -> tuple[Any, Any]:
+        """The inputs' and the recurrent state's dropout masks, one per sequence. With
+        ``recurrent_dropout`` Keras 3's LSTM and GRU cells (implementation 1) draw one
+        mask per gate for each, side by side: (batch, gates·features), (batch, gates·units)."""
         dt, B = X.dtype, X.shape[0]
         dp = rdp = None
+        per_gate = self.recurrent_dropout > 0 and self.KIND != "simple"
+        g = _recurrence.GATES[self.KIND] if per_gate else 1
         if training and self.dropout > 0:
-            dp = ops.dropout_mask((B, X.shape[2]), self.dropout, dt)
+            dp = ops.dropout_mask((B, g * X.shape[2]), self.dropout, dt)
         if training and self.recurrent_dropout > 0:
-            rdp = ops.dropout_mask((B, self.units), self.recurrent_dropout, dt)
+            rdp = ops.dropout_mask((B, g * self.units), self.recurrent_dropout, dt)
         return dp, rdp
 
     def _weights(self, ops: Any) -> tuple[Any, Any, Any]:
@@ -289,25 +294,38 @@ class _RNN(Layer):
         return outs if self.return_state else outs[0]
 
     def _initial(self, initial_state: Any, inputs: Tensor) -> list[Any]:
-        n = self.cell.n_states
         if initial_state is None:
-            return [None] * n
+            return [None] * self.cell.n_states
         states = (
             list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
         )
-        if len(states) != n:
+        self.check_states([tuple(getattr(s, "shape", ())) for s in states], inputs.shape[0])
+        return [self._convert(s) for s in states]
+
+    def check_states(self, shapes: list[Any], batch: Any) -> None:
+        """Raise unless ``shapes`` are those of this layer's initial states for a batch
+        of ``batch`` rows (None: not known yet, as in a functional model)."""
+        n, kind = self.cell.n_states, type(self).__name__
+        if len(shapes) != n:
             raise InputValidationError(
-                f"layer {self.name!r} takes {n} initial state(s), got {len(states)}"
+                f"layer {self.name!r} takes {n} initial state(s), got {len(shapes)} "
+                f"({kind}'s states are {'[h, c]' if n == 2 else '[h]'})"
             )
-        out = [self._convert(s) for s in states]
-        want = (inputs.shape[0], self.units)
-        for s in out:
-            if tuple(s.shape) != want:
+        want = (batch, self.units)
+        for i, shape in enumerate(shapes):
+            bad = len(shape) != 2 or shape[1] != self.units
+            if bad or (None not in (batch, shape[0]) and shape[0] != batch):
                 raise InputValidationError(
                     f"layer {self.name!r} expects initial states of shape {want}, "
-                    f"got {tuple(s.shape)}"
+                    f"got {shape} (state {i} of the {kind})"
                 )
-        return out
+
+    def check_symbolic_call(self, input_shape: Any, kwargs: dict[str, Any]) -> None:
+        """Check ``initial_state=`` of a call on symbolic tensors (their shapes)."""
+        states = kwargs.get("initial_state")
+        if states is not None:
+            states = list(states) if isinstance(states, (list, tuple)) else [states]
+            self.check_states([tuple(s.shape) for s in states], input_shape[0])
 
     def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()

@@ -23,7 +23,11 @@ from gpunet.layers.base import Layer, structure_changed, takes_training
 from gpunet.mixed_precision import layer_pass
 from gpunet.models.training import TrainingMixin
 
-CALL_FLAGS = {"use_causal_mask", "training"}  # layer call keywords a saved graph keeps
+CALL_FLAGS = {
+    "use_causal_mask",
+    "training",
+    "return_attention_scores",
+}  # layer call keywords a saved graph keeps
 if TYPE_CHECKING:
     from gpunet.engine.functional import SymbolicTensor
 
@@ -444,8 +448,13 @@ class Functional(Model):
             )
             if isinstance(node.inputs, tuple):
                 args = tuple(args)
-            kw = {"training": training, **node.kwargs}
-            values[id(node)] = node.layer(args, **kw)
+            kw = {"training": training, **functional.replay_kwargs(node, values)}
+            out = node.layer(args, **kw)
+            if node.siblings:  # a call of several outputs: each sibling gets its own
+                for sym, t in zip(node.siblings, out, strict=True):
+                    values[id(sym)] = t
+            else:
+                values[id(node)] = out
         outs = iter([values[id(t)] for t in self.outputs])
         return functional.rebuild(self._outputs_struct, outs)
 
@@ -465,22 +474,31 @@ class Functional(Model):
         inputs, ref = self.inputs, {}
         for k, t in enumerate(inputs):
             ref[id(t)] = -k - 1
-        nodes = []
-        for j, node in enumerate(self._nodes):
-            flags = set(node.kwargs) <= CALL_FLAGS  # what saving's schema accepts
-            if not flags or not all(isinstance(v, bool) for v in node.kwargs.values()):
+        nodes: list[dict[str, Any]] = []
+        made = 0  # a reference counts the calls' outputs (one per call, or several)
+        for node in self._nodes:
+            kw = {k: v for k, v in node.kwargs.items() if k != "initial_state"}
+            flags = set(kw) <= CALL_FLAGS  # what saving's schema accepts
+            if not flags or not all(isinstance(v, bool) for v in kw.values()):
                 raise InvalidParameterError(
                     f"cannot save model {self.name!r}: layer {node.layer.name!r} is called "
                     f"with keyword arguments {sorted(node.kwargs)} (a file holds only "
-                    f"True/False values of {sorted(CALL_FLAGS)})"
+                    f"True/False values of {sorted(CALL_FLAGS)}, and initial_state)"
                 )
             args = functional.flatten(node.inputs)
             nodes.append({"layer": self._layers.index(node.layer),
                           "args": [ref[id(t)] for t in args],
                           "list": isinstance(node.inputs, (list, tuple))})  # fmt: skip
-            if node.kwargs:
-                nodes[-1]["kwargs"] = dict(node.kwargs)
-            ref[id(node)] = j
+            if kw:
+                nodes[-1]["kwargs"] = kw
+            if "initial_state" in node.kwargs:
+                states = functional.flatten(node.kwargs["initial_state"])
+                nodes[-1]["initial_state"] = [ref[id(t)] for t in states]
+            if node.siblings:
+                nodes[-1]["n_outputs"] = len(node.siblings)
+            for t in node.siblings or (node,):
+                ref[id(t)] = made
+                made += 1
         return {
             "name": self.name,
             "inputs": [
@@ -500,7 +518,7 @@ class Functional(Model):
         """For ``summary()``: each layer call and the names of the tensors it reads."""
         from gpunet.engine import functional
 
-        return {n.name: [t.name for t in functional.flatten(n.inputs)] for n in self._nodes}
+        return {n.name: [t.name for t in functional.parents(n)] for n in self._nodes}
 
 
 def load_model(filepath: Any, device: Any = None, allow_nonfinite: bool = False) -> Model:

@@ -191,6 +191,8 @@ def prepare(model: Any, x: Any, y: Any, sample_weight: Any, class_weight: Any) -
     if y is None:
         raise InputValidationError("y is required (targets for the loss)")
     loss = model.compiled_loss
+    seqs = [t.ndim == 3 for t in model.outputs]  # (batch, time, units): targets per step
+    model._seq_out = seqs[0]
     if not isinstance(loss, MultiLoss):
         model._n_outputs = _widths(model, X)[0]
         Y: Any = model._targets(single(model, y, "outputs"), model._n_outputs)
@@ -201,9 +203,9 @@ def prepare(model: Any, x: Any, y: Any, sample_weight: Any, class_weight: Any) -
                 "class_weight is only supported for models with one output; "
                 "pass sample_weight instead"
             )
-        Y = Ys = [model._targets(v, n, loss=fn, name=f"y[{k!r}]") for v, n, fn, k in zip(
+        Y = Ys = [model._targets(v, n, loss=fn, name=f"y[{k!r}]", seq=q) for v, n, fn, k, q in zip(
             by_position(model, y, "outputs", "y"), _widths(model, X), loss.losses,
-            loss.names, strict=True)]  # fmt: skip
+            loss.names, seqs, strict=True)]  # fmt: skip
         what = [f"output {k!r}" for k in loss.names]
     counts = [(f"input {t.name!r}", len(A)) for t, A in zip(model.inputs, X, strict=True)]
     counts += [(w, len(A)) for w, A in zip(what, Ys, strict=True)]

@@ -35,8 +35,9 @@ def _rows(model: Any) -> list[tuple[str, ...]]:
         layer = node.layer
         n = 0 if id(layer) in counted else sum(int(np.prod(p.shape)) for p in layer.weights)
         counted.add(id(layer))  # a shared layer's weights are counted at its first call
-        reads = ", ".join(t.name for t in functional.flatten(node.inputs))
-        rows.append((f"{layer.name} ({type(layer).__name__})", _shape(node.shape), f"{n:,}", reads))
+        reads = ", ".join(t.name for t in functional.parents(node))  # initial_state too
+        shape = [t.shape for t in node.siblings] if node.siblings else node.shape
+        rows.append((f"{layer.name} ({type(layer).__name__})", _shape(shape), f"{n:,}", reads))
     return rows
 
 

@@ -255,8 +255,12 @@ def _build_functional(model_doc: dict[str, Any], layers: list[Any], ops: Any) ->
         with base.zero_init():
             for node in cfg["nodes"]:
                 args = [inputs[-r - 1] if r < 0 else outs[r] for r in node["args"]]
-                kw = node.get("kwargs", {})
-                outs.append(made[node["layer"]](args if node["list"] else args[0], **kw))
+                kw = dict(node.get("kwargs", {}))
+                if "initial_state" in node:
+                    kw["initial_state"] = [inputs[-r - 1] if r < 0 else outs[r]
+                                           for r in node["initial_state"]]  # fmt: skip
+                out = made[node["layer"]](args if node["list"] else args[0], **kw)
+                outs.extend(out if "n_outputs" in node else [out])
         result = [inputs[-r - 1] if r < 0 else outs[r] for r in cfg["outputs"]]
         model = Functional(
             inputs if cfg["inputs_list"] else inputs[0],

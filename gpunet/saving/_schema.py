@@ -286,7 +286,13 @@ COMPILE = obj(
     ("loss", "optimizer", "metrics"),
 )  # fmt: skip
 _REF = integer(-10_000, 10_000)
-_CALL_FLAGS = obj({"use_causal_mask": boolean, "training": boolean})  # a layer call's keywords
+_CALL_FLAGS = obj(
+    {
+        "use_causal_mask": boolean,
+        "training": boolean,  # a layer call's keywords
+        "return_attention_scores": boolean,
+    }
+)
 
 _GRAPH = obj(
     {"name": name,
@@ -295,7 +301,8 @@ _GRAPH = obj(
                          ("name", "shape", "dtype")), 64),
      "inputs_list": boolean, "layers": lambda v, p: v,
      "nodes": array(obj({"layer": integer(0, 10_000), "args": array(_REF, 64), "list": boolean,
-                         "kwargs": _CALL_FLAGS},
+                         "kwargs": _CALL_FLAGS, "initial_state": array(_REF, 64),
+                         "n_outputs": integer(2, 64)},
                         ("layer", "args", "list")), 10_000),
      "outputs": array(_REF, 64), "outputs_list": boolean},
     ("name", "inputs", "inputs_list", "layers", "nodes", "outputs", "outputs_list"),
@@ -396,9 +403,11 @@ def plan_functional(model: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         path = f"{base}.nodes[{j}]"
         if node["layer"] >= len(layers):
             raise fail(f"{path}.layer", f"no layer {node['layer']}")
-        args = [shape_of(r, f"{path}.args", j) for r in node["args"]]
+        args = [shape_of(r, f"{path}.args", len(outs)) for r in node["args"]]
         if not args or (not node["list"] and len(args) != 1) or None in args:
             raise fail(f"{path}.args", "expected one input, or a list of them")
+        for r in node.get("initial_state", []):
+            shape_of(r, f"{path}.initial_state", len(outs))
         arg = args if node["list"] else args[0]
         cls, lcfg = layers[node["layer"]]
         layer = described(cls, lcfg, path)
@@ -408,17 +417,26 @@ def plan_functional(model: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
                 for w in layer.weight_specs(arg):
                     expected[f"layers.{node['layer']}.{w.name}"] = (tuple(w.shape), dtype)
                 built.add(node["layer"])
-            out = layer.compute_output_shape(arg)
+            out = _output_shape(layer, arg, node.get("kwargs", {}))
         except (GpunetError, TypeError, ValueError, IndexError) as exc:
             raise fail(path, f"the layer does not fit its input: {exc}") from None
-        if not isinstance(out, tuple):
-            raise fail(path, f"output shape {out!r} is not valid")
-        outs.append(out)
+        n = node.get("n_outputs", 1)
+        several = out if n > 1 and isinstance(out, list) else [out]
+        if len(several) != n or not all(isinstance(o, tuple) for o in several):
+            raise fail(path, f"output shape {out!r} is not valid for {n} output(s)")
+        outs.extend(several)
     for k, r in enumerate(cfg["outputs"]):
         shape_of(r, f"{base}.outputs[{k}]", len(outs))
     if not cfg["outputs"] or (not cfg["outputs_list"] and len(cfg["outputs"]) != 1):
         raise fail(f"{base}.outputs", "expected one output, or a list of them")
     return layers, expected
+
+
+def _output_shape(layer: Any, arg: Any, kwargs: dict[str, Any]) -> Any:
+    """``compute_output_shape``, given the call flags it takes (return_attention_scores)."""
+    code = type(layer).compute_output_shape.__code__
+    names = code.co_varnames[2 : code.co_argcount + code.co_kwonlyargcount]
+    return layer.compute_output_shape(arg, **{k: v for k, v in kwargs.items() if k in names})
 
 
 def plan_sequential(model: dict[str, Any]) -> tuple[list[Any], list[Any], dict[str, Any]]:
