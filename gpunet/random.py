@@ -92,3 +92,20 @@ def set_state(state: dict[str, Any]) -> None:
     streams = _streams()
     for name in STREAMS:
         streams[name].bit_generator.state = state[name]
+
+
+# keras.random's draws (gn.random.normal, ...), after the streams they draw from
+from gpunet._keras_random import (  # noqa: E402
+    SeedGenerator,
+    dropout,
+    normal,
+    randint,
+    shuffle,
+    truncated_normal,
+    uniform,
+)
+
+__all__ = [
+    "SeedGenerator", "dropout", "generator", "get_state", "normal", "randint", "seed_epoch",
+    "set_random_seed", "set_state", "shuffle", "truncated_normal", "uniform",
+]  # fmt: skip
