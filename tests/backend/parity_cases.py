@@ -793,13 +793,16 @@ def _attention_case(path: str, mask: str, causal: bool) -> Case:
             S = a["dP"] * 2.0
             P = ops.attention_softmax(S, m, **kw)
             return P, ops.backprop_attention_softmax(a["dP"], P, m, **kw)
-        knobs = ("attention_whole", "attention_chunk", "attention_stream_from")
+        knobs = ("attention_whole", "attention_chunk", "attention_stream_from",
+                 "attention_flash_from")  # fmt: skip
         saved = {k: getattr(ops, k) for k in knobs if hasattr(ops, k)}
         try:
             if path == "blocked":
                 ops.attention_whole, ops.attention_chunk = 0, 32
             if path == "streamed" and "attention_stream_from" in saved:
                 ops.attention_stream_from = 1
+            if path == "tiled" and "attention_flash_from" in saved:
+                ops.attention_flash_from = 1
             O, _, cache = ops.attention(a["Q"], a["K"], a["V"], m, **kw)
             return (O, *ops.backprop_attention(a["dO"], cache))
         finally:
@@ -818,7 +821,7 @@ def _attention_case(path: str, mask: str, causal: bool) -> Case:
 def _attention_cases() -> list[Case]:
     return [
         _attention_case(path, mask, causal)
-        for path in ("softmax", "whole", "blocked", "streamed")
+        for path in ("softmax", "whole", "blocked", "streamed", "tiled")
         for mask, causal in (("none", False), ("padding", True), ("full", False))
     ]
 
