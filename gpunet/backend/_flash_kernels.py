@@ -3,15 +3,14 @@
 A block holds the rows of one (batch, head) that it owns and loops over tiles of the
 other side, so the scores are never materialised (FlashAttention's algorithm: an
 online softmax, each row's log-sum-exp kept for the backward, which recomputes the
-weights in two kernels without atomics). Head sizes up to 32 in float16, bfloat16
-and float32 (where ptxas fits the kernels in 128 registers, see ``kernels/flash.cu``);
-``FusedAttention`` uses them from ``attention_flash_from`` keys on, a threshold no
-GPU has measured yet.
+weights in two kernels without atomics). Head sizes up to 64, in float16, bfloat16,
+float32 and float64; ``FusedAttention`` uses them from ``attention_flash_from`` keys
+on, a threshold no GPU has measured yet.
 
 Example:
     >>> from gpunet.backend import _flash_kernels
-    >>> _flash_kernels.head_bound("float32", 20), _flash_kernels.head_bound("float64", 20)
-    (32, None)
+    >>> [_flash_kernels.head_bound("float32", d) for d in (20, 40, 80)]
+    [32, 64, None]
 """
 
 from __future__ import annotations
@@ -26,17 +25,17 @@ from gpunet.backend._kernels import CTYPE, _check, _launch, fast_dtype, runner
 
 _i64, _f64 = numpy.int64, numpy.float64
 FILE = "flash.cu"
-BOUNDS = ("float16", "bfloat16", "float32")  # the dtypes instantiated, at D = 32
+BOUNDS = (32, 64)  # the head-size bounds D instantiated (_kernels.INSTANTIATIONS)
 
 
 def head_bound(dtype: str, d: int) -> int | None:
     """The template head size ``D`` that takes head size ``d``, None if none does."""
-    return 32 if dtype in BOUNDS and d <= 32 else None
+    return next((D for D in BOUNDS if d <= D), None) if dtype in CTYPE else None
 
 
 def _math(dtype: str) -> str:
     """The dtype of ``lse`` and ``Dsum``: the kernels' math type (``Math<T>::type``)."""
-    return "float64" if dtype == "float64" else "float32"  # double: not instantiated
+    return "float64" if dtype == "float64" else "float32"
 
 
 def rows_per_block(dtype: str, D: int) -> int:

@@ -79,12 +79,11 @@ INSTANTIATIONS: dict[str, tuple[str, ...]] = {
         *(f"gpunet_attn_{k}<{t}>" for k in ("fwd", "bwd_dq", "bwd_dkv") for t in _T[:2]),
     ),
     "amp.cu": (*(f"gpunet_unscale<{t}>" for t in _T), "gpunet_update_scale<float>"),
-    "flash.cu": tuple(  # launched by gpunet/backend/_flash_kernels.py; D: head sizes
+    "flash.cu": tuple(  # launched by gpunet/backend/_flash_kernels.py; head sizes <= D
         f"gpunet_flash_{k}<{t}, {d}>"
         for k in ("fwd", "bwd_dq", "bwd_dkv")
         for t in _T
-        for d in (32,)  # where ptxas fits 128 registers: no double, no D = 64 (flash.cu)
-        if t != "double"
+        for d in (32, 64)
     ),
 }
 OPTIONS: tuple[str, ...] = ()  # on top of CuPy's own (-std=c++17, -ftz=true, includes)

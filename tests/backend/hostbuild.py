@@ -75,8 +75,10 @@ def build(file: str, extra_flags: tuple[str, ...] = (), text: str | None = None)
     src = out_dir / f"{Path(file).stem}.cpp"
     src.write_text(text)
     tmp = out_dir / f".{os.getpid()}.so"
-    subprocess.run([CXX, *FLAGS, *extra_flags, "-o", str(tmp), str(src)], check=True,
-                   capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run([CXX, *FLAGS, *extra_flags, "-o", str(tmp), str(src)],
+                         capture_output=True, text=True)  # fmt: skip
+    if out.returncode:  # the first errors, not only the exit status
+        raise RuntimeError(f"g++ failed on {src}:\n{out.stderr[:4000]}")
     tmp.replace(lib)  # atomic: parallel test runs never load a half-written library
     return lib
 
