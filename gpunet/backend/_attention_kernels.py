@@ -191,10 +191,10 @@ class FusedAttention:
                                  keep_probs=keep_probs, bias=bias)  # fmt: skip
 
     def backprop_attention(self, dO: Any, cache: AttentionCache) -> tuple[Any, Any, Any]:
-        if cache.streamed and type(cache).__name__ == "TiledCache":
+        if cache.streamed:
             from gpunet.backend import _flash_kernels as fk
 
-            return fk.flash_bwd(dO, cache)
-        if cache.streamed:
+            if isinstance(cache, fk.TiledCache):
+                return fk.flash_bwd(dO, cache)
             return attn_bwd(dO, cache)
         return super().backprop_attention(dO, cache)  # type: ignore[misc,no-any-return]

@@ -39,14 +39,15 @@ def _math(dtype: str) -> str:
 
 
 def rows_per_block(dtype: str, D: int) -> int:
-    """Threads (= owned rows) per block: ``FlashShape<M, D>::kRows`` of flash.cu."""
+    """Threads (= owned rows) per block: ``FlashShape<T, D>::kRows`` of flash.cu."""
     return 8192 // (D * (8 if dtype == "float64" else 4))
 
 
 def bound(Q: Any, K: Any, V: Any, keep: Any) -> int | None:
-    """``D`` when the tiled kernels take these inputs (4-d, contiguous, same heads)."""
+    """``D`` when the tiled kernels take these inputs (4-d, contiguous, same heads,
+    no empty axis: the reference defines those)."""
     dtype = fast_dtype(Q, K, V)
-    if dtype is None or Q.ndim != 4 or K.ndim != 4 or V.ndim != 4:
+    if dtype is None or Q.ndim != 4 or K.ndim != 4 or V.ndim != 4 or 0 in (*Q.shape, *K.shape):
         return None
     same = K.shape[:2] == Q.shape[:2] == V.shape[:2] and K.shape[2] == V.shape[2]
     if not same or Q.shape[3] != K.shape[3]:

@@ -172,4 +172,5 @@ def test_tiled_kernels_only_from_their_length_and_for_what_they_take(host, fused
     assert not isinstance(fused.attention(Q, Q, V, scale=1.0)[2], fk.TiledCache)
     assert fk.bound(Q.astype("float64"), Q, Q, None) is None  # mixed dtypes
     assert fk.bound(np.swapaxes(Q, 1, 2), Q, Q, None) is None  # not C-contiguous
+    assert fk.bound(Q, Q[..., :0, :], Q[..., :0, :], None) is None  # no keys
     assert fk.bound(Q, Q, Q[..., :3, :], None) is None  # K and V lengths differ
