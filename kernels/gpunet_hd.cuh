@@ -8,6 +8,11 @@
 //                    (Chainer's split: half storage, float math), else T itself;
 //                    bfloat16 the same
 //   GPUNET_GRID_STRIDE the loop header of every kernel
+//   GPUNET_SHARED    a __shared__ array, GPUNET_SHARED(float, s, [64][33]); on the
+//                    host a static array (the test shim poisons it per block)
+//   GPUNET_UNROLL    #pragma unroll under NVRTC, nothing under g++ (-Wunknown-pragmas);
+//                    GPUNET_UNROLL_BY(n) is #pragma unroll n
+//   __launch_bounds__ defined away under g++
 //   gpunet::exp_ ... float/double overloads of the libm functions, because NVRTC
 //                    has no <cmath> and C's expf/exp do not overload on their own
 #pragma once
@@ -16,6 +21,10 @@
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 #define GPUNET_HD __host__ __device__ __forceinline__
+#define GPUNET_SHARED(type, name, dims) __shared__ type name dims
+#define GPUNET_UNROLL _Pragma("unroll")
+#define GPUNET_UNROLL_STR(x) #x
+#define GPUNET_UNROLL_BY(n) _Pragma(GPUNET_UNROLL_STR(unroll n))
 #else
 #include <math.h>
 #include <string.h>
@@ -23,6 +32,12 @@
 #define __host__
 #define __device__
 #define __forceinline__ inline
+#define GPUNET_UNROLL
+#define GPUNET_UNROLL_BY(n)
+#define __launch_bounds__(...)
+#ifndef GPUNET_SHARED  // the test shim defines one that poisons per block
+#define GPUNET_SHARED(type, name, dims) static type name dims
+#endif
 typedef _Float16 __half;
 // g++ before 13 has no bfloat16 type: a storage-only stand-in with CUDA's
 // conversions (float -> bfloat16 rounds to nearest even, NaN stays NaN), so the

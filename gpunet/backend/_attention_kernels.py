@@ -5,8 +5,10 @@ what the kernels do not take: additive biases, more than 4 axes, other dtypes).
 Between the batched GEMMs the masked softmax and its backward are one launch each.
 From ``attention_stream_from`` keys on (head sizes up to 32, float16/float32, no
 dropout) the forward and backward stream over the keys instead, keeping a
-log-sum-exp per row and never the scores. That threshold is a guess: no GPU has
-measured it yet.
+log-sum-exp per row and never the scores. From ``attention_flash_from`` keys on, the
+tiled kernels of ``kernels/flash.cu`` (``_flash_kernels``: shared-memory tiles, head
+sizes up to 64, every kernel dtype) take precedence where they fit. Both thresholds
+are guesses: no GPU has measured them yet.
 """
 
 from __future__ import annotations
@@ -152,6 +154,7 @@ class FusedAttention:
     """``Ops`` overrides: attention through the kernels, the reference otherwise."""
 
     attention_stream_from = 1024  # keys; unmeasured (see the module docstring)
+    attention_flash_from = 1024  # keys; unmeasured too
 
     def attention_softmax(
         self, S: Any, mask: Any = None, *, scale: float = 1.0, causal: bool = False,
@@ -173,6 +176,13 @@ class FusedAttention:
         dropout: float = 0.0, keep_probs: bool = False, bias: Any = None,
     ) -> tuple[Any, Any, AttentionCache]:  # fmt: skip
         plain = dropout == 0.0 and not keep_probs and bias is None
+        if plain and K.shape[-2] >= self.attention_flash_from:
+            from gpunet.backend import _flash_kernels as fk  # it imports this module
+
+            if fk.bound(Q, K, V, mask) is not None:
+                O, lse = fk.flash_fwd(Q, K, V, mask, scale, causal)
+                return O, None, fk.TiledCache(Q, K, V, O, mask, scale, causal, lse=lse,
+                                              streamed=True)  # fmt: skip
         if plain and K.shape[-2] >= self.attention_stream_from and streams(Q, K, V, mask):
             O, lse = attn_fwd(Q, K, V, mask, scale, causal)
             return O, None, AttentionCache(Q, K, V, O, mask, scale, causal, lse=lse,
@@ -182,5 +192,9 @@ class FusedAttention:
 
     def backprop_attention(self, dO: Any, cache: AttentionCache) -> tuple[Any, Any, Any]:
         if cache.streamed:
+            from gpunet.backend import _flash_kernels as fk
+
+            if isinstance(cache, fk.TiledCache):
+                return fk.flash_bwd(dO, cache)
             return attn_bwd(dO, cache)
         return super().backprop_attention(dO, cache)  # type: ignore[misc,no-any-return]

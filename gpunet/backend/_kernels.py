@@ -79,6 +79,12 @@ INSTANTIATIONS: dict[str, tuple[str, ...]] = {
         *(f"gpunet_attn_{k}<{t}>" for k in ("fwd", "bwd_dq", "bwd_dkv") for t in _T[:2]),
     ),
     "amp.cu": (*(f"gpunet_unscale<{t}>" for t in _T), "gpunet_update_scale<float>"),
+    "flash.cu": tuple(  # launched by gpunet/backend/_flash_kernels.py; head sizes <= D
+        f"gpunet_flash_{k}<{t}, {d}>"
+        for k in ("fwd", "bwd_dq", "bwd_dkv")
+        for t in _T
+        for d in (32, 64)
+    ),
 }
 OPTIONS: tuple[str, ...] = ()  # on top of CuPy's own (-std=c++17, -ftz=true, includes)
 BLOCK = 256  # threads per block of the elementwise kernels

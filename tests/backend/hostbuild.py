@@ -23,7 +23,7 @@ from gpunet.backend import _kernels
 
 SHIM = Path(__file__).with_name("host_grid_shim.h")
 CXX = shutil.which("g++")
-FLAGS = ("-O2", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC")
+FLAGS = ("-O2", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-pthread")
 # GPUNET_HOST_SANITIZE=1: AddressSanitizer + UBSan build (the process needs the
 # runtimes preloaded and PYTHONMALLOC=malloc; see test_host_sanitizers.py)
 SANITIZE = ("-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
@@ -34,17 +34,26 @@ if os.environ.get("GPUNET_HOST_SANITIZE") == "1":
 
 def host_source(file: str) -> str:
     """The C++ translation unit: shim, the expanded kernel source, C entry points."""
-    names = _kernels.INSTANTIATIONS[file]
+    return translation_unit(_kernels.source(file), _kernels.INSTANTIATIONS[file])
+
+
+def translation_unit(text: str, names: tuple[str, ...]) -> str:
+    """Kernel source ``text`` with the shim and entry points for instantiations ``names``.
+
+    A source that calls ``__syncthreads()`` runs block-cooperatively (each thread of a
+    block its own std::thread, passing the turn at barriers: host_grid_shim.h); every
+    other one (block, thread) after another, which is much faster.
+    """
+    run = "gpunet_host_run_block" if "__syncthreads()" in text else "gpunet_host_run"
     calls = "".join(
-        f"    case {i}: gpunet_host_run(&{ne}, grid, block, args); return 0;\n"
-        for i, ne in enumerate(names)
+        f"    case {i}: {run}(&{ne}, grid, block, args); return 0;\n" for i, ne in enumerate(names)
     )
     sigs = "".join(
         f"    case {i}: return gpunet_host_signature_of(&{ne}, out);\n"
         for i, ne in enumerate(names)
     )
     return (
-        f'#include "{SHIM}"\n{_kernels.source(file)}\n'
+        f'#include "{SHIM}"\n{text}\n'
         'extern "C" int gpunet_host_call(int id, unsigned grid, unsigned block, void** args) {\n'
         f"  switch (id) {{\n{calls}  }}\n  return -1;\n}}\n"
         'extern "C" int gpunet_host_signature(int id, char* out) {\n'
@@ -52,10 +61,11 @@ def host_source(file: str) -> str:
     )
 
 
-def build(file: str, extra_flags: tuple[str, ...] = ()) -> Path:
-    """Compile ``file`` for the host once per source text (cached in the temp dir)."""
+def build(file: str, extra_flags: tuple[str, ...] = (), text: str | None = None) -> Path:
+    """Compile ``file`` for the host once per source text (cached in the temp dir);
+    ``text``: a translation unit to build under that name instead of ``file``'s."""
     assert CXX is not None, "the host kernel tests need g++"
-    text = host_source(file)
+    text = host_source(file) if text is None else text
     key = hashlib.sha256((text + SHIM.read_text() + " ".join(FLAGS + extra_flags)).encode())
     out_dir = Path(tempfile.gettempdir()) / f"gpunet-host-{key.hexdigest()[:16]}"
     lib = out_dir / f"{Path(file).stem}.so"
@@ -65,8 +75,10 @@ def build(file: str, extra_flags: tuple[str, ...] = ()) -> Path:
     src = out_dir / f"{Path(file).stem}.cpp"
     src.write_text(text)
     tmp = out_dir / f".{os.getpid()}.so"
-    subprocess.run([CXX, *FLAGS, *extra_flags, "-o", str(tmp), str(src)], check=True,
-                   capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run([CXX, *FLAGS, *extra_flags, "-o", str(tmp), str(src)],
+                         capture_output=True, text=True)  # fmt: skip
+    if out.returncode:  # the first errors, not only the exit status
+        raise RuntimeError(f"g++ failed on {src}:\n{out.stderr[:4000]}")
     tmp.replace(lib)  # atomic: parallel test runs never load a half-written library
     return lib
 

@@ -770,8 +770,9 @@ def _attention_shape(size: str) -> tuple[int, int, int, int]:
     return {"0": (0, 2, 3, 4), "1": (1, 1, 1, 1), "odd": (1, 3, 5, 7), "above": (2, 2, 97, 8)}[size]
 
 
-def _attention_inputs(size: str, rng: np.random.Generator, mask: str) -> Inputs:
+def _attention_inputs(size: str, rng: np.random.Generator, mask: str, wide: bool = False) -> Inputs:
     B, H, T, d = _attention_shape(size)
+    d = d * 5 if wide else d  # "tiled_wide": over the tiled kernels' first bound (32)
     a: Inputs = {k: rng.standard_normal((B, H, T, d)) for k in ("Q", "K", "V", "dO")}
     a["dP"] = rng.standard_normal((B, H, T, T))
     if mask == "padding":
@@ -793,13 +794,16 @@ def _attention_case(path: str, mask: str, causal: bool) -> Case:
             S = a["dP"] * 2.0
             P = ops.attention_softmax(S, m, **kw)
             return P, ops.backprop_attention_softmax(a["dP"], P, m, **kw)
-        knobs = ("attention_whole", "attention_chunk", "attention_stream_from")
+        knobs = ("attention_whole", "attention_chunk", "attention_stream_from",
+                 "attention_flash_from")  # fmt: skip
         saved = {k: getattr(ops, k) for k in knobs if hasattr(ops, k)}
         try:
             if path == "blocked":
                 ops.attention_whole, ops.attention_chunk = 0, 32
             if path == "streamed" and "attention_stream_from" in saved:
                 ops.attention_stream_from = 1
+            if path.startswith("tiled") and "attention_flash_from" in saved:
+                ops.attention_flash_from = 1
             O, _, cache = ops.attention(a["Q"], a["K"], a["V"], m, **kw)
             return (O, *ops.backprop_attention(a["dO"], cache))
         finally:
@@ -812,13 +816,14 @@ def _attention_case(path: str, mask: str, causal: bool) -> Case:
     if path == "blocked":
         ops_ = (*ops_, "attention_block", "backprop_attention_block")
     name = f"attention:{path}:{mask}{':causal' if causal else ''}"
-    return Case(name, ops_, lambda size, rng: _attention_inputs(size, rng, mask), call)
+    wide = path == "tiled_wide"
+    return Case(name, ops_, lambda size, rng: _attention_inputs(size, rng, mask, wide), call)
 
 
 def _attention_cases() -> list[Case]:
     return [
         _attention_case(path, mask, causal)
-        for path in ("softmax", "whole", "blocked", "streamed")
+        for path in ("softmax", "whole", "blocked", "streamed", "tiled", "tiled_wide")
         for mask, causal in (("none", False), ("padding", True), ("full", False))
     ]
 

@@ -82,3 +82,14 @@ def test_pool_kernel_comparisons_are_clean_under_the_sanitizers():
     out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "passed" in out.stdout and "Sanitizer" not in out.stderr
+
+
+def test_block_cooperative_kernels_are_clean_under_the_sanitizers():
+    # the tiled attention kernels (shared memory, barriers: the shim's std::thread path)
+    # in float64, every mask form and both head bounds, and the shim's own tests
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
+           str(HERE / "test_flash_kernels.py"), str(HERE / "test_host_shim.py"),
+           "-k", "float64 or finite or shim or barrier or reduction"]  # fmt: skip
+    out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "passed" in out.stdout and "Sanitizer" not in out.stderr

@@ -13,7 +13,9 @@ from pathlib import Path
 from gpunet.backend import _kernels
 
 ROOT = Path(__file__).resolve().parents[2]
-_TEMPLATE = re.compile(r"template\s*<([^<>]*)>\s*__global__\s+void\s+(\w+)\s*\(")
+_TEMPLATE = re.compile(
+    r"template\s*<([^<>]*)>\s*__global__\s+(?:__launch_bounds__\([^()]*\)\s+)?void\s+(\w+)\s*\("
+)
 
 
 def _strip_comments(text: str) -> str:
