@@ -160,13 +160,13 @@ class FusedOps(FusedAmpOps, FusedRecurrentOps, FusedAttention, Ops):
     def adam(
         self, P: Array, G: Array, M: Array, V: Array,
         *, lr_t: float, beta1: float, beta2: float, eps: float, decay: float = 0.0,
-        ok: Array | None = None,
+        ok: Array | None = None, step: Any = None,
     ) -> tuple[Array, Array, Array]:  # fmt: skip
+        kw = {"lr_t": lr_t, "beta1": beta1, "beta2": beta2, "eps": eps, "decay": decay,
+              "ok": ok, "step": step}  # fmt: skip
         if _kernels.fast_dtype(P, G, M, V) is None or not _same_shape(P, G, M, V):
-            return super().adam(P, G, M, V, lr_t=lr_t, beta1=beta1, beta2=beta2, eps=eps,
-                                decay=decay, ok=ok)  # fmt: skip
-        _kernels.adam(P, G, M, V, lr_t=lr_t, beta1=beta1, beta2=beta2, eps=eps, decay=decay,
-                      ok=ok)  # fmt: skip
+            return super().adam(P, G, M, V, **kw)
+        _kernels.adam(P, G, M, V, **kw)
         return P, M, V
 
     def sgd(
