@@ -19,6 +19,7 @@ import math
 from typing import Any, NamedTuple
 
 Array = Any
+_EXACT_BACK = 3  # skips up to which a device without float64 takes the host's constants
 
 
 class AdamStep(NamedTuple):
@@ -86,7 +87,9 @@ class OptimizerOps:
 
     def _adam_constants(self, step: AdamStep, beta1: float, beta2: float, eps: float) -> Any:
         """``adam_constants`` of ``step`` as 0-d device arrays: in float64 where the device
-        has it (the host's arithmetic), else in float32 through ``expm1`` (``1 - b^k``
+        has it (the host's arithmetic). Without float64 (the simulated device) the host's
+        values for the last few step numbers are picked on the device, so a run with few
+        skips rounds as the host does; further back, float32 through ``expm1`` (``1 - b^k``
         without the cancellation of ``1 - pow``)."""
         xp, has64 = self.xp, self.name != "array_api_strict"
         k = xp.astype(step.t - step.skipped, self.dtype("float64" if has64 else "float32"))
@@ -97,7 +100,15 @@ class OptimizerOps:
             return -xp.expm1(k * math.log(b)) if b > 0 else xp.ones_like(k)
 
         root = xp.sqrt(one_minus_pow(beta2))
-        return step.lr * root / one_minus_pow(beta1), (eps * root if step.scale_eps else eps)
+        lr_t, eps_t = step.lr * root / one_minus_pow(beta1), eps * root if step.scale_eps else eps
+        if has64:
+            return lr_t, eps_t
+        eps_t = xp.full_like(k, eps) if isinstance(eps_t, float) else eps_t
+        for back in range(min(step.t - 1, _EXACT_BACK), -1, -1):
+            exact = adam_constants(step.lr, step.t - back, beta1, beta2, eps, step.scale_eps)
+            here = step.skipped == back
+            lr_t, eps_t = xp.where(here, exact[0], lr_t), xp.where(here, exact[1], eps_t)
+        return lr_t, eps_t
 
     def amsgrad(
         self,
