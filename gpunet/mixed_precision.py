@@ -197,6 +197,15 @@ def round_to(ops: Any, X: Any, compute: str) -> Any:
     return _round_arith(xp, X, compute)  # the simulated device: no bit casts there
 
 
+def rounded(ops: Any, X: Any, compute: str) -> Any:
+    """``X`` rounded to ``compute`` values, as a float32 array (what a low-precision
+    GEMM takes and gives, widened)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # inf is what loss scaling detects
+        Y = round_to(ops, X, compute)
+    f32 = ops.dtype("float32")
+    return Y if Y.dtype == f32 else ops.xp.astype(Y, f32)
+
+
 def bfloat16_round(X: np.ndarray) -> np.ndarray:
     """float32 ``X`` rounded to bfloat16 (nearest, ties to even; NaN stays NaN), as float32.
 
@@ -284,10 +293,15 @@ def layer_pass(layer: Any, ops: Any, X: Any, training: bool, **kw: Any) -> tuple
         return layer.forward_pass(ops, X, training, **kw)
     if compute == "float32":  # autocast's float32 list (softmax, layer norm...)
         return layer.forward_pass(ops, widen(ops, X), training, **kw)
-    Y, backprop = layer.forward_pass(ops, widen(ops, _store(ops, X, compute)), training, **kw)
+    from gpunet.backend._amp_ops import gemm_dtype
+
+    gemm = compute if ops.lowp_gemm else None  # the layer's GEMMs, on a device
+    with gemm_dtype(gemm):
+        Y, backprop = layer.forward_pass(ops, widen(ops, _store(ops, X, compute)), training, **kw)
 
     def backprop_low(dY: Any, need_dX: bool) -> Any:
-        dX = backprop(widen(ops, _store(ops, dY, compute)), need_dX)
+        with gemm_dtype(gemm):
+            dX = backprop(widen(ops, _store(ops, dY, compute)), need_dX)
         return _store(ops, dX, compute)
 
     return _store(ops, Y, compute), backprop_low

@@ -42,6 +42,9 @@ class NumpyOps(HostConvOps, HostRecurrentOps, Ops):
         self.host: Any = _host.load()  # HostKernels, or None: the NumPy paths
         self._owned: dict[int, tuple[np.ndarray, int]] = {}
 
+    def matmul(self, A: Array, B: Array) -> Array:
+        return np.matmul(A, B)  # no half BLAS: a mixed policy's GEMMs stay float32
+
     def to_numpy(self, X: Array) -> np.ndarray:
         return np.asarray(X)  # host memory already: not a sync
 

@@ -200,27 +200,27 @@ def _forward_steps(ops: Any, cell: Cell, Zx: Array, U: Array, b_rec: Array | Non
                    C: Array, ZH: Array, RH: Array, M: Array | None,
                    rdp: Array | None) -> None:  # fmt: skip
     """The forward time loop on any backend (``ops.recurrent_loops`` has the fast ones)."""
-    xp, n, kind = ops.xp, cell.units, cell.kind
+    n, kind = cell.units, cell.kind
     act, rec = cell.activation, cell.recurrent_activation
     for t in range(Zx.shape[0]):
         m = None if M is None else M[t, ...]
         hp = H[t, ...] if rdp is None else H[t, ...] * rdp
         if kind == "simple":
-            Zx[t, ...] += xp.matmul(hp, U)
+            Zx[t, ...] += ops.matmul(hp, U)
             H[t + 1, ...] = ops.rnn_step(Zx[t, ...], H[t, ...], m, act)
         elif kind == "lstm":
-            Zx[t, ...] += xp.matmul(hp, U)
+            Zx[t, ...] += ops.matmul(hp, U)
             H[t + 1, ...], C[t + 1, ...] = ops.lstm_step(
                 Zx[t, ...], C[t, ...], H[t, ...], m, act, rec
             )
         elif ZH is not None:  # GRU, reset_after
-            zh = xp.matmul(hp, U)
+            zh = ops.matmul(hp, U)
             ZH[t, ...] = zh if b_rec is None else zh + b_rec
             H[t + 1, ...] = ops.gru_step(Zx[t, ...], ZH[t, ...], H[t, ...], m, act, rec)
         else:  # GRU, reset gate before the candidate's product
-            Zx[t, :, : 2 * n] = Zx[t, :, : 2 * n] + xp.matmul(hp, U[:, : 2 * n])
+            Zx[t, :, : 2 * n] = Zx[t, :, : 2 * n] + ops.matmul(hp, U[:, : 2 * n])
             RH[t, ...] = ops.activation(rec, Zx[t, :, n : 2 * n]) * hp
-            Zx[t, :, 2 * n :] = Zx[t, :, 2 * n :] + xp.matmul(RH[t, ...], U[:, 2 * n :])
+            Zx[t, :, 2 * n :] = Zx[t, :, 2 * n :] + ops.matmul(RH[t, ...], U[:, 2 * n :])
             H[t + 1, ...] = ops.gru_step(Zx[t, ...], None, H[t, ...], m, act, rec)
 
 
@@ -228,7 +228,7 @@ def _backward_steps(ops: Any, cell: Cell, Zx: Array, Ut: Array, H: Array, C: Arr
                     ZH: Array, M: Array | None, rdp: Array | None, ds: list[Array | None],
                     dO: Array | None, dlast: Array | None) -> tuple[Any, Any]:  # fmt: skip
     """The backward time loop on any backend: ``(dh, dc)`` of the first states."""
-    xp, n, kind = ops.xp, cell.units, cell.kind
+    n, kind = cell.units, cell.kind
     act, rec = cell.activation, cell.recurrent_activation
     T, B = Zx.shape[:2]
     gru_after = ZH is not None
@@ -242,24 +242,24 @@ def _backward_steps(ops: Any, cell: Cell, Zx: Array, Ut: Array, H: Array, C: Arr
             dh = dh + dlast
         if kind == "simple":
             dz, carry = ops.backprop_rnn_step(dh, Zx[t, ...], m, act)
-            dhp, dh_keep = xp.matmul(dz, Ut), carry
+            dhp, dh_keep = ops.matmul(dz, Ut), carry
         elif kind == "lstm":
             dz, carry, dc = ops.backprop_lstm_step(dh, dc, Zx[t, ...], C[t, ...], m, act, rec)
-            dhp, dh_keep = xp.matmul(dz, Ut), carry
+            dhp, dh_keep = ops.matmul(dz, Ut), carry
         elif gru_after:
             dz, dzh, dh_keep = ops.backprop_gru_step(
                 dh, Zx[t, ...], ZH[t, ...], H[t, ...], m, act, rec
             )
             ZH[t, ...] = dzh
-            dhp = xp.matmul(dzh, Ut)
+            dhp = ops.matmul(dzh, Ut)
         else:
             dz, _, dh_keep = ops.backprop_gru_step(dh, Zx[t, ...], None, H[t, ...], m, act, rec)
             pre_r = Zx[t, :, n : 2 * n]
             r = ops.activation(rec, pre_r)
             hp = H[t, ...] if rdp is None else H[t, ...] * rdp
-            drh = xp.matmul(dz[:, 2 * n :], Ut[2 * n :, :])
+            drh = ops.matmul(dz[:, 2 * n :], Ut[2 * n :, :])
             dz[:, n : 2 * n] = ops.backprop_activation(rec, drh * hp, pre_r, r)
-            dhp = drh * r + xp.matmul(dz[:, : 2 * n], Ut[: 2 * n, :])
+            dhp = drh * r + ops.matmul(dz[:, : 2 * n], Ut[: 2 * n, :])
         Zx[t, ...] = dz  # the history turns into the gradient history, step by step
         if rdp is not None:
             dhp = dhp * rdp
