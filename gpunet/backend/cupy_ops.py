@@ -300,6 +300,22 @@ def _bf16(xp: Any) -> Any:
     return _BF16[xp]
 
 
+def refuse_bfloat16(op: str, X: Any, dtype: Any = None) -> None:
+    """Raise a ``DeviceError`` naming ``op`` if ``X`` or ``dtype`` is bfloat16: the CUDA
+    backend holds bfloat16 values in float32 arrays (its kernels and GEMMs take them so).
+
+    Example:
+        >>> refuse_bfloat16("asarray", numpy.zeros(2, "float32"))  # float32: fine
+    """
+    if "bfloat16" in f"{dtype} {getattr(X, 'dtype', '')}":
+        raise DeviceError(
+            f"{op}: bfloat16 arrays are not taken on 'cuda' (CuPy's bfloat16 is experimental "
+            "and most ops here do not take it); give float32 data and use the "
+            "'mixed_bfloat16' policy or gn.autocast(dtype=\"bfloat16\"): they keep bfloat16 "
+            "values in float32 arrays and run the GEMMs in bfloat16"
+        )
+
+
 def _scalar(scale: Any) -> Any:
     return float(scale) if isinstance(scale, Real) else scale
 
@@ -361,16 +377,9 @@ class CupyOps(FusedOps):
 
     # -- creation and transfer ---------------------------------------------------------
     def asarray(self, X: Any, dtype: Any = None) -> Array:
-        dt = None if dtype is None else numpy.dtype(dtype)
-        if "bfloat16" in (getattr(dt, "name", ""), str(getattr(X, "dtype", ""))):
-            raise DeviceError(
-                "asarray: bfloat16 arrays are not taken on 'cuda' (CuPy's bfloat16 is "
-                "experimental and most ops here do not take it); give float32 data and use "
-                "the 'mixed_bfloat16' policy or gn.autocast(dtype=\"bfloat16\"): they keep "
-                "bfloat16 values in float32 arrays and run the GEMMs in bfloat16"
-            )
+        refuse_bfloat16("asarray", X, dtype)
         with self._dev:
-            return self.xp.asarray(X, dtype=dt)
+            return self.xp.asarray(X, dtype=None if dtype is None else numpy.dtype(dtype))
 
     def to_numpy(self, X: Array) -> numpy.ndarray:
         if isinstance(X, numpy.ndarray):

@@ -39,3 +39,16 @@ def test_the_fused_backend_hands_cupy_float16_operands(host):
     Y32 = ops.gemm(X, W)  # outside a mixed layer: float32 as given
     assert seen == [("float32", "float32")]
     np.testing.assert_allclose(Y32, X @ W, rtol=1e-6)
+
+
+def test_bfloat16_arrays_get_a_clear_error_on_cuda():
+    import pytest
+
+    from gpunet.backend.cupy_ops import refuse_bfloat16
+    from gpunet.errors import DeviceError
+
+    ml = pytest.importorskip("ml_dtypes")
+    for X, dtype in ((np.zeros(2, ml.bfloat16), None), ([1.0], "bfloat16")):
+        with pytest.raises(DeviceError, match=r"asarray: bfloat16 .*'mixed_bfloat16' policy"):
+            refuse_bfloat16("asarray", X, dtype)
+    refuse_bfloat16("asarray", np.zeros(2, "float16"), "float32")  # the rest passes
