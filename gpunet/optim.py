@@ -284,6 +284,9 @@ class Adam(Optimizer):
               "decay": lr * hp["weight_decay"] if self.decoupled else 0.0}  # fmt: skip
         M, V = slots["exp_avg"], slots["exp_avg_sq"]
         if hp["amsgrad"]:
+            if self._skipped is not None:  # arrays of the device's step number
+                dev = AdamStep(lr, t, self._skipped, True)
+                kw["lr_t"], kw["eps"] = ops.device_adam_constants(dev, b1, b2, hp["eps"])
             return ops.amsgrad(P, G, M, V, slots["max_exp_avg_sq"], **kw)  # type: ignore[no-any-return]
         # steps the device skipped do not count (GradScaler.step never takes them)
         step = None if self._skipped is None else AdamStep(lr, t, self._skipped, True)

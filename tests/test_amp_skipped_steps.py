@@ -33,14 +33,15 @@ def _gn_run(device, make_opt):
     return out, ops
 
 
-def _lso():
-    return gn.optimizers.LossScaleOptimizer(gn.optimizers.Adam(0.1), initial_scale=4.0,
-                                            dynamic_growth_steps=2)  # fmt: skip
+def _lso(amsgrad=False):
+    return gn.optimizers.LossScaleOptimizer(gn.optimizers.Adam(0.1, amsgrad=amsgrad),
+                                            initial_scale=4.0, dynamic_growth_steps=2)  # fmt: skip
 
 
-def test_a_skipped_step_leaves_adam_as_the_cpu_path_on_the_device():
-    cpu, _ = _gn_run("cpu", _lso)
-    sim, _ = _gn_run("sim", _lso)
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_a_skipped_step_leaves_adam_as_the_cpu_path_on_the_device(amsgrad):
+    cpu, _ = _gn_run("cpu", lambda: _lso(amsgrad))
+    sim, _ = _gn_run("sim", lambda: _lso(amsgrad))
     assert [it for _, it, _, _ in sim] == [it for _, it, _, _ in cpu] == [1, 2, 2, 3, 4, 4, 5, 6]
     for (wc, _, mc, vc), (ws, _, ms, vs) in zip(cpu, sim, strict=True):
         # the device forms the bias corrections in float32 (no float64 there), the CPU's
@@ -97,15 +98,16 @@ def _val(variable):
     return variable.value.detach().cpu().numpy()  # a keras Variable on the torch backend
 
 
+@pytest.mark.parametrize("amsgrad", [False, True])
 @pytest.mark.parametrize("device", ["cpu", "sim"])
-def test_grad_scaler_skips_leave_adam_as_torch(device):
+def test_grad_scaler_skips_leave_adam_as_torch(device, amsgrad):
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
     tw = torch.nn.Parameter(torch.tensor(W0.copy()))
-    topt = torch.optim.Adam([tw], lr=0.1)
+    topt = torch.optim.Adam([tw], lr=0.1, amsgrad=amsgrad)
     tscaler = torch.amp.GradScaler("cpu", init_scale=4.0, growth_interval=2)
     gw = gn.nn.Parameter(gn.tensor(W0.copy(), device=device))
-    gopt = gn.optim.Adam([gw], lr=0.1)
+    gopt = gn.optim.Adam([gw], lr=0.1, amsgrad=amsgrad)
     gscaler = gn.amp.GradScaler(init_scale=4.0, growth_interval=2)
     ops = gw.ops
     for G in GRADS:

@@ -77,7 +77,7 @@ class OptimizerOps:
         """
         xp = self.xp
         if step is not None:
-            lr_t, eps = self._adam_constants(step, beta1, beta2, eps)
+            lr_t, eps = self.device_adam_constants(step, beta1, beta2, eps)
         M = beta1 * M + (1.0 - beta1) * G
         V = beta2 * V + (1.0 - beta2) * (G * G)
         if decay:
@@ -85,7 +85,7 @@ class OptimizerOps:
         P = P - lr_t * M / (xp.sqrt(V) + eps)
         return P, M, V
 
-    def _adam_constants(self, step: AdamStep, beta1: float, beta2: float, eps: float) -> Any:
+    def device_adam_constants(self, step: AdamStep, beta1: float, beta2: float, eps: float) -> Any:
         """``adam_constants`` of ``step`` as 0-d device arrays: in float64 where the device
         has it (the host's arithmetic). Without float64 (the simulated device) the host's
         values for the last few step numbers are picked on the device, so a run with few

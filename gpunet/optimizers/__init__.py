@@ -96,6 +96,10 @@ class Adam(Optimizer):
               "decay": lr * self.weight_decay}  # fmt: skip
         M, V = slots["m"], slots["v"]
         if self.amsgrad:  # the reference only: no fused kernel for the rare variant
+            if self._skipped is not None:  # arrays of the device's step number
+                dev = AdamStep(lr, t, self._skipped, False)
+                b1, b2 = self.beta_1, self.beta_2
+                kw["lr_t"], kw["eps"] = ops.device_adam_constants(dev, b1, b2, self.epsilon)
             self._write(
                 ops, (P, M, V, slots["v_hat"]), ops.amsgrad(P, G, M, V, slots["v_hat"], **kw)
             )

@@ -33,6 +33,6 @@ def test_the_reference_forms_the_same_constants_on_the_device():
     ops = Ops()
     for t, skipped in ((1, 0), (5, 2), (2000, 7)):
         step = AdamStep(0.1, t, np.asarray(skipped, "int32"), True)
-        lr_t, eps_t = ops._adam_constants(step, 0.9, 0.999, 1e-8)
+        lr_t, eps_t = ops.device_adam_constants(step, 0.9, 0.999, 1e-8)
         assert (float(lr_t), float(eps_t)) == adam_constants(0.1, t - skipped, 0.9, 0.999,
                                                              1e-8, True)  # fmt: skip
