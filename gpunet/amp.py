@@ -5,10 +5,13 @@ layers of PyTorch's lower-precision op list (linear, convolutions, recurrent cel
 attention) give their outputs in the autocast dtype; under CUDA autocast those of its
 float32 list (softmax, log-softmax, layer and group norm) compute and answer in
 float32 (CPU autocast lets them follow their inputs, as PyTorch's does); the rest run
-in the dtype their inputs have; the losses of ``fit`` run in float32. Weights stay
-float32: the gradients that reach them are float32. The arithmetic inside a layer is
-float32, as under a Keras policy (see ``gn.mixed_precision``). Autocast is per thread,
-as PyTorch's.
+in the dtype their inputs have (normalization layers too: a float16 input gives a
+float16 output, with float32 statistics, as PyTorch's kernels do); the losses of
+``fit`` run in float32. Weights stay float32: the gradients that reach them are
+float32. A layer's GEMMs run in the autocast dtype on a device, its other arithmetic
+in float32, as under a Keras policy (see ``gn.mixed_precision``). bfloat16 values are
+held in float32 arrays, so a layer that follows its input cannot tell them from float32
+ones: it answers in float32 there. Autocast is per thread, as PyTorch's.
 
 ``GradScaler`` follows ``torch.amp.GradScaler``: ``scale(loss)``, ``step(opt)``
 (unscaling first unless ``unscale_(opt)`` already did), ``update()``, with the same
@@ -55,6 +58,12 @@ FLOAT32 = frozenset({
     "Softmax", "LogSoftmax", "LayerNormalization", "LayerNorm", "GroupNormalization",
     "GroupNorm", "UnitNormalization",
 })  # fmt: skip
+# on neither list where autocast leaves them (batch norm always, layer and group norm on
+# the CPU), normalization layers answer in their input's dtype with float32 parameters
+# and statistics, as PyTorch's native kernels do for a half input (torch 2.13, checked)
+FOLLOW = frozenset({
+    "BatchNormalization", "LayerNormalization", "GroupNormalization",
+})  # fmt: skip
 _DEFAULT = {"cuda": "float16", "cpu": "bfloat16"}
 
 
@@ -73,6 +82,12 @@ def autocast_rule(layer: Any, dtype: str, device_type: str = "cuda") -> str | No
         if cls.__name__ in FLOAT32:
             return "float32" if device_type == "cuda" else None
     return None
+
+
+def follows_input(layer: Any) -> bool:
+    """Whether ``layer`` (on neither list) answers in a float16 input's dtype although its
+    parameters are float32 (``FOLLOW``); other layers promote as their arithmetic does."""
+    return any(cls.__name__ in FOLLOW for cls in type(layer).__mro__)
 
 
 class autocast:

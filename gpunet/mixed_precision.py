@@ -7,17 +7,24 @@ gradients flow back in it too (which is why float16 needs loss scaling: see
 ``gn.optimizers.LossScaleOptimizer``); weight gradients land in the float32 flat buffer
 of the optimizer, whose state is float32.
 
-What runs where. Inside a layer the arithmetic runs in float32 (``float32`` weights,
-inputs widened from the compute dtype); the compute dtype is where values are *stored*
-between layers, forward and backward. On the CPU that is the only sensible choice:
-NumPy has no half-precision BLAS (a float16 512-cubed matmul is ~200x slower than
-float32). Softmax, log-softmax, normalization statistics, losses, reductions and the
-optimizer update are float32 in every case, as Keras and PyTorch's autocast keep them.
-NumPy has no bfloat16 dtype (``ml_dtypes`` adds one): bfloat16 is stored as float32
-arrays holding values rounded to bfloat16 (round to nearest even, bit for bit what a
-cast to bfloat16 gives), and so is float16 on the simulated device, which has no
-float16. GEMMs on tensor cores in half precision are not done: CuPy runs the same
-store-low, compute-float32 scheme.
+What runs where. The compute dtype is where values are *stored* between layers,
+forward and backward. The GEMMs of a layer (dense, the convolutions' im2col and 1x1
+products, the recurrent input and per-step products, attention's scores and weighted
+values, and all their backward products) run in the compute dtype on a device: on
+CuPy as float16 matmuls, which CuPy hands to ``cublasGemmEx`` with half inputs and
+output and ``CUBLAS_COMPUTE_32F`` (tensor cores, float32 accumulation, one rounding at
+the output); bfloat16 the same through ``ml_dtypes`` where the installed CuPy's matmul
+takes it (CuPy 14 does), else in float32 with the same roundings. The simulated device
+computes that model exactly (operands and output rounded, products summed in float32).
+The rest of a layer's arithmetic is float32 (``float32`` weights, inputs widened). On
+the CPU all of it is float32: NumPy has no half-precision BLAS (a float16 512-cubed
+matmul is ~200x slower than float32), so there low precision is storage only.
+Softmax, log-softmax, normalization statistics, losses, reductions and the optimizer
+update are float32 in every case, as Keras and PyTorch's autocast keep them. NumPy has
+no bfloat16 dtype (``ml_dtypes`` adds one): bfloat16 is stored as float32 arrays
+holding values rounded to bfloat16 (round to nearest even, bit for bit what a cast to
+bfloat16 gives), on every device, and so is float16 on the simulated device, which has
+no float16; ``CupyOps`` refuses bfloat16 arrays with an error that says so.
 
 Threads: ``set_global_policy`` sets the process-wide default, as Keras does (a lock
 makes it atomic); ``policy_scope`` overrides it for the calling thread only. A layer
@@ -197,6 +204,15 @@ def round_to(ops: Any, X: Any, compute: str) -> Any:
     return _round_arith(xp, X, compute)  # the simulated device: no bit casts there
 
 
+def rounded(ops: Any, X: Any, compute: str) -> Any:
+    """``X`` rounded to ``compute`` values, as a float32 array (what a low-precision
+    GEMM takes and gives, widened)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # inf is what loss scaling detects
+        Y = round_to(ops, X, compute)
+    f32 = ops.dtype("float32")
+    return Y if Y.dtype == f32 else ops.xp.astype(Y, f32)
+
+
 def bfloat16_round(X: np.ndarray) -> np.ndarray:
     """float32 ``X`` rounded to bfloat16 (nearest, ties to even; NaN stays NaN), as float32.
 
@@ -276,18 +292,27 @@ def layer_pass(layer: Any, ops: Any, X: Any, training: bool, **kw: Any) -> tuple
     inputs widened to float32, outputs and input gradients stored in the compute dtype,
     output gradients taken in it."""
     compute = compute_of(layer)
-    if compute is None:  # a float32 layer after low-precision ones takes float32 inputs
-        if autocasting():  # autocast: a layer on neither list runs in its inputs' dtype
+    if compute is None and autocasting():  # a layer on neither list: its inputs' dtype
+        from gpunet import amp
+
+        if isinstance(X, list) or not is_half(X) or not amp.follows_input(layer):
             return layer.forward_pass(ops, X, training, **kw)
+        compute = "float16"  # a norm layer answers in its input's dtype (stats float32)
+    if compute is None:  # a float32 layer after low-precision ones takes float32 inputs
         if not isinstance(X, list) and X.dtype != (dt := ops.dtype(layer.dtype)):
             X = ops.xp.astype(X, dt) if _is_float(ops, X) else X
         return layer.forward_pass(ops, X, training, **kw)
     if compute == "float32":  # autocast's float32 list (softmax, layer norm...)
         return layer.forward_pass(ops, widen(ops, X), training, **kw)
-    Y, backprop = layer.forward_pass(ops, widen(ops, _store(ops, X, compute)), training, **kw)
+    from gpunet.backend._amp_ops import gemm_dtype
+
+    gemm = compute if ops.lowp_gemm else None  # the layer's GEMMs, on a device
+    with gemm_dtype(gemm):
+        Y, backprop = layer.forward_pass(ops, widen(ops, _store(ops, X, compute)), training, **kw)
 
     def backprop_low(dY: Any, need_dX: bool) -> Any:
-        dX = backprop(widen(ops, _store(ops, dY, compute)), need_dX)
+        with gemm_dtype(gemm):
+            dX = backprop(widen(ops, _store(ops, dY, compute)), need_dX)
         return _store(ops, dX, compute)
 
     return _store(ops, Y, compute), backprop_low

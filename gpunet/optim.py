@@ -21,11 +21,11 @@ Example:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
+from gpunet.backend._optim_ops import AdamStep, adam_constants
 from gpunet.errors import InvalidParameterError
 from gpunet.optimizers._base import Optimizer as _Base
 from gpunet.optimizers._base import _pack
@@ -111,9 +111,10 @@ class Optimizer(_Base):
                     G = xp.reshape(p._grad, (-1,))
                     self._torch_update(g, g.views(g.P, i), G, slots, g.steps[i] + 1)
                     g.steps[i] += 1
-        self.iterations += 1
+        self._iterations += 1
 
     def _torch_update(self, g: Any, P: Any, G: Any, slots: dict[str, Any], t: int) -> None:
+        self._skipped = g.skipped
         wd = g.hp.get("weight_decay", 0.0)
         if wd and not getattr(self, "decoupled", False):
             G = G + wd * P  # a new array: p.grad stays what backward left, as in PyTorch
@@ -131,6 +132,9 @@ class Optimizer(_Base):
         """PyTorch's structure: ``{"state": {index: {...}}, "param_groups": [...]}``,
         parameters numbered in group order, state arrays as NumPy copies."""
         index = {id(p): i for i, p in enumerate(self._ordered())}
+        # steps a device flag skipped (GradScaler) were not taken, as PyTorch's step skips
+        skipped = {id(g): 0 if g.skipped is None else int(g.ops.to_numpy(g.skipped))
+                   for g in self.groups}  # fmt: skip
         groups = [
             {**{k: v for k, v in grp.items() if k != "params"},
              "params": [index[id(p)] for p in grp["params"]]}
@@ -143,7 +147,7 @@ class Optimizer(_Base):
                     continue  # PyTorch makes a parameter's state at its first step
                 entry: dict[str, Any] = {}
                 if self.has_step:
-                    entry["step"] = np.array(float(g.steps[i]), dtype=np.float32)
+                    entry["step"] = np.array(float(g.steps[i] - skipped[id(g)]), "float32")
                 for k, v in g.slots.items():
                     entry[k] = np.array(g.ops.to_numpy(g.views(v, i))).reshape(p.shape)
                 if entry:  # SGD without momentum keeps no state, as in PyTorch
@@ -172,6 +176,8 @@ class Optimizer(_Base):
                 if k != "params" and k in theirs:
                     mine[k] = tuple(theirs[k]) if isinstance(mine[k], tuple) else theirs[k]
         where = {id(p): (g, i) for g in self.groups for i, p in enumerate(g.params)}
+        for g in self.groups:  # the file's steps are steps taken
+            g.skipped = None
         state = {int(k): v for k, v in state_dict["state"].items()}
         for n, p in enumerate(params):
             g, i = where[id(p)]
@@ -272,14 +278,19 @@ class Adam(Optimizer):
         self, ops: Any, hp: dict[str, Any], P: Any, G: Any, slots: dict[str, Any], t: int
     ) -> tuple[Any, ...]:
         (b1, b2), lr = hp["betas"], hp["lr"]
-        c2 = math.sqrt(1.0 - b2**t)
         # lr / (1 - b1^t) * m / (sqrt(v) / c2 + eps), written as the fused op's form
-        kw = {"lr_t": lr * c2 / (1.0 - b1**t), "beta1": b1, "beta2": b2, "eps": hp["eps"] * c2,
+        lr_t, eps = adam_constants(lr, t, b1, b2, hp["eps"], True)
+        kw = {"lr_t": lr_t, "beta1": b1, "beta2": b2, "eps": eps,
               "decay": lr * hp["weight_decay"] if self.decoupled else 0.0}  # fmt: skip
         M, V = slots["exp_avg"], slots["exp_avg_sq"]
         if hp["amsgrad"]:
+            if self._skipped is not None:  # arrays of the device's step number
+                dev = AdamStep(lr, t, self._skipped, True)
+                kw["lr_t"], kw["eps"] = ops.device_adam_constants(dev, b1, b2, hp["eps"])
             return ops.amsgrad(P, G, M, V, slots["max_exp_avg_sq"], **kw)  # type: ignore[no-any-return]
-        return ops.adam(P, G, M, V, **kw, **self._guard())  # type: ignore[no-any-return]
+        # steps the device skipped do not count (GradScaler.step never takes them)
+        step = None if self._skipped is None else AdamStep(lr, t, self._skipped, True)
+        return ops.adam(P, G, M, V, **kw, **self._guard(), step=step)  # type: ignore[no-any-return]
 
 
 class AdamW(Adam):

@@ -11,17 +11,28 @@
 // Constants are formed in double, then rounded once, as the NumPy reference does.
 // ok (nullable): a device flag; when false the step leaves everything untouched, so a
 // non-finite loss never reaches the weights although the host has not looked yet.
+// skipped (nullable): the steps a false ok skipped so far, counted on the device. Then
+// this is step t - *skipped (a skipped step does not count, as Keras and PyTorch never
+// take it) and the bias corrections are formed here, in double as the host forms them:
+// lr_t = lr sqrt(1 - b2^k) / (1 - b1^k), eps scaled by sqrt(1 - b2^k) if scale_eps.
 template <typename P>
 __global__ void gpunet_adam(P* param, P* m, P* v, const P* grad, long long n, double lr_t,
                             double beta1, double beta2, double eps, double decay,
-                            const bool* ok) {
+                            const bool* ok, const int* skipped, double lr, long long t,
+                            int scale_eps) {
     if (ok != 0 && !*ok) return;
+    if (skipped != 0) {
+        const double k = double(t - (long long)*skipped);
+        const double root = sqrt(1.0 - pow(beta2, k));
+        lr_t = lr * root / (1.0 - pow(beta1, k));
+        if (scale_eps) eps *= root;
+    }
     typedef typename gpunet::Math<P>::type M;
-    const M lr = M(lr_t), b1 = M(beta1), c1 = M(1.0 - beta1), b2 = M(beta2),
+    const M lr_ = M(lr_t), b1 = M(beta1), c1 = M(1.0 - beta1), b2 = M(beta2),
             c2 = M(1.0 - beta2), e = M(eps), keep = M(1.0 - decay);
     GPUNET_GRID_STRIDE(i, n) {
         M p_ = M(param[i]), m_ = M(m[i]), v_ = M(v[i]);
-        gpunet::adam_step(p_, m_, v_, M(grad[i]), lr, b1, c1, b2, c2, e, keep);
+        gpunet::adam_step(p_, m_, v_, M(grad[i]), lr_, b1, c1, b2, c2, e, keep);
         param[i] = P(p_);
         m[i] = P(m_);
         v[i] = P(v_);

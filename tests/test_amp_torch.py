@@ -181,3 +181,30 @@ def test_layer_policy_attributes_match_keras():
     finally:
         keras.mixed_precision.set_global_policy("float32")
         gn.mixed_precision.set_global_policy(None)
+
+
+@pytest.mark.parametrize("ac_dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("in_dtype", ["float16", "float32"])
+def test_batch_norm_under_autocast_answers_in_its_input_dtype_as_torch(ac_dtype, in_dtype):
+    # batch_norm is on neither of autocast's lists: a half input gives a half output,
+    # the statistics and running averages stay float32 (torch 2.13, CPU autocast)
+    rng = np.random.default_rng(5)
+    X = (rng.standard_normal((4, 3, 5, 5)) * 2 + 1).astype(in_dtype)
+    tbn = torch.nn.BatchNorm2d(3)
+    gbn = gn.nn.BatchNorm2d(3)
+    with torch.autocast("cpu", dtype=getattr(torch, ac_dtype)):
+        ty = tbn(torch.tensor(X))
+    with gn.autocast("cpu", dtype=ac_dtype):
+        gy = gbn(gn.tensor(X))
+    assert str(ty.dtype) == f"torch.{in_dtype}" and gy.dtype == np.dtype(in_dtype)
+    assert gbn.moving_mean.dtype == np.float32 and tbn.running_mean.dtype == torch.float32
+    tol = 2e-3 if in_dtype == "float16" else 1e-5
+    np.testing.assert_allclose(gy.detach().numpy().astype("float32"), ty.detach().float().numpy(),
+                               atol=tol)  # fmt: skip
+    np.testing.assert_allclose(gbn.moving_mean.numpy(), tbn.running_mean.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(gbn.moving_variance.numpy(), tbn.running_var.numpy(), rtol=1e-4)
+    with gn.autocast("cuda"):  # CUDA autocast: batch norm on no list either
+        assert gbn(gn.tensor(X)).dtype == np.dtype(in_dtype)
+        assert gn.nn.LayerNorm(5)(gn.tensor(X)).dtype == np.float32  # its float32 list
+    with gn.autocast("cpu", dtype=ac_dtype):  # CPU autocast: layer norm follows too
+        assert gn.nn.LayerNorm(5)(gn.tensor(X)).dtype == np.dtype(in_dtype)

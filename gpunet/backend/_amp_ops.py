@@ -8,10 +8,22 @@ The arithmetic is PyTorch's (``_amp_foreach_non_finite_check_and_unscale_``,
 ``_amp_update_scale_``), which Keras' ``LossScaleOptimizer`` shares with growth 2,
 backoff 0.5: ``inv = float32(1 / float64(scale))``; the scale grows only to a finite value.
 The fused form is ``kernels/amp.cu``.
+
+Low-precision GEMMs. Inside a layer under a mixed policy (``mixed_precision.layer_pass``
+sets :func:`gemm_dtype` for the thread), every GEMM of the layer, forward and backward,
+goes through :meth:`AmpOps.matmul`. On a backend with ``lowp_gemm`` it runs in the
+compute dtype: float32 operands rounded to it, the product accumulated in float32, the
+output rounded to it once (what cuBLAS' ``cublasGemmEx`` with half inputs and outputs
+and ``CUBLAS_COMPUTE_32F`` computes, which is how CuPy calls it for float16) and given
+back widened to float32 for the elementwise work around it. The CPU has no half BLAS:
+``NumpyOps`` leaves ``lowp_gemm`` off and computes in float32.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from gpunet.backend import _kernels
@@ -19,11 +31,46 @@ from gpunet.backend import _kernels
 Array = Any
 
 
+class _Gemm(threading.local):
+    dtype: str | None = None  # the low-precision dtype of this thread's GEMMs
+
+
+_GEMM = _Gemm()
+
+
+@contextlib.contextmanager
+def gemm_dtype(compute: str | None) -> Iterator[None]:
+    """GEMMs of this thread run in ``compute`` ("float16", "bfloat16"; None: as given)
+    on backends with ``lowp_gemm``, inside the block."""
+    was, _GEMM.dtype = _GEMM.dtype, compute
+    try:
+        yield
+    finally:
+        _GEMM.dtype = was
+
+
 class AmpOps:
     """Reference implementation, over ``xp``."""
 
     xp: Any
     name: str
+    lowp_gemm = False  # GEMMs under gemm_dtype run in low precision (devices; not the CPU)
+
+    def matmul(self, A: Array, B: Array) -> Array:
+        """``A @ B`` (``xp.matmul``); in the thread's :func:`gemm_dtype` where this
+        backend runs low-precision GEMMs."""
+        if self.lowp_gemm and _GEMM.dtype is not None:
+            return self.lowp_matmul(A, B, _GEMM.dtype)
+        return self.xp.matmul(A, B)
+
+    def lowp_matmul(self, A: Array, B: Array, compute: str) -> Array:
+        """``A @ B`` as a ``compute`` GEMM with float32 accumulation computes it, as
+        float32: operands and output rounded to ``compute`` (the reference, in float32
+        arithmetic; the simulated device runs it)."""
+        from gpunet.mixed_precision import rounded
+
+        return rounded(self, self.xp.matmul(rounded(self, A, compute), rounded(self, B, compute)),
+                       compute)  # fmt: skip
 
     def dtype(self, name: Any) -> Any:
         raise NotImplementedError  # pragma: no cover - Ops defines it

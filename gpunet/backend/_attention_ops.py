@@ -39,6 +39,7 @@ class AttentionCache:
 
 class AttentionOps:
     xp: Any
+    matmul: Any  # AmpOps' (a mixed policy's GEMMs in low precision on a device)
     attention_chunk = 128  # query rows per block on the blocked path
     attention_whole = 1 << 21  # score elements up to which P is kept whole (8 MiB)
 
@@ -167,21 +168,21 @@ class AttentionOps:
             n *= d
         Kt = xp.matrix_transpose(K)
         if keep_probs or dropout > 0.0 or n <= self.attention_whole:
-            P = self.attention_softmax(xp.matmul(Q, Kt), mask, scale=scale, causal=causal,
+            P = self.attention_softmax(self.matmul(Q, Kt), mask, scale=scale, causal=causal,
                                        bias=bias)  # fmt: skip
             D = None
             if dropout > 0.0:
                 D = self.dropout_mask(tuple(P.shape), dropout, P.dtype)  # type: ignore[attr-defined]
-            O = xp.matmul(P if D is None else P * D, V)
+            O = self.matmul(P if D is None else P * D, V)
             cache = AttentionCache(Q, K, V, O, mask, scale, causal, P=P, D=D, bias=bias)
             return O, (P if keep_probs else None), cache
         blocks, lses = [], []
         for r0 in range(0, Tq, self.attention_chunk):
             rows = slice(r0, min(Tq, r0 + self.attention_chunk))
             n = min(Tk, rows.stop) if causal else Tk  # causal: later keys have weight 0
-            S = xp.matmul(Q[..., rows, :], Kt[..., :n])
+            S = self.matmul(Q[..., rows, :], Kt[..., :n])
             P, lse = self.attention_block(S, _cols(mask, n), scale, causal, rows, _cols(bias, n))
-            blocks.append(xp.matmul(_as(xp, P, V.dtype), V[..., :n, :]))
+            blocks.append(self.matmul(_as(xp, P, V.dtype), V[..., :n, :]))
             lses.append(lse)
         O = xp.concat(blocks, axis=-2)
         lse_all = xp.concat(lses, axis=-2)
@@ -195,12 +196,12 @@ class AttentionOps:
         Q, K, V = c.Q, c.K, c.V
         if c.P is not None:
             Pd = c.P if c.D is None else c.P * c.D
-            dPd = xp.matmul(dO, xp.matrix_transpose(V))
+            dPd = self.matmul(dO, xp.matrix_transpose(V))
             dP = dPd if c.D is None else dPd * c.D
             dS = self.backprop_attention_softmax(dP, c.P, c.mask, scale=c.scale, causal=c.causal)
-            dV = xp.matmul(xp.matrix_transpose(Pd), dO)
-            dQ = xp.matmul(dS, K)
-            dK = xp.matmul(xp.matrix_transpose(dS), Q)
+            dV = self.matmul(xp.matrix_transpose(Pd), dO)
+            dQ = self.matmul(dS, K)
+            dK = self.matmul(xp.matrix_transpose(dS), Q)
             return dQ, self._unbroadcast(dK, K), self._unbroadcast(dV, V)
         md = self._math_dtype(Q)
         Kt, Vt = xp.matrix_transpose(K), xp.matrix_transpose(V)
@@ -213,8 +214,8 @@ class AttentionOps:
             rows = slice(r0, min(Tq, r0 + self.attention_chunk))
             n = min(Tk, rows.stop) if c.causal else Tk
             Qc, dOc = Q[..., rows, :], dO[..., rows, :]
-            S = xp.matmul(Qc, Kt[..., :n])
-            dP = xp.matmul(dOc, Vt[..., :n])
+            S = self.matmul(Qc, Kt[..., :n])
+            dP = self.matmul(dOc, Vt[..., :n])
             P, dS = self.backprop_attention_block(
                 S,
                 dP,
@@ -226,9 +227,9 @@ class AttentionOps:
                 rows,
                 _cols(c.bias, n),
             )
-            dQs.append(xp.matmul(dS, K[..., :n, :]))
-            gK = xp.matmul(xp.matrix_transpose(dS), Qc)
-            gV = xp.matmul(xp.matrix_transpose(_as(xp, P, V.dtype)), dOc)
+            dQs.append(self.matmul(dS, K[..., :n, :]))
+            gK = self.matmul(xp.matrix_transpose(dS), Qc)
+            gV = self.matmul(xp.matrix_transpose(_as(xp, P, V.dtype)), dOc)
             if dK is None:
                 dK = xp.zeros((*gK.shape[:-2], Tk, gK.shape[-1]), dtype=gK.dtype, **self._kw())
                 dV = xp.zeros((*gV.shape[:-2], Tk, gV.shape[-1]), dtype=gV.dtype, **self._kw())

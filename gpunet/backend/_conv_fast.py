@@ -55,7 +55,7 @@ def conv2d(
     geo = (tuple(strides), pads, tuple(dilation), groups, Ho, Wo)
     M, cols = N * Ho * Wo, None
     if _pointwise((kh, kw_), strides, pads, groups):
-        Z = xp.matmul(xp.reshape(X, (M, C)), xp.reshape(W, (C, F)))
+        Z = ops.matmul(xp.reshape(X, (M, C)), xp.reshape(W, (C, F)))
     else:
         chunks = ops._chunks(X, kh * kw_, Ho, Wo)
         if len(chunks) == 1:
@@ -102,8 +102,8 @@ def backprop_conv2d(
         dZ, db = fused
     if _pointwise((kh, kw_), strides, pads, groups):
         X2, W2 = xp.reshape(X, (-1, C)), xp.reshape(W, (C, F))
-        dW = xp.reshape(xp.matmul(xp.matrix_transpose(X2), dZ), W.shape)
-        dX = xp.reshape(xp.matmul(dZ, xp.matrix_transpose(W2)), X.shape) if need_dX else None
+        dW = xp.reshape(ops.matmul(xp.matrix_transpose(X2), dZ), W.shape)
+        dX = xp.reshape(ops.matmul(dZ, xp.matrix_transpose(W2)), X.shape) if need_dX else None
         return dX, dW, db
     K, Fg, P = kh * kw_, F // groups, Ho * Wo
     Wg = [xp.reshape(W[..., g * Fg : (g + 1) * Fg], (K * Cg, Fg)) for g in range(groups)]
@@ -117,10 +117,10 @@ def backprop_conv2d(
         for g in range(groups):
             cg = xp.reshape(c if groups == 1 else c[..., g * Cg : (g + 1) * Cg], (-1, K * Cg))
             dZg = dZc if groups == 1 else dZc[:, g * Fg : (g + 1) * Fg]
-            part = xp.matmul(xp.matrix_transpose(cg), dZg)
+            part = ops.matmul(xp.matrix_transpose(cg), dZg)
             dWg[g] = part if dWg[g] is None else dWg[g] + part
             if need_dX:
-                dc = xp.matmul(dZg, xp.matrix_transpose(Wg[g]))
+                dc = ops.matmul(dZg, xp.matrix_transpose(Wg[g]))
                 dcols.append(xp.reshape(dc, (j - i, Ho, Wo, K, Cg)))
         if need_dX:
             dc = dcols[0] if groups == 1 else xp.concat(dcols, axis=-1)

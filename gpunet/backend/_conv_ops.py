@@ -56,6 +56,7 @@ class ConvOps:
     device_kw: dict[str, Any]
     activation: Any  # ActivationOps' (Ops mixes both in)
     backprop_activation: Any
+    matmul: Any  # AmpOps' (a mixed policy's GEMMs in low precision on a device)
 
     def conv2d(
         self,
@@ -89,7 +90,9 @@ class ConvOps:
         Wo = conv_out_size(Wd, kw, strides[1], dilation[1], sum(pads[1]))
         geo = (strides, pads, dilation, groups, Ho, Wo)
         if kh == kw == 1 and strides == (1, 1) and pads == ((0, 0), (0, 0)) and groups == 1:
-            Y = xp.reshape(xp.matmul(xp.reshape(X, (-1, C)), xp.reshape(W, (C, F))), (N, H, Wd, F))
+            Y = xp.reshape(
+                self.matmul(xp.reshape(X, (-1, C)), xp.reshape(W, (C, F))), (N, H, Wd, F)
+            )
         else:
             chunks = [
                 self._conv_gemm(self._im2col(X[i:j, ...], (kh, kw), geo), W, groups)
@@ -118,8 +121,8 @@ class ConvOps:
         db = xp.sum(dY, axis=(0, 1, 2)) if need_db else None
         if kh == kw == 1 and strides == (1, 1) and pads == ((0, 0), (0, 0)) and groups == 1:
             X2, dY2, W2 = xp.reshape(X, (-1, C)), xp.reshape(dY, (-1, F)), xp.reshape(W, (C, F))
-            dW = xp.reshape(xp.matmul(xp.matrix_transpose(X2), dY2), W.shape)
-            dX = xp.reshape(xp.matmul(dY2, xp.matrix_transpose(W2)), X.shape) if need_dX else None
+            dW = xp.reshape(self.matmul(xp.matrix_transpose(X2), dY2), W.shape)
+            dX = xp.reshape(self.matmul(dY2, xp.matrix_transpose(W2)), X.shape) if need_dX else None
             return dX, dW, db
         K, Fg = kh * kw, F // groups
         Wg = [xp.reshape(W[..., g * Fg : (g + 1) * Fg], (K * Cg, Fg)) for g in range(groups)]
@@ -133,10 +136,10 @@ class ConvOps:
             for g in range(groups):
                 cg = xp.reshape(cols[..., g * Cg : (g + 1) * Cg], (n * Ho * Wo, K * Cg))
                 dYg = dYc[:, g * Fg : (g + 1) * Fg]
-                part = xp.matmul(xp.matrix_transpose(cg), dYg)
+                part = self.matmul(xp.matrix_transpose(cg), dYg)
                 dWg[g] = part if dWg[g] is None else dWg[g] + part
                 if need_dX:
-                    dc = xp.matmul(dYg, xp.matrix_transpose(Wg[g]))
+                    dc = self.matmul(dYg, xp.matrix_transpose(Wg[g]))
                     dcols.append(xp.reshape(dc, (n, Ho, Wo, K, Cg)))
             if need_dX:
                 dc = dcols[0] if groups == 1 else xp.concat(dcols, axis=-1)
@@ -206,7 +209,7 @@ class ConvOps:
         for g in range(groups):
             Wg = xp.reshape(W[..., g * Cg : (g + 1) * Cg], (K * Fg, Cg))
             Xg = xp.reshape(X[..., g * Cg : (g + 1) * Cg], (-1, Cg))
-            parts.append(xp.reshape(xp.matmul(Xg, xp.matrix_transpose(Wg)), (N, H, Wd, K, Fg)))
+            parts.append(xp.reshape(self.matmul(Xg, xp.matrix_transpose(Wg)), (N, H, Wd, K, Fg)))
         dcols = parts[0] if groups == 1 else xp.concat(parts, axis=-1)
         Y = self._col2im(dcols, (N, *out_size, Fg * groups), (kh, kw), geo)
         if b is not None:
@@ -265,7 +268,7 @@ class ConvOps:
         for g in range(groups):
             cg = cols if groups == 1 else cols[..., g * Cg : (g + 1) * Cg]
             Wg = W if groups == 1 else W[..., g * Fg : (g + 1) * Fg]
-            out.append(xp.matmul(xp.reshape(cg, (-1, K * Cg)), xp.reshape(Wg, (K * Cg, Fg))))
+            out.append(self.matmul(xp.reshape(cg, (-1, K * Cg)), xp.reshape(Wg, (K * Cg, Fg))))
         Y = out[0] if groups == 1 else xp.concat(out, axis=-1)
         return xp.reshape(Y, (n, Ho, Wo, F))
 

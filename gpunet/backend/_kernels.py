@@ -321,15 +321,20 @@ def sigmoid_bce(Z: Any, T: Any, scale: Any, smoothing: float) -> tuple[Any, Any]
 
 
 def adam(P: Any, G: Any, M: Any, V: Any, *, lr_t: float, beta1: float, beta2: float,
-         eps: float, decay: float, ok: Any = None) -> None:  # fmt: skip
+         eps: float, decay: float, ok: Any = None, step: Any = None) -> None:  # fmt: skip
     """One Adam/AdamW step updating ``P``, ``M`` and ``V`` in place; a false
-    device flag ``ok`` skips it without a host read."""
+    device flag ``ok`` skips it without a host read. ``step`` (``AdamStep``): the
+    kernel forms the bias corrections of step ``t - skipped`` itself."""
     dtype = P.dtype.name
     for what, X in (("P", P), ("G", G), ("M", M), ("V", V)):
         _check(what, X, dtype, tuple(P.shape))
+    if step is not None:
+        _check("skipped", step.skipped, "int32", ())
+    dev = (_NULL, _f64(0.0), _i64(0), numpy.int32(0)) if step is None else (
+        step.skipped, _f64(step.lr), _i64(step.t), numpy.int32(step.scale_eps))  # fmt: skip
     _launch("optimizers.cu", f"gpunet_adam<{CTYPE[dtype]}>", P.size, BLOCK,
             (P, M, V, G, _i64(P.size), _f64(lr_t), _f64(beta1), _f64(beta2), _f64(eps),
-             _f64(decay), _NULL if ok is None else ok))  # fmt: skip
+             _f64(decay), _NULL if ok is None else ok, *dev))  # fmt: skip
 
 
 def sgd(P: Any, G: Any, Vel: Any, *, lr: float, momentum: float, nesterov: bool,

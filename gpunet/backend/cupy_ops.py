@@ -42,6 +42,22 @@ class FusedOps(FusedAmpOps, FusedRecurrentOps, FusedAttention, Ops):
 
     reads_are_free = False  # device kernels: the loss is checked by a device flag (also
     # over the host build, so tests run the guarded path the GPU runs)
+    lowp_gemm = True  # a mixed policy's GEMMs as half GEMMs: tensor cores
+
+    # -- low-precision GEMMs ------------------------------------------------------------
+    def lowp_matmul(self, A: Array, B: Array, compute: str) -> Array:
+        """``A @ B`` as a ``compute`` GEMM, widened to float32. float16: a float16 matmul,
+        which CuPy runs as ``cublasGemmEx`` (half in and out, ``CUBLAS_COMPUTE_32F``,
+        tensor-op algorithm): float32 accumulation, one rounding at the output. bfloat16
+        through ``ml_dtypes`` the same where CuPy takes it (see ``_bf16``), else the
+        reference's float32 arithmetic rounded alike."""
+        xp = self.xp
+        low = self.dtype("float16") if compute == "float16" else _bf16(xp)
+        if low is None:
+            return super().lowp_matmul(A, B, compute)
+        with numpy.errstate(over="ignore"):  # overflow to inf is what loss scaling detects
+            A, B = (X if X.dtype == low else xp.astype(X, low) for X in (A, B))
+        return xp.astype(xp.matmul(A, B), self.dtype("float32"))
 
     # -- dense layer and activations -------------------------------------------------
     def dense(
@@ -160,13 +176,13 @@ class FusedOps(FusedAmpOps, FusedRecurrentOps, FusedAttention, Ops):
     def adam(
         self, P: Array, G: Array, M: Array, V: Array,
         *, lr_t: float, beta1: float, beta2: float, eps: float, decay: float = 0.0,
-        ok: Array | None = None,
+        ok: Array | None = None, step: Any = None,
     ) -> tuple[Array, Array, Array]:  # fmt: skip
+        kw = {"lr_t": lr_t, "beta1": beta1, "beta2": beta2, "eps": eps, "decay": decay,
+              "ok": ok, "step": step}  # fmt: skip
         if _kernels.fast_dtype(P, G, M, V) is None or not _same_shape(P, G, M, V):
-            return super().adam(P, G, M, V, lr_t=lr_t, beta1=beta1, beta2=beta2, eps=eps,
-                                decay=decay, ok=ok)  # fmt: skip
-        _kernels.adam(P, G, M, V, lr_t=lr_t, beta1=beta1, beta2=beta2, eps=eps, decay=decay,
-                      ok=ok)  # fmt: skip
+            return super().adam(P, G, M, V, **kw)
+        _kernels.adam(P, G, M, V, **kw)
         return P, M, V
 
     def sgd(
@@ -262,6 +278,44 @@ class FusedOps(FusedAmpOps, FusedRecurrentOps, FusedAttention, Ops):
         return dZ, (self.xp.sum(dZ, axis=0) if need_db else None)
 
 
+_BF16: dict[Any, Any] = {}  # namespace -> the bfloat16 dtype its matmul takes, or None
+
+
+def _bf16(xp: Any) -> Any:
+    """ml_dtypes' bfloat16 where ``xp`` is CuPy and its matmul takes it (CuPy 14 maps it
+    to ``CUDA_R_16BF`` with ``CUBLAS_COMPUTE_32F``), else None: NumPy's matmul of it is
+    not cuBLAS' (it answers in float32, rounded otherwise), an older CuPy refuses it."""
+    if xp not in _BF16:
+        _BF16[xp] = None
+        if xp is not numpy:
+            try:
+                import ml_dtypes
+                from cupy._core import _routines_linalg
+
+                dt = numpy.dtype(ml_dtypes.bfloat16)
+                _routines_linalg.to_compute_type_index(dt)  # TypeError where not taken
+                _BF16[xp] = dt
+            except (ImportError, TypeError, AttributeError):
+                pass
+    return _BF16[xp]
+
+
+def refuse_bfloat16(op: str, X: Any, dtype: Any = None) -> None:
+    """Raise a ``DeviceError`` naming ``op`` if ``X`` or ``dtype`` is bfloat16: the CUDA
+    backend holds bfloat16 values in float32 arrays (its kernels and GEMMs take them so).
+
+    Example:
+        >>> refuse_bfloat16("asarray", numpy.zeros(2, "float32"))  # float32: fine
+    """
+    if "bfloat16" in f"{dtype} {getattr(X, 'dtype', '')}":
+        raise DeviceError(
+            f"{op}: bfloat16 arrays are not taken on 'cuda' (CuPy's bfloat16 is experimental "
+            "and most ops here do not take it); give float32 data and use the "
+            "'mixed_bfloat16' policy or gn.autocast(dtype=\"bfloat16\"): they keep bfloat16 "
+            "values in float32 arrays and run the GEMMs in bfloat16"
+        )
+
+
 def _scalar(scale: Any) -> Any:
     return float(scale) if isinstance(scale, Real) else scale
 
@@ -323,6 +377,7 @@ class CupyOps(FusedOps):
 
     # -- creation and transfer ---------------------------------------------------------
     def asarray(self, X: Any, dtype: Any = None) -> Array:
+        refuse_bfloat16("asarray", X, dtype)
         with self._dev:
             return self.xp.asarray(X, dtype=None if dtype is None else numpy.dtype(dtype))
 

@@ -42,6 +42,9 @@ class NumpyOps(HostConvOps, HostRecurrentOps, Ops):
         self.host: Any = _host.load()  # HostKernels, or None: the NumPy paths
         self._owned: dict[int, tuple[np.ndarray, int]] = {}
 
+    def matmul(self, A: Array, B: Array) -> Array:
+        return np.matmul(A, B)  # no half BLAS: a mixed policy's GEMMs stay float32
+
     def to_numpy(self, X: Array) -> np.ndarray:
         return np.asarray(X)  # host memory already: not a sync
 
@@ -269,13 +272,14 @@ class NumpyOps(HostConvOps, HostRecurrentOps, Ops):
         eps: float,
         decay: float = 0.0,
         ok: Array | None = None,
+        step: Any = None,
     ) -> tuple[Array, Array, Array]:
         # a step guard comes only from devices; the reference returns new arrays for it
-        suffix = None if self.host is None or ok is not None else _fast(P, G, M, V)
+        guarded = ok is not None or step is not None
+        suffix = None if self.host is None or guarded else _fast(P, G, M, V)
         if suffix is None:
-            return super().adam(
-                P, G, M, V, lr_t=lr_t, beta1=beta1, beta2=beta2, eps=eps, decay=decay
-            )
+            return super().adam(P, G, M, V, lr_t=lr_t, beta1=beta1, beta2=beta2, eps=eps,
+                                decay=decay, step=step)  # fmt: skip
         addr = self._addr
         self.host.adam[suffix](
             addr(P), addr(G), addr(M), addr(V), P.size, lr_t, beta1, beta2, eps, 1.0 - decay

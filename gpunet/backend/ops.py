@@ -182,7 +182,7 @@ class Ops(
             A = xp.matrix_transpose(A)
         if trans2:
             B = xp.matrix_transpose(B)
-        return xp.matmul(A, B)
+        return self.matmul(A, B)
 
     def dense(
         self, X: Array, W: Array, b: Array | None, activation: str = "linear", **kw: Any

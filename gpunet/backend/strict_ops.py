@@ -53,6 +53,7 @@ class StrictOps(Ops):
     is_host = False
     reads_are_free = False
     accum_dtype = "float32"  # no float64 on this device
+    lowp_gemm = True  # as a GPU: a mixed policy's GEMMs in its dtype (AmpOps.lowp_matmul)
 
     def __init__(self, memory_limit: int | None = None, index: int = 0) -> None:
         super().__init__()

@@ -218,23 +218,23 @@ def _gates(rdp: Array | None, n: int, first: int, stop: int) -> Array | None:
     return rdp if rdp is None or rdp.shape[-1] == n else rdp[:, first * n : stop * n]
 
 
-def _rec(xp: Any, h: Array, U: Array, rdp: Array | None, n: int) -> Array:
+def _rec(ops: Any, h: Array, U: Array, rdp: Array | None, n: int) -> Array:
     """``h @ U`` with recurrent dropout: one mask (batch, n) for every gate, or one per
     gate (batch, gates·n), each gate's block of ``U`` then reading its own."""
     if rdp is None or rdp.shape[-1] == n:
-        return xp.matmul(h if rdp is None else h * rdp, U)
-    return xp.concat([xp.matmul(h * rdp[:, g * n : (g + 1) * n], U[:, g * n : (g + 1) * n])
+        return ops.matmul(h if rdp is None else h * rdp, U)
+    return ops.xp.concat([ops.matmul(h * rdp[:, g * n : (g + 1) * n], U[:, g * n : (g + 1) * n])
                       for g in range(U.shape[1] // n)], axis=1)  # fmt: skip
 
 
-def _rec_back(xp: Any, dz: Array, Ut: Array, rdp: Array | None, n: int) -> Array:
+def _rec_back(ops: Any, dz: Array, Ut: Array, rdp: Array | None, n: int) -> Array:
     """The gradient of ``h`` through :func:`_rec` (``Ut`` is ``U`` transposed)."""
     if rdp is None or rdp.shape[-1] == n:
-        dh = xp.matmul(dz, Ut)
+        dh = ops.matmul(dz, Ut)
         return dh if rdp is None else dh * rdp
     dh = None
     for g in range(Ut.shape[0] // n):
-        part = xp.matmul(dz[:, g * n : (g + 1) * n], Ut[g * n : (g + 1) * n, :])
+        part = ops.matmul(dz[:, g * n : (g + 1) * n], Ut[g * n : (g + 1) * n, :])
         part = part * rdp[:, g * n : (g + 1) * n]
         dh = part if dh is None else dh + part
     return dh
@@ -255,28 +255,28 @@ def _forward_steps(ops: Any, cell: Cell, Zx: Array, U: Array, b_rec: Array | Non
                    C: Array, ZH: Array, RH: Array, M: Array | None,
                    rdp: Array | None) -> None:  # fmt: skip
     """The forward time loop on any backend (``ops.recurrent_loops`` has the fast ones)."""
-    xp, n, kind = ops.xp, cell.units, cell.kind
+    n, kind = cell.units, cell.kind
     act, rec = cell.activation, cell.recurrent_activation
     for t in range(Zx.shape[0]):
         m = None if M is None else M[t, ...]
         if kind == "simple":
-            Zx[t, ...] += _rec(xp, H[t, ...], U, rdp, n)
+            Zx[t, ...] += _rec(ops, H[t, ...], U, rdp, n)
             H[t + 1, ...] = ops.rnn_step(Zx[t, ...], H[t, ...], m, act)
         elif kind == "lstm":
-            Zx[t, ...] += _rec(xp, H[t, ...], U, rdp, n)
+            Zx[t, ...] += _rec(ops, H[t, ...], U, rdp, n)
             H[t + 1, ...], C[t + 1, ...] = ops.lstm_step(
                 Zx[t, ...], C[t, ...], H[t, ...], m, act, rec
             )
         elif ZH is not None:  # GRU, reset_after
-            zh = _rec(xp, H[t, ...], U, rdp, n)
+            zh = _rec(ops, H[t, ...], U, rdp, n)
             ZH[t, ...] = zh if b_rec is None else zh + b_rec
             H[t + 1, ...] = ops.gru_step(Zx[t, ...], ZH[t, ...], H[t, ...], m, act, rec)
         else:  # GRU, reset gate before the candidate's product
             rz, rh = _gates(rdp, n, 0, 2), _gates(rdp, n, 2, 3)
-            Zx[t, :, : 2 * n] = Zx[t, :, : 2 * n] + _rec(xp, H[t, ...], U[:, : 2 * n], rz, n)
+            Zx[t, :, : 2 * n] = Zx[t, :, : 2 * n] + _rec(ops, H[t, ...], U[:, : 2 * n], rz, n)
             hp = H[t, ...] if rh is None else H[t, ...] * rh
             RH[t, ...] = ops.activation(rec, Zx[t, :, n : 2 * n]) * hp
-            Zx[t, :, 2 * n :] = Zx[t, :, 2 * n :] + xp.matmul(RH[t, ...], U[:, 2 * n :])
+            Zx[t, :, 2 * n :] = Zx[t, :, 2 * n :] + ops.matmul(RH[t, ...], U[:, 2 * n :])
             H[t + 1, ...] = ops.gru_step(Zx[t, ...], None, H[t, ...], m, act, rec)
 
 
@@ -284,7 +284,7 @@ def _backward_steps(ops: Any, cell: Cell, Zx: Array, Ut: Array, H: Array, C: Arr
                     ZH: Array, M: Array | None, rdp: Array | None, ds: list[Array | None],
                     dO: Array | None, dlast: Array | None) -> tuple[Any, Any]:  # fmt: skip
     """The backward time loop on any backend: ``(dh, dc)`` of the first states."""
-    xp, n, kind = ops.xp, cell.units, cell.kind
+    n, kind = cell.units, cell.kind
     act, rec = cell.activation, cell.recurrent_activation
     T, B = Zx.shape[:2]
     gru_after = ZH is not None
@@ -298,26 +298,26 @@ def _backward_steps(ops: Any, cell: Cell, Zx: Array, Ut: Array, H: Array, C: Arr
             dh = dh + dlast
         if kind == "simple":
             dz, carry = ops.backprop_rnn_step(dh, Zx[t, ...], m, act)
-            dhp, dh_keep = _rec_back(xp, dz, Ut, rdp, n), carry
+            dhp, dh_keep = _rec_back(ops, dz, Ut, rdp, n), carry
         elif kind == "lstm":
             dz, carry, dc = ops.backprop_lstm_step(dh, dc, Zx[t, ...], C[t, ...], m, act, rec)
-            dhp, dh_keep = _rec_back(xp, dz, Ut, rdp, n), carry
+            dhp, dh_keep = _rec_back(ops, dz, Ut, rdp, n), carry
         elif gru_after:
             dz, dzh, dh_keep = ops.backprop_gru_step(
                 dh, Zx[t, ...], ZH[t, ...], H[t, ...], m, act, rec
             )
             ZH[t, ...] = dzh
-            dhp = _rec_back(xp, dzh, Ut, rdp, n)
+            dhp = _rec_back(ops, dzh, Ut, rdp, n)
         else:
             dz, _, dh_keep = ops.backprop_gru_step(dh, Zx[t, ...], None, H[t, ...], m, act, rec)
             pre_r = Zx[t, :, n : 2 * n]
             r = ops.activation(rec, pre_r)
             rz, rh = _gates(rdp, n, 0, 2), _gates(rdp, n, 2, 3)
             hp = H[t, ...] if rh is None else H[t, ...] * rh
-            drh = xp.matmul(dz[:, 2 * n :], Ut[2 * n :, :])
+            drh = ops.matmul(dz[:, 2 * n :], Ut[2 * n :, :])
             dz[:, n : 2 * n] = ops.backprop_activation(rec, drh * hp, pre_r, r)
             dhp = (drh * r if rh is None else drh * r * rh) + _rec_back(
-                xp, dz[:, : 2 * n], Ut[: 2 * n, :], rz, n
+                ops, dz[:, : 2 * n], Ut[: 2 * n, :], rz, n
             )
         Zx[t, ...] = dz  # the history turns into the gradient history, step by step
         dh = dhp if dh_keep is None else dhp + dh_keep

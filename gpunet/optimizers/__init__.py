@@ -18,10 +18,10 @@ Example:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from gpunet import schedules
+from gpunet.backend._optim_ops import AdamStep, adam_constants
 from gpunet.errors import InvalidParameterError
 from gpunet.optimizers._base import Optimizer, _prob
 from gpunet.optimizers._base import _FlatGroup as _FlatGroup  # sklearn binds its own
@@ -90,18 +90,23 @@ class Adam(Optimizer):
         super().__init__(learning_rate, **kwargs)
 
     def update(self, ops: Any, P: Any, G: Any, slots: dict[str, Any], lr: float) -> None:
-        t = self.iterations + 1
-        c2 = math.sqrt(1.0 - self.beta_2**t)
-        kw = {"lr_t": lr * c2 / (1.0 - self.beta_1**t), "beta1": self.beta_1,
-              "beta2": self.beta_2, "eps": self.epsilon,
+        t = self._iterations + 1
+        lr_t, eps = adam_constants(lr, t, self.beta_1, self.beta_2, self.epsilon, False)
+        kw = {"lr_t": lr_t, "beta1": self.beta_1, "beta2": self.beta_2, "eps": eps,
               "decay": lr * self.weight_decay}  # fmt: skip
         M, V = slots["m"], slots["v"]
         if self.amsgrad:  # the reference only: no fused kernel for the rare variant
+            if self._skipped is not None:  # arrays of the device's step number
+                dev = AdamStep(lr, t, self._skipped, False)
+                b1, b2 = self.beta_1, self.beta_2
+                kw["lr_t"], kw["eps"] = ops.device_adam_constants(dev, b1, b2, self.epsilon)
             self._write(
                 ops, (P, M, V, slots["v_hat"]), ops.amsgrad(P, G, M, V, slots["v_hat"], **kw)
             )
         else:
-            self._write(ops, (P, M, V), ops.adam(P, G, M, V, **kw, **self._guard()))
+            # steps the device skipped do not count (Keras never takes them)
+            step = None if self._skipped is None else AdamStep(lr, t, self._skipped, False)
+            self._write(ops, (P, M, V), ops.adam(P, G, M, V, **kw, **self._guard(), step=step))
 
     def get_config(self) -> dict[str, Any]:
         extra = {"amsgrad": True} if self.amsgrad else {}  # the file schema knows no key else

@@ -9,8 +9,11 @@ way.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
+
+import numpy as np
 
 from gpunet.errors import InvalidParameterError
 from gpunet.schedules import LearningRateSchedule
@@ -23,6 +26,7 @@ class _FlatGroup:
         self.ops, self.params = ops, params
         self.hp: dict[str, Any] = {}  # gn.optim: the parameter group's hyperparameters
         self.steps = [0] * len(params)  # gn.optim: steps taken by each parameter
+        self.skipped: Any = None  # 0-d int32 on the device: steps a device flag skipped
         dtype = params[0].dtype
         sizes = [int(math.prod(p.shape)) for p in params]
         n = sum(sizes)
@@ -97,7 +101,7 @@ class Optimizer:
         if not hasattr(self, "slots"):
             self.slots = {}
         self.name = name or type(self).__name__.lower()
-        self.iterations = 0
+        self._iterations = 0  # steps called; those a device flag skipped are in skipped
         self.groups: list[_FlatGroup] = []
         if params is not None:
             self.build(params)
@@ -107,7 +111,8 @@ class Optimizer:
     def learning_rate(self) -> float:
         """The rate of the next step (a schedule is evaluated at ``iterations``)."""
         lr = self._lr
-        return float(lr(self.iterations)) if isinstance(lr, LearningRateSchedule) else lr
+        # the host's count: on a device a schedule counts the steps it skipped too
+        return float(lr(self._iterations)) if isinstance(lr, LearningRateSchedule) else lr
 
     @learning_rate.setter
     def learning_rate(self, value: Any) -> None:
@@ -129,6 +134,22 @@ class Optimizer:
                 f"The 'learning_rate' parameter must be a float > 0, got {value!r}"
             )
         self._lr = float(value)
+
+    @property
+    def iterations(self) -> int:
+        """Steps taken (Keras' ``optimizer.iterations``): a step a device flag skipped
+        (a non-finite gradient under loss scaling) does not count, as in Keras. The
+        device counts those, so reading this after one is a host read."""
+        for g in self.groups:
+            if g.skipped is not None:
+                return self._iterations - int(g.ops.to_numpy(g.skipped))
+        return self._iterations
+
+    @iterations.setter
+    def iterations(self, value: int) -> None:
+        self._iterations = int(value)
+        for g in self.groups:  # the count given is of steps taken
+            g.skipped = None
 
     # -- parameters -------------------------------------------------------------------
     @property
@@ -173,6 +194,8 @@ class Optimizer:
         self.groups = [_FlatGroup(ops, g.params, dict.fromkeys(g.slots, 0.0)) for g in old]
         for g, was, state in zip(self.groups, old, saved, strict=True):
             g.hp, g.steps = was.hp, was.steps
+            if was.skipped is not None:
+                g.skipped = ops.asarray(was.ops.to_numpy(was.skipped))
             for k, v in state.items():
                 ops.assign(g.slots[k], ops.asarray(v))
 
@@ -188,12 +211,21 @@ class Optimizer:
         if not self.groups:
             raise RuntimeError("the optimizer has no parameters: pass params= or compile a model")
         self._when = when
+        # a guarded step may be one to skip: its non-finite arithmetic is thrown away
+        quiet = np.errstate(all="ignore") if when is not None else contextlib.nullcontext()
         try:
-            self._step()
+            with quiet:
+                self._step()
         finally:
             self._when = None
+        if when is not None:  # counted on the device: the host never learns of a skip
+            for g in self.groups:
+                xp = g.ops.xp
+                missed = xp.astype(xp.logical_not(when), g.ops.dtype("int32"))
+                g.skipped = xp.asarray(missed if g.skipped is None else g.skipped + missed)
 
     _when: Any = None
+    _skipped: Any = None  # the updating group's device count of skipped steps
 
     def _guard(self) -> dict[str, Any]:
         """``ok=`` for ops that update in place (empty when there is no guard)."""
@@ -212,12 +244,13 @@ class Optimizer:
                     slots = {k: g.views(v, i) for k, v in g.slots.items()}
                     grad = g.ops.xp.reshape(p._grad, (-1,))
                     self._update_group(g, lr, g.views(g.P, i), grad, slots)
-        self.iterations += 1
+        self._iterations += 1
 
     def _update_group(
         self, g: _FlatGroup, lr: float, P: Any, G: Any, slots: dict[str, Any]
     ) -> None:
         ops, xp = g.ops, g.ops.xp
+        self._skipped = g.skipped
         if self.clipvalue is not None:
             ops.assign(G, xp.clip(G, -self.clipvalue, self.clipvalue))
         if self.clipnorm is not None:

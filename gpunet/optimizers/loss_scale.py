@@ -9,9 +9,10 @@ under the ``"mixed_float16"`` policy (``auto_scale_loss=True``, as Keras).
 The unscale and the finiteness check are one pass over each flat gradient buffer
 (``ops.unscale_check``), the scale update a device-side op (``ops.update_scale``): on a
 GPU the step reads nothing back and the skip is the optimizer kernels' ``ok`` guard.
-There the inner optimizer's ``iterations`` counts skipped steps too (the host never
-learns of them); where reads are free (the CPU) a skipped step is skipped on the host,
-``iterations`` included, as in Keras.
+A skipped step is not a step, as in Keras (whose inner optimizer never runs then): on a
+device the inner optimizer counts the skips there, so neither Adam's bias correction
+nor ``iterations`` advances; where reads are free (the CPU) it is skipped on the host.
+(A learning-rate schedule is evaluated at the host's count of steps, skips included.)
 
 Example:
     >>> import numpy as np, gpunet as gn

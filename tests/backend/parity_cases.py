@@ -866,6 +866,32 @@ def _loss_scale_cases() -> list[Case]:
             *(_update_scale_case(f, c) for f in (0, 1) for c in (0, 1, 2))]  # fmt: skip
 
 
+# -- GEMMs: xp.matmul, and a mixed policy's low-precision GEMM --------------------------
+def _matmul_case(compute: str | None) -> Case:
+    shapes = {"0": ((0, 3), (3, 2)), "1": ((1, 1), (1, 1)), "odd": ((3, 5), (5, 7)),
+              "above": ((17, 33), (33, 9))}  # fmt: skip
+
+    def build(size: str, rng: np.random.Generator) -> Inputs:
+        sa, sb = shapes[size]
+        A, B = rng.standard_normal(sa) * 4, rng.standard_normal(sb)
+        if size == "above":
+            A[0, 3] = 1e5  # past float16's range: inf there, as the GPU's cast gives
+        return {"A": A, "B": B}
+
+    def call(ops: Any, a: Inputs) -> tuple[Any, ...]:
+        if compute is None:
+            return (ops.matmul(a["A"], a["B"]),)
+        out = ops.lowp_matmul(a["A"], a["B"], compute)  # float32, holding compute values
+        return (ops.xp.astype(out, a["A"].dtype),)
+
+    # one rounding to half at the output; summation orders differ by a half ulp or so
+    tol = None if compute is None else {"float32": 2e-3, "float64": 2e-3}
+    name, op = (
+        ("matmul", "matmul") if compute is None else (f"lowp_matmul:{compute}", "lowp_matmul")
+    )
+    return Case(name, (op,), build, call, tol=tol)
+
+
 def all_cases() -> list[Case]:
     cases = [
         *(_activation_case(name, kw) for name, kw in ACTIVATION_SPECS),
@@ -896,6 +922,7 @@ def all_cases() -> list[Case]:
         *_attention_cases(),
         *_loss_scale_cases(),
         *(_loop_case(c, m) for c in ("lstm", "gru") for m in (False, True)),
+        *(_matmul_case(c) for c in (None, "float16", "bfloat16")),
     ]
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "two parity cases share a name"

@@ -61,3 +61,34 @@ def test_the_loss_scale_kernels_match_the_reference_on_the_gpu():
             got = out
     for a, b in zip(got, out, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("compute", ["float16", "bfloat16"])
+def test_half_gemms_on_the_gpu_are_the_simulated_devices_model(compute):
+    # cublasGemmEx, half in/out, float32 accumulation: the simulated device's model,
+    # up to the order of the float32 sums (a half ulp at the output at most)
+    import cupy
+
+    from gpunet.backend.strict_ops import StrictOps
+
+    gpu, sim = gn.get_ops("cuda"), StrictOps()
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((512, 768)).astype("float32")
+    B = rng.standard_normal((768, 256)).astype("float32")
+    seen = []
+    real = cupy.matmul
+
+    def spy(a, b, *args, **kw):
+        seen.append((a.dtype.name, b.dtype.name))
+        return real(a, b, *args, **kw)
+
+    cupy.matmul = spy
+    try:
+        got = gpu.to_numpy(gpu.lowp_matmul(gpu.asarray(A), gpu.asarray(B), compute))
+    finally:
+        cupy.matmul = real
+    want = sim.to_numpy(sim.lowp_matmul(sim.asarray(A), sim.asarray(B), compute))
+    if compute == "float16":
+        assert seen == [("float16", "float16")]
+    ulp = 2.0**-10 if compute == "float16" else 2.0**-7
+    np.testing.assert_allclose(got, want, rtol=ulp, atol=ulp)
