@@ -175,6 +175,16 @@ class AttentionOps:
             O = xp.matmul(P if D is None else P * D, V)
             cache = AttentionCache(Q, K, V, O, mask, scale, causal, P=P, D=D, bias=bias)
             return O, (P if keep_probs else None), cache
+        O, lse = self._blocked_attention(Q, K, V, mask, scale, causal, bias)
+        return O, None, AttentionCache(Q, K, V, O, mask, scale, causal, lse=lse, bias=bias)
+
+    def _blocked_attention(
+        self, Q: Array, K: Array, V: Array, mask: Any, scale: float, causal: bool, bias: Any
+    ) -> tuple[Array, Array]:
+        """``(O, lse)`` over blocks of ``attention_chunk`` query rows."""
+        xp = self.xp
+        Kt = xp.matrix_transpose(K)
+        Tq, Tk = Q.shape[-2], K.shape[-2]
         blocks, lses = [], []
         for r0 in range(0, Tq, self.attention_chunk):
             rows = slice(r0, min(Tq, r0 + self.attention_chunk))
@@ -183,9 +193,7 @@ class AttentionOps:
             P, lse = self.attention_block(S, _cols(mask, n), scale, causal, rows, _cols(bias, n))
             blocks.append(xp.matmul(_as(xp, P, V.dtype), V[..., :n, :]))
             lses.append(lse)
-        O = xp.concat(blocks, axis=-2)
-        lse_all = xp.concat(lses, axis=-2)
-        return O, None, AttentionCache(Q, K, V, O, mask, scale, causal, lse=lse_all, bias=bias)
+        return xp.concat(blocks, axis=-2), xp.concat(lses, axis=-2)
 
     def backprop_attention(self, dO: Array, cache: AttentionCache) -> tuple[Array, Array, Array]:
         """``(dQ, dK, dV)`` of :meth:`attention` (``dK``/``dV`` summed over any axes
@@ -202,11 +210,18 @@ class AttentionOps:
             dQ = xp.matmul(dS, K)
             dK = xp.matmul(xp.matrix_transpose(dS), Q)
             return dQ, self._unbroadcast(dK, K), self._unbroadcast(dV, V)
+        return self._blocked_backprop(dO, c)
+
+    def _blocked_backprop(self, dO: Array, c: AttentionCache) -> tuple[Array, Array, Array]:
+        """``(dQ, dK, dV)`` of :meth:`_blocked_attention`, the weights recomputed."""
+        xp = self.xp
+        Q, K, V = c.Q, c.K, c.V
         md = self._math_dtype(Q)
         Kt, Vt = xp.matrix_transpose(K), xp.matrix_transpose(V)
         Tq, Tk = Q.shape[-2], K.shape[-2]
         dQs: list[Array] = []
-        dK = dV = None
+        dK: Any = None
+        dV: Any = None
         assert c.lse is not None
         Dsum_all = xp.sum(_as(xp, dO, md) * _as(xp, c.O, md), axis=-1, keepdims=True)
         for r0 in range(0, Tq, self.attention_chunk):
@@ -232,8 +247,8 @@ class AttentionOps:
             if dK is None:
                 dK = xp.zeros((*gK.shape[:-2], Tk, gK.shape[-1]), dtype=gK.dtype, **self._kw())
                 dV = xp.zeros((*gV.shape[:-2], Tk, gV.shape[-1]), dtype=gV.dtype, **self._kw())
-            dK[..., :n, :] = dK[..., :n, :] + gK
-            dV[..., :n, :] = dV[..., :n, :] + gV
+            dK[..., :n, :] += gK  # in place: no fresh (Tk, d) array per block
+            dV[..., :n, :] += gV
         return xp.concat(dQs, axis=-2), self._unbroadcast(dK, K), self._unbroadcast(dV, V)
 
     def attention_block(
