@@ -291,8 +291,9 @@ class MultiheadAttention(TorchModule, Layer):
                 keep = arr if keep is None else xp.logical_and(keep, arr)
             else:
                 bias = arr if bias is None else bias + arr
-        kw = {"scale": 1.0 / math.sqrt(dh), "causal": False, "need_weights": need_weights,
-              "dropout": self.dropout if training else 0.0}  # fmt: skip
+        kw: dict[str, Any] = {"scale": 1.0 / math.sqrt(dh), "causal": False,
+                              "need_weights": need_weights,
+                              "dropout": self.dropout if training else 0.0}  # fmt: skip
         if q is k and k is v:  # self-attention: one (E, 3E) projection, heads as its views
             y = G.linear(q, self.in_proj_weight, self.in_proj_bias)
             return _self_attention_node(y, H, keep, bias, **kw)
