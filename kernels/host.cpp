@@ -448,6 +448,57 @@ static void attn_block_bwd(T* P, T* dS, const T* S, const T* dP, const T* lse, c
     }, serial ? kSerial : kParallelMin);
 }
 
+// Layer norm over rows of C (gpunet/backend/_norm_ops.py): Y = Xhat * g + b, with
+// Xhat and each row's inverse standard deviation kept for the backward.
+template <typename T>
+static void layernorm(T* Y, T* Xhat, T* inv, const T* X, const T* g, const T* b, long long R,
+                      long long C, T eps) {
+    parallel_for(R, R * C, [&](long long r0, long long r1) {
+        for (long long r = r0; r < r1; ++r) {
+            const T* x = X + r * C;
+            T *y = Y + r * C, *h = Xhat + r * C;
+            T s = T(0), v = T(0);
+#pragma omp simd reduction(+ : s)
+            for (long long j = 0; j < C; ++j) s += x[j];
+            const T mean = s / T(C);
+#pragma omp simd reduction(+ : v)
+            for (long long j = 0; j < C; ++j) v += (x[j] - mean) * (x[j] - mean);
+            const T is = T(1) / gpunet::sqrt_(v / T(C) + eps);
+#pragma omp simd
+            for (long long j = 0; j < C; ++j) {
+                const T xh = (x[j] - mean) * is;
+                h[j] = xh;
+                y[j] = xh * g[j] + b[j];
+            }
+            inv[r] = is;
+        }
+    });
+}
+
+// dX = inv * (dXhat - mean(dXhat) - Xhat * mean(dXhat * Xhat)), dXhat = dY * g.
+template <typename T>
+static void layernorm_bwd(T* dX, const T* dY, const T* Xhat, const T* inv, const T* g,
+                          long long R, long long C) {
+    parallel_for(R, R * C, [&](long long r0, long long r1) {
+        for (long long r = r0; r < r1; ++r) {
+            const T *dy = dY + r * C, *h = Xhat + r * C;
+            T* dx = dX + r * C;
+            T m1 = T(0), m2 = T(0);
+#pragma omp simd reduction(+ : m1, m2)
+            for (long long j = 0; j < C; ++j) {
+                const T d = dy[j] * g[j];
+                m1 += d;
+                m2 += d * h[j];
+            }
+            m1 /= T(C);
+            m2 /= T(C);
+            const T is = inv[r];
+#pragma omp simd
+            for (long long j = 0; j < C; ++j) dx[j] = is * (dy[j] * g[j] - m1 - h[j] * m2);
+        }
+    });
+}
+
 // Optimizers, in place over flat buffers. 1 - beta arrives computed in double and
 // rounded once, as the NumPy reference does.
 template <typename T>
@@ -621,6 +672,14 @@ static void gru_backward(T* dZx, T* dZh, T* dhp, const T* dh, const T* Zx, const
     extern "C" void gpunet_attn_softmax_bwd_##S(T* dS, const T* dP, const T* P, long long rows,  \
                                                 long long Tk, double scale) {                    \
         attn_softmax_bwd<T>(dS, dP, P, rows, Tk, T(scale));                                      \
+    }                                                                                            \
+    extern "C" void gpunet_layernorm_##S(T* Y, T* Xhat, T* inv, const T* X, const T* g,         \
+                                         const T* b, long long R, long long C, double eps) {     \
+        layernorm<T>(Y, Xhat, inv, X, g, b, R, C, T(eps));                                       \
+    }                                                                                            \
+    extern "C" void gpunet_layernorm_bwd_##S(T* dX, const T* dY, const T* Xhat, const T* inv,    \
+                                             const T* g, long long R, long long C) {             \
+        layernorm_bwd<T>(dX, dY, Xhat, inv, g, R, C);                                            \
     }                                                                                            \
     extern "C" void gpunet_attn_block_fwd_##S(T* P, T* lse, const T* S, const bool* keep,        \
                                               long long rows, long long nr, long long n,         \

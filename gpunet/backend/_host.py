@@ -81,6 +81,8 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "attn_block_fwd": (None, [_p, _p, _p, _p, *[_ll] * 9, _i, _d, _i]),
     "attn_block_bwd": (None, [_p, _p, _p, _p, _p, _p, _p, *[_ll] * 9, _i, _d, _i]),
     "lstm_step_acc": (None, [_p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
+    "layernorm": (None, [_p, _p, _p, _p, _p, _p, _ll, _ll, _d]),
+    "layernorm_bwd": (None, [_p, _p, _p, _p, _p, _ll, _ll]),
 }
 
 

@@ -319,3 +319,35 @@ class NumpyOps(HostConvOps, HostRecurrentOps, HostAttentionOps, Ops):
             1.0 - decay,
         )
         return P, Vel
+
+    # -- layer norm: statistics, normalization and affine in one pass over each row ------
+    def layernorm(
+        self, X: Array, gamma: Array, beta: Array, *, epsilon: float
+    ) -> tuple[Array, Array, Array]:
+        C = X.shape[-1] if X.ndim else 0
+        ok = self.host is not None and X.size >= HOST_MIN and C > 0
+        suffix = _fast(X, gamma, beta) if ok and gamma.shape == beta.shape == (C,) else None
+        if suffix is None:
+            return super().layernorm(X, gamma, beta, epsilon=epsilon)
+        Y, Xhat = np.empty_like(X), np.empty_like(X)
+        inv = np.empty((*X.shape[:-1], 1), X.dtype)
+        self.host.layernorm[suffix](Y.ctypes.data, Xhat.ctypes.data, inv.ctypes.data,
+                                    X.ctypes.data, gamma.ctypes.data, beta.ctypes.data,
+                                    X.size // C, C, epsilon)  # fmt: skip
+        return Y, Xhat, inv
+
+    def backprop_layernorm(
+        self, dY: Array, Xhat: Array, inv_std: Array, gamma: Array
+    ) -> tuple[Array, Array, Array]:
+        C = dY.shape[-1] if dY.ndim else 0
+        ok = self.host is not None and dY.size >= HOST_MIN and C > 0 and gamma.shape == (C,)
+        ok = ok and dY.shape == Xhat.shape and inv_std.shape == (*dY.shape[:-1], 1)
+        suffix = _fast(dY, Xhat, inv_std, gamma) if ok else None
+        if suffix is None:
+            return super().backprop_layernorm(dY, Xhat, inv_std, gamma)
+        dX = np.empty_like(dY)
+        self.host.layernorm_bwd[suffix](dX.ctypes.data, dY.ctypes.data, Xhat.ctypes.data,
+                                        inv_std.ctypes.data, gamma.ctypes.data,
+                                        dY.size // C, C)  # fmt: skip
+        axes = tuple(range(dY.ndim - 1))
+        return dX, np.sum(dY * Xhat, axis=axes), np.sum(dY, axis=axes)
