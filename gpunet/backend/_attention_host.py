@@ -3,13 +3,14 @@ softmax between the score GEMMs and the blocked path's softmax blocks, each one
 threaded pass (``host.cpp``'s vectorized rows), the reference (``AttentionOps``)
 for what they do not take.
 
-On the blocked path (long sequences) the leading axes (batch, heads) are split
-between the host's threads, each running whole blocks with one BLAS thread and
-its kernels on itself: products of 128 query rows are too small to share well
-between BLAS threads, and the softmax passes between them left the second core
-idle or, worse, fighting BLAS's spinning workers (a T = 2048 step took as long at
-2 threads as at 1). Each group of heads owns its slices of every output, so the
-results are those of one thread, bit for bit.
+From ``attention_split_from`` score elements (without dropout) the leading axes
+(batch, heads) are split between the host's threads, each running its heads with
+one BLAS thread and its kernels on itself: products of 128 query rows (the
+blocked path) or of one short sequence's head are too small to share well between
+BLAS threads, and the softmax passes between them left the second core idle or,
+worse, fighting BLAS's spinning workers (a T = 2048 step took as long at 2
+threads as at 1). Each group of heads owns its slices of every output, so the
+results are those of one thread.
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ def _take(A: Any, ax: int, part: slice) -> Any:
 
 class HostAttentionOps(AttentionOps):
     host: Any
-    attention_split_from = 1 << 21  # score elements from which the blocked path splits
+    # score elements from which attention splits: a split costs ~0.1 ms of handing
+    # over; the encoder block's 128 heads of 64 x 64 scores (2**19) take ~5 ms
+    attention_split_from = 1 << 18
 
     def _groups(self, arrays: tuple[Array, ...], extras: tuple[Any, ...]) -> Any:
         """``(axis, parts)`` to split the blocked path along, or None: one thread."""
@@ -101,6 +104,39 @@ class HostAttentionOps(AttentionOps):
             futures = [_executor(len(parts) - 1).submit(run, p) for p in parts[1:]]
             first = run(parts[0])
             return [first, *(f.result() for f in futures)]
+
+    def _whole_attention(
+        self, Q: Array, K: Array, V: Array, mask: Any, scale: float, causal: bool, bias: Any,
+        apply: bool = True,
+    ) -> tuple[Array | None, Array]:  # fmt: skip
+        groups = self._groups((Q, K, V), (mask, bias)) if apply else None
+        if groups is None:
+            return super()._whole_attention(Q, K, V, mask, scale, causal, bias, apply)
+        ax, parts = groups
+
+        def one(p: slice) -> tuple[Array | None, Array]:
+            t = [_take(A, ax, p) for A in (Q, K, V, mask, bias)]
+            return super(HostAttentionOps, self)._whole_attention(
+                t[0], t[1], t[2], t[3], scale, causal, t[4]
+            )
+
+        out = self._in_groups(parts, one)
+        return tuple(np.concatenate([o[i] for o in out], axis=ax) for i in (0, 1))  # type: ignore[return-value]
+
+    def _whole_backprop(self, dO: Array, c: AttentionCache) -> tuple[Array, Array, Array]:
+        groups = self._groups((c.Q, c.K, c.V, dO), (c.mask,)) if c.D is None else None
+        if groups is None:
+            return super()._whole_backprop(dO, c)
+        ax, parts = groups
+
+        def one(p: slice) -> tuple[Array, Array, Array]:
+            arrays = (c.Q, c.K, c.V, c.O, c.P, c.mask, dO)
+            Q, K, V, O, P, mask, g = (_take(A, ax, p) for A in arrays)
+            part = AttentionCache(Q, K, V, O, mask, c.scale, c.causal, P=P)
+            return super(HostAttentionOps, self)._whole_backprop(g, part)
+
+        out = self._in_groups(parts, one)
+        return tuple(np.concatenate([o[i] for o in out], axis=ax) for i in range(3))  # type: ignore[return-value]
 
     def _blocked_attention(
         self, Q: Array, K: Array, V: Array, mask: Any, scale: float, causal: bool, bias: Any

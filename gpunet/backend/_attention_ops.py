@@ -165,18 +165,29 @@ class AttentionOps:
         n = Tq * Tk
         for d in lead:
             n *= d
-        Kt = xp.matrix_transpose(K)
         if keep_probs or dropout > 0.0 or n <= self.attention_whole:
-            P = self.attention_softmax(xp.matmul(Q, Kt), mask, scale=scale, causal=causal,
-                                       bias=bias)  # fmt: skip
             D = None
             if dropout > 0.0:
+                O, P = self._whole_attention(Q, K, V, mask, scale, causal, bias, apply=False)
                 D = self.dropout_mask(tuple(P.shape), dropout, P.dtype)  # type: ignore[attr-defined]
-            O = xp.matmul(P if D is None else P * D, V)
+                O = xp.matmul(P * D, V)
+            else:
+                O, P = self._whole_attention(Q, K, V, mask, scale, causal, bias)
             cache = AttentionCache(Q, K, V, O, mask, scale, causal, P=P, D=D, bias=bias)
             return O, (P if keep_probs else None), cache
         O, lse = self._blocked_attention(Q, K, V, mask, scale, causal, bias)
         return O, None, AttentionCache(Q, K, V, O, mask, scale, causal, lse=lse, bias=bias)
+
+    def _whole_attention(
+        self, Q: Array, K: Array, V: Array, mask: Any, scale: float, causal: bool, bias: Any,
+        apply: bool = True,
+    ) -> tuple[Array | None, Array]:  # fmt: skip
+        """``(P @ V, P)`` with the whole probabilities ``P`` (``(None, P)`` unless
+        ``apply``)."""
+        xp = self.xp
+        S = xp.matmul(Q, xp.matrix_transpose(K))
+        P = self.attention_softmax(S, mask, scale=scale, causal=causal, bias=bias)
+        return (xp.matmul(P, V) if apply else None), P
 
     def _blocked_attention(
         self, Q: Array, K: Array, V: Array, mask: Any, scale: float, causal: bool, bias: Any
@@ -198,19 +209,22 @@ class AttentionOps:
     def backprop_attention(self, dO: Array, cache: AttentionCache) -> tuple[Array, Array, Array]:
         """``(dQ, dK, dV)`` of :meth:`attention` (``dK``/``dV`` summed over any axes
         that ``K``/``V`` broadcast along)."""
+        if cache.P is not None:
+            return self._whole_backprop(dO, cache)
+        return self._blocked_backprop(dO, cache)
+
+    def _whole_backprop(self, dO: Array, c: AttentionCache) -> tuple[Array, Array, Array]:
+        """``(dQ, dK, dV)`` of :meth:`_whole_attention` (and its dropout)."""
         xp = self.xp
-        c = cache
         Q, K, V = c.Q, c.K, c.V
-        if c.P is not None:
-            Pd = c.P if c.D is None else c.P * c.D
-            dPd = xp.matmul(dO, xp.matrix_transpose(V))
-            dP = dPd if c.D is None else dPd * c.D
-            dS = self.backprop_attention_softmax(dP, c.P, c.mask, scale=c.scale, causal=c.causal)
-            dV = xp.matmul(xp.matrix_transpose(Pd), dO)
-            dQ = xp.matmul(dS, K)
-            dK = xp.matmul(xp.matrix_transpose(dS), Q)
-            return dQ, self._unbroadcast(dK, K), self._unbroadcast(dV, V)
-        return self._blocked_backprop(dO, c)
+        Pd = c.P if c.D is None else c.P * c.D
+        dPd = xp.matmul(dO, xp.matrix_transpose(V))
+        dP = dPd if c.D is None else dPd * c.D
+        dS = self.backprop_attention_softmax(dP, c.P, c.mask, scale=c.scale, causal=c.causal)
+        dV = xp.matmul(xp.matrix_transpose(Pd), dO)
+        dQ = xp.matmul(dS, K)
+        dK = xp.matmul(xp.matrix_transpose(dS), Q)
+        return dQ, self._unbroadcast(dK, K), self._unbroadcast(dV, V)
 
     def _blocked_backprop(self, dO: Array, c: AttentionCache) -> tuple[Array, Array, Array]:
         """``(dQ, dK, dV)`` of :meth:`_blocked_attention`, the weights recomputed."""

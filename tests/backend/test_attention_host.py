@@ -16,14 +16,15 @@ from gpunet.backend.numpy_ops import NumpyOps
 from gpunet.backend.ops import Ops
 
 
-def _ops(split_from: int, threads: int = 2) -> Any:
-    """NumpyOps on the blocked path at these sizes (32 query rows a block)."""
+def _ops(split_from: int, threads: int = 2, whole: bool = False) -> Any:
+    """NumpyOps on the blocked path at these sizes (32 query rows a block), or with
+    the whole scores."""
     ops = NumpyOps()
     if ops.host is None:
         pytest.skip(f"no host kernels: {_host.status()[1]}")
     if not _blas_threads.available():
         pytest.skip("threadpoolctl cannot limit the BLAS threads: the split is off")
-    ops.attention_whole, ops.attention_chunk = 0, 32
+    ops.attention_whole, ops.attention_chunk = (1 << 40 if whole else 0), 32
     ops.attention_split_from = split_from
     ops.host = _Threads(ops.host, threads)
     return ops
@@ -85,21 +86,22 @@ CASES = [  # lead axes, T, mask shape (None: no mask), causal, with a bias
 ]
 
 
+@pytest.mark.parametrize("whole", [False, True], ids=["blocked", "whole"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-T{c[1]}-{c[2]}-{c[3]}")
-def test_split_groups_give_the_results_of_one_thread(case, dtype):
+def test_split_groups_give_the_results_of_one_thread(case, dtype, whole):
     lead, T, mshape, causal, with_bias = case
     Q, K, V, dO = _inputs(lead, T, 8, dtype)
     rng = np.random.default_rng(1)
     mask = None if mshape is None else rng.random(mshape) > 0.3
     bias = rng.standard_normal((T, T)).astype(dtype) if with_bias else None
-    split, serial = _ops(0), _ops(1 << 62)
+    split, serial = _ops(0, whole=whole), _ops(1 << 62, whole=whole)
     seen = _spy_groups(split)
     got = _step(split, Q, K, V, dO, mask, causal, bias)
     assert seen == [2, 2], "forward and backward each split in two groups"
     want = _step(serial, Q, K, V, dO, mask, causal, bias)
     assert set(split.host.serial) <= {1} and set(serial.host.serial) <= {0}
-    if lead == (1, 4):
+    if lead == (1, 4) and not whole:
         assert split.host.serial and serial.host.serial, "the block kernels ran"
     ref = _step(Ops(), *(a.astype("float64") for a in (Q, K, V, dO)), mask, causal,
                 None if bias is None else bias.astype("float64"))  # fmt: skip
@@ -119,6 +121,16 @@ def test_more_threads_than_heads_and_uneven_groups():
     want = _step(_ops(1 << 62), Q, K, V, dO, None, True)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
+
+
+def test_dropout_is_not_split_and_keeps_its_draws():
+    Q, K, V, dO = _inputs((2, 2), 40, 4, "float32")
+    ops = _ops(0, whole=True)
+    seen = _spy_groups(ops)
+    O, _, cache = ops.attention(Q, K, V, None, scale=0.4, dropout=0.3)
+    ops.backprop_attention(dO, cache)
+    assert seen == [] and cache.D is not None  # one mask drawn from the one generator
+    np.testing.assert_allclose(O, np.matmul(cache.P * cache.D, V), rtol=1e-6, atol=1e-6)
 
 
 def test_what_cannot_be_split_runs_on_one_thread():
