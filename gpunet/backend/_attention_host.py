@@ -16,6 +16,7 @@ results are those of one thread.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -31,15 +32,17 @@ Array = Any
 HOST_MIN = 8192  # as numpy_ops: below this a kernel call costs more than NumPy
 _local = threading.local()  # .serial: this thread runs a group, its kernels on itself
 _pool_lock = threading.Lock()
-_pools: dict[int, ThreadPoolExecutor] = {}
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
 def _executor(n: int) -> ThreadPoolExecutor:
-    """A process-wide pool of ``n`` worker threads (made once per size)."""
+    """A process-wide pool of ``n`` worker threads (made once per size and process:
+    a forked child inherits the pool but not its threads, and would wait forever)."""
+    key = (os.getpid(), n)
     with _pool_lock:
-        if n not in _pools:
-            _pools[n] = ThreadPoolExecutor(n, thread_name_prefix="gpunet-attn")
-        return _pools[n]
+        if key not in _pools:
+            _pools[key] = ThreadPoolExecutor(n, thread_name_prefix="gpunet-attn")
+        return _pools[key]
 
 
 def _serial() -> int:

@@ -5,6 +5,8 @@ runs on one thread."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
 from typing import Any
 
@@ -188,3 +190,23 @@ def test_a_group_failing_raises_in_the_caller():
     with pytest.raises(RuntimeError, match="group"):
         ops._in_groups([slice(0, 1), slice(1, 2)], boom)
     assert not _attention_host._serial(), "the caller's thread is not left marked serial"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_splits_on_threads_of_its_own():
+    ops = _ops(0)
+    Q, K, V, dO = _inputs((1, 2), 40, 4, "float32")
+    want = _step(ops, Q, K, V, dO, None, False)  # the parent's pool exists now
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_child_step, (Q, K, V, dO)).get(timeout=60)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
+
+
+def _child_step(Q: Any, K: Any, V: Any, dO: Any) -> list[Any]:
+    ops = _ops(0)
+    seen = _spy_groups(ops)
+    out = _step(ops, Q, K, V, dO, None, False)
+    assert seen == [2, 2]
+    return out
