@@ -151,6 +151,14 @@ class GpunetSdpa:
                 t.grad = None
             sdpa(self.q, self.k, self.v, is_causal=self.causal).backward(self.dO)
 
+    def first_loss(self) -> float:
+        """``sum(O * dO)``: the function whose gradient the step back-propagates."""
+        with self.gn.no_grad():
+            O = self.gn.nn.functional.scaled_dot_product_attention(
+                self.q, self.k, self.v, is_causal=self.causal
+            )
+        return float(np.sum(O.numpy().astype(np.float64) * self.dO.numpy()))
+
 
 # -- PyTorch ---------------------------------------------------------------------------
 class TorchEncoder:
@@ -203,6 +211,14 @@ class TorchSdpa:
             for t in (self.q, self.k, self.v):
                 t.grad = None
             sdpa(self.q, self.k, self.v, is_causal=self.causal).backward(self.dO)
+
+    def first_loss(self) -> float:
+        """``sum(O * dO)``, as ``GpunetSdpa.first_loss``."""
+        with self.torch.no_grad():
+            O = self.torch.nn.functional.scaled_dot_product_attention(
+                self.q, self.k, self.v, is_causal=self.causal
+            )
+        return float(np.sum(O.numpy().astype(np.float64) * self.dO.numpy()))
 
 
 # -- the GEMM bound ------------------------------------------------------------------------

@@ -252,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
 
             log("[memory] peak during fit of the LeNet model (tracemalloc)")
             report["memory_lenet"] = bench_memory_lenet.measure()
+        if any(k in ("S", "S1") for k in keys):
+            import bench_memory_attention
+
+            log("[memory] peak of attention forward+backward at T = 1024..4096 (tracemalloc)")
+            report["memory_attention"] = bench_memory_attention.measure()
     meta["loadavg_end"] = os.getloadavg()
     meta["wall_s"] = time.time() - started
     md = markdown(report)
@@ -288,6 +293,10 @@ def markdown(report: dict[str, Any]) -> list[str]:
         import bench_memory_lenet
 
         lines += ["", *bench_memory_lenet.goal_lines(report["memory_lenet"])]
+    if "memory_attention" in report:
+        import bench_memory_attention
+
+        lines += ["", *bench_memory_attention.goal_lines(report["memory_attention"])]
     lines += ["", "## Workloads", ""]
     for key, res in report["workloads"].items():
         lines += _runner.workload_markdown(key, res)
@@ -307,6 +316,9 @@ def markdown(report: dict[str, Any]) -> list[str]:
     if "memory_lenet" in report:
         lines += ["## Memory of the LeNet fit", "",
                   *bench_memory_lenet.markdown(report["memory_lenet"]), ""]  # fmt: skip
+    if "memory_attention" in report:
+        lines += ["## Memory of long attention", "",
+                  *bench_memory_attention.markdown(report["memory_attention"]), ""]  # fmt: skip
     return lines
 
 

@@ -57,6 +57,7 @@ double tanh(double);
 // The optimizer updates (sqrt and divide per element) pay off sooner.
 static const long long kParallelMin = 1 << 20;
 static const long long kParallelMinOptimizer = 1 << 19;
+static const long long kSerial = 1LL << 62;  // a min_work no job reaches: the caller's thread
 
 namespace {
 
@@ -297,6 +298,88 @@ static void sigmoid_bce(T* L, T* dZ, const T* Z, const T* targets, long long B, 
     });
 }
 
+// The host's attention rows: attention.cuh's row routines with their loops split so
+// that GCC vectorizes them (exp through libmvec): the row routine's per-key mask and
+// causal tests kept it scalar, 7 ns a score, most of a T = 2048 attention step. Keys
+// past `last` (the causal limit) are masked without a test; semantics as the NumPy
+// reference: a masked score is FILL and counts towards the sum, its weight is 0,
+// and NaN anywhere makes the row's kept weights NaN.
+template <typename T>
+static T attn_row_fwd(T* P, const T* S, const bool* keep, long long sk, long long n,
+                      long long last, T scale) {
+    if (n <= 0) return gpunet::attn_softmax_row<T>(P, S, keep, sk, n, last, scale);
+    const T fill = T(-1e9);
+    const long long k = last + 1 < n ? last + 1 : n;  // keys [k, n) are masked
+    T m = k < n ? fill : -INFINITY;
+    int bad = 0;
+    if (keep == nullptr) {
+#pragma omp simd reduction(max : m) reduction(| : bad)
+        for (long long j = 0; j < k; ++j) {
+            const T z = scale * S[j];
+            bad |= z != z;
+            m = m > z ? m : z;
+        }
+    } else {
+#pragma omp simd reduction(max : m) reduction(| : bad)
+        for (long long j = 0; j < k; ++j) {
+            const T z = keep[j * sk] ? scale * S[j] : fill;
+            bad |= z != z;
+            m = m > z ? m : z;
+        }
+    }
+    if (bad) m = T(NAN);
+    T s = T(0);
+    if (keep == nullptr) {
+#pragma omp simd reduction(+ : s)
+        for (long long j = 0; j < k; ++j) {
+            const T e = gpunet::exp_(scale * S[j] - m);
+            s += e;
+            P[j] = e;
+        }
+    } else {
+#pragma omp simd reduction(+ : s)
+        for (long long j = 0; j < k; ++j) {
+            const bool kp = keep[j * sk];
+            const T e = gpunet::exp_((kp ? scale * S[j] : fill) - m);
+            s += e;
+            P[j] = kp ? e : T(0);
+        }
+    }
+    if (k < n) s += T(n - k) * gpunet::exp_(fill - m);
+    const T inv = T(1) / s;
+#pragma omp simd
+    for (long long j = 0; j < k; ++j) P[j] *= inv;
+    if (keep != nullptr && bad) {  // 0 * NaN: masked weights stay 0, as the reference
+        for (long long j = 0; j < k; ++j)
+            if (!keep[j * sk]) P[j] = T(0);
+    }
+    for (long long j = k; j < n; ++j) P[j] = T(0);
+    return m + gpunet::log_(s);
+}
+
+// P = exp(scale * S - lse) on kept keys (0 elsewhere) and dS = scale * P * (dP - D).
+template <typename T>
+static void attn_row_bwd(T* P, T* dS, const T* S, const T* dP, T lse, T D, const bool* keep,
+                         long long sk, long long n, long long last, T scale) {
+    const long long k = last + 1 < n ? last + 1 : n;
+    if (keep == nullptr) {
+#pragma omp simd
+        for (long long j = 0; j < k; ++j) {
+            const T p = gpunet::exp_(scale * S[j] - lse);
+            P[j] = p;
+            dS[j] = scale * p * (dP[j] - D);
+        }
+    } else {
+#pragma omp simd
+        for (long long j = 0; j < k; ++j) {
+            const T p = keep[j * sk] ? gpunet::exp_(scale * S[j] - lse) : T(0);
+            P[j] = p;
+            dS[j] = scale * p * (dP[j] - D);
+        }
+    }
+    for (long long j = k; j < n; ++j) P[j] = dS[j] = T(0);
+}
+
 // The masked, scaled softmax of attention score rows (B, H, Tq, Tk), the mask read
 // through element strides (0 where it broadcasts), as kernels/attention.cu.
 template <typename T>
@@ -307,8 +390,7 @@ static void attn_softmax(T* P, const T* S, const bool* keep, long long rows, lon
         for (long long r = r0; r < r1; ++r) {
             const long long q = r % Tq, h = (r / Tq) % H, b = r / (Tq * H);
             const bool* kr = keep ? keep + b * sb + h * sh + q * sq : nullptr;
-            gpunet::attn_softmax_row<T>(P + r * Tk, S + r * Tk, kr, sk, Tk,
-                                        causal ? q : Tk - 1, scale);
+            attn_row_fwd<T>(P + r * Tk, S + r * Tk, kr, sk, Tk, causal ? q : Tk - 1, scale);
         }
     });
 }
@@ -317,8 +399,15 @@ template <typename T>
 static void attn_softmax_bwd(T* dS, const T* dP, const T* P, long long rows, long long Tk,
                              T scale) {
     parallel_for(rows, rows * Tk, [&](long long r0, long long r1) {
-        for (long long r = r0; r < r1; ++r)
-            gpunet::attn_softmax_bwd_row<T>(dS + r * Tk, dP + r * Tk, P + r * Tk, Tk, scale);
+        for (long long r = r0; r < r1; ++r) {
+            const T *p = P + r * Tk, *dp = dP + r * Tk;
+            T* ds = dS + r * Tk;
+            T d = T(0);
+#pragma omp simd reduction(+ : d)
+            for (long long j = 0; j < Tk; ++j) d += p[j] * dp[j];
+#pragma omp simd
+            for (long long j = 0; j < Tk; ++j) ds[j] = scale * p[j] * (dp[j] - d);
+        }
     });
 }
 
@@ -337,28 +426,75 @@ struct AttnBlock {
 
 // P and lse of each block row (the forward).
 template <typename T>
-static void attn_block_fwd(T* P, T* lse, const T* S, long long rows, AttnBlock a, T scale) {
+static void attn_block_fwd(T* P, T* lse, const T* S, long long rows, AttnBlock a, T scale,
+                           int serial) {
     parallel_for(rows, rows * a.n, [&](long long r0, long long r1) {
         for (long long r = r0; r < r1; ++r)
-            lse[r] = gpunet::attn_softmax_row<T>(P + r * a.n, S + r * a.n, a.row(r), a.sk, a.n,
-                                                 a.last(r), scale);
-    });
+            lse[r] = attn_row_fwd<T>(P + r * a.n, S + r * a.n, a.row(r), a.sk, a.n, a.last(r),
+                                     scale);
+    }, serial ? kSerial : kParallelMin);
 }
 
 // P recomputed from lse, and dS = scale * P * (dP - Dsum), in one pass (the backward).
 template <typename T>
 static void attn_block_bwd(T* P, T* dS, const T* S, const T* dP, const T* lse, const T* Dsum,
-                           long long rows, AttnBlock a, T scale) {
+                           long long rows, AttnBlock a, T scale, int serial) {
     parallel_for(rows, rows * a.n, [&](long long r0, long long r1) {
         for (long long r = r0; r < r1; ++r) {
-            const bool* kr = a.row(r);
-            const long long last = a.last(r), o = r * a.n;
-            for (long long j = 0; j < a.n; ++j) {
-                T p = gpunet::attn_kept(kr, a.sk, j, last)
-                          ? gpunet::exp_(scale * S[o + j] - lse[r]) : T(0);
-                P[o + j] = p;
-                dS[o + j] = scale * p * (dP[o + j] - Dsum[r]);
+            const long long o = r * a.n;
+            attn_row_bwd<T>(P + o, dS + o, S + o, dP + o, lse[r], Dsum[r], a.row(r), a.sk, a.n,
+                            a.last(r), scale);
+        }
+    }, serial ? kSerial : kParallelMin);
+}
+
+// Layer norm over rows of C (gpunet/backend/_norm_ops.py): Y = Xhat * g + b, with
+// Xhat and each row's inverse standard deviation kept for the backward.
+template <typename T>
+static void layernorm(T* Y, T* Xhat, T* inv, const T* X, const T* g, const T* b, long long R,
+                      long long C, T eps) {
+    parallel_for(R, R * C, [&](long long r0, long long r1) {
+        for (long long r = r0; r < r1; ++r) {
+            const T* x = X + r * C;
+            T *y = Y + r * C, *h = Xhat + r * C;
+            T s = T(0), v = T(0);
+#pragma omp simd reduction(+ : s)
+            for (long long j = 0; j < C; ++j) s += x[j];
+            const T mean = s / T(C);
+#pragma omp simd reduction(+ : v)
+            for (long long j = 0; j < C; ++j) v += (x[j] - mean) * (x[j] - mean);
+            const T is = T(1) / gpunet::sqrt_(v / T(C) + eps);
+#pragma omp simd
+            for (long long j = 0; j < C; ++j) {
+                const T xh = (x[j] - mean) * is;
+                h[j] = xh;
+                y[j] = xh * g[j] + b[j];
             }
+            inv[r] = is;
+        }
+    });
+}
+
+// dX = inv * (dXhat - mean(dXhat) - Xhat * mean(dXhat * Xhat)), dXhat = dY * g.
+template <typename T>
+static void layernorm_bwd(T* dX, const T* dY, const T* Xhat, const T* inv, const T* g,
+                          long long R, long long C) {
+    parallel_for(R, R * C, [&](long long r0, long long r1) {
+        for (long long r = r0; r < r1; ++r) {
+            const T *dy = dY + r * C, *h = Xhat + r * C;
+            T* dx = dX + r * C;
+            T m1 = T(0), m2 = T(0);
+#pragma omp simd reduction(+ : m1, m2)
+            for (long long j = 0; j < C; ++j) {
+                const T d = dy[j] * g[j];
+                m1 += d;
+                m2 += d * h[j];
+            }
+            m1 /= T(C);
+            m2 /= T(C);
+            const T is = inv[r];
+#pragma omp simd
+            for (long long j = 0; j < C; ++j) dx[j] = is * (dy[j] * g[j] - m1 - h[j] * m2);
         }
     });
 }
@@ -537,22 +673,31 @@ static void gru_backward(T* dZx, T* dZh, T* dhp, const T* dh, const T* Zx, const
                                                 long long Tk, double scale) {                    \
         attn_softmax_bwd<T>(dS, dP, P, rows, Tk, T(scale));                                      \
     }                                                                                            \
+    extern "C" void gpunet_layernorm_##S(T* Y, T* Xhat, T* inv, const T* X, const T* g,         \
+                                         const T* b, long long R, long long C, double eps) {     \
+        layernorm<T>(Y, Xhat, inv, X, g, b, R, C, T(eps));                                       \
+    }                                                                                            \
+    extern "C" void gpunet_layernorm_bwd_##S(T* dX, const T* dY, const T* Xhat, const T* inv,    \
+                                             const T* g, long long R, long long C) {             \
+        layernorm_bwd<T>(dX, dY, Xhat, inv, g, R, C);                                            \
+    }                                                                                            \
     extern "C" void gpunet_attn_block_fwd_##S(T* P, T* lse, const T* S, const bool* keep,        \
                                               long long rows, long long nr, long long n,         \
                                               long long H, long long sb, long long sh,           \
                                               long long sq, long long sk, long long q0,          \
-                                              int causal, double scale) {                        \
+                                              int causal, double scale, int serial) {            \
         attn_block_fwd<T>(P, lse, S, rows, AttnBlock{keep, nr, n, H, sb, sh, sq, sk, q0, causal}, \
-                          T(scale));                                                             \
+                          T(scale), serial);                                                     \
     }                                                                                            \
     extern "C" void gpunet_attn_block_bwd_##S(T* P, T* dS, const T* S, const T* dP,              \
                                               const T* lse, const T* Dsum, const bool* keep,     \
                                               long long rows, long long nr, long long n,         \
                                               long long H, long long sb, long long sh,           \
                                               long long sq, long long sk, long long q0,          \
-                                              int causal, double scale) {                        \
+                                              int causal, double scale, int serial) {            \
         attn_block_bwd<T>(P, dS, S, dP, lse, Dsum, rows,                                         \
-                          AttnBlock{keep, nr, n, H, sb, sh, sq, sk, q0, causal}, T(scale));      \
+                          AttnBlock{keep, nr, n, H, sb, sh, sq, sk, q0, causal}, T(scale),       \
+                          serial);                                                               \
     }
 
 GPUNET_HOST_API(float, f32)

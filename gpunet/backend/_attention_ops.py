@@ -166,16 +166,37 @@ class AttentionOps:
         n = Tq * Tk
         for d in lead:
             n *= d
-        Kt = xp.matrix_transpose(K)
         if keep_probs or dropout > 0.0 or n <= self.attention_whole:
-            P = self.attention_softmax(self.matmul(Q, Kt), mask, scale=scale, causal=causal,
-                                       bias=bias)  # fmt: skip
             D = None
             if dropout > 0.0:
+                O, P = self._whole_attention(Q, K, V, mask, scale, causal, bias, apply=False)
                 D = self.dropout_mask(tuple(P.shape), dropout, P.dtype)  # type: ignore[attr-defined]
-            O = self.matmul(P if D is None else P * D, V)
+                O = self.matmul(P * D, V)
+            else:
+                O, P = self._whole_attention(Q, K, V, mask, scale, causal, bias)
             cache = AttentionCache(Q, K, V, O, mask, scale, causal, P=P, D=D, bias=bias)
             return O, (P if keep_probs else None), cache
+        O, lse = self._blocked_attention(Q, K, V, mask, scale, causal, bias)
+        return O, None, AttentionCache(Q, K, V, O, mask, scale, causal, lse=lse, bias=bias)
+
+    def _whole_attention(
+        self, Q: Array, K: Array, V: Array, mask: Any, scale: float, causal: bool, bias: Any,
+        apply: bool = True,
+    ) -> tuple[Array | None, Array]:  # fmt: skip
+        """``(P @ V, P)`` with the whole probabilities ``P`` (``(None, P)`` unless
+        ``apply``)."""
+        xp = self.xp
+        S = self.matmul(Q, xp.matrix_transpose(K))
+        P = self.attention_softmax(S, mask, scale=scale, causal=causal, bias=bias)
+        return (self.matmul(P, V) if apply else None), P
+
+    def _blocked_attention(
+        self, Q: Array, K: Array, V: Array, mask: Any, scale: float, causal: bool, bias: Any
+    ) -> tuple[Array, Array]:
+        """``(O, lse)`` over blocks of ``attention_chunk`` query rows."""
+        xp = self.xp
+        Kt = xp.matrix_transpose(K)
+        Tq, Tk = Q.shape[-2], K.shape[-2]
         blocks, lses = [], []
         for r0 in range(0, Tq, self.attention_chunk):
             rows = slice(r0, min(Tq, r0 + self.attention_chunk))
@@ -184,30 +205,38 @@ class AttentionOps:
             P, lse = self.attention_block(S, _cols(mask, n), scale, causal, rows, _cols(bias, n))
             blocks.append(self.matmul(_as(xp, P, V.dtype), V[..., :n, :]))
             lses.append(lse)
-        O = xp.concat(blocks, axis=-2)
-        lse_all = xp.concat(lses, axis=-2)
-        return O, None, AttentionCache(Q, K, V, O, mask, scale, causal, lse=lse_all, bias=bias)
+        return xp.concat(blocks, axis=-2), xp.concat(lses, axis=-2)
 
     def backprop_attention(self, dO: Array, cache: AttentionCache) -> tuple[Array, Array, Array]:
         """``(dQ, dK, dV)`` of :meth:`attention` (``dK``/``dV`` summed over any axes
         that ``K``/``V`` broadcast along)."""
+        if cache.P is not None:
+            return self._whole_backprop(dO, cache)
+        return self._blocked_backprop(dO, cache)
+
+    def _whole_backprop(self, dO: Array, c: AttentionCache) -> tuple[Array, Array, Array]:
+        """``(dQ, dK, dV)`` of :meth:`_whole_attention` (and its dropout)."""
         xp = self.xp
-        c = cache
         Q, K, V = c.Q, c.K, c.V
-        if c.P is not None:
-            Pd = c.P if c.D is None else c.P * c.D
-            dPd = self.matmul(dO, xp.matrix_transpose(V))
-            dP = dPd if c.D is None else dPd * c.D
-            dS = self.backprop_attention_softmax(dP, c.P, c.mask, scale=c.scale, causal=c.causal)
-            dV = self.matmul(xp.matrix_transpose(Pd), dO)
-            dQ = self.matmul(dS, K)
-            dK = self.matmul(xp.matrix_transpose(dS), Q)
-            return dQ, self._unbroadcast(dK, K), self._unbroadcast(dV, V)
+        Pd = c.P if c.D is None else c.P * c.D
+        dPd = self.matmul(dO, xp.matrix_transpose(V))
+        dP = dPd if c.D is None else dPd * c.D
+        dS = self.backprop_attention_softmax(dP, c.P, c.mask, scale=c.scale, causal=c.causal)
+        dV = self.matmul(xp.matrix_transpose(Pd), dO)
+        dQ = self.matmul(dS, K)
+        dK = self.matmul(xp.matrix_transpose(dS), Q)
+        return dQ, self._unbroadcast(dK, K), self._unbroadcast(dV, V)
+
+    def _blocked_backprop(self, dO: Array, c: AttentionCache) -> tuple[Array, Array, Array]:
+        """``(dQ, dK, dV)`` of :meth:`_blocked_attention`, the weights recomputed."""
+        xp = self.xp
+        Q, K, V = c.Q, c.K, c.V
         md = self._math_dtype(Q)
         Kt, Vt = xp.matrix_transpose(K), xp.matrix_transpose(V)
         Tq, Tk = Q.shape[-2], K.shape[-2]
         dQs: list[Array] = []
-        dK = dV = None
+        dK: Any = None
+        dV: Any = None
         assert c.lse is not None
         Dsum_all = xp.sum(_as(xp, dO, md) * _as(xp, c.O, md), axis=-1, keepdims=True)
         for r0 in range(0, Tq, self.attention_chunk):
@@ -233,8 +262,8 @@ class AttentionOps:
             if dK is None:
                 dK = xp.zeros((*gK.shape[:-2], Tk, gK.shape[-1]), dtype=gK.dtype, **self._kw())
                 dV = xp.zeros((*gV.shape[:-2], Tk, gV.shape[-1]), dtype=gV.dtype, **self._kw())
-            dK[..., :n, :] = dK[..., :n, :] + gK
-            dV[..., :n, :] = dV[..., :n, :] + gV
+            dK[..., :n, :] += gK  # in place: no fresh (Tk, d) array per block
+            dV[..., :n, :] += gV
         return xp.concat(dQs, axis=-2), self._unbroadcast(dK, K), self._unbroadcast(dV, V)
 
     def attention_block(

@@ -79,3 +79,16 @@ def one_blas_thread() -> Iterator[None]:
                 limiter, _state["limiter"] = _state["limiter"], None
                 _take_control()
                 limiter.restore_original_limits()
+
+
+def available() -> bool:
+    """Whether :func:`one_blas_thread` can limit the BLAS threads (threadpoolctl is
+    installed and sees the library).
+
+    Example:
+        >>> isinstance(available(), bool)
+        True
+    """
+    with _lock:
+        ctl = _controller()
+    return bool(ctl) and bool(ctl.select(user_api="blas").lib_controllers)

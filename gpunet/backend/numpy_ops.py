@@ -21,6 +21,7 @@ import numpy as np
 
 from gpunet.backend import _host
 from gpunet.backend._activation_ops import NEEDS_X
+from gpunet.backend._attention_host import HostAttentionOps
 from gpunet.backend._host_conv import HostConvOps, _act_code, _fast, _ptr
 from gpunet.backend._optim_ops import _sgd_coefficients
 from gpunet.backend._rnn_fused import HostRecurrentOps
@@ -31,7 +32,7 @@ HOST_MIN = 8192
 LOSS_HOST_MIN = 1024  # a loss replaces ~20 ufunc calls: worth a kernel call sooner
 
 
-class NumpyOps(HostConvOps, HostRecurrentOps, Ops):
+class NumpyOps(HostConvOps, HostRecurrentOps, HostAttentionOps, Ops):
     name = "numpy"
     xp = np
     device = "cpu"
@@ -323,84 +324,34 @@ class NumpyOps(HostConvOps, HostRecurrentOps, Ops):
         )
         return P, Vel
 
-    # -- attention: the masked softmax between the score GEMMs, one threaded pass ------
-    def attention_softmax(
-        self, S: Array, mask: Array | None = None, *, scale: float = 1.0, causal: bool = False,
-        bias: Array | None = None,
-    ) -> Array:  # fmt: skip
-        from gpunet.backend import _attention_kernels as ak
-
-        suffix = _fast(S) if self.host is not None and S.size >= HOST_MIN else None
-        if suffix is None or bias is not None or not ak.fits(S, mask):
-            return super().attention_softmax(S, mask, scale=scale, causal=causal, bias=bias)
-        B, H, Tq, Tk = ak._as4(tuple(S.shape))
-        keep, sb, sh, sq, sk = ak.mask_args(mask, (B, H, Tq, Tk), np)
-        P = np.empty_like(S)
-        self.host.attn_softmax[suffix](P.ctypes.data, S.ctypes.data, _ptr(keep), B * H * Tq,
-                                       Tq, Tk, H, sb, sh, sq, sk, int(causal), scale)  # fmt: skip
-        return P
-
-    def backprop_attention_softmax(
-        self, dP: Array, P: Array, mask: Array | None = None, *, scale: float = 1.0,
-        causal: bool = False,
-    ) -> Array:  # fmt: skip
-        ok = self.host is not None and P.size >= HOST_MIN and P.ndim >= 1
-        suffix = _fast(dP, P) if ok and dP.shape == P.shape else None
+    # -- layer norm: statistics, normalization and affine in one pass over each row ------
+    def layernorm(
+        self, X: Array, gamma: Array, beta: Array, *, epsilon: float
+    ) -> tuple[Array, Array, Array]:
+        C = X.shape[-1] if X.ndim else 0
+        ok = self.host is not None and X.size >= HOST_MIN and C > 0
+        suffix = _fast(X, gamma, beta) if ok and gamma.shape == beta.shape == (C,) else None
         if suffix is None:
-            return super().backprop_attention_softmax(dP, P, mask, scale=scale, causal=causal)
-        Tk = P.shape[-1]
-        dS = np.empty_like(P)
-        self.host.attn_softmax_bwd[suffix](dS.ctypes.data, dP.ctypes.data, P.ctypes.data,
-                                           P.size // Tk, Tk, scale)  # fmt: skip
-        return dS
+            return super().layernorm(X, gamma, beta, epsilon=epsilon)
+        Y, Xhat = np.empty_like(X), np.empty_like(X)
+        inv = np.empty((*X.shape[:-1], 1), X.dtype)
+        self.host.layernorm[suffix](Y.ctypes.data, Xhat.ctypes.data, inv.ctypes.data,
+                                    X.ctypes.data, gamma.ctypes.data, beta.ctypes.data,
+                                    X.size // C, C, epsilon)  # fmt: skip
+        return Y, Xhat, inv
 
-    def _block_args(self, S: Array, mask: Any, rows: slice, *arrays: Array) -> Any:
-        """``(suffix, keep, rows, nr, n, H, sb, sh, sq, sk, q0)`` for the host block
-        kernels, or None: the mask is read in place through its strides."""
-        if self.host is None or S.ndim < 2 or S.ndim > 4 or S.size < HOST_MIN:
-            return None
-        suffix = _fast(S, *arrays)
-        if suffix is None or (mask is not None and (type(mask) is not np.ndarray
-                                                    or mask.dtype != np.bool_)):  # fmt: skip
-            return None
-        shape = (1,) * (4 - S.ndim) + tuple(S.shape)
-        keep, strides = None, (0, 0, 0, 0)
-        if mask is not None:
-            if mask.ndim > 4:
-                return None
-            m = mask[(None,) * (4 - mask.ndim)]
-            pairs = zip((*m.shape[:2], m.shape[3]), (*shape[:2], shape[3]), strict=True)
-            if any(a not in (1, b) for a, b in pairs):
-                return None
-            keep = m
-            strides = tuple(0 if n == 1 else s for n, s in zip(m.shape, m.strides, strict=True))  # type: ignore[assignment]
-        nr, n = shape[2], shape[3]
-        return (suffix, keep, shape[0] * shape[1] * nr, nr, n, shape[1], *strides, rows.start)
-
-    def attention_block(
-        self, S: Array, mask: Any, scale: float, causal: bool, rows: slice, bias: Any
-    ) -> tuple[Array, Array]:
-        args = None if bias is not None else self._block_args(S, mask, rows)
-        if args is None:
-            return super().attention_block(S, mask, scale, causal, rows, bias)
-        suffix, keep, R = args[0], args[1], args[2]
-        P, lse = np.empty_like(S), np.empty((*S.shape[:-1], 1), S.dtype)
-        self.host.attn_block_fwd[suffix](P.ctypes.data, lse.ctypes.data, S.ctypes.data,
-                                         _ptr(keep), R, *args[3:], int(causal), scale)  # fmt: skip
-        return P, lse
-
-    def backprop_attention_block(
-        self, S: Array, dP: Array, lse: Array, Dsum: Array, mask: Any, scale: float,
-        causal: bool, rows: slice, bias: Any,
-    ) -> tuple[Array, Array]:  # fmt: skip
-        lse, Dsum = np.ascontiguousarray(lse), np.ascontiguousarray(Dsum)
-        args = None if bias is not None else self._block_args(S, mask, rows, dP, lse, Dsum)
-        if args is None:
-            return super().backprop_attention_block(S, dP, lse, Dsum, mask, scale, causal,
-                                                    rows, bias)  # fmt: skip
-        suffix, keep, R = args[0], args[1], args[2]
-        P, dS = np.empty_like(S), np.empty_like(S)
-        self.host.attn_block_bwd[suffix](P.ctypes.data, dS.ctypes.data, S.ctypes.data,
-                                         dP.ctypes.data, lse.ctypes.data, Dsum.ctypes.data,
-                                         _ptr(keep), R, *args[3:], int(causal), scale)  # fmt: skip
-        return P, dS
+    def backprop_layernorm(
+        self, dY: Array, Xhat: Array, inv_std: Array, gamma: Array
+    ) -> tuple[Array, Array, Array]:
+        C = dY.shape[-1] if dY.ndim else 0
+        ok = self.host is not None and dY.size >= HOST_MIN and C > 0 and gamma.shape == (C,)
+        ok = ok and dY.shape == Xhat.shape and inv_std.shape == (*dY.shape[:-1], 1)
+        suffix = _fast(dY, Xhat, inv_std, gamma) if ok else None
+        if suffix is None:
+            return super().backprop_layernorm(dY, Xhat, inv_std, gamma)
+        dX = np.empty_like(dY)
+        self.host.layernorm_bwd[suffix](dX.ctypes.data, dY.ctypes.data, Xhat.ctypes.data,
+                                        inv_std.ctypes.data, gamma.ctypes.data,
+                                        dY.size // C, C)  # fmt: skip
+        axes = tuple(range(dY.ndim - 1))
+        return dX, np.sum(dY * Xhat, axis=axes), np.sum(dY, axis=axes)

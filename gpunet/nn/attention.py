@@ -58,6 +58,33 @@ def attention_node(
     return record(O, ops, (q, k, v), backward, "attention"), P
 
 
+def _self_attention_node(
+    y: Tensor, H: int, keep: Any, bias: Any, *, scale: float, causal: bool, dropout: float,
+    need_weights: bool,
+) -> tuple[Tensor, Any]:  # fmt: skip
+    """Attention from the fused projection ``y (B, L, 3E)`` to ``(B, L, E)`` as one
+    node: the heads are strided views of ``y`` (no copies, none of the three split
+    projections' slice and permute nodes) and the gradients of q, k and v are written
+    into one ``(B, L, 3E)`` array, which the projection takes in one GEMM."""
+    ops, xp = y.ops, y.ops.xp
+    B, L, E3 = y.shape
+    dh = E3 // (3 * H)
+    Y5 = xp.reshape(y.data, (B, L, 3, H, dh))
+    q, k, v = (xp.permute_dims(Y5[:, :, i, ...], (0, 2, 1, 3)) for i in range(3))
+    O, P, cache = ops.attention(q, k, v, keep, scale=scale, causal=causal, dropout=dropout,
+                                keep_probs=need_weights, bias=bias)  # fmt: skip
+    out = xp.reshape(xp.permute_dims(O, (0, 2, 1, 3)), (B, L, H * dh))
+
+    def backward(g: Any) -> tuple[Any]:
+        dO = xp.permute_dims(xp.reshape(g, (B, L, H, dh)), (0, 2, 1, 3))
+        dY = xp.empty((B, L, 3, H, dh), dtype=g.dtype, **ops.device_kw)
+        for i, d in enumerate(ops.backprop_attention(dO, cache)):
+            dY[:, :, i, ...] = xp.permute_dims(d, (0, 2, 1, 3))
+        return (xp.reshape(dY, (B, L, E3)),)
+
+    return record(out, ops, (y,), backward, "attention"), P
+
+
 def scaled_dot_product_attention(
     query: Tensor,
     key: Tensor,
@@ -236,13 +263,6 @@ class MultiheadAttention(TorchModule, Layer):
         ops, xp = self.ops, self.ops.xp
         B, L, E = q.shape
         S, H, dh = k.shape[1], self.num_heads, self.head_dim
-        Wq, Wk, Wv = (self.in_proj_weight[i * E : (i + 1) * E] for i in range(3))
-        b = self.in_proj_bias
-        bs = [None] * 3 if b is None else [b[i * E : (i + 1) * E] for i in range(3)]
-        heads = []
-        for t, W, c, T in ((q, Wq, bs[0], L), (k, Wk, bs[1], S), (v, Wv, bs[2], S)):
-            y = G.linear(t, W, c)
-            heads.append(G.permute(G.reshape(y, (B, T, H, dh)), (0, 2, 1, 3)))
         keep, bias = None, None
         for m, allowed, shape in (
             (attn_mask, False, None),
@@ -271,10 +291,21 @@ class MultiheadAttention(TorchModule, Layer):
                 keep = arr if keep is None else xp.logical_and(keep, arr)
             else:
                 bias = arr if bias is None else bias + arr
-        rate = self.dropout if training else 0.0
+        kw: dict[str, Any] = {"scale": 1.0 / math.sqrt(dh), "causal": False,
+                              "need_weights": need_weights,
+                              "dropout": self.dropout if training else 0.0}  # fmt: skip
+        if q is k and k is v:  # self-attention: one (E, 3E) projection, heads as its views
+            y = G.linear(q, self.in_proj_weight, self.in_proj_bias)
+            return _self_attention_node(y, H, keep, bias, **kw)
+        Wq, Wk, Wv = (self.in_proj_weight[i * E : (i + 1) * E] for i in range(3))
+        b = self.in_proj_bias
+        bs = [None] * 3 if b is None else [b[i * E : (i + 1) * E] for i in range(3)]
+        heads = []
+        for t, W, c, T in ((q, Wq, bs[0], L), (k, Wk, bs[1], S), (v, Wv, bs[2], S)):
+            y = G.linear(t, W, c)
+            heads.append(G.permute(G.reshape(y, (B, T, H, dh)), (0, 2, 1, 3)))
         hq, hk, hv = heads
-        out, P = attention_node(hq, hk, hv, keep, bias, scale=1.0 / math.sqrt(dh), causal=False,
-                                dropout=rate, need_weights=need_weights)  # fmt: skip
+        out, P = attention_node(hq, hk, hv, keep, bias, **kw)
         return G.reshape(G.permute(out, (0, 2, 1, 3)), (B, L, E)), P
 
     def extra_repr(self) -> str:

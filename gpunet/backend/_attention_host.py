@@ -1,0 +1,255 @@
+"""The attention ops of ``NumpyOps`` over the host build of ``kernels/``: the masked
+softmax between the score GEMMs and the blocked path's softmax blocks, each one
+threaded pass (``host.cpp``'s vectorized rows), the reference (``AttentionOps``)
+for what they do not take.
+
+From ``attention_split_from`` score elements (without dropout) the leading axes
+(batch, heads) are split between the host's threads, each running its heads with
+one BLAS thread and its kernels on itself: products of 128 query rows (the
+blocked path) or of one short sequence's head are too small to share well between
+BLAS threads, and the softmax passes between them left the second core idle or,
+worse, fighting BLAS's spinning workers (a T = 2048 step took as long at 2
+threads as at 1). Each group of heads owns its slices of every output, so the
+results are those of one thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from gpunet.backend import _attention_kernels as ak
+from gpunet.backend import _blas_threads
+from gpunet.backend._attention_ops import AttentionCache, AttentionOps
+from gpunet.backend._host_conv import _fast, _ptr
+
+Array = Any
+HOST_MIN = 8192  # as numpy_ops: below this a kernel call costs more than NumPy
+_local = threading.local()  # .serial: this thread runs a group, its kernels on itself
+_pool_lock = threading.Lock()
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def _executor(n: int) -> ThreadPoolExecutor:
+    """A process-wide pool of ``n`` worker threads (made once per size and process:
+    a forked child inherits the pool but not its threads, and would wait forever)."""
+    key = (os.getpid(), n)
+    with _pool_lock:
+        if key not in _pools:
+            _pools[key] = ThreadPoolExecutor(n, thread_name_prefix="gpunet-attn")
+        return _pools[key]
+
+
+def _serial() -> int:
+    return int(getattr(_local, "serial", False))
+
+
+def _split_axis(arrays: tuple[Array, ...], extras: tuple[Any, ...]) -> tuple[int, int] | None:
+    """``(axis, size)``: the longest leading axis (counted from the end) that the
+    inputs share unbroadcast, and that every mask or bias has whole or of size 1."""
+    Q = arrays[0]
+    if any(a.shape[:-2] != Q.shape[:-2] or type(a) is not np.ndarray for a in arrays):
+        return None
+    best = None
+    for ax in range(-3, -Q.ndim - 1, -1):
+        n = Q.shape[ax]
+        ok = all(m is None or m.ndim < -ax or m.shape[ax] in (1, n) for m in extras)
+        if ok and n > 1 and (best is None or n > best[1]):
+            best = (ax, n)
+    return best
+
+
+def _take(A: Any, ax: int, part: slice) -> Any:
+    """``A``'s slice ``part`` along ``ax`` (from the end), or ``A`` where it broadcasts."""
+    if A is None or A.ndim < -ax or A.shape[ax] == 1:
+        return A
+    index: list[Any] = [slice(None)] * A.ndim
+    index[A.ndim + ax] = part
+    return A[tuple(index)]
+
+
+class HostAttentionOps(AttentionOps):
+    host: Any
+    # score elements from which attention splits: a split costs ~0.1 ms of handing
+    # over; the encoder block's 128 heads of 64 x 64 scores (2**19) take ~5 ms
+    attention_split_from = 1 << 18
+
+    def _groups(self, arrays: tuple[Array, ...], extras: tuple[Any, ...]) -> Any:
+        """``(axis, parts)`` to split the blocked path along, or None: one thread."""
+        Q, K = arrays[0], arrays[1]
+        big = Q.size // Q.shape[-1] * K.shape[-2] >= self.attention_split_from if Q.size else False
+        threads = 1 if self.host is None or _serial() or not big else self.host.threads
+        split = _split_axis(arrays, extras) if threads > 1 else None
+        if split is None or not _blas_threads.available():
+            return None
+        ax, n = split
+        nt = min(threads, n)
+        bounds = [round(i * n / nt) for i in range(nt + 1)]
+        return ax, [slice(a, b) for a, b in itertools.pairwise(bounds)]
+
+    def _in_groups(self, parts: list[slice], fn: Any) -> list[Any]:
+        """``fn(part)`` for every part: the first here, the others on the pool."""
+
+        def run(part: slice) -> Any:
+            before = _serial()
+            _local.serial = True
+            try:
+                return fn(part)
+            finally:
+                _local.serial = bool(before)
+
+        with _blas_threads.one_blas_thread():
+            futures = [_executor(len(parts) - 1).submit(run, p) for p in parts[1:]]
+            first = run(parts[0])
+            return [first, *(f.result() for f in futures)]
+
+    def _whole_attention(
+        self, Q: Array, K: Array, V: Array, mask: Any, scale: float, causal: bool, bias: Any,
+        apply: bool = True,
+    ) -> tuple[Array | None, Array]:  # fmt: skip
+        groups = self._groups((Q, K, V), (mask, bias)) if apply else None
+        if groups is None:
+            return super()._whole_attention(Q, K, V, mask, scale, causal, bias, apply)
+        ax, parts = groups
+
+        def one(p: slice) -> tuple[Array | None, Array]:
+            t = [_take(A, ax, p) for A in (Q, K, V, mask, bias)]
+            return super(HostAttentionOps, self)._whole_attention(
+                t[0], t[1], t[2], t[3], scale, causal, t[4]
+            )
+
+        out = self._in_groups(parts, one)
+        return tuple(np.concatenate([o[i] for o in out], axis=ax) for i in (0, 1))  # type: ignore[return-value]
+
+    def _whole_backprop(self, dO: Array, c: AttentionCache) -> tuple[Array, Array, Array]:
+        groups = self._groups((c.Q, c.K, c.V, dO), (c.mask,)) if c.D is None else None
+        if groups is None:
+            return super()._whole_backprop(dO, c)
+        ax, parts = groups
+
+        def one(p: slice) -> tuple[Array, Array, Array]:
+            arrays = (c.Q, c.K, c.V, c.O, c.P, c.mask, dO)
+            Q, K, V, O, P, mask, g = (_take(A, ax, p) for A in arrays)
+            part = AttentionCache(Q, K, V, O, mask, c.scale, c.causal, P=P)
+            return super(HostAttentionOps, self)._whole_backprop(g, part)
+
+        out = self._in_groups(parts, one)
+        return tuple(np.concatenate([o[i] for o in out], axis=ax) for i in range(3))  # type: ignore[return-value]
+
+    def _blocked_attention(
+        self, Q: Array, K: Array, V: Array, mask: Any, scale: float, causal: bool, bias: Any
+    ) -> tuple[Array, Array]:
+        groups = self._groups((Q, K, V), (mask, bias))
+        if groups is None:
+            return super()._blocked_attention(Q, K, V, mask, scale, causal, bias)
+        ax, parts = groups
+
+        def one(p: slice) -> tuple[Array, Array]:
+            t = [_take(A, ax, p) for A in (Q, K, V, mask, bias)]
+            return super(HostAttentionOps, self)._blocked_attention(
+                t[0], t[1], t[2], t[3], scale, causal, t[4]
+            )
+
+        out = self._in_groups(parts, one)
+        return tuple(np.concatenate([o[i] for o in out], axis=ax) for i in (0, 1))  # type: ignore[return-value]
+
+    def _blocked_backprop(self, dO: Array, c: AttentionCache) -> tuple[Array, Array, Array]:
+        groups = self._groups((c.Q, c.K, c.V, dO), (c.mask, c.bias))
+        if groups is None:
+            return super()._blocked_backprop(dO, c)
+        ax, parts = groups
+
+        def one(p: slice) -> tuple[Array, Array, Array]:
+            arrays = (c.Q, c.K, c.V, c.O, c.lse, c.mask, c.bias, dO)
+            Q, K, V, O, lse, mask, bias, g = (_take(A, ax, p) for A in arrays)
+            part = AttentionCache(Q, K, V, O, mask, c.scale, c.causal, lse=lse, bias=bias)
+            return super(HostAttentionOps, self)._blocked_backprop(g, part)
+
+        out = self._in_groups(parts, one)
+        return tuple(np.concatenate([o[i] for o in out], axis=ax) for i in range(3))  # type: ignore[return-value]
+
+    def attention_softmax(
+        self, S: Array, mask: Array | None = None, *, scale: float = 1.0, causal: bool = False,
+        bias: Array | None = None,
+    ) -> Array:  # fmt: skip
+        suffix = _fast(S) if self.host is not None and S.size >= HOST_MIN else None
+        if suffix is None or bias is not None or not ak.fits(S, mask):
+            return super().attention_softmax(S, mask, scale=scale, causal=causal, bias=bias)
+        B, H, Tq, Tk = ak._as4(tuple(S.shape))
+        keep, sb, sh, sq, sk = ak.mask_args(mask, (B, H, Tq, Tk), np)
+        P = np.empty_like(S)
+        self.host.attn_softmax[suffix](P.ctypes.data, S.ctypes.data, _ptr(keep), B * H * Tq,
+                                       Tq, Tk, H, sb, sh, sq, sk, int(causal), scale)  # fmt: skip
+        return P
+
+    def backprop_attention_softmax(
+        self, dP: Array, P: Array, mask: Array | None = None, *, scale: float = 1.0,
+        causal: bool = False,
+    ) -> Array:  # fmt: skip
+        ok = self.host is not None and P.size >= HOST_MIN and P.ndim >= 1
+        suffix = _fast(dP, P) if ok and dP.shape == P.shape else None
+        if suffix is None:
+            return super().backprop_attention_softmax(dP, P, mask, scale=scale, causal=causal)
+        Tk = P.shape[-1]
+        dS = np.empty_like(P)
+        self.host.attn_softmax_bwd[suffix](dS.ctypes.data, dP.ctypes.data, P.ctypes.data,
+                                           P.size // Tk, Tk, scale)  # fmt: skip
+        return dS
+
+    def _block_args(self, S: Array, mask: Any, rows: slice, *arrays: Array) -> Any:
+        """``(suffix, keep, rows, nr, n, H, sb, sh, sq, sk, q0)`` for the host block
+        kernels, or None: the mask is read in place through its strides."""
+        if self.host is None or S.ndim < 2 or S.ndim > 4 or S.size < HOST_MIN:
+            return None
+        suffix = _fast(S, *arrays)
+        if suffix is None or (mask is not None and (type(mask) is not np.ndarray
+                                                    or mask.dtype != np.bool_)):  # fmt: skip
+            return None
+        shape = (1,) * (4 - S.ndim) + tuple(S.shape)
+        keep, strides = None, (0, 0, 0, 0)
+        if mask is not None:
+            if mask.ndim > 4:
+                return None
+            m = mask[(None,) * (4 - mask.ndim)]
+            pairs = zip((*m.shape[:2], m.shape[3]), (*shape[:2], shape[3]), strict=True)
+            if any(a not in (1, b) for a, b in pairs):
+                return None
+            keep = m
+            strides = tuple(0 if n == 1 else s for n, s in zip(m.shape, m.strides, strict=True))  # type: ignore[assignment]
+        nr, n = shape[2], shape[3]
+        return (suffix, keep, shape[0] * shape[1] * nr, nr, n, shape[1], *strides, rows.start)
+
+    def attention_block(
+        self, S: Array, mask: Any, scale: float, causal: bool, rows: slice, bias: Any
+    ) -> tuple[Array, Array]:
+        args = None if bias is not None else self._block_args(S, mask, rows)
+        if args is None:
+            return super().attention_block(S, mask, scale, causal, rows, bias)
+        suffix, keep, R = args[0], args[1], args[2]
+        P, lse = np.empty_like(S), np.empty((*S.shape[:-1], 1), S.dtype)
+        self.host.attn_block_fwd[suffix](P.ctypes.data, lse.ctypes.data, S.ctypes.data,
+                                         _ptr(keep), R, *args[3:], int(causal), scale,
+                                         _serial())  # fmt: skip
+        return P, lse
+
+    def backprop_attention_block(
+        self, S: Array, dP: Array, lse: Array, Dsum: Array, mask: Any, scale: float,
+        causal: bool, rows: slice, bias: Any,
+    ) -> tuple[Array, Array]:  # fmt: skip
+        lse, Dsum = np.ascontiguousarray(lse), np.ascontiguousarray(Dsum)
+        args = None if bias is not None else self._block_args(S, mask, rows, dP, lse, Dsum)
+        if args is None:
+            return super().backprop_attention_block(S, dP, lse, Dsum, mask, scale, causal,
+                                                    rows, bias)  # fmt: skip
+        suffix, keep, R = args[0], args[1], args[2]
+        P, dS = np.empty_like(S), np.empty_like(S)
+        self.host.attn_block_bwd[suffix](P.ctypes.data, dS.ctypes.data, S.ctypes.data,
+                                         dP.ctypes.data, lse.ctypes.data, Dsum.ctypes.data,
+                                         _ptr(keep), R, *args[3:], int(causal), scale,
+                                         _serial())  # fmt: skip
+        return P, dS
