@@ -160,7 +160,6 @@ class AttentionOps:
         ``attention_chunk`` query rows at a time, keeping a log-sum-exp per row for
         the backward instead of ``P``. ``bias`` is added to the scaled scores.
         """
-        xp = self.xp
         Tq, Tk = Q.shape[-2], K.shape[-2]
         lead = tuple(Q.shape[:-2])
         n = Tq * Tk
