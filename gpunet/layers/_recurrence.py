@@ -94,13 +94,19 @@ def _run(ops: Any, cell: Cell, X: Array, W: Array, U: Array, b: Array | None,
         Xt = xp.flip(Xt, axis=0)
     if dp is not None:
         Xt = Xt * dp
-    X2 = xp.reshape(Xt, (T * B, F))
     split_bias = kind == "gru" and cell.reset_after and b is not None
     b_in, b_rec = (b[0, ...], b[1, ...]) if split_bias else (b, None)  # type: ignore[index]
-    Zx = ops.gemm(X2, W)
-    if b_in is not None and b_in.dtype == Zx.dtype:
-        Zx += b_in  # in place: a fresh (T*B, G*u) array costs its page faults again
-    elif b_in is not None:
+    # the bias rides in the input GEMM as a row of W against a column of ones (no pass
+    # over Zx to add it); the ones column makes the bias gradient part of the weight
+    # gradient's GEMM too. Mixed dtypes (a float32 bias for float16 steps) add it apart.
+    k = int(b_in is not None and b_in.dtype == W.dtype == dt)  # 1: the ones column
+    X2 = ops.empty((T, B, F + 1), dt) if k else Xt
+    if k:
+        X2[..., :F] = Xt
+        X2[..., F] = 1
+    X2 = xp.reshape(X2, (T * B, F + k))
+    Zx = ops.gemm(X2, xp.concat([W, b_in[None, :]]) if k else W)  # type: ignore[index]
+    if b_in is not None and not k:
         Zx = Zx + b_in
     Zx = xp.reshape(Zx, (T, B, GATES[kind] * n))  # becomes the pre-activation history
     M: Any = None
@@ -108,13 +114,13 @@ def _run(ops: Any, cell: Cell, X: Array, W: Array, U: Array, b: Array | None,
         M = xp.astype(xp.permute_dims(mask, (1, 0)), dt)[:, :, None]
         if cell.go_backwards:
             M = xp.flip(M, axis=0)
-    H = ops.zeros((T + 1, B, n), dt)
-    C: Any = ops.zeros((T + 1, B, n), dt) if kind == "lstm" else None
-    s0 = list(states0 or [None, None])
-    if s0[0] is not None:
-        H[0, ...] = s0[0]
-    if C is not None and len(s0) > 1 and s0[1] is not None:
-        C[0, ...] = s0[1]
+    # every step writes its row of the histories: only the first states need a value
+    H = ops.empty((T + 1, B, n), dt)
+    C: Any = ops.empty((T + 1, B, n), dt) if kind == "lstm" else None
+    s0 = [*(states0 or []), None, None]
+    H[0, ...] = 0 if s0[0] is None else s0[0]
+    if C is not None:
+        C[0, ...] = 0 if s0[1] is None else s0[1]
     gru_after = kind == "gru" and cell.reset_after
     ZH: Any = ops.empty((T, B, 3 * n), dt) if gru_after else None
     RH: Any = ops.empty((T, B, n), dt) if kind == "gru" and not cell.reset_after else None
@@ -167,21 +173,26 @@ def _run(ops: Any, cell: Cell, X: Array, W: Array, U: Array, b: Array | None,
         dZ = xp.reshape(Zx, (T * B, GATES[kind] * n))
         HP = H[:T, ...] if rdp is None else H[:T, ...] * rdp
         HP2 = xp.reshape(HP, (T * B, n))
-        dW = ops.gemm(X2, dZ, trans1=True)
+        if kind in ("simple", "lstm"):  # [dW; db; dU] in one GEMM over [X, 1, h]
+            XH = ops.empty((T * B, F + k + n), dt)
+            XH[:, : F + k], XH[:, F + k :] = X2, HP2
+            dWU = ops.gemm(XH, dZ, trans1=True)
+            dW, dU = dWU[:F, ...], dWU[F + k :, ...]
+            db = None if b is None else dWU[F, ...] if k else xp.sum(dZ, axis=0)
+        else:
+            dWb = ops.gemm(X2, dZ, trans1=True)
+            dW = dWb[:F, ...]
+            db = None if b is None else dWb[F, ...] if k else xp.sum(dZ, axis=0)
         if gru_after:
             dZh = xp.reshape(ZH, (T * B, 3 * n))
             dU = ops.gemm(HP2, dZh, trans1=True)
-            db = None if b is None else xp.stack([xp.sum(dZ, axis=0), xp.sum(dZh, axis=0)])
+            db = None if b is None else xp.stack([db, xp.sum(dZh, axis=0)])
         elif kind == "gru":
             RH2 = xp.reshape(RH, (T * B, n))
             dU = xp.concat(
                 [ops.gemm(HP2, dZ[:, : 2 * n], trans1=True),
                  ops.gemm(RH2, dZ[:, 2 * n :], trans1=True)], axis=1,
             )  # fmt: skip
-            db = None if b is None else xp.sum(dZ, axis=0)
-        else:
-            dU = ops.gemm(HP2, dZ, trans1=True)
-            db = None if b is None else xp.sum(dZ, axis=0)
         dX = None
         if need_dX:
             dXt = xp.reshape(ops.gemm(dZ, W, trans2=True), (T, B, F))
