@@ -79,7 +79,8 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "attn_softmax_bwd": (None, [_p, _p, _p, _ll, _ll, _d]),
     "attn_block_fwd": (None, [_p, _p, _p, _p, *[_ll] * 9, _i, _d]),
     "attn_block_bwd": (None, [_p, _p, _p, _p, _p, _p, _p, *[_ll] * 9, _i, _d]),
-    "lstm_step_acc": (None, [_p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
+    "lstm_step_keep": (None, [_p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
+    "lstm_backward_act": (None, [_p, _p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
 }
 
 
