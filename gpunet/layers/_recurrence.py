@@ -6,11 +6,13 @@ Work per sequence: one GEMM projects the inputs of all time steps; each step doe
 recurrent GEMM (two for ``GRU(reset_after=False)``, whose reset gate sits between
 them) and one cell op (``ops.lstm_step`` ...: the gates and the state update, where a
 fused kernel can take over). Backward runs the steps in reverse with one recurrent
-GEMM each; the weight gradients are single GEMMs over the stored histories. Arrays are
-time-major inside, so each step's slice is contiguous.
+GEMM each; the weight gradients are single GEMMs over the stored histories (for
+SimpleRNN and LSTM one: ``[x, 1, h]^T @ dZ`` gives ``dW``, ``db`` and ``dU``). Arrays
+are time-major inside, so each step's slice is contiguous.
 
-Stored for backprop, for an LSTM: the step inputs, the pre-activations (4·T·B·u,
-overwritten in place by their gradients), the states h and c (2·(T+1)·B·u).
+Stored for backprop, for an LSTM: the step inputs, the pre-activations (4·T·B·u; the
+host loop keeps the gates' activations there instead; overwritten in place by their
+gradients), the states h and c (2·(T+1)·B·u).
 """
 
 from __future__ import annotations
