@@ -559,17 +559,37 @@ static void lstm_step(T* h, T* c, const T* Z, const T* cp, const T* hp, const T*
     });
 }
 
-// lstm_step with the recurrent product R added into Z first (Z keeps the sum, the
-// pre-activation backward needs): the whole-sequence loop's step, one pass fewer
+// The whole-sequence loop's LSTM step: lstm_step with the recurrent product R added
+// into Z first, leaving the gates' activations in Z in place of the pre-activations,
+// so that its backward, lstm_backward_act, reads them instead of recomputing 3
+// sigmoids and a tanh per element
 template <typename T>
-static void lstm_step_acc(T* h, T* c, T* Z, const T* R, const T* cp, const T* hp, const T* m,
-                          long long B, long long U) {
+static void lstm_step_keep(T* h, T* c, T* Z, const T* R, const T* cp, const T* hp, const T* m,
+                           long long B, long long U) {
     cell_rows<T>(B, U, B * U * 4, m, [=](long long b, long long j, bool masked, T mb) {
         T* z = Z + b * 4 * U;
         const T* r = R + b * 4 * U;
         for (int g = 0; g < 4; ++g) z[g * U + j] += r[g * U + j];
-        gpunet::lstm_step_at<T, T>(j, U, h + b * U, c + b * U, z, cp + b * U, row(hp, b, U),
-                                   masked, mb);
+        const gpunet::LstmGates<T> a = gpunet::lstm_gates<T, T>(j, U, z);
+        z[j] = a.i;
+        z[U + j] = a.f;
+        z[2 * U + j] = a.g;
+        z[3 * U + j] = a.o;
+        gpunet::lstm_state_at<T, T>(j, h + b * U, c + b * U, a, cp + b * U, row(hp, b, U),
+                                    masked, mb);
+    });
+}
+
+// lstm_backward from the gates lstm_step_keep left in A (dZ may be A: in place)
+template <typename T>
+static void lstm_backward_act(T* dZ, T* dcp, T* carry, const T* dh, const T* dc, const T* A,
+                              const T* cp, const T* m, long long B, long long U) {
+    cell_rows<T>(B, U, B * U * 4, m, [=](long long b, long long j, bool masked, T mb) {
+        const T* a = A + b * 4 * U;
+        const gpunet::LstmGates<T> g{a[j], a[U + j], a[2 * U + j], a[3 * U + j]};
+        gpunet::lstm_backward_gates_at<T, T>(j, U, dZ + b * 4 * U, dcp + b * U,
+                                             row(carry, b, U), dh + b * U, row(dc, b, U), g,
+                                             cp + b * U, masked, mb);
     });
 }
 
@@ -645,14 +665,20 @@ static void gru_backward(T* dZx, T* dZh, T* dhp, const T* dh, const T* Zx, const
                                          const T* m, long long B, long long U) {                 \
         lstm_step<T>(h, c, Z, cp, hp, m, B, U);                                                  \
     }                                                                                            \
-    extern "C" void gpunet_lstm_step_acc_##S(T* h, T* c, T* Z, const T* R, const T* cp,         \
-                                             const T* hp, const T* m, long long B, long long U) { \
-        lstm_step_acc<T>(h, c, Z, R, cp, hp, m, B, U);                                           \
-    }                                                                                            \
     extern "C" void gpunet_lstm_backward_##S(T* dZ, T* dcp, T* carry, const T* dh, const T* dc, \
                                              const T* Z, const T* cp, const T* m, long long B,   \
                                              long long U) {                                      \
         lstm_backward<T>(dZ, dcp, carry, dh, dc, Z, cp, m, B, U);                                \
+    }                                                                                            \
+    extern "C" void gpunet_lstm_step_keep_##S(T* h, T* c, T* Z, const T* R, const T* cp,        \
+                                              const T* hp, const T* m, long long B,              \
+                                              long long U) {                                     \
+        lstm_step_keep<T>(h, c, Z, R, cp, hp, m, B, U);                                          \
+    }                                                                                            \
+    extern "C" void gpunet_lstm_backward_act_##S(T* dZ, T* dcp, T* carry, const T* dh,          \
+                                                 const T* dc, const T* A, const T* cp,           \
+                                                 const T* m, long long B, long long U) {         \
+        lstm_backward_act<T>(dZ, dcp, carry, dh, dc, A, cp, m, B, U);                            \
     }                                                                                            \
     extern "C" void gpunet_gru_step_##S(T* h, const T* Zx, const T* Zh, const T* hp,            \
                                         const T* m, long long B, long long U) {                  \

@@ -20,15 +20,25 @@ GPUNET_HD M keep_(M m, M fresh, M old) { return old + m * (fresh - old); }
 // the state, ...) and the unit j, so a host loop over j runs at unit stride; mb is the
 // row's mask value, read only when masked.
 
-// h, c of one LSTM element; h_prev is read only under a mask
+// The four gate activations of one LSTM element (i, f, g = the candidate, o)
+template <typename M>
+struct LstmGates {
+    M i, f, g, o;
+};
+
 template <typename T, typename M>
-GPUNET_HD void lstm_step_at(long long j, long long U, T* h, T* c, const T* z, const T* c_prev,
-                            const T* h_prev, bool masked, M mb) {
-    M i = sigmoid(M(z[j])), f = sigmoid(M(z[U + j])), g = tanh_(M(z[2 * U + j]));
-    M o = sigmoid(M(z[3 * U + j]));
+GPUNET_HD LstmGates<M> lstm_gates(long long j, long long U, const T* z) {
+    return {sigmoid(M(z[j])), sigmoid(M(z[U + j])), tanh_(M(z[2 * U + j])),
+            sigmoid(M(z[3 * U + j]))};
+}
+
+// h, c of one LSTM element from its gates; h_prev is read only under a mask
+template <typename T, typename M>
+GPUNET_HD void lstm_state_at(long long j, T* h, T* c, LstmGates<M> a, const T* c_prev,
+                             const T* h_prev, bool masked, M mb) {
     M cp = M(c_prev[j]);
-    M cn = f * cp + i * g;
-    M hn = o * tanh_(cn);
+    M cn = a.f * cp + a.i * a.g;
+    M hn = a.o * tanh_(cn);
     if (masked) {
         cn = keep_(mb, cn, cp);
         hn = keep_(mb, hn, M(h_prev[j]));
@@ -37,14 +47,20 @@ GPUNET_HD void lstm_step_at(long long j, long long U, T* h, T* c, const T* z, co
     h[j] = T(hn);
 }
 
-// dZ (B, 4U) and dc_prev of one LSTM element from dh and dc (null: zero);
+// h, c of one LSTM element; h_prev is read only under a mask
+template <typename T, typename M>
+GPUNET_HD void lstm_step_at(long long j, long long U, T* h, T* c, const T* z, const T* c_prev,
+                            const T* h_prev, bool masked, M mb) {
+    lstm_state_at<T, M>(j, h, c, lstm_gates<T, M>(j, U, z), c_prev, h_prev, masked, mb);
+}
+
+// dZ (B, 4U) and dc_prev of one LSTM element from dh, dc (null: zero) and its gates;
 // carry_h (written under a mask) is the part of dh that passes a padded step
 template <typename T, typename M>
-GPUNET_HD void lstm_backward_at(long long j, long long U, T* dz, T* dc_prev, T* carry_h,
-                                const T* dh, const T* dc, const T* z, const T* c_prev,
-                                bool masked, M mb) {
-    M i = sigmoid(M(z[j])), f = sigmoid(M(z[U + j])), g = tanh_(M(z[2 * U + j]));
-    M o = sigmoid(M(z[3 * U + j]));
+GPUNET_HD void lstm_backward_gates_at(long long j, long long U, T* dz, T* dc_prev, T* carry_h,
+                                      const T* dh, const T* dc, LstmGates<M> a,
+                                      const T* c_prev, bool masked, M mb) {
+    M i = a.i, f = a.f, g = a.g, o = a.o;
     M cp = M(c_prev[j]);
     M tc = tanh_(f * cp + i * g);
     M dhn = M(dh[j]), dcn = dc ? M(dc[j]) : M(0), carry_c = M(0);
@@ -60,6 +76,15 @@ GPUNET_HD void lstm_backward_at(long long j, long long U, T* dz, T* dc_prev, T* 
     dz[2 * U + j] = T(dcs * i * (M(1) - g * g));
     dz[3 * U + j] = T(dhn * tc * (o * (M(1) - o)));
     dc_prev[j] = T(dcs * f + carry_c);
+}
+
+// the same from the pre-activations z (recomputing the gates: Chainer's fused LSTM)
+template <typename T, typename M>
+GPUNET_HD void lstm_backward_at(long long j, long long U, T* dz, T* dc_prev, T* carry_h,
+                                const T* dh, const T* dc, const T* z, const T* c_prev,
+                                bool masked, M mb) {
+    lstm_backward_gates_at<T, M>(j, U, dz, dc_prev, carry_h, dh, dc, lstm_gates<T, M>(j, U, z),
+                                 c_prev, masked, mb);
 }
 
 // h of one GRU element. Zh (B, 3U), the recurrent product plus its bias, is given

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 _lock = threading.Lock()
-_state: dict[str, Any] = {"holders": 0, "limiter": None, "controller": None}
+_state: dict[str, Any] = {"holders": 0, "saved": [], "controller": None}
 
 
 def _controller() -> Any:
@@ -66,19 +66,32 @@ def one_blas_thread() -> Iterator[None]:
     with _lock:
         if _state["holders"] == 0:
             ctl = _controller()
-            if ctl:
-                _take_control()
-                _state["limiter"] = ctl.limit(limits=1, user_api="blas")
+            _state["saved"] = _set_one(ctl.lib_controllers) if ctl else []
         _state["holders"] += 1
     try:
         yield
     finally:
         with _lock:
             _state["holders"] -= 1
-            if _state["holders"] == 0 and _state["limiter"] is not None:
-                limiter, _state["limiter"] = _state["limiter"], None
-                _take_control()
-                limiter.restore_original_limits()
+            if _state["holders"] == 0:
+                for lib, n in _state["saved"]:
+                    _take_control()
+                    lib.set_num_threads(n)
+                _state["saved"] = []
+
+
+def _set_one(libs: list[Any]) -> list[tuple[Any, int]]:
+    """Put the BLAS libraries on one thread; ``(library, setting)`` of those changed.
+    Calling the libraries' own get/set functions costs microseconds, where a
+    ``ThreadpoolController.limit`` took ~0.1 ms (a recurrent layer's training step
+    enters twice); one already on one thread is left alone."""
+    saved = []
+    for lib in libs:
+        if lib.user_api == "blas" and (n := lib.num_threads) != 1:
+            _take_control()
+            lib.set_num_threads(1)
+            saved.append((lib, n))
+    return saved
 
 
 def available() -> bool:

@@ -80,7 +80,8 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     # ..., causal, scale, serial (1: on the calling thread, which runs a group of heads)
     "attn_block_fwd": (None, [_p, _p, _p, _p, *[_ll] * 9, _i, _d, _i]),
     "attn_block_bwd": (None, [_p, _p, _p, _p, _p, _p, _p, *[_ll] * 9, _i, _d, _i]),
-    "lstm_step_acc": (None, [_p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
+    "lstm_step_keep": (None, [_p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
+    "lstm_backward_act": (None, [_p, _p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
     "layernorm": (None, [_p, _p, _p, _p, _p, _p, _ll, _ll, _d]),
     "layernorm_bwd": (None, [_p, _p, _p, _p, _p, _ll, _ll]),
 }

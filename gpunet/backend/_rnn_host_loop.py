@@ -4,8 +4,10 @@ histories that ``gpunet.layers._recurrence`` preallocates.
 Each step is one recurrent GEMM written into a buffer (``out=``) and one cell kernel
 writing the history in place: no array is allocated and no view made per step
 except the GEMM's operands; the kernels get pointers computed from the histories'
-base addresses. The backward kernels overwrite the pre-activations with their
-gradients in place (each element reads its own gate values before writing them).
+base addresses. The LSTM's forward overwrites the pre-activations with the gates'
+activations, which its backward reads rather than recomputes; the backward kernels
+overwrite those with the pre-activations' gradients in place (each element reads its
+own gate values before writing them).
 The arrays are C-contiguous, of the kernels' dtype, time-major: ``Z`` (T, B, G*u),
 ``H``/``C`` (T+1, B, u), ``M`` (T, B) float or None.
 """
@@ -23,7 +25,8 @@ class HostLoops:
     """The loops of one (kernels, dtype) pair; ``k`` is :class:`HostKernels`."""
 
     def __init__(self, k: Any, suffix: str) -> None:
-        self.lstm_step, self.lstm_backward = k.lstm_step_acc[suffix], k.lstm_backward[suffix]
+        # the LSTM forward leaves the gates' activations in Z for the backward to read
+        self.lstm_step, self.lstm_backward = k.lstm_step_keep[suffix], k.lstm_backward_act[suffix]
         self.gru_step, self.gru_backward = k.gru_step[suffix], k.gru_backward[suffix]
 
     def lstm_forward(self, Z: Array, U: Array, H: Array, C: Array, M: Array | None,

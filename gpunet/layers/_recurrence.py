@@ -6,11 +6,13 @@ Work per sequence: one GEMM projects the inputs of all time steps; each step doe
 recurrent GEMM (two for ``GRU(reset_after=False)``, whose reset gate sits between
 them) and one cell op (``ops.lstm_step`` ...: the gates and the state update, where a
 fused kernel can take over). Backward runs the steps in reverse with one recurrent
-GEMM each; the weight gradients are single GEMMs over the stored histories. Arrays are
-time-major inside, so each step's slice is contiguous.
+GEMM each; the weight gradients are single GEMMs over the stored histories (for
+SimpleRNN and LSTM one: ``[x, 1, h]^T @ dZ`` gives ``dW``, ``db`` and ``dU``). Arrays
+are time-major inside, so each step's slice is contiguous.
 
-Stored for backprop, for an LSTM: the step inputs, the pre-activations (4·T·B·u,
-overwritten in place by their gradients), the states h and c (2·(T+1)·B·u).
+Stored for backprop, for an LSTM: the step inputs, the pre-activations (4·T·B·u; the
+host loop keeps the gates' activations there instead; overwritten in place by their
+gradients), the states h and c (2·(T+1)·B·u).
 """
 
 from __future__ import annotations
@@ -97,16 +99,27 @@ def _run(ops: Any, cell: Cell, X: Array, W: Array, U: Array, b: Array | None,
     gated = dp is not None and dp.shape[-1] != F  # one input mask per gate (Keras)
     if dp is not None and not gated:
         Xt = Xt * dp
-    X2 = xp.reshape(Xt, (T * B, F))
     split_bias = kind == "gru" and cell.reset_after and b is not None
     b_in, b_rec = (b[0, ...], b[1, ...]) if split_bias else (b, None)  # type: ignore[index]
+    per_gate = rdp is not None and rdp.shape[-1] != n  # one recurrent mask per gate (Keras)
+    # the bias rides in the input GEMM as a row of W against a column of ones (no pass
+    # over Zx to add it); the ones column makes the bias gradient part of the weight
+    # gradient's GEMM too. Mixed dtypes (a float32 bias for float16 steps) add it apart,
+    # and Keras' per-gate input masks take gate-by-gate products.
+    k = int(not gated and b_in is not None and b_in.dtype == W.dtype == dt)  # the ones column
+    X2 = ops.empty((T, B, F + 1), dt) if k else Xt
+    if k:
+        X2[..., :F] = Xt
+        X2[..., F] = 1
+    X2 = xp.reshape(X2, (T * B, F + k))
     XG = [xp.reshape(Xt * dp[:, g * F : (g + 1) * F], (T * B, F))  # type: ignore[index]
           for g in range(GATES[kind])] if gated else []  # fmt: skip
-    Zx = xp.concat([ops.gemm(XG[g], W[:, g * n : (g + 1) * n]) for g in range(len(XG))],
-                   axis=1) if gated else ops.gemm(X2, W)  # fmt: skip
-    if b_in is not None and b_in.dtype == Zx.dtype:
-        Zx += b_in  # in place: a fresh (T*B, G*u) array costs its page faults again
-    elif b_in is not None:
+    if gated:
+        Zx = xp.concat([ops.gemm(XG[g], W[:, g * n : (g + 1) * n]) for g in range(len(XG))],
+                       axis=1)  # fmt: skip
+    else:
+        Zx = ops.gemm(X2, xp.concat([W, b_in[None, :]]) if k else W)  # type: ignore[index]
+    if b_in is not None and not k:
         Zx = Zx + b_in
     Zx = xp.reshape(Zx, (T, B, GATES[kind] * n))  # becomes the pre-activation history
     M: Any = None
@@ -114,18 +127,17 @@ def _run(ops: Any, cell: Cell, X: Array, W: Array, U: Array, b: Array | None,
         M = xp.astype(xp.permute_dims(mask, (1, 0)), dt)[:, :, None]
         if cell.go_backwards:
             M = xp.flip(M, axis=0)
-    H = ops.zeros((T + 1, B, n), dt)
-    C: Any = ops.zeros((T + 1, B, n), dt) if kind == "lstm" else None
-    s0 = list(states0 or [None, None])
-    if s0[0] is not None:
-        H[0, ...] = s0[0]
-    if C is not None and len(s0) > 1 and s0[1] is not None:
-        C[0, ...] = s0[1]
+    # every step writes its row of the histories: only the first states need a value
+    H = ops.empty((T + 1, B, n), dt)
+    C: Any = ops.empty((T + 1, B, n), dt) if kind == "lstm" else None
+    s0 = [*(states0 or []), None, None]
+    H[0, ...] = 0 if s0[0] is None else s0[0]
+    if C is not None:
+        C[0, ...] = 0 if s0[1] is None else s0[1]
     gru_after = kind == "gru" and cell.reset_after
     ZH: Any = ops.empty((T, B, 3 * n), dt) if gru_after else None
     RH: Any = ops.empty((T, B, n), dt) if kind == "gru" and not cell.reset_after else None
     FAC: Any = ops.empty((T, B, 1), dt) if M is not None else None
-    per_gate = rdp is not None and rdp.shape[-1] != n  # (the fused loops take one mask)
     loops = None if per_gate else ops.recurrent_loops(cell, Zx, U, H, rdp)
     Mc = None if loops is None or M is None else xp.ascontiguousarray(M[:, :, 0])
     if loops is not None and kind == "lstm":
@@ -173,25 +185,34 @@ def _run(ops: Any, cell: Cell, X: Array, W: Array, U: Array, b: Array | None,
                 loops.gru_backward_loop(Zx, ZH, Ut, H, Mc, rdp, dh, dO)
         dZ = xp.reshape(Zx, (T * B, GATES[kind] * n))
         Hs = H[:T, ...]
-        if gated:
+        if kind in ("simple", "lstm") and not gated and not per_gate:
+            # [dW; db; dU] in one GEMM over [X, 1, h]
+            HP2 = xp.reshape(Hs if rdp is None else Hs * rdp, (T * B, n))
+            XH = ops.empty((T * B, F + k + n), dt)
+            XH[:, : F + k], XH[:, F + k :] = X2, HP2
+            dWU = ops.gemm(XH, dZ, trans1=True)
+            dW, dU = dWU[:F, ...], dWU[F + k :, ...]
+            db = None if b is None else dWU[F, ...] if k else xp.sum(dZ, axis=0)
+        elif gated:
             dW = xp.concat([ops.gemm(XG[g], dZ[:, g * n : (g + 1) * n], trans1=True)
                             for g in range(len(XG))], axis=1)  # fmt: skip
+            db = None if b is None else xp.sum(dZ, axis=0)
         else:
-            dW = ops.gemm(X2, dZ, trans1=True)
+            dWb = ops.gemm(X2, dZ, trans1=True)
+            dW = dWb[:F, ...]
+            db = None if b is None else dWb[F, ...] if k else xp.sum(dZ, axis=0)
         if gru_after:
             dZh = xp.reshape(ZH, (T * B, 3 * n))
             dU = _rec_grad(ops, Hs, dZh, rdp, n)
-            db = None if b is None else xp.stack([xp.sum(dZ, axis=0), xp.sum(dZh, axis=0)])
+            db = None if b is None else xp.stack([db, xp.sum(dZh, axis=0)])
         elif kind == "gru":
             RH2 = xp.reshape(RH, (T * B, n))
             dU = xp.concat(
                 [_rec_grad(ops, Hs, dZ[:, : 2 * n], _gates(rdp, n, 0, 2), n),
                  ops.gemm(RH2, dZ[:, 2 * n :], trans1=True)], axis=1,
             )  # fmt: skip
-            db = None if b is None else xp.sum(dZ, axis=0)
-        else:
+        elif gated or per_gate:  # SimpleRNN and LSTM under per-gate masks
             dU = _rec_grad(ops, Hs, dZ, rdp, n)
-            db = None if b is None else xp.sum(dZ, axis=0)
         dX = None
         if need_dX and gated:
             assert dp is not None

@@ -69,8 +69,8 @@ def test_host_build_in_numpy_ops_matches_the_reference(kind, reset_after, masked
     class Counting:
         def __getattr__(self, name):
             table = getattr(real, name)
-            if name not in ("lstm_step", "lstm_step_acc", "lstm_backward", "gru_step",
-                            "gru_backward"):  # fmt: skip
+            if name not in ("lstm_step", "lstm_step_keep", "lstm_backward",
+                            "lstm_backward_act", "gru_step", "gru_backward"):  # fmt: skip
                 return table
             return {s: (lambda *a, f=f, s=s: calls.append(f"{name}_{s}") or f(*a))
                     for s, f in table.items()}  # fmt: skip
@@ -83,9 +83,11 @@ def test_host_build_in_numpy_ops_matches_the_reference(kind, reset_after, masked
         for g, w in zip(got, want, strict=True):
             np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
         suffix = "f64" if dtype == "float64" else "f32"
-        step = "lstm_step_acc" if kind == "lstm" else f"{kind}_step"  # the whole-loop step
+        # the whole-loop steps (the LSTM's keep the gates' activations for its backward)
+        step, back = ("lstm_step_keep", "lstm_backward_act") if kind == "lstm" else (
+            f"{kind}_step", f"{kind}_backward")  # fmt: skip
         assert calls.count(f"{step}_{suffix}") == T
-        assert calls.count(f"{kind}_backward_{suffix}") == T
+        assert calls.count(f"{back}_{suffix}") == T
 
 
 def test_other_activations_take_the_reference_path(host):
