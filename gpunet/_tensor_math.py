@@ -104,6 +104,38 @@ def roll(x: Tensor, shifts: Any, dims: Any = None) -> Tensor:
     return record(Y, x.ops, (x,), lambda g: (xp.roll(g, neg, axis=ax),), "roll")
 
 
+def setitem(x: Tensor, key: Any, value: Any) -> None:
+    """``x[key] = value`` in place, as PyTorch: into the array, or, for a tensor on
+    the graph (or a value that requires grad), as an op whose old value is its input."""
+    from gpunet.autograd import is_grad_enabled
+    from gpunet.tensor_ops import LEAF_INPLACE
+
+    ops, xp = x.ops, x.ops.xp
+    parts = key if isinstance(key, tuple) else (key,)
+    k = tuple(F._index(p, ops) for p in parts)
+    tv = value if isinstance(value, Tensor) else None
+    V = xp.astype(tv.data, x.dtype) if tv is not None else value
+    if not is_grad_enabled() or not (x.requires_grad or (tv is not None and tv.requires_grad)):
+        x.data[k] = V
+        return
+    if x.requires_grad and x._node is None:
+        raise RuntimeError(LEAF_INPLACE)
+    src = Tensor(x.data, ops, requires_grad=x.requires_grad)
+    src._node = x._node
+    Y = ops.copy(x.data)
+    Y[k] = V
+
+    def backward(g: Array) -> tuple[Any, ...]:
+        dX = ops.copy(g)
+        dX[k] = 0
+        if tv is None:
+            return (dX,)
+        return dX, ops.sum_to_shape(g[k], tv.shape)
+
+    out = record(Y, ops, (src,) if tv is None else (src, tv), backward, "setitem")
+    x.data, x._node, x.requires_grad = out.data, out._node, out.requires_grad
+
+
 # -- gather and scatter along a dim ------------------------------------------------------------
 def _hits(ops: Any, index: Array, d: int, n: int) -> Array:
     """One-hot of ``index`` along a new axis after ``d``: ``H[..., j, k, ...]`` is

@@ -212,6 +212,9 @@ class TensorMore:
         me.data, me._node = out.data, (out._node if out.requires_grad else self._node)
         return self
 
+    def __setitem__(self, key: Any, value: Any) -> None:
+        _M().setitem(self, key, value)
+
     # -- indexing ------------------------------------------------------------------------------
     def masked_fill(self, mask: Any, value: Any) -> Any:
         """``value`` where ``mask`` is True (broadcast), else ``self``."""

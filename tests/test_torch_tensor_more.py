@@ -414,3 +414,83 @@ def test_sim_device_ops_stay_on_the_device():
     ref.sum().backward()
     np.testing.assert_allclose(out.numpy(), ref.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(x.grad.numpy(), cpu.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_setitem_writes_in_place_and_records_a_gradient():
+    line = gn.zeros(3, 1, 4)
+    line[1][0][2] = 1  # the char-RNN tutorial's lineToTensor
+    ref = torch.zeros(3, 1, 4)
+    ref[1][0][2] = 1
+    np.testing.assert_array_equal(line.numpy(), ref.numpy())
+    w = gn.tensor(X.copy(), requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        w[0, 1] = 0.0
+    for lib in (gn, torch):  # a graph tensor and a value that requires grad
+        x = lib.tensor(X.copy(), requires_grad=True)
+        v = lib.tensor(np.array([0.5, -1.0, 2.0, 3.0]), requires_grad=True)
+        y = x * 2
+        y[1] = v * v
+        y[:, 0] = 7.0
+        (y * y).sum().backward()
+        if lib is gn:
+            ours = (y.numpy(), x.grad.numpy(), v.grad.numpy())
+    np.testing.assert_allclose(ours[0], y.detach().numpy())
+    np.testing.assert_allclose(ours[1], x.grad.numpy())
+    np.testing.assert_allclose(ours[2], v.grad.numpy())
+
+
+def test_module_apply_visits_children_first_as_torch():
+    def order(lib):
+        seen = []
+        net = lib.nn.Sequential(
+            lib.nn.Linear(2, 3), lib.nn.Sequential(lib.nn.ReLU(), lib.nn.Linear(3, 1))
+        )
+        assert net.apply(lambda m: seen.append(type(m).__name__)) is net
+        return seen
+
+    assert order(gn) == order(torch)
+
+
+def test_nn_init_fills_a_parameters_data_array_in_place():
+    w = gn.nn.Linear(50, 40).weight
+    gn.nn.init.normal_(w.data, 1.0, 0.02)  # the DCGAN tutorial's weights_init
+    assert abs(float(w.mean()) - 1.0) < 0.01 and 0.015 < float(w.std()) < 0.025
+    gn.nn.init.constant_(w.data, 0)
+    assert float(w.abs().sum()) == 0.0
+
+
+def test_forward_with_several_inputs_and_tied_weights_as_torch():
+    def build(lib):
+        class Tied(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.enc = lib.nn.Embedding(5, 3)
+                self.dec = lib.nn.Linear(3, 5)
+                self.dec.weight = self.enc.weight
+
+            def forward(self, ids, scale):
+                return self.dec(self.enc(ids)) * scale
+
+        return Tied()
+
+    ours, theirs = build(gn), build(torch)
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    assert ours.dec.weight is ours.enc.weight and len(ours.parameters()) == 2
+    out = ours(gn.tensor([[1, 2]]), 2.0)
+    out.sum().backward()
+    assert out.shape == (1, 2, 5) and ours.enc.weight.grad is not None
+
+
+@pytest.mark.parametrize("fn", ["max_pool2d", "avg_pool2d"])
+def test_functional_pools_match_torch(fn):
+    x = np.random.default_rng(3).normal(size=(2, 3, 6, 6))
+    ours = getattr(gn.nn.functional, fn)(gn.tensor(x), 2)
+    theirs = getattr(torch.nn.functional, fn)(torch.tensor(x), 2)
+    np.testing.assert_allclose(
+        ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6
+    )  # the module computes in float32
+    ours = getattr(gn.nn.functional, fn)(gn.tensor(x), 3, stride=2, padding=1)
+    theirs = getattr(torch.nn.functional, fn)(torch.tensor(x), 3, stride=2, padding=1)
+    np.testing.assert_allclose(
+        ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6
+    )  # the module computes in float32

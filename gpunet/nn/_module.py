@@ -129,6 +129,17 @@ class TorchModule:
                     return
         super().__setattr__(key, value)
 
+    def apply(self, fn: Any) -> Any:
+        """Call ``fn`` on every submodule, children first, then on this one."""
+
+        def visit(m: Layer) -> None:
+            for _, child in named_children(m):
+                visit(child)
+            fn(m)
+
+        visit(self)  # type: ignore[arg-type]
+        return self
+
     def parameters(self, recurse: bool = True) -> ParamList:
         """The trainable weights: a list that is also an iterator, so both
         ``len(net.parameters())`` and PyTorch's ``next(net.parameters())`` work."""

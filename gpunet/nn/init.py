@@ -45,9 +45,15 @@ def _calculate_fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
     return shape[1] * receptive, shape[0] * receptive
 
 
-def _fill(tensor: Tensor, arr: Any) -> Tensor:
+def _fill(tensor: Any, arr: Any) -> Any:
     if not isinstance(tensor, Tensor):
-        raise TypeError(f"nn.init expects a gpunet Tensor, got {type(tensor).__name__}")
+        xp = getattr(tensor, "__array_namespace__", None)
+        if xp is None:
+            raise TypeError(f"nn.init expects a gpunet Tensor, got {type(tensor).__name__}")
+        # ``m.weight.data``, the parameter's own array (as the DCGAN tutorial passes it)
+        ns = xp()
+        tensor[...] = ns.asarray(np.asarray(arr), dtype=tensor.dtype, device=tensor.device)
+        return tensor
     with no_grad():
         tensor.copy_(tensor.ops.asarray(np.asarray(arr), dtype=tensor.dtype))
     return tensor
