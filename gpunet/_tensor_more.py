@@ -54,6 +54,12 @@ def _plain(t: Any) -> Any:
     return t
 
 
+def _floatx() -> str:
+    from gpunet import config
+
+    return config.floatx()
+
+
 def _dtype_of(dtype: Any, default: Any) -> Any:
     if dtype is None:
         return default
@@ -414,7 +420,10 @@ class TensorMore:
     multiply = mul
 
     def div(self, other: Any, *, rounding_mode: str | None = None) -> Any:
-        out = _F().div(self, other)
+        """True division (integers give the default float dtype, as PyTorch)."""
+        ints = not self.ops.xp.isdtype(self.data.dtype, "real floating")
+        a = _F().cast(self, _floatx()) if ints and rounding_mode is None else self
+        out = _F().div(a, other)
         if rounding_mode is None:
             return out
         if rounding_mode not in ("trunc", "floor"):

@@ -49,6 +49,8 @@ VALUES = {  # name: f(lib, x) for lib in (gn, torch), x a float64 (3, 4) tensor
     "argsort": lambda L, x: x.argsort(dim=1),
     "div": lambda L, x: x.div(2.0),
     "div_floor": lambda L, x: x.div(0.3, rounding_mode="floor"),
+    "div_int": lambda L, x: L.tensor(I).div(2),
+    "div_int_trunc": lambda L, x: L.tensor(I).div(-2, rounding_mode="trunc"),
     "mul": lambda L, x: x.mul(x),
     "add_alpha": lambda L, x: x.add(x, alpha=2),
     "sub_alpha": lambda L, x: x.sub(1.0, alpha=3),
