@@ -92,6 +92,28 @@ def expand(x: Tensor, sizes: tuple[int, ...]) -> Tensor:
     return record(Y, ops, (x,), lambda g: (ops.sum_to_shape(g, src),), "expand")
 
 
+def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
+    """Pieces of ``split_size`` (an int) or of the listed sizes along ``dim``."""
+    d = _dim(x, dim)
+    n = x.shape[d]
+    if isinstance(split_size_or_sections, int) or hasattr(split_size_or_sections, "__index__"):
+        step = int(split_size_or_sections)
+        if step <= 0:
+            raise RuntimeError(f"split_size must be positive, got {step}")
+        sizes = [builtins.min(step, n - s) for s in range(0, n, step)] or [0]
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        if builtins.sum(sizes) != n:
+            raise RuntimeError(
+                f"split_with_sizes expects split_sizes to sum exactly to {n} (dim {d}), got {sizes}"
+            )
+    out, start = [], 0
+    for s in sizes:
+        out.append(F.getitem(x, (slice(None),) * d + (slice(start, start + s),)))
+        start += s
+    return tuple(out)
+
+
 def roll(x: Tensor, shifts: Any, dims: Any = None) -> Tensor:
     xp = x.ops.xp
     if dims is None:
@@ -503,3 +525,20 @@ def vecmat(a: Any, b: Any) -> Any:
         return F.reshape(out, (*out.shape[:-2], out.shape[-1]))
     out = F.matmul(a, F.reshape(b, (-1, 1)))
     return F.reshape(out, out.shape[:-1])
+
+
+def unique(x: Tensor, return_inverse: bool, return_counts: bool, dim: Any) -> Any:
+    """``torch.unique`` (sorted, of the flattened tensor), computed on the host."""
+    import numpy as np
+
+    if dim is not None:
+        raise NotImplementedError("unique(dim=...) is not supported; flatten first")
+    found: Any = np.unique(x.numpy(), return_inverse=True, return_counts=True)
+    vals, inv, counts = found
+    ops = x.ops
+    out = [Tensor(ops.asarray(vals), ops)]
+    if return_inverse:
+        out.append(Tensor(ops.asarray(inv.reshape(x.shape).astype("int64")), ops))
+    if return_counts:
+        out.append(Tensor(ops.asarray(counts.astype("int64")), ops))
+    return out[0] if len(out) == 1 else tuple(out)

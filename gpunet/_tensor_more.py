@@ -66,6 +66,24 @@ def _dtype_of(dtype: Any, default: Any) -> Any:
     return np.dtype(dtype if isinstance(dtype, str) else getattr(dtype, "name", dtype))
 
 
+def _numpy_kw(fn: Any) -> Any:
+    """Let a reduction method also take NumPy's keywords: ``np.any(t, axis=0)`` and
+    ``np.std(t)`` call ``t.any(axis=0, out=None)`` and ``t.std(..., ddof=0)``."""
+
+    @functools.wraps(fn)
+    def method(self: Any, *args: Any, axis: Any = None, out: Any = None, keepdims: Any = None,
+               dtype: Any = None, ddof: Any = None, **kw: Any) -> Any:  # fmt: skip
+        if out is not None:
+            raise TypeError(f"{fn.__name__}: out= is not supported")
+        for key, value in (("dim", axis), ("keepdim", keepdims), ("correction", ddof)):
+            if value is not None:
+                kw[key] = value
+        res = fn(self, *args, **kw)
+        return res if dtype is None else res.type(dtype)
+
+    return method
+
+
 class TensorMore:
     """More of ``torch.Tensor``'s methods (a mixin of ``Tensor``)."""
 
@@ -182,25 +200,7 @@ class TensorMore:
 
     def split(self, split_size_or_sections: Any, dim: int = 0) -> tuple[Any, ...]:
         """Pieces of ``split_size`` (an int) or of the listed sizes along ``dim``."""
-        d = _M()._dim(self, dim)
-        n = self.shape[d]
-        if isinstance(split_size_or_sections, (int, np.integer)):
-            step = int(split_size_or_sections)
-            if step <= 0:
-                raise RuntimeError(f"split_size must be positive, got {step}")
-            sizes = [min(step, n - s) for s in range(0, n, step)] or [0]
-        else:
-            sizes = [int(s) for s in split_size_or_sections]
-            if sum(sizes) != n:
-                raise RuntimeError(
-                    f"split_with_sizes expects split_sizes to sum exactly to {n} (dim {d}), "
-                    f"got {sizes}"
-                )
-        out, start = [], 0
-        for s in sizes:
-            out.append(self.narrow(d, start, s))
-            start += s
-        return tuple(out)
+        return _M().split(self, split_size_or_sections, dim)
 
     def unbind(self, dim: int = 0) -> tuple[Any, ...]:
         d = _M()._dim(self, dim)
@@ -310,17 +310,7 @@ class TensorMore:
 
     def unique(self, sorted: bool = True, return_inverse: bool = False,
                return_counts: bool = False, dim: Any = None) -> Any:  # fmt: skip
-        if dim is not None:
-            raise NotImplementedError("unique(dim=...) is not supported; flatten first")
-        found: Any = np.unique(self.numpy(), return_inverse=True, return_counts=True)
-        vals, inv, counts = found
-        T, ops = _T(), self.ops
-        out = [T(ops.asarray(vals), ops)]
-        if return_inverse:
-            out.append(T(ops.asarray(inv.reshape(self.shape).astype("int64")), ops))
-        if return_counts:
-            out.append(T(ops.asarray(counts.astype("int64")), ops))
-        return out[0] if len(out) == 1 else tuple(out)
+        return _M().unique(self, return_inverse, return_counts, dim)
 
     # -- sorting ---------------------------------------------------------------------------------
     def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
@@ -337,14 +327,17 @@ class TensorMore:
         out = _M().cumsum(self, dim)
         return out if dtype is None else out.type(dtype)  # type: ignore[attr-defined]
 
+    @_numpy_kw
     def prod(self, dim: int | None = None, keepdim: bool = False) -> Any:
         return _M().prod(self, dim, keepdim)
 
+    @_numpy_kw
     def var(self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
             correction: float | None = None) -> Any:  # fmt: skip
         c = correction if correction is not None else (0 if unbiased is False else 1)
         return _M().var(self, dim, correction=c, keepdim=keepdim)
 
+    @_numpy_kw
     def std(self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
             correction: float | None = None) -> Any:  # fmt: skip
         return _F().power(self.var(dim, unbiased, keepdim, correction=correction), 0.5)
@@ -361,9 +354,11 @@ class TensorMore:
     def amin(self, dim: Any = (), keepdim: bool = False) -> Any:
         return _M().amin(self, dim, keepdim)
 
+    @_numpy_kw
     def all(self, dim: Any = None, keepdim: bool = False) -> Any:
         return _plain(_K().all(self, dim, keepdim))
 
+    @_numpy_kw
     def any(self, dim: Any = None, keepdim: bool = False) -> Any:
         return _plain(_K().any(self, dim, keepdim))
 

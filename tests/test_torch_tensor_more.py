@@ -496,3 +496,13 @@ def test_functional_pools_match_torch(fn):
     np.testing.assert_allclose(
         ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6
     )  # the module computes in float32
+
+
+def test_numpy_reductions_of_a_tensor_keep_numpy_semantics():
+    x = gn.tensor(X)
+    assert bool(np.any(x > 1.0)) == bool(np.any(X > 1.0))
+    np.testing.assert_array_equal(np.all(x > -1.0, axis=0), np.all(X > -1.0, axis=0))
+    np.testing.assert_allclose(np.prod(x, axis=1), np.prod(X, axis=1))
+    np.testing.assert_allclose(float(np.std(x)), np.std(X))  # ddof=0, NumPy's
+    np.testing.assert_allclose(np.var(x, axis=1, keepdims=True), np.var(X, axis=1, keepdims=True))
+    assert x.std().item() == pytest.approx(np.std(X, ddof=1))  # and PyTorch's own
