@@ -66,20 +66,18 @@ def _dtype_of(dtype: Any, default: Any) -> Any:
     return np.dtype(dtype if isinstance(dtype, str) else getattr(dtype, "name", dtype))
 
 
+_NUMPY = object()  # NumPy always passes ``out=``; PyTorch callers never do
+
+
 def _numpy_kw(fn: Any) -> Any:
-    """Let a reduction method also take NumPy's keywords: ``np.any(t, axis=0)`` and
-    ``np.std(t)`` call ``t.any(axis=0, out=None)`` and ``t.std(..., ddof=0)``."""
+    """``np.any(t, axis=0)``/``np.std(t)`` call ``t.any(axis=0, out=None)``: give
+    them NumPy's result on the host values, as before the method existed."""
 
     @functools.wraps(fn)
-    def method(self: Any, *args: Any, axis: Any = None, out: Any = None, keepdims: Any = None,
-               dtype: Any = None, ddof: Any = None, **kw: Any) -> Any:  # fmt: skip
-        if out is not None:
-            raise TypeError(f"{fn.__name__}: out= is not supported")
-        for key, value in (("dim", axis), ("keepdim", keepdims), ("correction", ddof)):
-            if value is not None:
-                kw[key] = value
-        res = fn(self, *args, **kw)
-        return res if dtype is None else res.type(dtype)
+    def method(self: Any, *args: Any, out: Any = _NUMPY, **kw: Any) -> Any:
+        if out is _NUMPY:
+            return fn(self, *args, **kw)
+        return getattr(np, fn.__name__)(self.numpy(), *args, out=out, **kw)
 
     return method
 
