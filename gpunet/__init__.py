@@ -35,6 +35,8 @@ from gpunet import (
     utils,
 )
 from gpunet import kops as ops  # Keras 3's keras.ops names
+from gpunet._torch_more import *  # noqa: F403  # more torch.<name> functions
+from gpunet._torch_more import __all__ as _torch_more_names
 from gpunet.amp import autocast
 from gpunet.autograd import Tensor, enable_grad, is_grad_enabled, no_grad
 from gpunet.backend import available_devices, get_ops
@@ -233,4 +235,5 @@ __all__ = [
     "where",
     "zeros",
     "zeros_like",
+    *_torch_more_names,
 ]

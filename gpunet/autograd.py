@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from gpunet._tensor_more import TensorMore
 from gpunet.errors import DeviceError
 from gpunet.tensor_ops import TensorMethods
 
@@ -100,7 +101,7 @@ def _freed(dY: Any) -> tuple[Any, ...]:
     )
 
 
-class Tensor(TensorMethods):
+class Tensor(TensorMethods, TensorMore):
     """An array on a device, with an optional gradient and the op that made it.
 
     ``data`` is the backend array (NumPy on ``"cpu"``, CuPy on ``"cuda"``);
@@ -112,6 +113,7 @@ class Tensor(TensorMethods):
         "_gbuf",
         "_grad",
         "_gview",
+        "_hooks",
         "_keras_mask",
         "_logits",
         "_node",
@@ -144,6 +146,7 @@ class Tensor(TensorMethods):
         self._gbuf: Array | None = None  # a view into an optimizer's flat buffer
         self._logits: tuple[Tensor, str] | None = None  # (logits, "sigmoid"|"softmax")
         self._keras_mask: Array | None = None  # (batch, time) bool, True = a real step
+        self._hooks: list[Any] | None = None  # register_hook's, called with the gradient
 
     # -- array-like surface -------------------------------------------------------
     @property
@@ -340,6 +343,8 @@ def run_backward(root: Tensor, seed: Any) -> None:
         g = grads.pop(id(t), None)
         if g is None:
             continue
+        if t._hooks:
+            g = _run_hooks(t, g)
         node = t._node
         if node is None:  # backward() called on a leaf itself
             t.accumulate_grad(g)
@@ -349,10 +354,19 @@ def run_backward(root: Tensor, seed: Any) -> None:
         for p, pg in zip(node.parents, parent_grads, strict=True):
             if pg is None or not p.requires_grad:
                 continue
-            if p._node is None:
+            if p._node is None and not p._hooks:
                 p.accumulate_grad(pg)
             elif id(p) in grads:
                 grads[id(p)] = grads[id(p)] + pg
             else:
                 grads[id(p)] = pg
         node.parents = ()
+
+
+def _run_hooks(t: Tensor, g: Any) -> Any:
+    """``register_hook``'s hooks in order; a returned tensor replaces the gradient."""
+    for hook in list(t._hooks or ()):
+        out = hook(Tensor(g, t.ops))
+        if out is not None:
+            g = out.data if isinstance(out, Tensor) else t.ops.asarray(out)
+    return g

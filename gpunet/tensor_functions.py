@@ -65,7 +65,11 @@ def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool 
     return _make(arr, dtype, device, requires_grad)
 
 
-def randint(low: int, high: int, size: Any, *, dtype: Any = "int64", device: Any = None) -> Tensor:
+def randint(low: int, high: Any = None, size: Any = None, *, dtype: Any = "int64",
+            device: Any = None) -> Tensor:  # fmt: skip
+    """``randint(high, size)`` or ``randint(low, high, size)``, as PyTorch."""
+    if size is None:
+        low, high, size = 0, low, high
     arr = grandom.generator("init").integers(low, high, tuple(size))
     return _make(arr, dtype, device, False)
 

@@ -11,7 +11,7 @@ Example:
     (2, 3)
 """
 
-from gpunet.nn import functional, utils
+from gpunet.nn import functional, init, utils
 from gpunet.nn.attention import MultiheadAttention
 from gpunet.nn.conv import (
     AdaptiveAvgPool2d,
@@ -109,5 +109,6 @@ __all__ = [
     "TransformerEncoderLayer",
     "Unflatten",
     "functional",
+    "init",
     "utils",
 ]

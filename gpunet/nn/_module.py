@@ -95,6 +95,18 @@ def torch_param(layer: Layer, name: str, values: np.ndarray) -> Parameter:
     return p
 
 
+class ParamList(list):  # type: ignore[type-arg]
+    """A list of parameters that ``next()`` also walks, as PyTorch's generator."""
+
+    _at = 0
+
+    def __next__(self) -> Any:
+        if self._at >= len(self):
+            raise StopIteration
+        self._at += 1
+        return self[self._at - 1]
+
+
 class TorchModule:
     """Mixin: the ``torch.nn.Module`` methods, on any gpunet ``Layer``."""
 
@@ -103,6 +115,35 @@ class TorchModule:
     # attention mask, say), never filled in or checked as a (batch, time) mask
     keras_masks = False
     training = True  # torch.nn.Module starts in training mode
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        old = self.__dict__.get(key)
+        if isinstance(value, Parameter) and isinstance(old, Parameter) and old is not value:
+            # a weight replaced (tied: decoder.weight = encoder.weight) takes the old
+            # one's place, as PyTorch re-registers it: the old weight is gone
+            params = self._params  # type: ignore[attr-defined]
+            for i, p in enumerate(params):
+                if p is old:
+                    params[i] = value
+                    object.__setattr__(self, key, value)
+                    return
+        super().__setattr__(key, value)
+
+    def apply(self, fn: Any) -> Any:
+        """Call ``fn`` on every submodule, children first, then on this one."""
+
+        def visit(m: Layer) -> None:
+            for _, child in named_children(m):
+                visit(child)
+            fn(m)
+
+        visit(self)  # type: ignore[arg-type]
+        return self
+
+    def parameters(self, recurse: bool = True) -> ParamList:
+        """The trainable weights: a list that is also an iterator, so both
+        ``len(net.parameters())`` and PyTorch's ``next(net.parameters())`` work."""
+        return ParamList(super().parameters())  # type: ignore[misc]
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         for name, p in _tensors(self, buffers=False):  # type: ignore[arg-type]

@@ -248,4 +248,22 @@ def nll_denom(y: Tensor, weight: Any, ignore_index: int, like: Tensor) -> Tensor
     return Tensor(xp.sum(w), like.ops)
 
 
+def max_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,
+               dilation: Any = 1, ceil_mode: bool = False,
+               return_indices: bool = False) -> Tensor:  # fmt: skip
+    """``nn.MaxPool2d``'s op over (N, C, H, W), as a function (the MNIST example's)."""
+    from gpunet.nn.conv import MaxPool2d
+
+    return MaxPool2d(kernel_size, stride, padding, dilation, return_indices, ceil_mode)(input)  # type: ignore[no-any-return]
+
+
+def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override: Any = None) -> Tensor:  # fmt: skip
+    from gpunet.nn.conv import AvgPool2d
+
+    pool = AvgPool2d(kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    return pool(input)  # type: ignore[no-any-return]
+
+
 from gpunet.nn.attention import scaled_dot_product_attention as scaled_dot_product_attention  # noqa: E402

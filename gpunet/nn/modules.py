@@ -29,7 +29,7 @@ from gpunet.layers import Activation, BatchNormalization, spec
 from gpunet.layers import Dropout as _Dropout
 from gpunet.layers import Flatten as _Flatten
 from gpunet.layers import LayerNormalization as _LayerNorm
-from gpunet.layers.base import Layer, add_grad
+from gpunet.layers.base import Layer, add_grad, takes_training
 from gpunet.layers.base import Parameter as _Parameter
 from gpunet.models import Model
 from gpunet.models import Sequential as _Sequential
@@ -94,6 +94,15 @@ class Module(TorchModule, Model):
 
     def count_params(self) -> int:
         return int(sum(int(np.prod(p.shape)) for p in self.all_weights))
+
+    def call(self, x: Any, *args: Any, training: bool = False, **kwargs: Any) -> Any:
+        # PyTorch's forward may take several inputs: forward(input, hidden)
+        forward = getattr(self, "forward", None)
+        if forward is not None and (args or kwargs):
+            if takes_training(forward):
+                kwargs["training"] = training
+            return forward(x, *args, **kwargs)
+        return super().call(x, training=training)
 
     def zero_grad(self) -> None:
         for p in self.all_weights:

@@ -1,0 +1,165 @@
+"""More of PyTorch's top-level functions (``gn.<name>``): the tensor methods of
+:mod:`gpunet._tensor_more` as functions (``gn.topk(x, 2)``), ``randperm`` and
+``multinomial`` on the seeded streams, ``eye``/``empty``/``full_like``,
+``allclose``/``equal``, ``is_tensor`` and the grad-mode managers
+``set_grad_enabled`` and ``inference_mode``.
+
+Example:
+    >>> import gpunet as gn
+    >>> gn.manual_seed(0)
+    >>> sorted(gn.randperm(4).tolist())
+    [0, 1, 2, 3]
+    >>> gn.topk(gn.tensor([1.0, 3.0, 2.0]), 2).indices.tolist()
+    [1, 2]
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from gpunet import _tensor_math as M
+from gpunet import autograd
+from gpunet import random as grandom
+from gpunet.autograd import Tensor
+from gpunet.tensor_functions import _f, _make, _size
+
+
+def randperm(n: int, *, dtype: Any = "int64", device: Any = None) -> Tensor:
+    """A random permutation of ``0..n-1`` from the seeded ``init`` stream."""
+    return _make(grandom.generator("init").permutation(int(n)), dtype, device, False)
+
+
+def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *,
+                generator: Any = None) -> Tensor:  # fmt: skip
+    """Draw ``num_samples`` indices per row with probability proportional to the
+    row's (non-negative) weights, from the seeded ``init`` stream."""
+    W = np.asarray(input.numpy(), dtype=np.float64)
+    if W.ndim not in (1, 2):
+        raise RuntimeError(f"multinomial: prob_dist must be 1 or 2 dim, got {W.ndim}")
+    rows = W.reshape(-1, W.shape[-1])
+    if (rows < 0).any() or not np.isfinite(rows).all():
+        raise RuntimeError("multinomial: probability tensor contains inf, nan or element < 0")
+    n = int(num_samples)
+    if not replacement and n > rows.shape[1]:
+        raise RuntimeError(
+            f"multinomial: cannot sample num_samples={n} > {rows.shape[1]} categories "
+            "without replacement"
+        )
+    rng = grandom.generator("init")
+    out = np.empty((rows.shape[0], n), dtype=np.int64)
+    for i, w in enumerate(rows):
+        total = w.sum()
+        if total <= 0:
+            raise RuntimeError(
+                "multinomial: invalid multinomial distribution (sum of probabilities <= 0)"
+            )
+        out[i] = rng.choice(w.size, size=n, replace=replacement, p=w / total)
+    out = out.reshape((*W.shape[:-1], n))
+    return Tensor(input.ops.asarray(out), input.ops)
+
+
+def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return _make(np.zeros(_size(size)), dtype, device, requires_grad)
+
+
+def empty_like(x: Tensor, *, dtype: Any = None) -> Tensor:
+    return Tensor(x.ops.zeros(x.shape, dtype or x.dtype), x.ops)
+
+
+def full_like(x: Tensor, fill_value: Any, *, dtype: Any = None) -> Tensor:
+    return Tensor(x.ops.full(x.shape, fill_value, dtype or x.dtype), x.ops)
+
+
+def eye(n: int, m: int | None = None, *, dtype: Any = None, device: Any = None,
+        requires_grad: bool = False) -> Tensor:  # fmt: skip
+    return _make(np.eye(int(n), None if m is None else int(m)), dtype, device, requires_grad)
+
+
+def is_tensor(obj: Any) -> bool:
+    return isinstance(obj, Tensor)
+
+
+def numel(input: Tensor) -> int:
+    return int(input.data.size)
+
+
+def allclose(input: Tensor, other: Tensor, rtol: float = 1e-5, atol: float = 1e-8,
+             equal_nan: bool = False) -> bool:  # fmt: skip
+    return bool(np.allclose(input.numpy(), other.numpy(), rtol, atol, equal_nan))
+
+
+def equal(input: Tensor, other: Tensor) -> bool:
+    """True if both have the same shape and elements."""
+    return input.shape == other.shape and bool(np.array_equal(input.numpy(), other.numpy()))
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    """Switch graph recording on or off: a context manager, or a plain call."""
+
+    def __init__(self, mode: bool) -> None:
+        self.prev = autograd._state.grad
+        self.mode = bool(mode)
+        autograd._state.grad = self.mode  # effective at once, as torch.set_grad_enabled(False)
+
+    def __enter__(self) -> None:
+        autograd._state.grad = self.mode
+
+    def __exit__(self, *exc: object) -> None:
+        autograd._state.grad = self.prev
+
+
+@contextlib.contextmanager
+def inference_mode(mode: bool = True) -> Iterator[None]:
+    """``no_grad`` (PyTorch's faster variant has the same effect on results)."""
+    prev = autograd._state.grad
+    autograd._state.grad = not mode
+    try:
+        yield
+    finally:
+        autograd._state.grad = prev
+
+
+def einsum(equation: str, *operands: Any) -> Tensor:
+    return M.einsum(equation, *operands)
+
+
+def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
+    return input.transpose(dim0, dim1)
+
+
+def split(tensor: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
+    return tensor.split(split_size_or_sections, dim)
+
+
+def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+    return input.chunk(chunks, dim)
+
+
+topk, sort, argsort, gather, masked_fill = (
+    _f("topk"), _f("sort"), _f("argsort"), _f("gather"), _f("masked_fill"),
+)  # fmt: skip
+mm, bmm, outer, diag, tril, triu = (
+    _f("mm"), _f("bmm"), _f("outer"), _f("diag"), _f("tril"), _f("triu"),
+)  # fmt: skip
+clip, cumsum, logsumexp, norm = _f("clip"), _f("cumsum"), _f("logsumexp"), _f("norm")
+isnan, isfinite, prod, var, std = _f("isnan"), _f("isfinite"), _f("prod"), _f("var"), _f("std")
+amax, amin, roll, flip = _f("amax"), _f("amin"), _f("roll"), _f("flip")
+index_select, narrow, unbind = _f("index_select"), _f("narrow"), _f("unbind")
+rsqrt, sign, floor, ceil, round = _f("rsqrt"), _f("sign"), _f("floor"), _f("ceil"), _f("round")
+dot, nan_to_num, lerp, diagonal = _f("dot"), _f("nan_to_num"), _f("lerp"), _f("diagonal")
+repeat_interleave, count_nonzero = _f("repeat_interleave"), _f("count_nonzero")
+nonzero, masked_select, unique = _f("nonzero"), _f("masked_select"), _f("unique")
+
+__all__ = [
+    "allclose", "amax", "amin", "argsort", "bmm", "ceil", "chunk", "clip", "count_nonzero",
+    "cumsum", "diag", "diagonal", "dot", "einsum", "empty", "empty_like", "equal", "eye",
+    "flip", "floor", "full_like", "gather", "index_select", "inference_mode", "is_tensor",
+    "isfinite", "isnan", "lerp", "logsumexp", "masked_fill", "masked_select", "mm",
+    "multinomial", "nan_to_num", "narrow", "nonzero", "norm", "numel", "outer", "prod",
+    "randperm", "repeat_interleave", "roll", "round", "rsqrt", "set_grad_enabled", "sign",
+    "sort", "split", "std", "topk", "transpose", "tril", "triu", "unbind", "unique", "var",
+]  # fmt: skip
