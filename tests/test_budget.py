@@ -22,8 +22,10 @@ MAX_FILE = 400
 # low-precision storage of activations) up to 20,000. The Keras surface public example
 # programs stopped at (keras.ops names with gradients, the small layers such as ReLU,
 # RepeatVector and Lambda, pad_sequences) and multi-output functional nodes: 21,000.
+# The PyTorch tensor surface public example programs call (~100 Tensor methods and
+# torch functions with their backward, nn.init, clip_grad_norm_): 22,200.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 21000
+MAX_TOTAL = 22200
 
 
 def code_lines(path: Path) -> int:
