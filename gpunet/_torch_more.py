@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from gpunet import _tensor_math as M
 from gpunet import autograd
 from gpunet import random as grandom
 from gpunet.autograd import Tensor
@@ -124,7 +123,9 @@ def inference_mode(mode: bool = True) -> Iterator[None]:
 
 
 def einsum(equation: str, *operands: Any) -> Tensor:
-    return M.einsum(equation, *operands)
+    from gpunet import _tensor_math  # on first use: import gpunet stays light
+
+    return _tensor_math.einsum(equation, *operands)
 
 
 def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
