@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -393,4 +394,33 @@ class Adagrad(Optimizer):
         )
 
 
-__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop"]
+class Adadelta(Optimizer):
+    """``torch.optim.Adadelta``: ``v = rho v + (1 - rho) g^2``;
+    ``d = sqrt(u + eps) / sqrt(v + eps) g``; ``u = rho u + (1 - rho) d^2``; ``p -= lr d``."""
+
+    def __init__(self, params: Any, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
+                 weight_decay: float = 0.0) -> None:  # fmt: skip
+        if not 0.0 <= rho <= 1.0:
+            raise InvalidParameterError(f"Invalid rho value: {rho!r}; expected a number in [0, 1]")
+        super().__init__(params, {"lr": lr, "rho": rho, "eps": eps, "weight_decay": weight_decay})
+
+    def _slots(self, group: dict[str, Any]) -> dict[str, float]:
+        return {"square_avg": 0.0, "acc_delta": 0.0}
+
+    def torch_step(
+        self, ops: Any, hp: dict[str, Any], P: Any, G: Any, slots: dict[str, Any], t: int
+    ) -> tuple[Any, ...]:
+        xp, rho, eps = ops.xp, hp["rho"], hp["eps"]
+        V = slots["square_avg"] * rho + (G * G) * (1.0 - rho)
+        D = xp.sqrt(slots["acc_delta"] + eps) / xp.sqrt(V + eps) * G
+        U = slots["acc_delta"] * rho + (D * D) * (1.0 - rho)
+        return P - D * hp["lr"], V, U
+
+
+# torch.optim.lr_scheduler, importable as a submodule too (from gpunet.optim.lr_scheduler
+# import StepLR): this module is not a package, so the name is registered by hand
+from gpunet import lr_scheduler  # noqa: E402
+
+sys.modules[f"{__name__}.lr_scheduler"] = lr_scheduler
+
+__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "lr_scheduler"]
