@@ -1,5 +1,6 @@
 """``keras.random``: draws for custom layers (a VAE's sampling layer, noise, masks),
-as tensors on the CPU, from gpunet's seeded streams.
+from gpunet's seeded host streams, placed on the device of the layer whose call is
+running (else on the CPU), as Keras places them on its default device.
 
 ``seed`` is as in Keras 3: ``None`` draws from the global streams (so
 ``gn.utils.set_random_seed`` repeats a run), an int gives the same values on every

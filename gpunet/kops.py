@@ -88,15 +88,17 @@ def _view(x: Tensor) -> OpsTensor:
 
 def convert_to_tensor(x: Any, dtype: Any = None) -> OpsTensor:
     """``x`` as a tensor: tensors stay (cast if ``dtype`` differs), host data goes
-    to the CPU (Python floats take the default float dtype)."""
+    to the device of the layer whose ``call`` is running, else to the CPU (Python
+    floats take the default float dtype)."""
     if isinstance(x, Tensor):
         return cast(x, dtype) if dtype is not None else _view(x)
     as_t = getattr(x, "_as_tensor", None)  # a metric's Variable
     if as_t is not None:
         return convert_to_tensor(as_t(), dtype)
-    from gpunet.backend import get_ops
+    from gpunet.layers.base import _local
 
-    cpu = get_ops("cpu")
+    calls = _local.training  # inside a layer's call: its device, as Keras's default one
+    cpu = calls[-1][1] if calls else _cpu()
     if not isinstance(x, (np.ndarray, np.generic, Number, list, tuple)):
         raise TypeError(
             f"gn.ops cannot place a {type(x).__name__} on a device; pass a gpunet tensor "
@@ -106,6 +108,12 @@ def convert_to_tensor(x: Any, dtype: Any = None) -> OpsTensor:
     if dtype is None and arr.dtype.kind == "f" and not isinstance(x, np.ndarray):
         dtype = config.floatx()
     return _out(Tensor(cpu.asarray(arr, dtype=dtype), cpu))
+
+
+def _cpu() -> Any:
+    from gpunet.backend import get_ops
+
+    return get_ops("cpu")
 
 
 def _t(x: Any, like: Tensor | None = None) -> Tensor:

@@ -74,7 +74,7 @@ def test_dropout_and_shuffle():
         R.dropout(x, 1.0)
 
 
-def test_a_sampling_layer_trains_through_its_draws():
+def _fit_sampling(device, epochs):
     class Sampling(gn.layers.Layer):  # the reparameterisation of keras-io's VAE
         def __init__(self):
             super().__init__()
@@ -89,8 +89,19 @@ def test_a_sampling_layer_trains_through_its_draws():
     gn.utils.set_random_seed(0)
     inputs = gn.Input((4,))
     z = Sampling()([gn.layers.Dense(2)(inputs), gn.layers.Dense(2)(inputs)])
-    model = gn.Model(inputs, gn.layers.Dense(4)(z))
+    model = gn.Model(inputs, gn.layers.Dense(4)(z), device=device)
     model.compile(optimizer=gn.optimizers.Adam(0.02), loss="mse")
     X = np.random.default_rng(0).normal(size=(64, 4))
-    losses = model.fit(X, X, epochs=30, batch_size=16, verbose=0).history["loss"]
+    return model.fit(X, X, epochs=epochs, batch_size=16, verbose=0).history["loss"]
+
+
+def test_a_sampling_layer_trains_through_its_draws():
+    losses = _fit_sampling("cpu", 30)
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_draws_inside_a_call_land_on_the_layers_device():
+    # on the simulated device a host-made constant would raise; the draws go to the
+    # layer's device, so the fit runs and repeats the CPU's
+    np.testing.assert_allclose(_fit_sampling("sim", 3), _fit_sampling("cpu", 3), rtol=1e-5)
+    assert gn.random.normal((2,)).device == "cpu"  # outside any call: the CPU

@@ -50,7 +50,7 @@ class _CallState(threading.local):
     see every layer output (NaN probing). Threads never see each other's."""
 
     def __init__(self) -> None:
-        self.training: list[bool] = []
+        self.training: list[tuple[bool, Any]] = []  # (training, ops) of each call in progress
         self.hooks: list[Any] = []
         self.zero_init = False  # build with zeros: the weights are about to be loaded
         self.describing: list[WeightSpec] | None = None  # add_weight records, allocates nothing
@@ -420,10 +420,10 @@ class Layer:
             self.built = True
         self.check_input(inputs)
         mask = _masks.take(self, inputs, args, kwargs)
-        stack = _local.training
-        if training is None:
-            training = stack[-1] if stack else self.training
-        stack.append(bool(training))
+        stack = _local.training  # (training, ops) of the calls in progress: the device is
+        if training is None:  # where gn.ops / gn.random put the constants a call creates
+            training = stack[-1][0] if stack else self.training
+        stack.append((bool(training), ops))
         state = self.__dict__  # plain attributes: skip the tracking __setattr__
         state["losses"] = []
         try:
