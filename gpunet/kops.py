@@ -98,7 +98,7 @@ def convert_to_tensor(x: Any, dtype: Any = None) -> OpsTensor:
     from gpunet.layers.base import _local
 
     calls = _local.training  # inside a layer's call: its device, as Keras's default one
-    cpu = calls[-1][1] if calls else _cpu()
+    dev = calls[-1][1] if calls else _cpu()
     if not isinstance(x, (np.ndarray, np.generic, Number, list, tuple)):
         raise TypeError(
             f"gn.ops cannot place a {type(x).__name__} on a device; pass a gpunet tensor "
@@ -107,7 +107,7 @@ def convert_to_tensor(x: Any, dtype: Any = None) -> OpsTensor:
     arr = np.asarray(x)
     if dtype is None and arr.dtype.kind == "f" and not isinstance(x, np.ndarray):
         dtype = config.floatx()
-    return _out(Tensor(cpu.asarray(arr, dtype=dtype), cpu))
+    return _out(Tensor(dev.asarray(arr, dtype=dtype), dev))
 
 
 def _cpu() -> Any:
