@@ -59,18 +59,6 @@ def _keep(g: Array, xp: Any, shape: tuple[int, ...], axes: Any, keepdim: bool) -
     return xp.reshape(g, tuple(1 if i in axes else n for i, n in enumerate(shape)))
 
 
-class ValuesIndices(tuple):  # type: ignore[type-arg]
-    """``(values, indices)`` as ``torch.return_types.topk``/``sort`` (also by name)."""
-
-    @property
-    def values(self) -> Tensor:
-        return self[0]  # type: ignore[no-any-return]
-
-    @property
-    def indices(self) -> Tensor:
-        return self[1]  # type: ignore[no-any-return]
-
-
 # -- broadcasting and shape ------------------------------------------------------------------
 def expand(x: Tensor, sizes: tuple[int, ...]) -> Tensor:
     """``x`` broadcast to ``sizes`` (``-1`` keeps a size); the gradient sums back."""
@@ -261,9 +249,9 @@ def argsort(x: Tensor, dim: int = -1, descending: bool = False) -> Tensor:
     return Tensor(xp.argsort(-X if descending else X, axis=d), x.ops)
 
 
-def sort(x: Tensor, dim: int = -1, descending: bool = False) -> ValuesIndices:
+def sort(x: Tensor, dim: int = -1, descending: bool = False) -> F.MaxResult:
     idx = argsort(x, dim, descending)
-    return ValuesIndices((gather(x, _dim(x, dim), idx), idx))
+    return F.MaxResult((gather(x, _dim(x, dim), idx), idx))
 
 
 def topk(x: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
@@ -276,7 +264,7 @@ def topk(x: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = 
     order = argsort(x, d, descending=largest).data
     key = (slice(None),) * d + (slice(0, int(k)),)
     idx = Tensor(order[key], x.ops)
-    return ValuesIndices((gather(x, d, idx), idx))
+    return F.MaxResult((gather(x, d, idx), idx))
 
 
 def cumsum(x: Tensor, dim: int) -> Tensor:

@@ -350,7 +350,8 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
 
 
 class MaxResult(tuple):  # type: ignore[type-arg]
-    """``(values, indices)`` of ``max(dim)``/``min(dim)``, as ``torch.return_types``."""
+    """``(values, indices)`` of ``max(dim)``/``min(dim)``, ``topk`` and ``sort``, as
+    ``torch.return_types`` (readable by position or by name)."""
 
     @property
     def values(self) -> Tensor:
