@@ -471,6 +471,12 @@ def einsum(equation: str, *operands: Any) -> Tensor:
         raise InputValidationError(
             f"einsum: equation {equation!r} names {len(ins)} operands, got {len(tensors)}"
         )
+    for sub, t in zip(ins, tensors, strict=True):  # refused at the call, not in backward
+        if t.requires_grad and len(set(sub)) != len(sub):
+            raise NotImplementedError(
+                f"einsum's gradient with a repeated index in {sub!r} is not supported; "
+                "take the diagonal with torch.diagonal first"
+            )
     arrays = [t.data for t in tensors]
     Y = xp.einsum(f"{','.join(ins)}->{out}", *arrays)
 
@@ -480,8 +486,6 @@ def einsum(equation: str, *operands: Any) -> Tensor:
             if not t.requires_grad:
                 grads.append(None)
                 continue
-            if len(set(sub)) != len(sub):
-                raise NotImplementedError(f"einsum backward with a repeated index in {sub!r}")
             others = [(s, a) for j, (s, a) in enumerate(zip(ins, arrays, strict=True)) if j != i]
             seen = set(out).union(*(set(s) for s, _a in others))
             target = "".join(c for c in sub if c in seen)

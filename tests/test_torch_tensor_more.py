@@ -506,3 +506,16 @@ def test_numpy_reductions_of_a_tensor_give_numpy_results():
     assert np.std(x) == np.std(X) and isinstance(np.std(x), np.floating)  # ddof=0, NumPy's
     np.testing.assert_allclose(np.var(x, axis=1, keepdims=True), np.var(X, axis=1, keepdims=True))
     assert x.std().item() == pytest.approx(np.std(X, ddof=1))  # and PyTorch's own
+
+
+def test_unsupported_einsum_and_unique_forms_say_what_to_do_instead():
+    a = gn.tensor(np.eye(3), requires_grad=True)
+    with pytest.raises(NotImplementedError, match="name every axis"):
+        gn.einsum("...i,i->...", a, gn.ones(3))
+    with pytest.raises(NotImplementedError, match=r"repeated index in 'ii'.*diagonal"):
+        gn.einsum("ii->i", a)
+    np.testing.assert_allclose(gn.einsum("ii->i", a.detach()).numpy(), np.ones(3))  # no grad: fine
+    with pytest.raises(NotImplementedError, match="not available on device 'sim'"):
+        gn.einsum("ij->ji", gn.tensor(np.eye(2), dtype="float32", device="sim"))
+    with pytest.raises(NotImplementedError, match=r"unique\(dim=...\) is not supported"):
+        gn.tensor(np.eye(2)).unique(dim=0)
