@@ -453,9 +453,7 @@ def linear(x: Any, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         flat = linear(reshape(x, (-1, x.shape[-1])), weight, bias)
         return reshape(flat, (*lead, weight.shape[0]))
     X, W = x.data, weight.data
-    Y = ops.gemm(X, W, trans2=True)
-    if bias is not None:
-        Y = Y + bias.data
+    Y = ops.bias_activation(ops.gemm(X, W, trans2=True), None if bias is None else bias.data)[0]
     if not needs_grad(x, weight, bias):
         return Tensor(Y, ops)
 
@@ -464,7 +462,8 @@ def linear(x: Any, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         dW = _into(ops, grad_sink(weight), ops.gemm(g, X, trans1=True))
         if bias is None:
             return dX, dW
-        return dX, dW, _into(ops, grad_sink(bias), ops.xp.sum(g, axis=0))
+        db = ops.backprop_bias_activation(g, None, Y, need_db=bias.requires_grad)[1]
+        return dX, dW, _into(ops, grad_sink(bias), db)
 
     parents = (x, weight) if bias is None else (x, weight, bias)
     return record(Y, ops, parents, backward, "linear")

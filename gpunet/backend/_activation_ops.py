@@ -55,6 +55,30 @@ class ActivationOps:
         """Gradient of activation ``name`` given ``dY``, input ``X`` and output ``Y``."""
         return getattr(self, "backprop_" + _METHOD[name])(dY, X, Y, **kw)
 
+    def bias_activation(
+        self, Z: Array, b: Array | None, activation: str = "linear", **kw: Any
+    ) -> tuple[Array, Array | None]:
+        """``(Y, Zb)``: ``activation(Z + b)`` over a GEMM output ``Z (M, F)`` that the
+        caller owns (the bias goes in place), and ``Zb = Z + b`` when the activation's
+        backward reads it (``NEEDS_X``), else None. Backends with kernels make it one
+        pass (a dense layer, a convolution, ``nn.Linear``)."""
+        if b is not None and Z.dtype == b.dtype:
+            Z += b
+        elif b is not None:  # a float32 bias on a half GEMM output: the promoted sum
+            Z = Z + b
+        if activation == "linear":
+            return Z, None
+        return self.activation(activation, Z, **kw), (Z if activation in NEEDS_X else None)
+
+    def backprop_bias_activation(
+        self, dY: Array, Zb: Array | None, Y: Array, activation: str = "linear", *,
+        need_db: bool = True, **kw: Any,
+    ) -> tuple[Array, Array | None]:  # fmt: skip
+        """``(dZ, db)`` of :meth:`bias_activation`: the gradient before the activation
+        and the bias's (its sum over the rows; None unless ``need_db``)."""
+        dZ = dY if activation == "linear" else self.backprop_activation(activation, dY, Zb, Y, **kw)
+        return dZ, (self.xp.sum(dZ, axis=0) if need_db else None)
+
     def linear(self, X: Array) -> Array:
         return X
 

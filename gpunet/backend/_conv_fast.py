@@ -6,9 +6,9 @@ What differs from the reference, and why:
 
 * im2col and col2im are one gather kernel each (``kernels/conv.cu*``), reading the
   padding as zeros: no padded copy of the input, no per-tap slices to stack or add.
-* Bias and activation run in one pass over the GEMM output (``ops._conv_bias_act``,
+* Bias and activation run in one pass over the GEMM output (``ops.bias_activation``,
   the dense layer's kernel: the output (N*Ho*Wo, F) is dense-shaped); the backward's
-  activation gradient and bias sum are one pass too (``ops._conv_act_bwd``).
+  activation gradient and bias sum are one pass too (``ops.backprop_bias_activation``).
 * The forward's columns are kept for the backward when the batch is one chunk
   (``MAX_COL_BYTES``): the weight gradient then needs no second im2col. A batch of
   several chunks keeps nothing batch-sized and recomputes them chunk by chunk.
@@ -66,13 +66,7 @@ def conv2d(
             for i, j in chunks:
                 part = ops._conv_gemm(ops._im2col(X[i:j, ...], (kh, kw_), geo), W, groups)
                 Z[i * Ho * Wo : j * Ho * Wo, :] = xp.reshape(part, (-1, F))
-    fused = ops._conv_bias_act(Z, b, activation, kw)
-    if fused is None:  # the GEMM output is ours: the bias goes in place
-        if b is not None:
-            Z += b
-        Y, Zk = (Z if activation == "linear" else ops.activation(activation, Z, **kw)), Z
-    else:
-        Y, Zk = fused
+    Y, Zk = ops.bias_activation(Z, b, activation, **kw)
     shape = (N, Ho, Wo, F)
     Zk = None if Zk is None else xp.reshape(Zk, shape)
     Y = xp.reshape(Y, shape)
@@ -94,12 +88,7 @@ def backprop_conv2d(
     name, kw, Zk, Y = act if act is not None else ("linear", {}, None, None)
     Zk2 = None if Zk is None else xp.reshape(Zk, (-1, F))
     Y2 = None if Y is None else xp.reshape(Y, (-1, F))
-    fused = ops._conv_act_bwd(dY2, Zk2, Y2, name, kw, need_db)
-    if fused is None:
-        dZ = dY2 if name == "linear" else ops.backprop_activation(name, dY2, Zk2, Y2, **kw)
-        db = xp.sum(dZ, axis=0) if need_db else None
-    else:
-        dZ, db = fused
+    dZ, db = ops.backprop_bias_activation(dY2, Zk2, Y2, name, need_db=need_db, **kw)
     if _pointwise((kh, kw_), strides, pads, groups):
         X2, W2 = xp.reshape(X, (-1, C)), xp.reshape(W, (C, F))
         dW = xp.reshape(ops.matmul(xp.matrix_transpose(X2), dZ), W.shape)

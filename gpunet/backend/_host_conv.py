@@ -120,33 +120,33 @@ class HostConvOps(Ops):
         )
         return dX
 
-    def _conv_bias_act(
-        self, Z: Array, b: Array | None, activation: str, kw: dict[str, Any]
-    ) -> tuple[Array, Array | None] | None:
-        """``(Y, Z + b or None)`` in one pass over the GEMM output ``Z`` (M, F), or None."""
+    def bias_activation(
+        self, Z: Array, b: Array | None, activation: str = "linear", **kw: Any
+    ) -> tuple[Array, Array | None]:
+        """One threaded pass over the GEMM output ``Z`` (M, F): the dense kernel's."""
         act = _act_code(activation, kw)
-        suffix = None if act is None or self.host is None else _fast(Z, b)
-        if act is None or suffix is None:
-            return None
-        if activation == "linear" and b is None:
-            return Z, None
+        ok = act is not None and self.host is not None and Z.ndim == 2
+        suffix = _fast(Z, b) if ok else None
+        if suffix is None or (activation == "linear" and b is None):
+            return super().bias_activation(Z, b, activation, **kw)
         Zk = np.empty_like(Z) if activation in NEEDS_X else None
-        self.host.bias_act[suffix](Z.ctypes.data, _ptr(Zk), _ptr(b), *Z.shape, *act)
+        self.host.bias_act[suffix](Z.ctypes.data, _ptr(Zk), _ptr(b), *Z.shape, *act)  # type: ignore[misc]
         return Z, Zk
 
-    def _conv_act_bwd(
-        self, dY: Array, Zk: Array | None, Y: Array, activation: str, kw: dict[str, Any],
-        need_db: bool,
-    ) -> tuple[Array, Array | None] | None:  # fmt: skip
-        """``(dZ, db)`` of :meth:`_conv_bias_act` in one pass, or None."""
-        if activation == "linear":  # rows summed in order: one vectorized pass
+    def backprop_bias_activation(
+        self, dY: Array, Zb: Array | None, Y: Array, activation: str = "linear", *,
+        need_db: bool = True, **kw: Any,
+    ) -> tuple[Array, Array | None]:  # fmt: skip
+        """The activation's gradient and the bias sum in one threaded pass."""
+        if activation == "linear" and dY.ndim == 2:  # rows summed in order: one pass
             return dY, (np.add.reduce(dY, axis=0) if need_db else None)
         act = _act_code(activation, kw)
-        suffix = None if act is None or self.host is None else _fast(dY, Zk, Y)
-        if act is None or suffix is None or (activation in NEEDS_X and Zk is None):
-            return None
+        ok = act is not None and self.host is not None and dY.ndim == 2
+        suffix = _fast(dY, Zb, Y) if ok else None
+        if suffix is None or (activation in NEEDS_X and Zb is None):
+            return super().backprop_bias_activation(dY, Zb, Y, activation, need_db=need_db, **kw)
         dZ = np.empty_like(dY)  # dY may be shared with another branch of the graph
         db = np.empty(dY.shape[1], dY.dtype) if need_db else None
-        args = (_ptr(Zk), Y.ctypes.data, _ptr(db), *dY.shape, *act)
+        args = (_ptr(Zb), Y.ctypes.data, _ptr(db), *dY.shape, *act)  # type: ignore[misc]
         self.host.act_bwd[suffix](dZ.ctypes.data, dY.ctypes.data, *args)
         return dZ, db

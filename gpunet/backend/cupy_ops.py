@@ -256,25 +256,25 @@ class FusedOps(FusedAmpOps, FusedRecurrentOps, FusedAttention, Ops):
             return super()._col2im(dcols, shape, k, geo)
         return _kernels.col2im(dcols, shape, k, geo)
 
-    def _conv_bias_act(
-        self, Z: Array, b: Array | None, activation: str, kw: dict[str, Any]
-    ) -> tuple[Array, Array | None] | None:
-        """``(Y, Z + b or None)`` of the GEMM output ``Z`` (M, F) in one launch, or None."""
+    def bias_activation(
+        self, Z: Array, b: Array | None, activation: str = "linear", **kw: Any
+    ) -> tuple[Array, Array | None]:
+        """``(Y, Z + b or None)`` of the GEMM output ``Z`` (M, F) in one launch."""
         spec = _kernels.fused_activation(activation, kw)
-        if spec is None or _kernels.fast_dtype(Z, b) is None:
-            return None
+        if spec is None or Z.ndim != 2 or _kernels.fast_dtype(Z, b) is None:
+            return super().bias_activation(Z, b, activation, **kw)
         return _kernels.bias_act(Z, b, *spec, keep_z=activation in NEEDS_X)  # type: ignore[no-any-return]
 
-    def _conv_act_bwd(
-        self, dY: Array, Zk: Array | None, Y: Array, activation: str, kw: dict[str, Any],
-        need_db: bool,
-    ) -> tuple[Array, Array | None] | None:  # fmt: skip
-        """``(dZ, db)`` of :meth:`_conv_bias_act`: one launch and the bias sum, or None."""
+    def backprop_bias_activation(
+        self, dY: Array, Zb: Array | None, Y: Array, activation: str = "linear", *,
+        need_db: bool = True, **kw: Any,
+    ) -> tuple[Array, Array | None]:  # fmt: skip
+        """``(dZ, db)`` of :meth:`bias_activation`: one launch and the bias sum."""
         spec = _kernels.fused_activation(activation, kw)
-        saved = Zk if spec is not None and spec[0] in _kernels.NEEDS_X else Y
+        saved = Zb if spec is not None and spec[0] in _kernels.NEEDS_X else Y
         if spec is None or saved is None or _kernels.fast_dtype(dY, saved) is None:
-            return None
-        dZ = dY if spec[0] == "Linear" else _kernels.backprop_act(dY, Zk, Y, *spec)
+            return super().backprop_bias_activation(dY, Zb, Y, activation, need_db=need_db, **kw)
+        dZ = dY if spec[0] == "Linear" else _kernels.backprop_act(dY, Zb, Y, *spec)
         return dZ, (self.xp.sum(dZ, axis=0) if need_db else None)
 
 

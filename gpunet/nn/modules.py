@@ -29,6 +29,7 @@ from gpunet.layers import Activation, BatchNormalization, spec
 from gpunet.layers import Dropout as _Dropout
 from gpunet.layers import Flatten as _Flatten
 from gpunet.layers import LayerNormalization as _LayerNorm
+from gpunet.layers._protocol import record_pass
 from gpunet.layers.base import Layer, add_grad, takes_training
 from gpunet.layers.base import Parameter as _Parameter
 from gpunet.models import Model
@@ -281,28 +282,42 @@ class Linear(TorchModule, Layer):
     def forward(self, x: Any) -> Any:
         return self(x)
 
-    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Any]:
-        """``X @ weight.T + bias`` on arrays (the layer protocol: the graph and the
-        graph-free step both run it)."""
+    def call(self, x: Any, training: bool = False, activation: str = "linear") -> Any:  # type: ignore[override]
+        """The layer as one graph node; ``activation`` (not PyTorch's: what a block
+        such as ``TransformerEncoderLayer`` applies next) fuses into the bias pass."""
+        kw = {} if activation == "linear" else {"activation": activation}
+        return record_pass(self, x, bool(training), **kw)
+
+    @property
+    def runs_on_arrays(self) -> bool:
+        return True  # call is forward_pass's node
+
+    def forward_pass(
+        self, ops: Any, X: Any, training: bool, activation: str = "linear"
+    ) -> tuple[Any, Any]:
+        """``activation(X @ weight.T + bias)`` on arrays (the layer protocol: the graph
+        and the graph-free step both run it); bias and activation are one pass over
+        the GEMM's output, and their gradients one pass over ``dY``."""
         xp, W, b = ops.xp, self.weight, self.bias
         lead = None
         if X.ndim != 2:
             lead = tuple(X.shape[:-1])
             X = xp.reshape(X, (-1, X.shape[-1]))
         Wd = W.data
-        Y = ops.gemm(X, Wd, trans2=True)
-        if b is not None:
-            Y = Y + b.data
+        bd = None if b is None else b.data
+        Y, Zb = ops.bias_activation(ops.gemm(X, Wd, trans2=True), bd, activation)
 
         def backprop(dY: Any, need_dX: bool) -> Any:
             if lead is not None:
                 dY = xp.reshape(dY, (-1, dY.shape[-1]))
-            add_grad(W, ops.gemm(dY, X, trans1=True))
-            if b is not None and b.requires_grad:
-                add_grad(b, xp.sum(dY, axis=0))
+            need_db = b is not None and b.requires_grad
+            dZ, db = ops.backprop_bias_activation(dY, Zb, Y, activation, need_db=need_db)
+            add_grad(W, ops.gemm(dZ, X, trans1=True))
+            if need_db:
+                add_grad(b, db)
             if not need_dX:
                 return None
-            dX = ops.gemm(dY, Wd)
+            dX = ops.gemm(dZ, Wd)
             return dX if lead is None else xp.reshape(dX, (*lead, dX.shape[-1]))
 
         return (Y if lead is None else xp.reshape(Y, (*lead, self.out_features))), backprop

@@ -113,7 +113,7 @@ class _Block(TorchModule, Layer):
         self.built = True
 
     def _ff(self, x: Tensor, drop: Layer) -> Tensor:
-        h = G.activation(self.linear1(x), self.activation)
+        h = self.linear1(x, activation=self.activation)  # one pass: bias and activation
         return drop(self.linear2(self.dropout(h)))  # type: ignore[no-any-return]
 
     def _attn(self, attn: Any, x: Tensor, mem: Tensor, mask: Any, kpm: Any, causal: Any,

@@ -217,6 +217,41 @@ def _dense_cases() -> list[Case]:
     return cases
 
 
+def _bias_activation_case(name: str, kw: dict[str, Any], bias: bool, need_db: bool,
+                          sizes: tuple[str, ...]) -> Case:  # fmt: skip
+    """``bias_activation`` over a GEMM output it owns (in place) and its backward."""
+
+    def build(size: str, rng: np.random.Generator) -> Inputs:
+        B, _, O = dense_shape(size)
+        a: Inputs = {"Z": _edge(rng.standard_normal((B, O))), "dY": rng.standard_normal((B, O))}
+        if bias:
+            a["b"] = rng.standard_normal(O)
+        return a
+
+    def call(ops: Any, a: Inputs) -> tuple[Any, ...]:
+        Y, Zb = ops.bias_activation(a["Z"], a.get("b"), name, **kw)
+        assert (Zb is not None) == (name in NEEDS_X)
+        dZ, db = ops.backprop_bias_activation(a["dY"], Zb, Y, name, need_db=need_db, **kw)
+        assert (db is None) != need_db
+        return Y, dZ, db
+
+    tag = f"{_spec_id(name, kw)}{'' if bias else ',no_bias'}{'' if need_db else ',no_db'}"
+    return Case(f"bias_activation:{tag}", ("bias_activation", "backprop_bias_activation"),
+                build, call, sizes=sizes, mutates=("Z",))  # fmt: skip
+
+
+def _bias_activation_cases() -> list[Case]:
+    cases = [
+        _bias_activation_case(name, kw, True, True, ALL if name in ("relu", "linear") else SMALL)
+        for name, kw in ACTIVATION_SPECS
+        if name not in ("softmax", "log_softmax")
+    ]
+    for name in ("linear", "relu", "gelu"):
+        cases += [_bias_activation_case(name, {}, False, True, SMALL),
+                  _bias_activation_case(name, {}, True, False, SMALL)]  # fmt: skip
+    return cases
+
+
 # -- linear algebra and plumbing ----------------------------------------------------------
 def _gemm_case(trans1: bool, trans2: bool, batched: bool) -> Case:
     def build(size: str, rng: np.random.Generator) -> Inputs:
@@ -896,6 +931,7 @@ def all_cases() -> list[Case]:
     cases = [
         *(_activation_case(name, kw) for name, kw in ACTIVATION_SPECS),
         *_dense_cases(),
+        *_bias_activation_cases(),
         *(_gemm_case(t1, t2, False) for t1 in (False, True) for t2 in (False, True)),
         _gemm_case(True, False, True),
         _sum_to_shape_case((), lambda O: (O,)),
