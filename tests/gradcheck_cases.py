@@ -404,6 +404,8 @@ def torch_surface_cases() -> list[Case]:
             ),
         ),
         Case("torch:mse_none", [A, pos], lambda a, p: NF.mse_loss(a, p, reduction="none")),
+        Case("torch:mse_mean", [A], lambda a: NF.mse_loss(a, gn.tensor(pos))),  # one node
+        Case("torch:mse_sum", [A], lambda a: NF.mse_loss(a, gn.tensor(pos), reduction="sum")),
         Case(
             "torch:l1_sum",
             [A_far],
@@ -413,6 +415,8 @@ def torch_surface_cases() -> list[Case]:
     ]
     lin = gn.nn.Linear(4, 5, dtype="float64")
     cases.append(Case("torch:nn.Linear", [A], lambda x: lin(x), layer=lin))
+    cases.append(Case("torch:nn.Linear(activation=tanh)", [A],  # the block's fused pass
+                      lambda x: lin(x, activation="tanh"), layer=lin))  # fmt: skip
     r, nn = _rng(9), gn.nn
     for name, mod, shape in [
         ("Conv2d(stride 2, padding 1, groups 2)",
