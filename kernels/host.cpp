@@ -475,11 +475,17 @@ static void layernorm(T* Y, T* Xhat, T* inv, const T* X, const T* g, const T* b,
     });
 }
 
-// dX = inv * (dXhat - mean(dXhat) - Xhat * mean(dXhat * Xhat)), dXhat = dY * g.
+// dX = inv * (dXhat - mean(dXhat) - Xhat * mean(dXhat * Xhat)), dXhat = dY * g; with dg
+// and db given, also the affine's gradients sum(dY * Xhat) and sum(dY) over the rows, in
+// per-chunk partial sums combined in chunk order (deterministic, as act_bwd's bias sum).
 template <typename T>
-static void layernorm_bwd(T* dX, const T* dY, const T* Xhat, const T* inv, const T* g,
-                          long long R, long long C) {
-    parallel_for(R, R * C, [&](long long r0, long long r1) {
+static void layernorm_bwd(T* dX, T* dg, T* db, const T* dY, const T* Xhat, const T* inv,
+                          const T* g, long long R, long long C) {
+    Pool& p = pool();
+    const int nt = R * C >= kParallelMin ? p.size() : 1;
+    const bool affine = dg && db;
+    std::vector<T> partial(affine ? (size_t)nt * 2 * C : 0, T(0));
+    auto rows = [&](long long r0, long long r1, T* acc) {
         for (long long r = r0; r < r1; ++r) {
             const T *dy = dY + r * C, *h = Xhat + r * C;
             T* dx = dX + r * C;
@@ -495,8 +501,31 @@ static void layernorm_bwd(T* dX, const T* dY, const T* Xhat, const T* inv, const
             const T is = inv[r];
 #pragma omp simd
             for (long long j = 0; j < C; ++j) dx[j] = is * (dy[j] * g[j] - m1 - h[j] * m2);
+            if (acc) {
+#pragma omp simd
+                for (long long j = 0; j < C; ++j) {
+                    acc[j] += dy[j] * h[j];
+                    acc[C + j] += dy[j];
+                }
+            }
         }
-    });
+    };
+    if (nt == 1) {
+        rows(0, R, affine ? partial.data() : nullptr);
+    } else {
+        p.run(nt, [&](int t, int n) {
+            const long long chunk = (R + n - 1) / n;
+            const long long a = t * chunk, b = a + chunk < R ? a + chunk : R;
+            if (a < b) rows(a, b, affine ? partial.data() + (size_t)t * 2 * C : nullptr);
+        });
+    }
+    if (affine) {
+        for (long long j = 0; j < C; ++j) dg[j] = db[j] = T(0);
+        for (int t = 0; t < nt; ++t) {
+            const T* acc = partial.data() + (size_t)t * 2 * C;
+            for (long long j = 0; j < C; ++j) dg[j] += acc[j], db[j] += acc[C + j];
+        }
+    }
 }
 
 // Optimizers, in place over flat buffers. 1 - beta arrives computed in double and
@@ -703,9 +732,10 @@ static void gru_backward(T* dZx, T* dZh, T* dhp, const T* dh, const T* Zx, const
                                          const T* b, long long R, long long C, double eps) {     \
         layernorm<T>(Y, Xhat, inv, X, g, b, R, C, T(eps));                                       \
     }                                                                                            \
-    extern "C" void gpunet_layernorm_bwd_##S(T* dX, const T* dY, const T* Xhat, const T* inv,    \
-                                             const T* g, long long R, long long C) {             \
-        layernorm_bwd<T>(dX, dY, Xhat, inv, g, R, C);                                            \
+    extern "C" void gpunet_layernorm_bwd_##S(T* dX, T* dg, T* db, const T* dY, const T* Xhat,    \
+                                             const T* inv, const T* g, long long R,              \
+                                             long long C) {                                      \
+        layernorm_bwd<T>(dX, dg, db, dY, Xhat, inv, g, R, C);                                    \
     }                                                                                            \
     extern "C" void gpunet_attn_block_fwd_##S(T* P, T* lse, const T* S, const bool* keep,        \
                                               long long rows, long long nr, long long n,         \

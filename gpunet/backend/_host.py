@@ -83,7 +83,7 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "lstm_step_keep": (None, [_p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
     "lstm_backward_act": (None, [_p, _p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
     "layernorm": (None, [_p, _p, _p, _p, _p, _p, _ll, _ll, _d]),
-    "layernorm_bwd": (None, [_p, _p, _p, _p, _p, _ll, _ll]),
+    "layernorm_bwd": (None, [_p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
 }
 
 

@@ -349,9 +349,8 @@ class NumpyOps(HostConvOps, HostRecurrentOps, HostAttentionOps, Ops):
         suffix = _fast(dY, Xhat, inv_std, gamma) if ok else None
         if suffix is None:
             return super().backprop_layernorm(dY, Xhat, inv_std, gamma)
-        dX = np.empty_like(dY)
-        self.host.layernorm_bwd[suffix](dX.ctypes.data, dY.ctypes.data, Xhat.ctypes.data,
-                                        inv_std.ctypes.data, gamma.ctypes.data,
-                                        dY.size // C, C)  # fmt: skip
-        axes = tuple(range(dY.ndim - 1))
-        return dX, np.sum(dY * Xhat, axis=axes), np.sum(dY, axis=axes)
+        dX, dg, db = np.empty_like(dY), np.empty(C, dY.dtype), np.empty(C, dY.dtype)
+        self.host.layernorm_bwd[suffix](dX.ctypes.data, dg.ctypes.data, db.ctypes.data,
+                                        dY.ctypes.data, Xhat.ctypes.data, inv_std.ctypes.data,
+                                        gamma.ctypes.data, dY.size // C, C)  # fmt: skip
+        return dX, dg, db
