@@ -15,6 +15,8 @@ to enter sets it, the last to leave restores the setting found then.
 
 from __future__ import annotations
 
+import ctypes
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,3 +107,50 @@ def available() -> bool:
     with _lock:
         ctl = _controller()
     return bool(ctl) and bool(ctl.select(user_api="blas").lib_controllers)
+
+
+# OpenBLAS's idle workers spin for 2**28 cycles (~0.1 s) after each product before they
+# sleep, so between products they hold the cores the host kernels' pool, the attention
+# split's threads and NumPy's own loops then run on: at 2 threads a Transformer block's
+# step took 22.5 ms against 20.0 with workers that sleep at once (bench/run.py -w E,
+# paired in one process), and its element-wise passes up to 3x longer. Waking a
+# sleeping worker costs microseconds per product, a small part of any product worth
+# sharing between threads.
+NAP_EXPONENT = 4  # the least OpenBLAS takes: sleep after 2**4 cycles of idling
+
+
+def nap_openblas_workers() -> int:
+    """Restart the OpenBLAS thread servers loaded in this process with idle workers
+    that sleep at once (``OPENBLAS_THREAD_TIMEOUT``, read by OpenBLAS only when its
+    server starts); returns how many were restarted. Done only on Linux, with one
+    Python thread alive (no product can be running), and not where the user set
+    ``OPENBLAS_THREAD_TIMEOUT`` or ``GPUNET_OPENBLAS_NAP=0``. The thread counts stay."""
+    if os.environ.get("GPUNET_OPENBLAS_NAP", "1") == "0" or "OPENBLAS_THREAD_TIMEOUT" in os.environ:
+        return 0
+    if threading.active_count() != 1:
+        return 0
+    done = 0
+    for path in _openblas_paths():
+        try:
+            lib = ctypes.CDLL(path)
+            read_env, shutdown = lib.openblas_read_env, lib.blas_thread_shutdown_
+        except (OSError, AttributeError):
+            continue
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(NAP_EXPONENT)
+        try:
+            read_env()  # OpenBLAS keeps what it read; the server reads it on restart
+        finally:
+            del os.environ["OPENBLAS_THREAD_TIMEOUT"]
+        shutdown()  # joined now; the next product starts the server again
+        done += 1
+    return done
+
+
+def _openblas_paths() -> list[str]:
+    """The OpenBLAS libraries mapped into this process (Linux), each once."""
+    try:
+        with open("/proc/self/maps") as maps:
+            found = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+    except OSError:
+        return []
+    return sorted(p for p in found if p.startswith("/") and ".so" in p)

@@ -212,6 +212,9 @@ def load() -> HostKernels | None:
         return None
     kernels.set_threads(default_threads())
     _keep_heap()
+    from gpunet.backend import _blas_threads  # its pool and OpenBLAS's: one at a time
+
+    _blas_threads.nap_openblas_workers()
     _status["reason"] = f"compiled with {cxx}, {kernels.threads} threads ({path})"
     return kernels
 
