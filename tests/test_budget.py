@@ -24,8 +24,11 @@ MAX_FILE = 400
 # RepeatVector and Lambda, pad_sequences) and multi-output functional nodes: 21,000.
 # The PyTorch tensor surface public example programs call (~100 Tensor methods and
 # torch functions with their backward, nn.init, clip_grad_norm_): 22,200.
+# The encoder block's speed goal (issue 16: bias and activation as one op of every
+# backend, self-attention written where its results go, OpenBLAS's idle workers put to
+# sleep): 22,400.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 22200
+MAX_TOTAL = 22400
 
 
 def code_lines(path: Path) -> int:

@@ -173,16 +173,76 @@ class HostAttentionOps(AttentionOps):
         out = self._in_groups(parts, one)
         return tuple(np.concatenate([o[i] for o in out], axis=ax) for i in range(3))  # type: ignore[return-value]
 
+    # -- self-attention over one fused projection: results written where they go ----------
+    def self_attention(
+        self, Y5: Array, mask: Array | None = None, *, scale: float, causal: bool = False,
+        dropout: float = 0.0, keep_probs: bool = False, bias: Array | None = None,
+    ) -> tuple[Array, Array | None, AttentionCache]:  # fmt: skip
+        """The whole-scores path with ``P`` and the ``(B, L, H, dh)`` output allocated
+        once and each group of heads writing its part of them: no copy to the output
+        layout, no concatenation of the groups' results."""
+        B, L, _, H, dh = Y5.shape
+        whole = B * H * L * L <= self.attention_whole and not dropout
+        if not whole or self.host is None or _fast(Y5) is None:
+            return super().self_attention(Y5, mask, scale=scale, causal=causal, dropout=dropout,
+                                          keep_probs=keep_probs, bias=bias)  # fmt: skip
+        q, k, v = (Y5[:, :, i, ...].transpose(0, 2, 1, 3) for i in range(3))
+        out = np.empty((B, L, H, dh), Y5.dtype)
+        O, P = out.transpose(0, 2, 1, 3), np.empty((B, H, L, L), Y5.dtype)
+
+        def one(t: list[Any]) -> None:
+            Qp, Kp, Vp, Op, Pp, m, b = t
+            S = np.matmul(Qp, Kp.transpose(0, 1, 3, 2))
+            fresh = self.attention_softmax(S, m, scale=scale, causal=causal, bias=b,
+                                           out=Pp if Pp.flags.c_contiguous else None)  # fmt: skip
+            if fresh is not Pp:
+                Pp[...] = fresh
+            np.matmul(Pp, Vp, out=Op)
+
+        self._over_groups(one, (q, k, v, O, P, mask, bias), (mask, bias))
+        cache = AttentionCache(q, k, v, O, mask, scale, causal, P=P, bias=bias)
+        return out, (P if keep_probs else None), cache
+
+    def backprop_self_attention(self, dO: Array, c: AttentionCache) -> Array:
+        if c.P is None or c.D is not None or type(c.P) is not np.ndarray:
+            return super().backprop_self_attention(dO, c)
+        B, L, H, dh = dO.shape
+        dY = np.empty((B, L, 3, H, dh), dO.dtype)
+        dQ, dK, dV = (dY[:, :, i, ...].transpose(0, 2, 1, 3) for i in range(3))
+        g = dO.transpose(0, 2, 1, 3)
+
+        def one(t: list[Any]) -> None:
+            Qp, Kp, Vp, Pp, m, gp, dQp, dKp, dVp = t
+            dP = np.matmul(gp, Vp.transpose(0, 1, 3, 2))
+            dS = self.backprop_attention_softmax(dP, Pp, m, scale=c.scale, causal=c.causal)
+            np.matmul(Pp.transpose(0, 1, 3, 2), gp, out=dVp)
+            np.matmul(dS, Kp, out=dQp)
+            np.matmul(dS.transpose(0, 1, 3, 2), Qp, out=dKp)
+
+        self._over_groups(one, (c.Q, c.K, c.V, c.P, c.mask, g, dQ, dK, dV), (c.mask,))
+        return dY
+
+    def _over_groups(self, fn: Any, arrays: tuple[Any, ...], extras: tuple[Any, ...]) -> None:
+        """``fn`` over every group of heads (``_groups``), each given its slices of
+        ``arrays``, or once over the whole arrays."""
+        groups = self._groups(arrays[:3], extras)
+        if groups is None:
+            fn(list(arrays))
+            return
+        ax, parts = groups
+        self._in_groups(parts, lambda p: fn([_take(A, ax, p) for A in arrays]))
+
     def attention_softmax(
         self, S: Array, mask: Array | None = None, *, scale: float = 1.0, causal: bool = False,
-        bias: Array | None = None,
+        bias: Array | None = None, out: Array | None = None,
     ) -> Array:  # fmt: skip
-        suffix = _fast(S) if self.host is not None and S.size >= HOST_MIN else None
+        """The host kernel's masked softmax (into ``out``, C-contiguous, when given)."""
+        suffix = _fast(S, out) if self.host is not None and S.size >= HOST_MIN else None
         if suffix is None or bias is not None or not ak.fits(S, mask):
             return super().attention_softmax(S, mask, scale=scale, causal=causal, bias=bias)
         B, H, Tq, Tk = ak._as4(tuple(S.shape))
         keep, sb, sh, sq, sk = ak.mask_args(mask, (B, H, Tq, Tk), np)
-        P = np.empty_like(S)
+        P = np.empty_like(S) if out is None else out
         self.host.attn_softmax[suffix](P.ctypes.data, S.ctypes.data, _ptr(keep), B * H * Tq,
                                        Tq, Tk, H, sb, sh, sq, sk, int(causal), scale)  # fmt: skip
         return P

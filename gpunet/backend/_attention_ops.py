@@ -178,6 +178,30 @@ class AttentionOps:
         O, lse = self._blocked_attention(Q, K, V, mask, scale, causal, bias)
         return O, None, AttentionCache(Q, K, V, O, mask, scale, causal, lse=lse, bias=bias)
 
+    def self_attention(
+        self, Y5: Array, mask: Array | None = None, *, scale: float, causal: bool = False,
+        dropout: float = 0.0, keep_probs: bool = False, bias: Array | None = None,
+    ) -> tuple[Array, Array | None, AttentionCache]:  # fmt: skip
+        """:meth:`attention` over the heads of one fused projection ``Y5 (B, L, 3, H,
+        dh)`` (query, key and value of each head as its strided views); the output as
+        ``(B, L, H, dh)``, the layout the output projection reads."""
+        xp = self.xp
+        q, k, v = (xp.permute_dims(Y5[:, :, i, ...], (0, 2, 1, 3)) for i in range(3))
+        O, P, cache = self.attention(q, k, v, mask, scale=scale, causal=causal,
+                                     dropout=dropout, keep_probs=keep_probs, bias=bias)  # fmt: skip
+        return xp.permute_dims(O, (0, 2, 1, 3)), P, cache
+
+    def backprop_self_attention(self, dO: Array, cache: AttentionCache) -> Array:
+        """The gradient ``(B, L, 3, H, dh)`` of :meth:`self_attention`'s ``Y5`` from
+        that of its output ``dO (B, L, H, dh)``."""
+        xp = self.xp
+        B, L, H, dh = dO.shape
+        dY = xp.empty((B, L, 3, H, dh), dtype=dO.dtype, **self.device_kw)  # type: ignore[attr-defined]
+        grads = self.backprop_attention(xp.permute_dims(dO, (0, 2, 1, 3)), cache)
+        for i, d in enumerate(grads):
+            dY[:, :, i, ...] = xp.permute_dims(d, (0, 2, 1, 3))
+        return dY
+
     def _whole_attention(
         self, Q: Array, K: Array, V: Array, mask: Any, scale: float, causal: bool, bias: Any,
         apply: bool = True,

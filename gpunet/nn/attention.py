@@ -69,17 +69,13 @@ def _self_attention_node(
     ops, xp = y.ops, y.ops.xp
     B, L, E3 = y.shape
     dh = E3 // (3 * H)
-    Y5 = xp.reshape(y.data, (B, L, 3, H, dh))
-    q, k, v = (xp.permute_dims(Y5[:, :, i, ...], (0, 2, 1, 3)) for i in range(3))
-    O, P, cache = ops.attention(q, k, v, keep, scale=scale, causal=causal, dropout=dropout,
-                                keep_probs=need_weights, bias=bias)  # fmt: skip
-    out = xp.reshape(xp.permute_dims(O, (0, 2, 1, 3)), (B, L, H * dh))
+    O, P, cache = ops.self_attention(xp.reshape(y.data, (B, L, 3, H, dh)), keep, scale=scale,
+                                     causal=causal, dropout=dropout, keep_probs=need_weights,
+                                     bias=bias)  # fmt: skip
+    out = xp.reshape(O, (B, L, H * dh))
 
     def backward(g: Any) -> tuple[Any]:
-        dO = xp.permute_dims(xp.reshape(g, (B, L, H, dh)), (0, 2, 1, 3))
-        dY = xp.empty((B, L, 3, H, dh), dtype=g.dtype, **ops.device_kw)
-        for i, d in enumerate(ops.backprop_attention(dO, cache)):
-            dY[:, :, i, ...] = xp.permute_dims(d, (0, 2, 1, 3))
+        dY = ops.backprop_self_attention(xp.reshape(g, (B, L, H, dh)), cache)
         return (xp.reshape(dY, (B, L, E3)),)
 
     return record(out, ops, (y,), backward, "attention"), P

@@ -65,6 +65,7 @@ class Case:
     sizes: tuple[str, ...] = SMALL
     mutates: tuple[str, ...] = ()  # inputs updated in place; the others must not change
     tol: dict[str, float] | None = None  # in place of the suite's TOL, where a case needs it
+    dtypes: tuple[str, ...] = ("float32", "float64")  # the dtypes the case is run in
 
 
 # NumPy sums a non-contiguous axis (batch norm's, softmax over axis 0) one row after
@@ -800,6 +801,11 @@ def _loop_case(cell: str, masked: bool) -> Case:
 
 
 # -- attention ------------------------------------------------------------------------
+# the backward's row sums cancel (dS = P * (dP - sum(P * dP))), and the host and tiled
+# kernels sum in another order than NumPy's pairwise sum: up to 3e-5 in float32
+ATTENTION_TOL = {"float32": 6e-5, "float64": 1e-11}
+
+
 def _attention_shape(size: str) -> tuple[int, int, int, int]:
     """(B, H, T, d): "above" passes HOST_MIN score elements and the lowered grid's rows."""
     return {"0": (0, 2, 3, 4), "1": (1, 1, 1, 1), "odd": (1, 3, 5, 7), "above": (2, 2, 97, 8)}[size]
@@ -852,15 +858,47 @@ def _attention_case(path: str, mask: str, causal: bool) -> Case:
         ops_ = (*ops_, "attention_block", "backprop_attention_block")
     name = f"attention:{path}:{mask}{':causal' if causal else ''}"
     wide = path == "tiled_wide"
-    return Case(name, ops_, lambda size, rng: _attention_inputs(size, rng, mask, wide), call)
+    return Case(name, ops_, lambda size, rng: _attention_inputs(size, rng, mask, wide), call,
+                tol=ATTENTION_TOL)  # fmt: skip
+
+
+def _self_attention_case(mask: str, causal: bool, split: bool) -> Case:
+    """Attention over one fused projection's heads, forward and backward; ``split``:
+    the groups of heads on the host's threads from any size."""
+
+    def build(size: str, rng: np.random.Generator) -> Inputs:
+        a = _attention_inputs(size, rng, mask)
+        B, H, T, d = a["Q"].shape
+        a["Y5"] = rng.standard_normal((B, T, 3, H, d))
+        a["dO"] = rng.standard_normal((B, T, H, d))
+        return {k: a[k] for k in ("Y5", "dO", "mask") if k in a}
+
+    def call(ops: Any, a: Inputs) -> tuple[Any, ...]:
+        saved = getattr(ops, "attention_split_from", None)
+        if split and saved is not None:
+            ops.attention_split_from = 1
+        try:
+            O, P, cache = ops.self_attention(a["Y5"], a.get("mask"), scale=0.6, causal=causal,
+                                             keep_probs=True)  # fmt: skip
+            return O, P, ops.backprop_self_attention(a["dO"], cache)
+        finally:
+            if saved is not None:
+                ops.attention_split_from = saved
+
+    name = f"self_attention:{mask}{':causal' if causal else ''}{':split' if split else ''}"
+    return Case(name, ("self_attention", "backprop_self_attention"), build, call,
+                tol=ATTENTION_TOL)  # fmt: skip
 
 
 def _attention_cases() -> list[Case]:
     return [
-        _attention_case(path, mask, causal)
-        for path in ("softmax", "whole", "blocked", "streamed", "tiled", "tiled_wide")
-        for mask, causal in (("none", False), ("padding", True), ("full", False))
-    ]
+        *(_attention_case(path, mask, causal)
+          for path in ("softmax", "whole", "blocked", "streamed", "tiled", "tiled_wide")
+          for mask, causal in (("none", False), ("padding", True), ("full", False))),
+        *(_self_attention_case(mask, causal, split)
+          for mask, causal in (("none", False), ("padding", True), ("full", False))
+          for split in (False, True)),
+    ]  # fmt: skip
 
 
 def _unscale_case(finite: bool) -> Case:
@@ -893,7 +931,7 @@ def _update_scale_case(found: int, counter: int) -> Case:
         return (scale, *state, ok)
 
     return Case(f"update_scale:found={found},counter={counter}", ("update_scale",), build,
-                call, ("above",))  # fmt: skip
+                call, ("above",), dtypes=("float32",))  # fmt: skip  # the scale is float32
 
 
 def _loss_scale_cases() -> list[Case]:

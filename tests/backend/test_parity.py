@@ -84,12 +84,16 @@ BACKENDS: dict[str, tuple[tuple[str, ...], list[Any], Callable[..., Any], type |
 
 
 def _overrides(cls: type) -> set[str]:
-    """The public methods of ``Ops`` that ``cls`` itself redefines (CupyOps wraps every
-    inherited method to run on its own GPU: those wrappers are not overrides)."""
+    """The public methods of ``Ops`` that ``cls`` redefines, itself or through a mixin
+    of its own (``NumpyOps``' ``HostAttentionOps``; CupyOps wraps every inherited
+    method to run on its own GPU: those wrappers are not overrides)."""
     own = getattr(cls, "_own_methods", None)
+    reference = set(Ops.__mro__)
     return {
         name
-        for name, value in vars(cls).items()
+        for klass in cls.__mro__
+        if klass not in reference
+        for name, value in vars(klass).items()
         if callable(value)
         and not name.startswith("_")
         and hasattr(Ops, name)
@@ -107,7 +111,7 @@ def _params() -> list[Any]:
     params = []
     for case in CASES:
         for size in case.sizes:
-            for dtype in ("float32", "float64"):
+            for dtype in case.dtypes:
                 for backend, (dtypes, marks, _, cls) in BACKENDS.items():
                     if backend == "cuda" and not HAS_GPU:
                         continue
@@ -274,6 +278,8 @@ PLUMBING = {
     "upload_rows": "transfer of batches (tested in test_device_backends)",
     "free_memory": "memory policy",
     "is_out_of_memory": "error classification (tested in test_device_backends)",
+    "recurrent_loops": "hands a cell the host's whole time loops (test_recurrent_host_loops)",
+    "step_loop_scope": "the BLAS thread limit around a recurrence (speed only)",
 }
 COVERED = {name for case in CASES for name in case.ops}
 
@@ -295,7 +301,8 @@ def _spy(cls: type, calls: set[str]) -> type:
 
         return spy
 
-    return type(f"Spy{cls.__name__}", (cls,), {n: wrap(n, vars(cls)[n]) for n in _overrides(cls)})
+    spies = {n: wrap(n, getattr(cls, n)) for n in _overrides(cls)}
+    return type(f"Spy{cls.__name__}", (cls,), spies)
 
 
 class _CountingKernels:
