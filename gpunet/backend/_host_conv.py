@@ -138,8 +138,12 @@ class HostConvOps(Ops):
         need_db: bool = True, **kw: Any,
     ) -> tuple[Array, Array | None]:  # fmt: skip
         """The activation's gradient and the bias sum in one threaded pass."""
-        if activation == "linear" and dY.ndim == 2:  # rows summed in order: one pass
-            return dY, (np.add.reduce(dY, axis=0) if need_db else None)
+        if activation == "linear" and dY.ndim == 2:
+            if not need_db:
+                return dY, None
+            if _fast(dY) is None:  # rows summed in order: one vectorized pass
+                return dY, np.add.reduce(dY, axis=0)
+            return dY, np.matmul(np.ones(dY.shape[0], dY.dtype), dY)  # GEMV: 2-3x faster
         act = _act_code(activation, kw)
         ok = act is not None and self.host is not None and dY.ndim == 2
         suffix = _fast(dY, Zb, Y) if ok else None
