@@ -304,12 +304,27 @@ static void sigmoid_bce(T* L, T* dZ, const T* Z, const T* targets, long long B, 
 // past `last` (the causal limit) are masked without a test; semantics as the NumPy
 // reference: a masked score is FILL and counts towards the sum, its weight is 0,
 // and NaN anywhere makes the row's kept weights NaN.
+
+// The row's mask as 0/1 values of T in a per-thread buffer: read as bools through its
+// strides it kept the loops below scalar (a padding-masked encoder softmax: 3.4 ms
+// against 2.9 with the buffer, 0.5 unmasked).
 template <typename T>
+static const T* row_keep(const bool* keep, long long sk, long long n) {
+    if (keep == nullptr) return nullptr;
+    thread_local std::vector<T> buf;
+    if ((long long)buf.size() < n) buf.resize(n);
+    T* b = buf.data();
+    for (long long j = 0; j < n; ++j) b[j] = keep[j * sk] ? T(1) : T(0);
+    return b;
+}
+
+template <typename T, bool kLse = true>  // kLse: return the row's log-sum-exp (else 0)
 static T attn_row_fwd(T* P, const T* S, const bool* keep, long long sk, long long n,
                       long long last, T scale) {
     if (n <= 0) return gpunet::attn_softmax_row<T>(P, S, keep, sk, n, last, scale);
     const T fill = T(-1e9);
     const long long k = last + 1 < n ? last + 1 : n;  // keys [k, n) are masked
+    const T* __restrict kb = row_keep<T>(keep, sk, k);
     T m = k < n ? fill : -INFINITY;
     int bad = 0;
     if (keep == nullptr) {
@@ -322,7 +337,8 @@ static T attn_row_fwd(T* P, const T* S, const bool* keep, long long sk, long lon
     } else {
 #pragma omp simd reduction(max : m) reduction(| : bad)
         for (long long j = 0; j < k; ++j) {
-            const T z = keep[j * sk] ? scale * S[j] : fill;
+            const T sj = scale * S[j];  // read unconditionally: a select, not a masked load
+            const T z = kb[j] != T(0) ? sj : fill;
             bad |= z != z;
             m = m > z ? m : z;
         }
@@ -339,8 +355,9 @@ static T attn_row_fwd(T* P, const T* S, const bool* keep, long long sk, long lon
     } else {
 #pragma omp simd reduction(+ : s)
         for (long long j = 0; j < k; ++j) {
-            const bool kp = keep[j * sk];
-            const T e = gpunet::exp_((kp ? scale * S[j] : fill) - m);
+            const bool kp = kb[j] != T(0);
+            const T sj = scale * S[j];
+            const T e = gpunet::exp_((kp ? sj : fill) - m);
             s += e;
             P[j] = kp ? e : T(0);
         }
@@ -351,10 +368,10 @@ static T attn_row_fwd(T* P, const T* S, const bool* keep, long long sk, long lon
     for (long long j = 0; j < k; ++j) P[j] *= inv;
     if (keep != nullptr && bad) {  // 0 * NaN: masked weights stay 0, as the reference
         for (long long j = 0; j < k; ++j)
-            if (!keep[j * sk]) P[j] = T(0);
+            if (kb[j] == T(0)) P[j] = T(0);
     }
     for (long long j = k; j < n; ++j) P[j] = T(0);
-    return m + gpunet::log_(s);
+    return kLse ? m + gpunet::log_(s) : T(0);
 }
 
 // P = exp(scale * S - lse) on kept keys (0 elsewhere) and dS = scale * P * (dP - D).
@@ -362,6 +379,7 @@ template <typename T>
 static void attn_row_bwd(T* P, T* dS, const T* S, const T* dP, T lse, T D, const bool* keep,
                          long long sk, long long n, long long last, T scale) {
     const long long k = last + 1 < n ? last + 1 : n;
+    const T* __restrict kb = row_keep<T>(keep, sk, k);
     if (keep == nullptr) {
 #pragma omp simd
         for (long long j = 0; j < k; ++j) {
@@ -372,7 +390,8 @@ static void attn_row_bwd(T* P, T* dS, const T* S, const T* dP, T lse, T D, const
     } else {
 #pragma omp simd
         for (long long j = 0; j < k; ++j) {
-            const T p = keep[j * sk] ? gpunet::exp_(scale * S[j] - lse) : T(0);
+            const T e = gpunet::exp_(scale * S[j] - lse);
+            const T p = kb[j] != T(0) ? e : T(0);
             P[j] = p;
             dS[j] = scale * p * (dP[j] - D);
         }
@@ -390,7 +409,8 @@ static void attn_softmax(T* P, const T* S, const bool* keep, long long rows, lon
         for (long long r = r0; r < r1; ++r) {
             const long long q = r % Tq, h = (r / Tq) % H, b = r / (Tq * H);
             const bool* kr = keep ? keep + b * sb + h * sh + q * sq : nullptr;
-            attn_row_fwd<T>(P + r * Tk, S + r * Tk, kr, sk, Tk, causal ? q : Tk - 1, scale);
+            attn_row_fwd<T, false>(P + r * Tk, S + r * Tk, kr, sk, Tk, causal ? q : Tk - 1,
+                                   scale);
         }
     });
 }
