@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from typing import Any
 
@@ -104,6 +105,7 @@ class WeightSpec:
     regularizer: Any = None
 
 
+@functools.lru_cache(maxsize=1024)  # every graph node of a layer names itself with it
 def snake_case(name: str) -> str:
     """A class name as Keras names its instances: ``MaxPooling2D`` -> ``max_pooling2d``."""
     return re.sub("([a-z])([A-Z])", r"\1_\2", re.sub("(.)([A-Z][a-z0-9]+)", r"\1_\2", name)).lower()
