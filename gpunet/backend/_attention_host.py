@@ -73,17 +73,18 @@ def _take(A: Any, ax: int, part: slice) -> Any:
     return A[tuple(index)]
 
 
-def _transposed(K: Array) -> Array:
-    """``K``'s last two axes swapped, as a contiguous copy: OpenBLAS's small products
-    took 1.5-1.8x as long with the transposed view as the right operand (dh = 32)."""
-    return np.ascontiguousarray(K.transpose(0, 1, 3, 2))
-
-
 class HostAttentionOps(AttentionOps):
     host: Any
     # score elements from which attention splits: a split costs ~0.1 ms of handing
     # over; the encoder block's 128 heads of 64 x 64 scores (2**19) take ~5 ms
     attention_split_from = 1 << 18
+
+    def _right_t(self, K: Array) -> Array:
+        """A contiguous copy: OpenBLAS's products with a transposed view as the right
+        operand took 1.5-1.8x as long for heads of 64 x 32 (5% for T = 2048 blocks)."""
+        if type(K) is not np.ndarray:
+            return super()._right_t(K)
+        return np.ascontiguousarray(np.swapaxes(K, -1, -2))
 
     def _groups(self, arrays: tuple[Array, ...], extras: tuple[Any, ...]) -> Any:
         """``(axis, parts)`` to split the blocked path along, or None: one thread."""
@@ -198,7 +199,7 @@ class HostAttentionOps(AttentionOps):
 
         def one(t: list[Any]) -> None:
             Qp, Kp, Vp, Op, Pp, m, b = t
-            S = np.matmul(Qp, _transposed(Kp))
+            S = np.matmul(Qp, self._right_t(Kp))
             fresh = self.attention_softmax(S, m, scale=scale, causal=causal, bias=b,
                                            out=Pp if Pp.flags.c_contiguous else None)  # fmt: skip
             if fresh is not Pp:
@@ -219,7 +220,7 @@ class HostAttentionOps(AttentionOps):
 
         def one(t: list[Any]) -> None:
             Qp, Kp, Vp, Pp, m, gp, dQp, dKp, dVp = t
-            dP = np.matmul(gp, _transposed(Vp))
+            dP = np.matmul(gp, self._right_t(Vp))
             dS = self.backprop_attention_softmax(dP, Pp, m, scale=c.scale, causal=c.causal)
             np.matmul(Pp.transpose(0, 1, 3, 2), gp, out=dVp)
             np.matmul(dS, Kp, out=dQp)
