@@ -574,3 +574,59 @@ def test_batchnorm1d_running_statistics_match_torch():
         theirs.train()(torch.tensor(X))
     np.testing.assert_allclose(ours.moving_mean.numpy(), theirs.running_mean.numpy(), rtol=1e-6)
     np.testing.assert_allclose(ours.moving_variance.numpy(), theirs.running_var.numpy(), rtol=1e-6)
+
+
+def _subclassed(lib, base, body):
+    """A subclass of ``lib.nn.<base>`` whose forward wraps the built-in one."""
+
+    class Sub(getattr(lib.nn, base)):  # type: ignore[misc]
+        def forward(self, x):
+            return body(super().forward(x))
+
+    return Sub
+
+
+@pytest.mark.parametrize(
+    "base,args,shape",
+    [("Linear", (4, 3), (5, 4)), ("Conv2d", (2, 3, 3), (1, 2, 5, 5)), ("ReLU", (), (3, 4)),
+     ("LayerNorm", (4,), (2, 3, 4))],
+)  # fmt: skip
+def test_a_subclass_forward_of_a_builtin_module_runs_as_in_pytorch(base, args, shape):
+    # it was silently skipped: the module ran its built-in pass alone
+    x = R.normal(size=shape).astype(np.float32)
+    g, t = (_subclassed(lib, base, lambda y: y * 2.0 + 1.0)(*args) for lib in (gn, torch))
+    g.load_state_dict({k: v.detach().numpy() for k, v in t.state_dict().items()})
+    gx, tx = gn.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    gy, ty = g(gx), t(tx)
+    np.testing.assert_allclose(gy.numpy(), ty.detach().numpy(), rtol=1e-5, atol=1e-6)
+    (gy * gy).sum().backward()
+    (ty * ty).sum().backward()
+    np.testing.assert_allclose(gx.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-5)
+    for (name, p), q in zip(g.named_parameters(), t.parameters(), strict=True):
+        np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-4, err_msg=name)
+    np.testing.assert_allclose(g.forward(gx).numpy(), ty.detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert not g.runs_on_arrays  # the graph-free step may not skip the subclass's forward
+
+
+def test_builtin_modules_still_run_their_own_pass_and_modules_need_a_forward():
+    lin = nn.Linear(4, 3)
+    assert lin.runs_on_arrays and nn.ReLU().runs_on_arrays
+    np.testing.assert_allclose(
+        nn.ReLU().forward(gn.tensor(np.array([-1.0, 2.0]))).numpy(), [0.0, 2.0]
+    )
+
+    class NoForward(nn.Module):
+        pass
+
+    with pytest.raises(NotImplementedError, match="forward"):
+        NoForward()(np.ones((1, 4)))
+
+
+def test_layer_norm_is_pytorchs_module_with_its_names_and_errors():
+    g, t = nn.LayerNorm((4,), eps=1e-6), torch.nn.LayerNorm((4,), eps=1e-6)
+    assert list(g.state_dict()) == list(t.state_dict()) == ["weight", "bias"]
+    x = R.normal(size=(2, 3, 4)).astype(np.float32)
+    np.testing.assert_allclose(g(x).numpy(), t(torch.tensor(x)).detach().numpy(), atol=1e-5)
+    for bad in ({"normalized_shape": (3, 4)}, {"normalized_shape": 4, "elementwise_affine": False}):
+        with pytest.raises(gn.errors.InvalidParameterError, match="normalized"):
+            nn.LayerNorm(**bad)

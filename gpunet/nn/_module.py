@@ -17,14 +17,34 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
 from gpunet.autograd import Tensor
-from gpunet.layers.base import Layer, Parameter
+from gpunet.layers.base import Layer, Parameter, has_forward_pass, takes_training
+
+_in_forward = threading.local()  # .ids: modules whose subclass forward runs on this thread
+_OWN_FORWARD: dict[type, bool] = {}
+
+
+def overrides_forward(cls: type) -> bool:
+    """Whether ``cls`` subclasses one of gpunet's array-pass modules (``nn.Linear``,
+    ``nn.Conv2d``, ...) with a ``forward`` of its own, PyTorch's extension point."""
+    known = _OWN_FORWARD.get(cls)
+    if known is None:
+        mro = cls.__mro__
+        fwd = next((k for k in mro if "forward" in vars(k)), None)
+        passer = next((k for k in mro if "forward_pass" in vars(k)), None)
+        known = (
+            fwd is not None and passer is not None and mro.index(fwd) < mro.index(passer)
+            and not fwd.__module__.startswith("gpunet.")
+        )  # fmt: skip
+        _OWN_FORWARD[cls] = known
+    return known
 
 
 def named_children(layer: Layer) -> list[tuple[str, Layer]]:
@@ -115,6 +135,41 @@ class TorchModule:
     # attention mask, say), never filled in or checked as a (batch, time) mask
     keras_masks = False
     training = True  # torch.nn.Module starts in training mode
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """PyTorch's ``forward``: the module's own pass. A subclass overrides it, and
+        reaches the built-in pass with ``super().forward(x)``."""
+        ids, me = _in_forward.__dict__.setdefault("ids", set()), cast(Any, self)
+        if id(self) in ids:
+            return me(*args, **kwargs)
+        ids.add(id(self))  # called directly: the module's call must not come back here
+        try:
+            return me(*args, **kwargs)
+        finally:
+            ids.discard(id(self))
+
+    def call(self, *args: Any, training: bool = False, **kwargs: Any) -> Any:
+        """The module's own pass, or the ``forward`` a subclass gave it; inside that
+        ``forward``, ``super().forward(x)`` (which calls the module) is the own pass."""
+        ids = _in_forward.__dict__.setdefault("ids", set())
+        if id(self) in ids or not overrides_forward(type(self)):
+            return super().call(*args, training=training, **kwargs)  # type: ignore[misc]
+        forward = self.forward  # type: ignore[attr-defined]
+        if takes_training(forward):
+            kwargs["training"] = training
+        ids.add(id(self))
+        try:
+            return forward(*args, **kwargs)
+        finally:
+            ids.discard(id(self))
+
+    @property
+    def runs_on_arrays(self) -> bool:
+        """As a layer's (its ``forward_pass`` is all it does), unless a subclass's
+        ``forward`` replaced it."""
+        cls = type(self)
+        own_call = cls.call in (Layer.call, TorchModule.call)
+        return has_forward_pass(self) and own_call and not overrides_forward(cls)
 
     def __setattr__(self, key: str, value: Any) -> None:
         old = self.__dict__.get(key)

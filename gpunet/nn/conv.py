@@ -134,9 +134,6 @@ class _ConvNd(TorchModule, Layer):
                 f"input {layout} with C = {C}, got shape {shape}"
             )
 
-    def forward(self, x: Any) -> Any:
-        return self(x)
-
     def _to_nhwc(self, xp: Any, X: Any) -> Any:
         if self.rank == 1:
             X = xp.reshape(X, (X.shape[0], X.shape[1], 1, X.shape[2]))
@@ -375,9 +372,6 @@ class Unflatten(TorchModule, Layer):
         super().__init__()
         self.dim, self.sizes = int(dim), tuple(int(s) for s in unflattened_size)
 
-    def forward(self, x: Any) -> Any:
-        return self(x)
-
     def _shape(self, shape: tuple[Any, ...]) -> tuple[Any, ...]:
         dim = self.dim % len(shape)
         n, known = shape[dim], [s for s in self.sizes if s != -1]
@@ -426,9 +420,6 @@ class BatchNorm2d(TorchModule, BatchNormalization):
                 f"BatchNorm2d({self.num_features}) expects input (N, {self.num_features}, H, W), "
                 f"got shape {shape}"
             )
-
-    def forward(self, x: Any) -> Any:
-        return self(x)
 
     def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Any]:  # type: ignore[override]  # (no masks for images)
         xp = ops.xp

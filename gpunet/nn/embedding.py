@@ -92,9 +92,6 @@ class Embedding(TorchModule, Layer):
             )
         return cls(W.shape[0], W.shape[1], padding_idx, _weight=W, _freeze=freeze, **kwargs)
 
-    def forward(self, x: Any) -> Any:
-        return self(x)
-
     def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Any]:
         return lookup(self, ops, self.weight, X, pad=self.padding_idx)
 

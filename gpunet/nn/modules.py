@@ -28,13 +28,12 @@ from gpunet.errors import InputValidationError, InvalidParameterError
 from gpunet.layers import Activation, BatchNormalization, spec
 from gpunet.layers import Dropout as _Dropout
 from gpunet.layers import Flatten as _Flatten
-from gpunet.layers import LayerNormalization as _LayerNorm
 from gpunet.layers._protocol import record_pass
 from gpunet.layers.base import Layer, add_grad, takes_training
 from gpunet.layers.base import Parameter as _Parameter
 from gpunet.models import Model
 from gpunet.models import Sequential as _Sequential
-from gpunet.nn._module import TorchModule, module_repr, torch_param
+from gpunet.nn._module import TorchModule, module_repr, overrides_forward, torch_param
 
 
 class _ParameterType(type):
@@ -72,6 +71,8 @@ class Module(TorchModule, Model):
     user's; the Keras list of all weights stays reachable as ``all_weights``.
     """
 
+    forward: Any = None  # the subclass's (TorchModule's would call the module itself)
+
     @property  # type: ignore[override]
     def weights(self) -> Any:
         own = self.__dict__.get("weights")
@@ -96,7 +97,7 @@ class Module(TorchModule, Model):
     def count_params(self) -> int:
         return int(sum(int(np.prod(p.shape)) for p in self.all_weights))
 
-    def call(self, x: Any, *args: Any, training: bool = False, **kwargs: Any) -> Any:
+    def call(self, x: Any, *args: Any, training: bool = False, **kwargs: Any) -> Any:  # type: ignore[override]
         # PyTorch's forward may take several inputs: forward(input, hidden)
         forward = getattr(self, "forward", None)
         if forward is not None and (args or kwargs):
@@ -279,18 +280,18 @@ class Linear(TorchModule, Layer):
                 f"(*, {self.in_features}), got {shape}"
             )
 
-    def forward(self, x: Any) -> Any:
-        return self(x)
-
     def call(self, x: Any, training: bool = False, activation: str = "linear") -> Any:  # type: ignore[override]
         """The layer as one graph node; ``activation`` (not PyTorch's: what a block
         such as ``TransformerEncoderLayer`` applies next) fuses into the bias pass."""
-        kw = {} if activation == "linear" else {"activation": activation}
-        return record_pass(self, x, bool(training), **kw)
+        if activation == "linear":
+            return super().call(x, training=training)
+        if overrides_forward(type(self)):  # a subclass's forward, then the activation
+            return F.activation(super().call(x, training=training), activation)
+        return record_pass(self, x, bool(training), activation=activation)
 
     @property
     def runs_on_arrays(self) -> bool:
-        return True  # call is forward_pass's node
+        return not overrides_forward(type(self))  # call is forward_pass's node
 
     def forward_pass(
         self, ops: Any, X: Any, training: bool, activation: str = "linear"
@@ -424,7 +425,7 @@ class Flatten(TorchModule, _Flatten):
         super().__init__()
         self.start_dim, self.end_dim = int(start_dim), int(end_dim)
 
-    def call(self, x: Tensor) -> Tensor:
+    def call(self, x: Tensor) -> Tensor:  # type: ignore[override]
         return F.flatten(x, self.start_dim, self.end_dim)
 
     def extra_repr(self) -> str:
@@ -445,7 +446,3 @@ def BatchNorm1d(num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> 
     layer = BatchNormalization(momentum=1.0 - momentum, epsilon=eps, input_dim=num_features)
     layer.unbiased_moving_variance = True
     return layer
-
-
-def LayerNorm(normalized_shape: int, eps: float = 1e-5) -> _LayerNorm:
-    return _LayerNorm(epsilon=eps, input_dim=int(normalized_shape))

@@ -198,7 +198,7 @@ class _TorchRNN(TorchModule, Layer):
 
         return X, h_n, c_n, back
 
-    def call(self, inputs: Tensor, hx: Any = None, training: bool = False) -> Any:
+    def call(self, inputs: Tensor, hx: Any = None, training: bool = False) -> Any:  # type: ignore[override]
         ops, xp = self.ops, self.ops.xp
         lstm = self.KIND == "lstm"
         unbatched = inputs.ndim == 2

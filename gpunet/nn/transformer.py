@@ -24,14 +24,27 @@ ACTIVATIONS = ("relu", "gelu")
 
 
 class LayerNorm(TorchModule, LayerNormalization):
-    """Layer norm over the last axis with PyTorch's parameter names (``weight``, ``bias``)."""
+    """``nn.LayerNorm(normalized_shape, eps=1e-5)`` over the last axis, with PyTorch's
+    parameter names (``weight``, ``bias``)."""
 
-    def __init__(self, normalized_shape: int, eps: float = 1e-5, dtype: Any = None) -> None:
-        super().__init__(epsilon=eps, dtype=dtype)
-        self.normalized_shape = (int(normalized_shape),)
+    def __init__(
+        self, normalized_shape: Any, eps: float = 1e-5, elementwise_affine: bool = True,
+        bias: bool = True, device: Any = None, dtype: Any = None,
+    ) -> None:  # fmt: skip
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
+        if len(tuple(shape)) != 1 or not elementwise_affine or not bias:
+            raise InvalidParameterError(
+                "nn.LayerNorm: only one normalized (last) axis with its weight and bias is "
+                f"supported, got normalized_shape={normalized_shape!r}, "
+                f"elementwise_affine={elementwise_affine!r}, bias={bias!r}"
+            )
+        super().__init__(epsilon=eps, dtype=None if dtype is None else np.dtype(dtype).name)
+        self.normalized_shape = (int(next(iter(shape))),)
         self.weight = self.add_weight("weight", self.normalized_shape, "ones")
         self.bias = self.add_weight("bias", self.normalized_shape, "zeros")
         self.built = True
+        if device is not None:
+            self.to(device)
 
     def check_input(self, x: Any) -> None:
         if not isinstance(x, Tensor) or x.ndim < 1 or x.shape[-1] != self.normalized_shape[0]:
