@@ -588,8 +588,7 @@ def _subclassed(lib, base, body):
 
 @pytest.mark.parametrize(
     "base,args,shape",
-    [("Linear", (4, 3), (5, 4)), ("Conv2d", (2, 3, 3), (1, 2, 5, 5)), ("ReLU", (), (3, 4)),
-     ("LayerNorm", (4,), (2, 3, 4))],
+    [("Linear", (4, 3), (5, 4)), ("Conv2d", (2, 3, 3), (1, 2, 5, 5)), ("ReLU", (), (3, 4))],
 )  # fmt: skip
 def test_a_subclass_forward_of_a_builtin_module_runs_as_in_pytorch(base, args, shape):
     # it was silently skipped: the module ran its built-in pass alone
@@ -622,11 +621,59 @@ def test_builtin_modules_still_run_their_own_pass_and_modules_need_a_forward():
         NoForward()(np.ones((1, 4)))
 
 
-def test_layer_norm_is_pytorchs_module_with_its_names_and_errors():
-    g, t = nn.LayerNorm((4,), eps=1e-6), torch.nn.LayerNorm((4,), eps=1e-6)
-    assert list(g.state_dict()) == list(t.state_dict()) == ["weight", "bias"]
-    x = R.normal(size=(2, 3, 4)).astype(np.float32)
-    np.testing.assert_allclose(g(x).numpy(), t(torch.tensor(x)).detach().numpy(), atol=1e-5)
-    for bad in ({"normalized_shape": (3, 4)}, {"normalized_shape": 4, "elementwise_affine": False}):
-        with pytest.raises(gn.errors.InvalidParameterError, match="normalized"):
-            nn.LayerNorm(**bad)
+class _Doubled(nn.Linear):
+    def forward(self, x):
+        return super().forward(x) * 2.0
+
+
+def test_a_subclass_forward_inside_sequential_is_kept_by_predict_and_fit():
+    # the graph-free step (predict, fit) would have run the built-in pass alone
+    x = R.normal(size=(6, 4)).astype(np.float32)
+    model = nn.Sequential(_Doubled(4, 3), nn.ReLU())
+    model(x)
+    assert not model.runs_on_arrays
+    np.testing.assert_allclose(model.predict(x, verbose=0), model(x).numpy(), rtol=1e-6)
+    plain = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    plain(x)
+    assert plain.runs_on_arrays  # built-in modules keep the fast step
+
+
+def test_a_linear_subclass_with_its_own_call_is_not_run_on_arrays():
+    class Called(nn.Linear):
+        def call(self, x, training=False, activation="linear"):
+            return super().call(x, training) + 1.0
+
+    assert not Called(4, 3).runs_on_arrays and nn.Linear(4, 3).runs_on_arrays
+
+
+def test_forward_called_directly_on_a_sequential_subclass_runs_its_body_once():
+    class PlusOne(nn.Sequential):
+        def forward(self, x):
+            return super().forward(x) + 1.0
+
+    m, x = PlusOne(nn.ReLU()), np.array([[1.0, -2.0]], np.float32)
+    np.testing.assert_allclose(m(x).numpy(), [[2.0, 1.0]])
+    np.testing.assert_allclose(m.forward(gn.tensor(x)).numpy(), [[2.0, 1.0]])
+
+
+def test_an_encoder_layer_with_its_feed_forward_linear_wrapped_as_in_pytorch():
+    # the block's fused linear1 + activation must not assume linear1 is nn.Linear
+    def wrapper(lib):
+        class Wrapped(lib.nn.Module):  # a LoRA-style wrapper around the block's linear1
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x):
+                return self.inner(x) * 0.5
+
+        return Wrapped
+
+    gl = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    tl = torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    gl.load_state_dict({k: v.detach().numpy() for k, v in tl.state_dict().items()})
+    gl.linear1, tl.linear1 = wrapper(gn)(gl.linear1), wrapper(torch)(tl.linear1)
+    x = R.normal(size=(2, 5, 8)).astype(np.float32)
+    with torch.no_grad():
+        want = tl(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(gl(x).numpy(), want, rtol=1e-4, atol=1e-5)

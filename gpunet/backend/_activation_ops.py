@@ -61,7 +61,8 @@ class ActivationOps:
         """``(Y, Zb)``: ``activation(Z + b)`` over a GEMM output ``Z (M, F)`` that the
         caller owns (the bias goes in place), and ``Zb = Z + b`` when the activation's
         backward reads it (``NEEDS_X``), else None. Backends with kernels make it one
-        pass (a dense layer, a convolution, ``nn.Linear``)."""
+        pass (a dense layer, a convolution, ``nn.Linear``). ``Z`` is consumed: what it
+        holds afterwards differs between backends (``Z + b`` here, ``Y`` in a kernel)."""
         if b is not None and Z.dtype == b.dtype:
             Z += b
         elif b is not None:  # a float32 bias on a half GEMM output: the promoted sum

@@ -40,6 +40,7 @@ from gpunet.nn.modules import (
     BatchNorm1d,
     Dropout,
     Flatten,
+    LayerNorm,
     LeakyReLU,
     Linear,
     LogSoftmax,
@@ -57,7 +58,6 @@ from gpunet.nn.modules import (
 )
 from gpunet.nn.recurrent import GRU, LSTM, RNN
 from gpunet.nn.transformer import (
-    LayerNorm,
     TransformerDecoderLayer,
     TransformerEncoder,
     TransformerEncoderLayer,

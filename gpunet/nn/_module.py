@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 
 from gpunet.autograd import Tensor
-from gpunet.layers.base import Layer, Parameter, has_forward_pass, takes_training
+from gpunet.layers.base import Layer, Parameter, takes_training
 
 _in_forward = threading.local()  # .ids: modules whose subclass forward runs on this thread
 _OWN_FORWARD: dict[type, bool] = {}
@@ -148,15 +148,15 @@ class TorchModule:
         finally:
             ids.discard(id(self))
 
-    def call(self, *args: Any, training: bool = False, **kwargs: Any) -> Any:
-        """The module's own pass, or the ``forward`` a subclass gave it; inside that
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """The module's own call, or the ``forward`` a subclass gave it; inside that
         ``forward``, ``super().forward(x)`` (which calls the module) is the own pass."""
         ids = _in_forward.__dict__.setdefault("ids", set())
         if id(self) in ids or not overrides_forward(type(self)):
-            return super().call(*args, training=training, **kwargs)  # type: ignore[misc]
-        forward = self.forward  # type: ignore[attr-defined]
-        if takes_training(forward):
-            kwargs["training"] = training
+            return super().__call__(*args, **kwargs)  # type: ignore[misc]
+        forward = cast(Any, self).forward
+        if "training" in kwargs and not takes_training(forward):
+            del kwargs["training"]
         ids.add(id(self))
         try:
             return forward(*args, **kwargs)
@@ -165,11 +165,8 @@ class TorchModule:
 
     @property
     def runs_on_arrays(self) -> bool:
-        """As a layer's (its ``forward_pass`` is all it does), unless a subclass's
-        ``forward`` replaced it."""
-        cls = type(self)
-        own_call = cls.call in (Layer.call, TorchModule.call)
-        return has_forward_pass(self) and own_call and not overrides_forward(cls)
+        """As the layer's, unless a subclass's ``forward`` replaced its pass."""
+        return not overrides_forward(type(self)) and bool(super().runs_on_arrays)  # type: ignore[misc]
 
     def __setattr__(self, key: str, value: Any) -> None:
         old = self.__dict__.get(key)

@@ -28,6 +28,7 @@ from gpunet.errors import InputValidationError, InvalidParameterError
 from gpunet.layers import Activation, BatchNormalization, spec
 from gpunet.layers import Dropout as _Dropout
 from gpunet.layers import Flatten as _Flatten
+from gpunet.layers import LayerNormalization as _LayerNorm
 from gpunet.layers._protocol import record_pass
 from gpunet.layers.base import Layer, add_grad, takes_training
 from gpunet.layers.base import Parameter as _Parameter
@@ -119,9 +120,6 @@ class Sequential(TorchModule, _Sequential):
 
     def __init__(self, *layers: Any) -> None:
         super().__init__(list(layers))
-
-    def forward(self, x: Any) -> Any:
-        return self.call(x)
 
     def __getitem__(self, idx: Any) -> Any:
         if isinstance(idx, slice):
@@ -283,15 +281,12 @@ class Linear(TorchModule, Layer):
     def call(self, x: Any, training: bool = False, activation: str = "linear") -> Any:  # type: ignore[override]
         """The layer as one graph node; ``activation`` (not PyTorch's: what a block
         such as ``TransformerEncoderLayer`` applies next) fuses into the bias pass."""
-        if activation == "linear":
-            return super().call(x, training=training)
-        if overrides_forward(type(self)):  # a subclass's forward, then the activation
-            return F.activation(super().call(x, training=training), activation)
-        return record_pass(self, x, bool(training), activation=activation)
+        kw = {} if activation == "linear" else {"activation": activation}
+        return record_pass(self, x, bool(training), **kw)
 
     @property
-    def runs_on_arrays(self) -> bool:
-        return not overrides_forward(type(self))  # call is forward_pass's node
+    def runs_on_arrays(self) -> bool:  # call is forward_pass's node, unless overridden
+        return type(self).call is Linear.call and not overrides_forward(type(self))
 
     def forward_pass(
         self, ops: Any, X: Any, training: bool, activation: str = "linear"
@@ -446,3 +441,7 @@ def BatchNorm1d(num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> 
     layer = BatchNormalization(momentum=1.0 - momentum, epsilon=eps, input_dim=num_features)
     layer.unbiased_moving_variance = True
     return layer
+
+
+def LayerNorm(normalized_shape: int, eps: float = 1e-5) -> _LayerNorm:
+    return _LayerNorm(epsilon=eps, input_dim=int(normalized_shape))

@@ -126,7 +126,10 @@ class _Block(TorchModule, Layer):
         self.built = True
 
     def _ff(self, x: Tensor, drop: Layer) -> Tensor:
-        h = self.linear1(x, activation=self.activation)  # one pass: bias and activation
+        if type(self.linear1) is Linear:  # one pass: bias and activation
+            h = self.linear1(x, activation=self.activation)
+        else:  # a module put in its place (a wrapper, a subclass): PyTorch's composition
+            h = G.activation(self.linear1(x), self.activation)
         return drop(self.linear2(self.dropout(h)))  # type: ignore[no-any-return]
 
     def _attn(self, attn: Any, x: Tensor, mem: Tensor, mask: Any, kpm: Any, causal: Any,
