@@ -677,3 +677,29 @@ def test_an_encoder_layer_with_its_feed_forward_linear_wrapped_as_in_pytorch():
     with torch.no_grad():
         want = tl(torch.tensor(x)).numpy()
     np.testing.assert_allclose(gl(x).numpy(), want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_subclass_forward_of_attention_and_recurrent_modules_runs_as_in_pytorch():
+    # modules whose built-in pass is their own call (not an array pass) dispatch too
+    def sub(lib, base):
+        class Sub(getattr(lib.nn, base)):  # type: ignore[misc]
+            def forward(self, x, *args, **kwargs):
+                out = super().forward(x, *args, **kwargs)
+                return out[0] * 2.0 + 1.0
+
+        return Sub
+
+    x = R.normal(size=(2, 5, 8)).astype(np.float32)
+    for base, args, kw, call in [
+        ("MultiheadAttention", (8, 2), {"batch_first": True}, lambda m, t: m(t, t, t)),
+        ("LSTM", (8, 4), {"batch_first": True}, lambda m, t: m(t)),
+    ]:
+        g, t = (sub(lib, base)(*args, **kw) for lib in (gn, torch))
+        g.load_state_dict({k: v.detach().numpy() for k, v in t.state_dict().items()})
+        with torch.no_grad():
+            want = call(t, torch.tensor(x)).numpy()
+        np.testing.assert_allclose(call(g, x).numpy(), want, rtol=1e-4, atol=1e-5, err_msg=base)
+        np.testing.assert_allclose(
+            g.forward(gn.tensor(x), *([gn.tensor(x)] * 2 if base != "LSTM" else [])).numpy(),
+            want, rtol=1e-4, atol=1e-5, err_msg=f"{base}.forward called directly",
+        )  # fmt: skip

@@ -32,13 +32,20 @@ _OWN_FORWARD: dict[type, bool] = {}
 
 
 def overrides_forward(cls: type) -> bool:
-    """Whether ``cls`` subclasses one of gpunet's array-pass modules (``nn.Linear``,
-    ``nn.Conv2d``, ...) with a ``forward`` of its own, PyTorch's extension point."""
+    """Whether ``cls`` subclasses one of gpunet's built-in modules (``nn.Linear``,
+    ``nn.MultiheadAttention``, ``nn.LSTM``, ...) with a ``forward`` of its own, PyTorch's
+    extension point (``nn.Module`` subclasses define ``forward`` as their pass anyway)."""
     known = _OWN_FORWARD.get(cls)
     if known is None:
+        from gpunet.models import Model  # whose call itself runs forward
+
+        def own_pass(k: type) -> bool:  # a built-in pass: an array pass, or a layer's call
+            gpunet_call = "call" in vars(k) and k.__module__.startswith("gpunet.")
+            return "forward_pass" in vars(k) or (gpunet_call and not issubclass(k, Model))
+
         mro = cls.__mro__
         fwd = next((k for k in mro if "forward" in vars(k)), None)
-        passer = next((k for k in mro if "forward_pass" in vars(k)), None)
+        passer = next((k for k in mro if own_pass(k)), None)
         known = (
             fwd is not None and passer is not None and mro.index(fwd) < mro.index(passer)
             and not fwd.__module__.startswith("gpunet.")

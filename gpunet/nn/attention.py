@@ -214,9 +214,6 @@ class MultiheadAttention(TorchModule, Layer):
         if device is not None:
             self.to(device)
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self(*args, **kwargs)
-
     def call(  # type: ignore[override]
         self,
         query: Tensor,

@@ -106,9 +106,6 @@ class _TorchRNN(TorchModule, Layer):
                 f"of shape {order}{self.input_size}) or (seq, {self.input_size}), got {shape}"
             )
 
-    def forward(self, input: Any, hx: Any = None) -> Any:
-        return self(input, hx)
-
     # -- weights in the Keras layout, and their gradients back --------------------------
     def _names(self, layer: int, d: int) -> list[str]:
         sfx = f"l{layer}" + ("_reverse" if d else "")

@@ -141,9 +141,6 @@ class _Block(TorchModule, Layer):
     def _batch_first(self, x: Tensor) -> Tensor:
         return x if self.batch_first else G.permute(x, (1, 0, 2))
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self(*args, **kwargs)
-
 
 class TransformerEncoderLayer(_Block):
     """``nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward=2048, dropout=0.1,
@@ -248,9 +245,6 @@ class TransformerEncoder(TorchModule, Layer):
         self.num_layers = num_layers
         self.norm = norm
         self.built = True
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self(*args, **kwargs)
 
     def call(  # type: ignore[override]
         self, src: Tensor, mask: Any = None, src_key_padding_mask: Any = None,
