@@ -203,14 +203,35 @@ static void bias_act_impl(T* Y, T* Zk, const T* b, long long B, long long O, T a
     });
 }
 
+// rows(r0, r1, acc) over [0, R), one contiguous chunk per pool thread, each adding into
+// its own zeroed partial sums acc[width] (nullptr when sum is); the partials are then
+// combined in chunk order into sum: the same bits on every run at a thread count.
+template <typename T, typename F>
+static void rows_summed(long long R, long long work, T* sum, long long width, F rows) {
+    Pool& p = pool();
+    const int nt = work >= kParallelMin ? p.size() : 1;
+    std::vector<T> partial(sum ? (size_t)nt * width : 0, T(0));
+    auto acc = [&](int t) { return sum ? partial.data() + (size_t)t * width : nullptr; };
+    if (nt == 1) {
+        rows(0, R, acc(0));
+    } else {
+        p.run(nt, [&](int t, int n) {
+            const long long chunk = (R + n - 1) / n;
+            const long long a = t * chunk, b = a + chunk < R ? a + chunk : R;
+            if (a < b) rows(a, b, acc(t));
+        });
+    }
+    if (sum) {
+        for (long long j = 0; j < width; ++j) sum[j] = T(0);
+        for (int t = 0; t < nt; ++t)
+            for (long long j = 0; j < width; ++j) sum[j] += partial[(size_t)t * width + j];
+    }
+}
+
 template <typename T, typename A>
 static void act_bwd_impl(T* dZ, const T* dY, const T* Z, const T* Y, T* db, long long B,
                          long long O, T alpha) {
-    Pool& p = pool();
-    const int nt = B * O >= kParallelMin ? p.size() : 1;
-    // per-chunk partial bias sums, combined in chunk order: deterministic
-    std::vector<T> partial(db ? (size_t)nt * O : 0, T(0));
-    auto rows = [&](long long r0, long long r1, T* acc) {
+    rows_summed<T>(B, B * O, db, O, [&](long long r0, long long r1, T* acc) {
         for (long long r = r0; r < r1; ++r) {
             const long long base = r * O;
 #pragma omp simd
@@ -220,21 +241,7 @@ static void act_bwd_impl(T* dZ, const T* dY, const T* Z, const T* Y, T* db, long
                 if (acc) acc[o] += g;
             }
         }
-    };
-    if (nt == 1) {
-        rows(0, B, db ? partial.data() : nullptr);
-    } else {
-        p.run(nt, [&](int t, int n) {
-            const long long chunk = (B + n - 1) / n;
-            const long long a = t * chunk, b = a + chunk < B ? a + chunk : B;
-            if (a < b) rows(a, b, db ? partial.data() + (size_t)t * O : nullptr);
-        });
-    }
-    if (db) {
-        for (long long o = 0; o < O; ++o) db[o] = T(0);
-        for (int t = 0; t < nt; ++t)
-            for (long long o = 0; o < O; ++o) db[o] += partial[(size_t)t * O + o];
-    }
+    });
 }
 
 template <typename T>
@@ -501,11 +508,10 @@ static void layernorm(T* Y, T* Xhat, T* inv, const T* X, const T* g, const T* b,
 template <typename T>
 static void layernorm_bwd(T* dX, T* dg, T* db, const T* dY, const T* Xhat, const T* inv,
                           const T* g, long long R, long long C) {
-    Pool& p = pool();
-    const int nt = R * C >= kParallelMin ? p.size() : 1;
     const bool affine = dg && db;
-    std::vector<T> partial(affine ? (size_t)nt * 2 * C : 0, T(0));
-    auto rows = [&](long long r0, long long r1, T* acc) {
+    std::vector<T> sums(affine ? (size_t)2 * C : 0);  // sum(dY * Xhat), then sum(dY)
+    rows_summed<T>(R, R * C, affine ? sums.data() : nullptr, 2 * C,
+                   [&](long long r0, long long r1, T* acc) {
         for (long long r = r0; r < r1; ++r) {
             const T *dy = dY + r * C, *h = Xhat + r * C;
             T* dx = dX + r * C;
@@ -529,23 +535,8 @@ static void layernorm_bwd(T* dX, T* dg, T* db, const T* dY, const T* Xhat, const
                 }
             }
         }
-    };
-    if (nt == 1) {
-        rows(0, R, affine ? partial.data() : nullptr);
-    } else {
-        p.run(nt, [&](int t, int n) {
-            const long long chunk = (R + n - 1) / n;
-            const long long a = t * chunk, b = a + chunk < R ? a + chunk : R;
-            if (a < b) rows(a, b, affine ? partial.data() + (size_t)t * 2 * C : nullptr);
-        });
-    }
-    if (affine) {
-        for (long long j = 0; j < C; ++j) dg[j] = db[j] = T(0);
-        for (int t = 0; t < nt; ++t) {
-            const T* acc = partial.data() + (size_t)t * 2 * C;
-            for (long long j = 0; j < C; ++j) dg[j] += acc[j], db[j] += acc[C + j];
-        }
-    }
+    });
+    for (long long j = 0; affine && j < C; ++j) dg[j] = sums[j], db[j] = sums[C + j];
 }
 
 // Optimizers, in place over flat buffers. 1 - beta arrives computed in double and
