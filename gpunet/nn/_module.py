@@ -31,6 +31,13 @@ _in_forward = threading.local()  # .ids: modules whose subclass forward runs on 
 _OWN_FORWARD: dict[type, bool] = {}
 
 
+def _forward_ids() -> set[int]:
+    ids: set[int] | None = getattr(_in_forward, "ids", None)
+    if ids is None:
+        ids = _in_forward.ids = set()
+    return ids
+
+
 def overrides_forward(cls: type) -> bool:
     """Whether ``cls`` subclasses one of gpunet's built-in modules (``nn.Linear``,
     ``nn.MultiheadAttention``, ``nn.LSTM``, ...) with a ``forward`` of its own, PyTorch's
@@ -146,7 +153,7 @@ class TorchModule:
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """PyTorch's ``forward``: the module's own pass. A subclass overrides it, and
         reaches the built-in pass with ``super().forward(x)``."""
-        ids, me = _in_forward.__dict__.setdefault("ids", set()), cast(Any, self)
+        ids, me = _forward_ids(), cast(Any, self)
         if id(self) in ids:
             return me(*args, **kwargs)
         ids.add(id(self))  # called directly: the module's call must not come back here
@@ -158,7 +165,7 @@ class TorchModule:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """The module's own call, or the ``forward`` a subclass gave it; inside that
         ``forward``, ``super().forward(x)`` (which calls the module) is the own pass."""
-        ids = _in_forward.__dict__.setdefault("ids", set())
+        ids = _forward_ids()
         if id(self) in ids or not overrides_forward(type(self)):
             return super().__call__(*args, **kwargs)  # type: ignore[misc]
         forward = cast(Any, self).forward
