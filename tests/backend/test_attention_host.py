@@ -210,3 +210,64 @@ def _child_step(Q: Any, K: Any, V: Any, dO: Any) -> list[Any]:
     out = _step(ops, Q, K, V, dO, None, False)
     assert seen == [2, 2]
     return out
+
+
+def _edge_scores(dtype: str) -> tuple[Any, Any]:
+    """(2, 2, 64, 64) scores (over HOST_MIN) with edge rows, and a mask keeping most keys."""
+    rng = np.random.default_rng(3)
+    S = rng.standard_normal((2, 2, 64, 64)) * 3
+    keep = rng.random((2, 1, 64, 64)) > 0.2
+    S[0, 0, 0] = np.linspace(-200.0, 0.0, 64)  # exponents through the underflow
+    S[0, 0, 1, :2] = [1e4, -1e4]  # far apart: one weight 1
+    S[0, 0, 2, 5] = np.nan  # NaN kept: the row's kept weights are NaN
+    S[0, 0, 3, :] = -np.inf  # inf - inf: NaN, as the reference
+    S[0, 0, 4, 7] = np.inf
+    S[0, 0, 5] = -1e30
+    S[0, 0, 6] = np.linspace(-40.0, 40.0, 64)
+    keep[0, 0, 7] = False  # every key masked: all-zero weights
+    keep[0, 0, 8, 9], S[0, 0, 8, 9] = False, np.nan  # NaN where masked: not read
+    keep[0, 0, 2, 5] = True
+    return S.astype(dtype), keep
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_host_softmax_rows_at_edge_values(dtype, masked, causal):
+    """The host's vectorized rows (its own float exp: underflow to 0, 2 ulp) against
+    the reference on edge rows, whole and in blocks (lse kept, weights recomputed)."""
+    ops = NumpyOps()
+    if ops.host is None:
+        pytest.skip(f"no host kernels: {_host.status()[1]}")
+    S, keep = _edge_scores(dtype)
+    m = keep if masked else None
+    ref = Ops()
+    S64 = S.astype("float64")
+    rtol, atol = (3e-6, 1e-30) if dtype == "float32" else (1e-13, 1e-300)
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = ref.attention_softmax(S64, m, scale=0.5, causal=causal)
+        got = ops.attention_softmax(S, m, scale=0.5, causal=causal)
+        assert got.dtype == S.dtype
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+        rows = slice(16, 48)
+        P, lse = ops.attention_block(S[..., rows, :], m, 0.5, causal, rows, None)  # whole mask
+        P0, lse0 = ref.attention_block(S64[..., rows, :], m, 0.5, causal, rows, None)
+        np.testing.assert_allclose(P, P0, rtol=rtol, atol=atol)
+        np.testing.assert_allclose(lse, lse0, rtol=rtol)
+        S0 = S.copy()
+        S0[0, 0, :10] = 0.0  # the block backward on finite rows (lse of the forward)
+        dP = np.random.default_rng(4).standard_normal(S.shape).astype(dtype)
+        Sb = S0[..., :32, :]
+        P, lse = ops.attention_block(Sb, None, 0.5, causal, slice(0, 32), None)
+        D = np.sum(P * dP[..., :32, :], axis=-1, keepdims=True)
+        got_b = ops.backprop_attention_block(Sb, dP[..., :32, :], lse, D, None, 0.5, causal,
+                                             slice(0, 32), None)  # fmt: skip
+        want_b = ref.backprop_attention_block(Sb.astype("float64"), dP[..., :32, :], lse, D,
+                                              None, 0.5, causal, slice(0, 32), None)  # fmt: skip
+        for g, w in zip(got_b, want_b, strict=True):
+            np.testing.assert_allclose(
+                g, w, rtol=rtol * 10, atol=1e-6 if dtype == "float32" else 1e-12
+            )
+    if dtype == "float32" and not masked and not causal:
+        assert got[0, 0, 0, 0] == 0.0  # exp(-100) in float32: 0, not subnormal
