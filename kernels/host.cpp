@@ -447,20 +447,120 @@ static void attn_softmax(T* P, const T* S, const bool* keep, long long rows, lon
     });
 }
 
+// dS = scale * P * (dP - sum(P * dP)) of one row of n keys (ds may be dp itself).
+template <typename T>
+static void attn_row_dscores(T* ds, const T* dp, const T* p, long long n, T scale) {
+    T d = T(0);
+#pragma omp simd reduction(+ : d)
+    for (long long j = 0; j < n; ++j) d += p[j] * dp[j];
+#pragma omp simd
+    for (long long j = 0; j < n; ++j) ds[j] = scale * p[j] * (dp[j] - d);
+}
+
 template <typename T>
 static void attn_softmax_bwd(T* dS, const T* dP, const T* P, long long rows, long long Tk,
                              T scale) {
     parallel_for(rows, rows * Tk, [&](long long r0, long long r1) {
-        for (long long r = r0; r < r1; ++r) {
-            const T *p = P + r * Tk, *dp = dP + r * Tk;
-            T* ds = dS + r * Tk;
-            T d = T(0);
-#pragma omp simd reduction(+ : d)
-            for (long long j = 0; j < Tk; ++j) d += p[j] * dp[j];
-#pragma omp simd
-            for (long long j = 0; j < Tk; ++j) ds[j] = scale * p[j] * (dp[j] - d);
-        }
+        for (long long r = r0; r < r1; ++r)
+            attn_row_dscores<T>(dS + r * Tk, dP + r * Tk, P + r * Tk, Tk, scale);
     });
+}
+
+// -- self-attention head by head over NumPy's own BLAS ----------------------------------
+// gpunet/backend/_blas_threads.py finds the cblas_?gemm of the BLAS NumPy links and
+// hands it over once (gpunet_set_blas; `wide`: 64-bit integers). One head's products
+// (64 x 64 x 32 in the encoder block) and its softmax rows then run back to back while
+// the head's scores are in L1/L2, without a Python call, a transposed copy of K or V
+// over all heads, or a thread hand-over per group of heads: the pool splits the heads.
+enum { kRowMajor = 101, kNoTrans = 111, kTrans = 112 };
+static std::atomic<void*> g_sgemm{nullptr}, g_dgemm{nullptr};
+static std::atomic<int> g_blas_wide{1};
+
+template <typename I, typename T>
+using gemm_fn = void (*)(int, int, int, I, I, I, T, const T*, I, const T*, I, T, T*, I);
+
+// C (M, N) = op(A) @ B (row-major, op: transposed when ta), B never transposed
+template <typename T>
+static void blas_gemm(bool ta, long long M, long long N, long long K, const T* A, long long lda,
+                      const T* B, long long ldb, T* C, long long ldc) {
+    void* f = (sizeof(T) == 4 ? g_sgemm : g_dgemm).load(std::memory_order_acquire);
+    const int a = ta ? kTrans : kNoTrans;
+    if (g_blas_wide.load(std::memory_order_relaxed))
+        ((gemm_fn<long long, T>)f)(kRowMajor, a, kNoTrans, M, N, K, T(1), A, lda, B, ldb, T(0), C,
+                                   ldc);
+    else
+        ((gemm_fn<int, T>)f)(kRowMajor, a, kNoTrans, int(M), int(N), int(K), T(1), A, int(lda), B,
+                             int(ldb), T(0), C, int(ldc));
+}
+
+// dst (c, r) = src (r, c) read with row stride ld: K^T or V^T of one head, in L1
+template <typename T>
+static void head_transposed(T* dst, const T* src, long long r, long long c, long long ld) {
+    for (long long i = 0; i < r; ++i)
+        for (long long j = 0; j < c; ++j) dst[j * r + i] = src[i * ld + j];
+}
+
+// A per-thread scratch buffer of at least n elements.
+template <typename T>
+static T* scratch(int which, long long n) {
+    thread_local std::vector<T> bufs[2];
+    if ((long long)bufs[which].size() < n) bufs[which].resize(n);
+    return bufs[which].data();
+}
+
+// Y5 (B, L, 3, H, dh) holds q, k, v of every head; out (B, L, H, dh); P (B, H, L, L).
+// Rows of P are the masked, scaled softmax of q k^T (mask through element strides, as
+// attn_softmax); `split`: the heads shared between the pool's threads.
+template <typename T>
+static void self_attn_fwd(T* out, T* P, const T* Y5, const bool* keep, long long B, long long L,
+                          long long H, long long dh, long long sb, long long sh, long long sq,
+                          long long sk, int causal, T scale, int split) {
+    const long long ld = 3 * H * dh, ldo = H * dh;
+    parallel_for(B * H, B * H * L * L, [=](long long h0, long long h1) {
+        T* kt = scratch<T>(0, dh * L);
+        for (long long bh = h0; bh < h1; ++bh) {
+            const long long b = bh / H, h = bh % H;
+            const T* q = Y5 + b * L * ld + h * dh;
+            T* p = P + bh * L * L;
+            head_transposed<T>(kt, q + H * dh, L, dh, ld);
+            blas_gemm<T>(false, L, L, dh, q, ld, kt, L, p, L);
+            for (long long i = 0; i < L; ++i) {
+                const bool* kr = keep ? keep + b * sb + h * sh + i * sq : nullptr;
+                attn_row_fwd<T, false>(p + i * L, p + i * L, kr, sk, L, causal ? i : L - 1, scale);
+            }
+            blas_gemm<T>(false, L, dh, L, p, L, q + 2 * H * dh, ld, out + b * L * ldo + h * dh, ldo);
+        }
+    }, split ? 0 : kSerial);
+}
+
+// dY5 (B, L, 3, H, dh): dq, dk, dv of every head from dO (B, L, H, dh) and the weights P.
+template <typename T>
+static void self_attn_bwd(T* dY5, const T* dO, const T* P, const T* Y5, long long B, long long L,
+                          long long H, long long dh, T scale, int split) {
+    const long long ld = 3 * H * dh, ldo = H * dh;
+    parallel_for(B * H, B * H * L * L, [=](long long h0, long long h1) {
+        T* vt = scratch<T>(0, dh * L);
+        T* dS = scratch<T>(1, L * L);
+        for (long long bh = h0; bh < h1; ++bh) {
+            const long long b = bh / H, h = bh % H;
+            const T *q = Y5 + b * L * ld + h * dh, *k = q + H * dh, *p = P + bh * L * L;
+            const T* g = dO + b * L * ldo + h * dh;
+            T* dq = dY5 + b * L * ld + h * dh;
+            head_transposed<T>(vt, k + H * dh, L, dh, ld);
+            blas_gemm<T>(false, L, L, dh, g, ldo, vt, L, dS, L);  // dP
+            for (long long i = 0; i < L; ++i)
+                attn_row_dscores<T>(dS + i * L, dS + i * L, p + i * L, L, scale);
+            blas_gemm<T>(true, L, dh, L, p, L, g, ldo, dq + 2 * H * dh, ld);  // dV = P^T dO
+            blas_gemm<T>(false, L, dh, L, dS, L, k, ld, dq, ld);              // dQ = dS K
+            blas_gemm<T>(true, L, dh, L, dS, L, q, ld, dq + H * dh, ld);      // dK = dS^T Q
+        }
+    }, split ? 0 : kSerial);
+}
+
+extern "C" void gpunet_set_blas(void* sgemm, void* dgemm, int wide) {
+    g_blas_wide.store(wide, std::memory_order_relaxed);
+    g_sgemm.store(sgemm, std::memory_order_release);
+    g_dgemm.store(dgemm, std::memory_order_release);
 }
 
 // Blocks of query rows for long sequences (gpunet/backend/_attention_ops.py): score
@@ -778,6 +878,17 @@ static void gru_backward(T* dZx, T* dZh, T* dhp, const T* dh, const T* Zx, const
     extern "C" void gpunet_attn_softmax_bwd_##S(T* dS, const T* dP, const T* P, long long rows,  \
                                                 long long Tk, double scale) {                    \
         attn_softmax_bwd<T>(dS, dP, P, rows, Tk, T(scale));                                      \
+    }                                                                                            \
+    extern "C" void gpunet_self_attn_fwd_##S(T* out, T* P, const T* Y5, const bool* keep,        \
+                                             long long B, long long L, long long H, long long dh, \
+                                             long long sb, long long sh, long long sq,           \
+                                             long long sk, int causal, double scale, int split) { \
+        self_attn_fwd<T>(out, P, Y5, keep, B, L, H, dh, sb, sh, sq, sk, causal, T(scale), split); \
+    }                                                                                            \
+    extern "C" void gpunet_self_attn_bwd_##S(T* dY5, const T* dO, const T* P, const T* Y5,       \
+                                             long long B, long long L, long long H, long long dh, \
+                                             double scale, int split) {                          \
+        self_attn_bwd<T>(dY5, dO, P, Y5, B, L, H, dh, T(scale), split);                          \
     }                                                                                            \
     extern "C" void gpunet_layernorm_##S(T* Y, T* Xhat, T* inv, const T* X, const T* g,         \
                                          const T* b, long long R, long long C, double eps) {     \

@@ -11,10 +11,17 @@ BLAS threads, and the softmax passes between them left the second core idle or,
 worse, fighting BLAS's spinning workers (a T = 2048 step took as long at 2
 threads as at 1). Each group of heads owns its slices of every output, so the
 results are those of one thread.
+
+Self-attention over a fused projection (the Transformer blocks') runs head by head in
+the host kernels where they have NumPy's own ``cblas_?gemm`` (``host.blas``): each
+head's score product, softmax rows and value product back to back while its scores
+are in cache, the pool sharing the heads (0.5 ms of 3.3 at 1 thread for the encoder
+block's 128 heads of 64 x 64, forward and backward, alone; bench/run.py -w E).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -196,6 +203,15 @@ class HostAttentionOps(AttentionOps):
         q, k, v = (Y5[:, :, i, ...].transpose(0, 2, 1, 3) for i in range(3))
         out = np.empty((B, L, H, dh), Y5.dtype)
         O, P = out.transpose(0, 2, 1, 3), np.empty((B, H, L, L), Y5.dtype)
+        if self._by_heads(Y5, mask, bias):
+            keep, sb, sh, sq, sk = ak.mask_args(mask, (B, H, L, L), np)
+            split = self._split_heads(B * H * L * L)
+            args = (_ptr(keep), B, L, H, dh, sb, sh, sq, sk, int(causal), scale, split)
+            with _blas_threads.one_blas_thread() if split else contextlib.nullcontext():
+                fwd = self.host.self_attn_fwd[_fast(Y5)]
+                fwd(out.ctypes.data, P.ctypes.data, Y5.ctypes.data, *args)
+            cache = AttentionCache(q, k, v, O, mask, scale, causal, P=P, bias=bias, Y5=Y5)
+            return out, (P if keep_probs else None), cache
 
         def one(t: list[Any]) -> None:
             Qp, Kp, Vp, Op, Pp, m, b = t
@@ -210,11 +226,35 @@ class HostAttentionOps(AttentionOps):
         cache = AttentionCache(q, k, v, O, mask, scale, causal, P=P, bias=bias)
         return out, (P if keep_probs else None), cache
 
+    def _by_heads(self, Y5: Array, mask: Any, bias: Any) -> bool:
+        """Whether the host's head-by-head kernels (over NumPy's BLAS) take these."""
+        if not self.host.blas or bias is not None or 0 in Y5.shape:
+            return False
+        if mask is None:
+            return True
+        B, L, _, H, _ = Y5.shape
+        if type(mask) is not np.ndarray or mask.dtype != np.bool_ or mask.ndim > 4:
+            return False
+        return all(a in (1, b) for a, b in zip(ak._as4(mask.shape), (B, H, L, L), strict=True))
+
+    def _split_heads(self, scores: int) -> int:
+        """1 where the head-by-head kernels share the heads between the host's threads
+        (with one BLAS thread each): as ``_groups`` decides for the Python groups."""
+        big = scores >= self.attention_split_from and not _serial()
+        return int(big and self.host.threads > 1 and _blas_threads.available())
+
     def backprop_self_attention(self, dO: Array, c: AttentionCache) -> Array:
         if c.P is None or c.D is not None or type(c.P) is not np.ndarray:
             return super().backprop_self_attention(dO, c)
         B, L, H, dh = dO.shape
         dY = np.empty((B, L, 3, H, dh), dO.dtype)
+        if c.Y5 is not None and _fast(dO, c.Y5) is not None:
+            split = self._split_heads(B * H * L * L)
+            with _blas_threads.one_blas_thread() if split else contextlib.nullcontext():
+                self.host.self_attn_bwd[_fast(dO)](dY.ctypes.data, dO.ctypes.data,
+                                                   c.P.ctypes.data, c.Y5.ctypes.data, B, L, H,
+                                                   dh, c.scale, split)  # fmt: skip
+            return dY
         dQ, dK, dV = (dY[:, :, i, ...].transpose(0, 2, 1, 3) for i in range(3))
         g = dO.transpose(0, 2, 1, 3)
 

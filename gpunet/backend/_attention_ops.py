@@ -35,6 +35,7 @@ class AttentionCache:
     lse: Array | None = None
     bias: Array | None = None
     streamed: bool = False  # made by the streaming kernels (FusedAttention)
+    Y5: Array | None = None  # the fused projection the host's head-by-head pass read
 
 
 class AttentionOps:

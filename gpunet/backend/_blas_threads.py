@@ -154,3 +154,35 @@ def _openblas_paths() -> list[str]:
     except OSError:
         return []
     return sorted(p for p in found if p.startswith("/") and ".so" in p)
+
+
+# (prefix, suffix) of OpenBLAS's symbols, NumPy's own builds first (NumPy >= 2, 1.x)
+_AFFIXES = (("scipy_", "64_"), ("", "64_"), ("scipy_", ""), ("", ""))
+
+
+def cblas_gemm() -> tuple[int, int, bool] | None:
+    """``(sgemm, dgemm, wide)``: the addresses of the ``cblas_?gemm`` of the OpenBLAS
+    NumPy uses (its own copy first), and whether they take 64-bit integers (as its
+    build says: USE64BITINT); None where none is found or ``GPUNET_HOST_BLAS=0``. The
+    host kernels call it for products they interleave with their own passes."""
+    if os.environ.get("GPUNET_HOST_BLAS", "1") == "0":
+        return None
+    for path in sorted(_openblas_paths(), key=lambda p: "numpy" not in p):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for pre, suf in _AFFIXES:
+            names = (
+                f"{pre}cblas_sgemm{suf}",
+                f"{pre}cblas_dgemm{suf}",
+                f"{pre}openblas_get_config{suf}",
+            )
+            fs, fd, config = (getattr(lib, n, None) for n in names)
+            if fs is None or fd is None or config is None:
+                continue
+            config.restype = ctypes.c_char_p
+            wide = b"USE64BITINT" in (config() or b"")
+            addr = [ctypes.cast(f, ctypes.c_void_p).value for f in (fs, fd)]
+            return int(addr[0] or 0), int(addr[1] or 0), wide
+    return None

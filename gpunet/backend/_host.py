@@ -84,6 +84,9 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "lstm_backward_act": (None, [_p, _p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
     "layernorm": (None, [_p, _p, _p, _p, _p, _p, _ll, _ll, _d]),
     "layernorm_bwd": (None, [_p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
+    # out, P, Y5, keep, B, L, H, dh, sb, sh, sq, sk, causal, scale, split (over BLAS)
+    "self_attn_fwd": (None, [_p, _p, _p, _p, *[_ll] * 8, _i, _d, _i]),
+    "self_attn_bwd": (None, [_p, _p, _p, _p, *[_ll] * 4, _d, _i]),
 }
 
 
@@ -148,6 +151,7 @@ class HostKernels:
 
     def __init__(self, lib: ctypes.CDLL, path: Path) -> None:
         self.path, self.lib = path, lib
+        self.blas = False  # NumPy's cblas_?gemm handed over (set_blas): self_attn_*
         lib.gpunet_host_set_threads.argtypes = [ctypes.c_int]
         lib.gpunet_host_set_threads.restype = None
         lib.gpunet_host_threads.restype = ctypes.c_int
@@ -166,6 +170,13 @@ class HostKernels:
 
     def set_threads(self, n: int) -> None:
         self.lib.gpunet_host_set_threads(max(1, int(n)))
+
+    def set_blas(self, gemm: tuple[int, int, bool] | None) -> None:
+        """Hand the kernels ``(sgemm, dgemm, wide)`` (``_blas_threads.cblas_gemm``)."""
+        self.blas = gemm is not None and all(gemm[:2])
+        if self.blas and gemm is not None:
+            self.lib.gpunet_set_blas.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+            self.lib.gpunet_set_blas(gemm[0], gemm[1], int(gemm[2]))
 
 
 # glibc's malloc hands every block over its mmap threshold (128 KiB, adapting up to
@@ -215,7 +226,9 @@ def load() -> HostKernels | None:
     from gpunet.backend import _blas_threads  # its pool and OpenBLAS's: one at a time
 
     _blas_threads.nap_openblas_workers()
-    _status["reason"] = f"compiled with {cxx}, {kernels.threads} threads ({path})"
+    kernels.set_blas(_blas_threads.cblas_gemm())
+    blas = "NumPy's cblas for attention" if kernels.blas else "no cblas found"
+    _status["reason"] = f"compiled with {cxx}, {kernels.threads} threads, {blas} ({path})"
     return kernels
 
 

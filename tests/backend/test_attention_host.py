@@ -271,3 +271,82 @@ def test_host_softmax_rows_at_edge_values(dtype, masked, causal):
             )
     if dtype == "float32" and not masked and not causal:
         assert got[0, 0, 0, 0] == 0.0  # exp(-100) in float32: 0, not subnormal
+
+
+def _self_step(ops: Any, Y5: Any, dO: Any, mask: Any, causal: bool) -> list[Any]:
+    out, P, cache = ops.self_attention(Y5, mask, scale=0.4, causal=causal, keep_probs=True)
+    return [out, P, ops.backprop_self_attention(dO, cache)]
+
+
+def _by_heads_ops() -> Any:
+    ops = NumpyOps()
+    if ops.host is None or not ops.host.blas:
+        pytest.skip(f"no host kernels over NumPy's BLAS: {_host.status()[1]}")
+    return ops
+
+
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("mask", [None, (3, 1, 1, 50), (1, 4, 50, 50), (50, 50)], ids=str)
+def test_self_attention_by_heads_matches_the_python_groups(mask, split):
+    """The host's head-by-head self-attention (over NumPy's cblas) against the same
+    products and rows run from Python (``host.blas`` off), heads split or not."""
+    ops = _by_heads_ops()
+    rng = np.random.default_rng(5)
+    Y5 = rng.standard_normal((3, 50, 3, 4, 16)).astype("float32")
+    dO = rng.standard_normal((3, 50, 4, 16)).astype("float32")
+    keep = None if mask is None else rng.random(mask) > 0.3
+    ops.attention_split_from = 1 if split else 1 << 40
+    for causal in (False, True):
+        got = _self_step(ops, Y5, dO, keep, causal)
+        ops.host.blas = False
+        try:
+            want = _self_step(ops, Y5, dO, keep, causal)
+        finally:
+            ops.host.blas = True
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6)
+
+
+def test_self_attention_by_heads_from_threads_at_once():
+    ops = _by_heads_ops()
+    ops.attention_split_from = 1
+    rng = np.random.default_rng(6)
+    inputs = [(rng.standard_normal((2, 40, 3, 4, 8)).astype("float32"),
+               rng.standard_normal((2, 40, 4, 8)).astype("float32")) for _ in range(4)]  # fmt: skip
+    alone = [_self_step(ops, Y5, dO, None, bool(i % 2)) for i, (Y5, dO) in enumerate(inputs)]
+    results: dict[int, list[Any]] = {}
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for _ in range(5):
+                results[i] = _self_step(ops, *inputs[i], None, bool(i % 2))
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    for i, want in enumerate(alone):
+        for g, w in zip(results[i], want, strict=True):
+            np.testing.assert_array_equal(g, w)
+
+
+def test_cblas_of_numpys_openblas_is_found_with_its_integer_width():
+    found = _blas_threads.cblas_gemm()
+    if not _blas_threads._openblas_paths():
+        assert found is None
+        pytest.skip("NumPy's BLAS here is not OpenBLAS")
+    assert found is not None and all(found[:2])
+    config = np.show_config(mode="dicts")["Build Dependencies"]["blas"]  # type: ignore[index]
+    built = config.get("openblas configuration")  # NumPy's record of the library it built with
+    if built:
+        assert found[2] == ("USE64BITINT" in built)
+    os.environ["GPUNET_HOST_BLAS"] = "0"
+    try:
+        assert _blas_threads.cblas_gemm() is None
+    finally:
+        del os.environ["GPUNET_HOST_BLAS"]
