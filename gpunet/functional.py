@@ -459,7 +459,7 @@ def linear(x: Any, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
     def backward(g: Array) -> tuple[Any, ...]:
         dX = ops.gemm(g, W) if x.requires_grad else None
-        dW = _into(ops, grad_sink(weight), ops.gemm(g, X, trans1=True))
+        dW = ops.gemm(g, X, trans1=True, out=grad_sink(weight))
         if bias is None:
             return dX, dW
         db = ops.backprop_bias_activation(g, None, Y, need_db=bias.requires_grad)[1]

@@ -46,6 +46,20 @@ class NumpyOps(HostConvOps, HostRecurrentOps, HostAttentionOps, Ops):
     def matmul(self, A: Array, B: Array) -> Array:
         return np.matmul(A, B)  # no half BLAS: a mixed policy's GEMMs stay float32
 
+    def gemm(
+        self, A: Array, B: Array, *, trans1: bool = False, trans2: bool = False,
+        out: Array | None = None,
+    ) -> Array:  # fmt: skip
+        """The product written into ``out`` by BLAS itself (no copy) when it fits."""
+        fits = out is not None and type(self).matmul is NumpyOps.matmul
+        if not fits or out.dtype != np.result_type(A, B) or out.shape != (  # type: ignore[union-attr]
+            *np.broadcast_shapes(A.shape[:-2], B.shape[:-2]),
+            A.shape[-1 if trans1 else -2], B.shape[-2 if trans2 else -1],
+        ):  # fmt: skip
+            return super().gemm(A, B, trans1=trans1, trans2=trans2, out=out)
+        A = np.matrix_transpose(A) if trans1 else A
+        return np.matmul(A, np.matrix_transpose(B) if trans2 else B, out=out)
+
     def to_numpy(self, X: Array) -> np.ndarray:
         return np.asarray(X)  # host memory already: not a sync
 

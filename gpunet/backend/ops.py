@@ -175,14 +175,21 @@ class Ops(
             ) from None
 
     # -- linear algebra -----------------------------------------------------------
-    def gemm(self, A: Array, B: Array, *, trans1: bool = False, trans2: bool = False) -> Array:
-        """``op(A) @ op(B)`` where ``op`` transposes the last two axes on request."""
+    def gemm(
+        self, A: Array, B: Array, *, trans1: bool = False, trans2: bool = False,
+        out: Array | None = None,
+    ) -> Array:  # fmt: skip
+        """``op(A) @ op(B)`` where ``op`` transposes the last two axes on request;
+        into ``out`` when given (a weight's slot of the flat gradient buffer)."""
         xp = self.xp
         if trans1:
             A = xp.matrix_transpose(A)
         if trans2:
             B = xp.matrix_transpose(B)
-        return self.matmul(A, B)
+        if out is None:
+            return self.matmul(A, B)
+        self.assign(out, self.matmul(A, B))
+        return out
 
     def dense(
         self, X: Array, W: Array, b: Array | None, activation: str = "linear", **kw: Any

@@ -29,7 +29,7 @@ from gpunet.layers import Activation, BatchNormalization, spec
 from gpunet.layers import Dropout as _Dropout
 from gpunet.layers import Flatten as _Flatten
 from gpunet.layers import LayerNormalization as _LayerNorm
-from gpunet.layers._protocol import record_pass
+from gpunet.layers._protocol import grad_out, record_pass
 from gpunet.layers.base import Layer, add_grad, takes_training
 from gpunet.layers.base import Parameter as _Parameter
 from gpunet.models import Model
@@ -308,7 +308,7 @@ class Linear(TorchModule, Layer):
                 dY = xp.reshape(dY, (-1, dY.shape[-1]))
             need_db = b is not None and b.requires_grad
             dZ, db = ops.backprop_bias_activation(dY, Zb, Y, activation, need_db=need_db)
-            add_grad(W, ops.gemm(dZ, X, trans1=True))
+            add_grad(W, ops.gemm(dZ, X, trans1=True, out=grad_out(W)))
             if need_db:
                 add_grad(b, db)
             if not need_dX:

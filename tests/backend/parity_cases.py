@@ -254,19 +254,23 @@ def _bias_activation_cases() -> list[Case]:
 
 
 # -- linear algebra and plumbing ----------------------------------------------------------
-def _gemm_case(trans1: bool, trans2: bool, batched: bool) -> Case:
+def _gemm_case(trans1: bool, trans2: bool, batched: bool, out: bool = False) -> Case:
+    """``out``: into a given array (a weight's gradient slot), which is returned."""
+
     def build(size: str, rng: np.random.Generator) -> Inputs:
         M, K, N = dense_shape(size)
         lead = (2,) if batched else ()
         A = rng.standard_normal((*lead, *((K, M) if trans1 else (M, K))))
         B = rng.standard_normal((*lead, *((N, K) if trans2 else (K, N))))
-        return {"A": A, "B": B}
+        return {"A": A, "B": B, "out": np.full((*lead, M, N), 7.0)} if out else {"A": A, "B": B}
 
     def call(ops: Any, a: Inputs) -> tuple[Any, ...]:
-        return (ops.gemm(a["A"], a["B"], trans1=trans1, trans2=trans2),)
+        Y = ops.gemm(a["A"], a["B"], trans1=trans1, trans2=trans2, out=a.get("out"))
+        assert not out or Y is a["out"], "gemm(out=) returns out"
+        return (Y,)
 
-    tag = f"trans1={trans1},trans2={trans2}{',batched' if batched else ''}"
-    return Case(f"gemm:{tag}", ("gemm",), build, call)
+    tag = f"trans1={trans1},trans2={trans2}{',batched' if batched else ''}{',out' if out else ''}"
+    return Case(f"gemm:{tag}", ("gemm",), build, call, mutates=("out",) if out else ())
 
 
 def _sum_to_shape_case(lead: tuple[int, ...], target: Callable[[int], tuple[int, ...]]) -> Case:
@@ -972,6 +976,7 @@ def all_cases() -> list[Case]:
         *_bias_activation_cases(),
         *(_gemm_case(t1, t2, False) for t1 in (False, True) for t2 in (False, True)),
         _gemm_case(True, False, True),
+        *(_gemm_case(t1, False, False, out=True) for t1 in (False, True)),
         _sum_to_shape_case((), lambda O: (O,)),
         _sum_to_shape_case((), lambda O: (1, O)),
         _sum_to_shape_case((2,), lambda O: (O,)),
