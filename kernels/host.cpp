@@ -602,12 +602,20 @@ static void attn_block_bwd(T* P, T* dS, const T* S, const T* dP, const T* lse, c
 
 // Layer norm over rows of C (gpunet/backend/_norm_ops.py): Y = Xhat * g + b, with
 // Xhat and each row's inverse standard deviation kept for the backward; rows [r0, r1).
+// With R (a post-norm block's residual), of the rows of X + R: the sum goes to Xhat's
+// row first and is normalized there, never stored as an array of its own.
 template <typename T>
-static void layernorm_rows(T* Y, T* Xhat, T* inv, const T* X, const T* g, const T* b,
-                           long long r0, long long r1, long long C, T eps) {
+static void layernorm_rows(T* Y, T* Xhat, T* inv, const T* X, const T* R, const T* g,
+                           const T* b, long long r0, long long r1, long long C, T eps) {
     for (long long r = r0; r < r1; ++r) {
         const T* x = X + r * C;
         T *y = Y + r * C, *h = Xhat + r * C;
+        if (R) {
+            const T* res = R + r * C;
+#pragma omp simd
+            for (long long j = 0; j < C; ++j) h[j] = x[j] + res[j];
+            x = h;
+        }
         T s = T(0), v = T(0);
 #pragma omp simd reduction(+ : s)
         for (long long j = 0; j < C; ++j) s += x[j];
@@ -626,10 +634,10 @@ static void layernorm_rows(T* Y, T* Xhat, T* inv, const T* X, const T* g, const 
 }
 
 template <typename T>
-static void layernorm(T* Y, T* Xhat, T* inv, const T* X, const T* g, const T* b, long long R,
-                      long long C, T eps) {
-    parallel_for(R, R * C, [=](long long r0, long long r1) {
-        layernorm_rows<T>(Y, Xhat, inv, X, g, b, r0, r1, C, eps);
+static void layernorm(T* Y, T* Xhat, T* inv, const T* X, const T* R, const T* g, const T* b,
+                      long long R_, long long C, T eps) {
+    parallel_for(R_, R_ * C, [=](long long r0, long long r1) {
+        layernorm_rows<T>(Y, Xhat, inv, X, R, g, b, r0, r1, C, eps);
     });
 }
 
@@ -890,9 +898,10 @@ static void gru_backward(T* dZx, T* dZh, T* dhp, const T* dh, const T* Zx, const
                                              double scale, int split) {                          \
         self_attn_bwd<T>(dY5, dO, P, Y5, B, L, H, dh, T(scale), split);                          \
     }                                                                                            \
-    extern "C" void gpunet_layernorm_##S(T* Y, T* Xhat, T* inv, const T* X, const T* g,         \
-                                         const T* b, long long R, long long C, double eps) {     \
-        layernorm<T>(Y, Xhat, inv, X, g, b, R, C, T(eps));                                       \
+    extern "C" void gpunet_layernorm_##S(T* Y, T* Xhat, T* inv, const T* X, const T* res,       \
+                                         const T* g, const T* b, long long R, long long C,       \
+                                         double eps) {                                           \
+        layernorm<T>(Y, Xhat, inv, X, res, g, b, R, C, T(eps));                                  \
     }                                                                                            \
     extern "C" void gpunet_layernorm_bwd_##S(T* dX, T* dg, T* db, const T* dY, const T* Xhat,    \
                                              const T* inv, const T* g, long long R,              \

@@ -141,6 +141,48 @@ def test_transformer_encoder_layer_matches_torch(act, norm_first, batch_first):
     _grads_match(ours, theirs)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_post_norm_encoder_over_the_host_kernels_matches_torch(dtype):
+    """At the encoder benchmark's width, above every host threshold: the residual sums
+    formed inside the layer norms, self-attention head by head, bias and ReLU fused."""
+    kw = {"dim_feedforward": 256, "dropout": 0.0, "batch_first": True}
+    theirs = torch.nn.TransformerEncoderLayer(128, 4, dtype=getattr(torch, dtype), **kw)
+    ours = gn.nn.TransformerEncoderLayer(128, 4, dtype=dtype, **kw)
+    ours.load_state_dict(theirs.state_dict())
+    x = R.normal(size=(4, 40, 128))
+    ts = torch.tensor(x, dtype=getattr(torch, dtype), requires_grad=True)
+    gs = gn.tensor(x.astype(dtype), requires_grad=True)
+    t_out, g_out = theirs(ts), ours(gs)
+    tol = TOL if dtype == "float64" else {"rtol": 2e-4, "atol": 2e-5}
+    np.testing.assert_allclose(g_out.numpy(), t_out.detach().numpy(), **tol)
+    _backward_both(t_out, g_out)
+    np.testing.assert_allclose(gs.grad, ts.grad.numpy(), **tol)
+    t_params = dict(theirs.named_parameters())
+    for key, p in ours.named_parameters():
+        np.testing.assert_allclose(p.grad, t_params[key].grad.numpy(), **tol, err_msg=key)
+
+
+def test_a_layer_norm_subclass_in_a_block_runs_its_own_forward():
+    """The fused residual norm is for gn.nn.LayerNorm itself; a subclass put in its
+    place sees the sum, as in PyTorch."""
+    seen = []
+
+    class Spy(type(gn.nn.TransformerEncoderLayer(8, 2).norm1)):  # the blocks' LayerNorm
+        def forward(self, x):
+            seen.append(tuple(x.shape))
+            return super().forward(x)
+
+    layer = gn.nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True, dtype="float64")
+    x = R.normal(size=(2, 3, 8))
+    want = layer(x).numpy()
+    spy = Spy(8, dtype="float64")
+    spy.load_state_dict(layer.norm1.state_dict())
+    layer.norm1 = spy
+    got = layer(x).numpy()
+    assert seen == [(2, 3, 8)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 def test_transformer_encoder_stack_matches_torch_with_a_causal_mask():
     t_layer = torch.nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True,
                                                dtype=torch.float64)  # fmt: skip

@@ -82,7 +82,7 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "attn_block_bwd": (None, [_p, _p, _p, _p, _p, _p, _p, *[_ll] * 9, _i, _d, _i]),
     "lstm_step_keep": (None, [_p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
     "lstm_backward_act": (None, [_p, _p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
-    "layernorm": (None, [_p, _p, _p, _p, _p, _p, _ll, _ll, _d]),
+    "layernorm": (None, [_p, _p, _p, _p, _p, _p, _p, _ll, _ll, _d]),  # Y Xhat inv X R g b
     "layernorm_bwd": (None, [_p, _p, _p, _p, _p, _p, _p, _ll, _ll]),
     # out, P, Y5, keep, B, L, H, dh, sb, sh, sq, sk, causal, scale, split (over BLAS)
     "self_attn_fwd": (None, [_p, _p, _p, _p, *[_ll] * 8, _i, _d, _i]),

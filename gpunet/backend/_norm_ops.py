@@ -68,10 +68,15 @@ class NormOps:
         return dY * (gamma * inv_std), xp.sum(dY * Xhat, axis=axes), xp.sum(dY, axis=axes)
 
     def layernorm(
-        self, X: Array, gamma: Array, beta: Array, *, epsilon: float
-    ) -> tuple[Array, Array, Array]:
-        """Layer norm over the last axis: returns ``(Y, Xhat, inv_std)``."""
+        self, X: Array, gamma: Array, beta: Array, *, epsilon: float,
+        residual: Array | None = None,
+    ) -> tuple[Array, Array, Array]:  # fmt: skip
+        """Layer norm over the last axis: returns ``(Y, Xhat, inv_std)``; of
+        ``X + residual`` when given (a post-norm block's sum, whose gradient is that of
+        both terms)."""
         xp = self.xp
+        if residual is not None:
+            X = X + residual
         mean = xp.mean(X, axis=-1, keepdims=True)
         C = X - mean
         inv_std = 1.0 / xp.sqrt(xp.mean(C * C, axis=-1, keepdims=True) + epsilon)

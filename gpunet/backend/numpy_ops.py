@@ -340,18 +340,21 @@ class NumpyOps(HostConvOps, HostRecurrentOps, HostAttentionOps, Ops):
 
     # -- layer norm: statistics, normalization and affine in one pass over each row ------
     def layernorm(
-        self, X: Array, gamma: Array, beta: Array, *, epsilon: float
-    ) -> tuple[Array, Array, Array]:
+        self, X: Array, gamma: Array, beta: Array, *, epsilon: float,
+        residual: Array | None = None,
+    ) -> tuple[Array, Array, Array]:  # fmt: skip
         C = X.shape[-1] if X.ndim else 0
         ok = self.host is not None and X.size >= HOST_MIN and C > 0
-        suffix = _fast(X, gamma, beta) if ok and gamma.shape == beta.shape == (C,) else None
+        ok = ok and gamma.shape == beta.shape == (C,)
+        ok = ok and (residual is None or getattr(residual, "shape", None) == X.shape)
+        suffix = _fast(X, gamma, beta, residual) if ok else None
         if suffix is None:
-            return super().layernorm(X, gamma, beta, epsilon=epsilon)
+            return super().layernorm(X, gamma, beta, epsilon=epsilon, residual=residual)
         Y, Xhat = np.empty_like(X), np.empty_like(X)
         inv = np.empty((*X.shape[:-1], 1), X.dtype)
         self.host.layernorm[suffix](Y.ctypes.data, Xhat.ctypes.data, inv.ctypes.data,
-                                    X.ctypes.data, gamma.ctypes.data, beta.ctypes.data,
-                                    X.size // C, C, epsilon)  # fmt: skip
+                                    X.ctypes.data, _ptr(residual), gamma.ctypes.data,
+                                    beta.ctypes.data, X.size // C, C, epsilon)  # fmt: skip
         return Y, Xhat, inv
 
     def backprop_layernorm(

@@ -14,8 +14,10 @@ from gpunet import functional as G
 from gpunet.autograd import Tensor
 from gpunet.errors import InputValidationError, InvalidParameterError
 from gpunet.layers import LayerNormalization
+from gpunet.layers._protocol import record_pass
 from gpunet.layers.base import Backprop, Layer
 from gpunet.layers.normalization import _affine_backprop
+from gpunet.mixed_precision import autocasting, compute_of
 from gpunet.nn._module import TorchModule
 from gpunet.nn.attention import MultiheadAttention
 from gpunet.nn.modules import Dropout, Linear, ModuleList
@@ -54,9 +56,24 @@ class LayerNorm(TorchModule, LayerNormalization):
             )
 
     def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Backprop]:
+        """Of ``X``, or of ``x + r`` for ``X = [x, r]`` (:meth:`of_sum`)."""
         g, b = self.weight, self.bias
-        Y, Xhat, inv = ops.layernorm(X, g.data, b.data, epsilon=self.epsilon)
-        return Y, _affine_backprop(ops.backprop_layernorm, Xhat, inv, g, b)
+        x, r = X if isinstance(X, list) else (X, None)
+        Y, Xhat, inv = ops.layernorm(x, g.data, b.data, epsilon=self.epsilon, residual=r)
+        backprop = _affine_backprop(ops.backprop_layernorm, Xhat, inv, g, b)
+        if r is None:
+            return Y, backprop
+        return Y, lambda dY, need_dX: [backprop(dY, need_dX)] * 2  # d(x + r): both
+
+    def of_sum(self, x: Tensor, r: Tensor) -> Tensor:
+        """``self(x + r)`` as one node, the sum formed inside the norm's pass (a post-norm
+        block's residual): one array pass and one node fewer. A subclass, a mixed dtype
+        policy or autocast gets the composition, as PyTorch runs it."""
+        plain = type(self) is LayerNorm and compute_of(self) is None and not autocasting()
+        if not plain or x.shape != r.shape or not x.dtype == r.dtype == self.weight.dtype:
+            return self(x + r)  # type: ignore[no-any-return]
+        self.check_input(x)
+        return record_pass(self, [x, r], False)  # type: ignore[no-any-return]
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.epsilon}, elementwise_affine=True"
@@ -168,8 +185,8 @@ class TransformerEncoderLayer(_Block):
             x = x + self._attn(self.self_attn, h, h, *sa)
             x = x + self._ff(self.norm2(x), self.dropout2)
         else:
-            x = self.norm1(x + self._attn(self.self_attn, x, x, *sa))
-            x = self.norm2(x + self._ff(x, self.dropout2))
+            x = self.norm1.of_sum(x, self._attn(self.self_attn, x, x, *sa))
+            x = self.norm2.of_sum(x, self._ff(x, self.dropout2))
         return self._batch_first(x)
 
 
@@ -203,9 +220,9 @@ class TransformerDecoderLayer(_Block):
             x = x + self._attn(self.multihead_attn, self.norm2(x), mem, *ca)
             x = x + self._ff(self.norm3(x), self.dropout3)
         else:
-            x = self.norm1(x + self._attn(self.self_attn, x, x, *sa))
-            x = self.norm2(x + self._attn(self.multihead_attn, x, mem, *ca))
-            x = self.norm3(x + self._ff(x, self.dropout3))
+            x = self.norm1.of_sum(x, self._attn(self.self_attn, x, x, *sa))
+            x = self.norm2.of_sum(x, self._attn(self.multihead_attn, x, mem, *ca))
+            x = self.norm3.of_sum(x, self._ff(x, self.dropout3))
         return self._batch_first(x)
 
 

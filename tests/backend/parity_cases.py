@@ -431,7 +431,9 @@ def _loss_cases() -> list[Case]:
 
 
 # -- normalization ------------------------------------------------------------------------
-def _norm_case(op: str, lead: int) -> Case:
+def _norm_case(op: str, lead: int, residual: bool = False) -> Case:
+    """``residual``: layer norm of ``X + R`` (a post-norm block's sum)."""
+
     def build(size: str, rng: np.random.Generator) -> Inputs:
         B, F = elementwise_shape(size)
         X = rng.standard_normal((*(2,) * lead, B, F)) * 2 + 1
@@ -442,19 +444,25 @@ def _norm_case(op: str, lead: int) -> Case:
                      "dY": rng.standard_normal(X.shape)}  # fmt: skip
         if op == "batchnorm_inference":
             a["mean"], a["var"] = rng.standard_normal(F), rng.random(F) + 0.1
+        if residual:
+            a["R"] = rng.standard_normal(X.shape)
+            if B >= 3 and F >= 2:
+                a["R"][..., 1, :] = 0.0  # the constant row stays constant in X + R
         return a
 
     def call(ops: Any, a: Inputs) -> tuple[Any, ...]:
         args = (a["X"], a["gamma"], a["beta"])
         if op == "batchnorm_inference":
             args = (*args, a["mean"], a["var"])
-        out = getattr(ops, op)(*args, epsilon=1e-3)
+        kw = {"residual": a["R"]} if residual else {}
+        out = getattr(ops, op)(*args, epsilon=1e-3, **kw)
         grads = getattr(ops, "backprop_" + op)(a["dY"], out[1], out[2], a["gamma"])
         return (*out, *grads)
 
     sizes = SMALL if op != "batchnorm" else SMALL[1:]  # no mean over an empty batch
     tol = ROWWISE_SUM_TOL if op.startswith("batchnorm") else None
-    return Case(f"{op}:{lead + 2}d", (op, "backprop_" + op), build, call, sizes, tol=tol)
+    name = f"{op}:{lead + 2}d{':residual' if residual else ''}"
+    return Case(name, (op, "backprop_" + op), build, call, sizes, tol=tol)
 
 
 # -- optimizers -----------------------------------------------------------------------------
@@ -988,6 +996,7 @@ def all_cases() -> list[Case]:
             for op in ("batchnorm", "batchnorm_inference", "layernorm")
             for lead in (0, 1)
         ),
+        _norm_case("layernorm", 0, residual=True),
         *_optimizer_cases(),
         *_pool_cases(),
         *_conv_cases(),
