@@ -605,32 +605,81 @@ static void attn_block_bwd(T* P, T* dS, const T* S, const T* dP, const T* lse, c
 // With R (a post-norm block's residual), of the rows of X + R: the sum goes to Xhat's
 // row first and is normalized there, never stored as an array of its own.
 template <typename T>
-static void layernorm_rows(T* Y, T* Xhat, T* inv, const T* X, const T* R, const T* g,
-                           const T* b, long long r0, long long r1, long long C, T eps) {
-    for (long long r = r0; r < r1; ++r) {
-        const T* x = X + r * C;
-        T *y = Y + r * C, *h = Xhat + r * C;
-        if (R) {
-            const T* res = R + r * C;
+static void layernorm_row(T* y, T* h, T* inv, const T* x, const T* res, const T* g, const T* b,
+                          long long C, T eps) {
+    if (res) {
 #pragma omp simd
-            for (long long j = 0; j < C; ++j) h[j] = x[j] + res[j];
-            x = h;
-        }
-        T s = T(0), v = T(0);
+        for (long long j = 0; j < C; ++j) h[j] = x[j] + res[j];
+        x = h;
+    }
+    T s = T(0), v = T(0);
 #pragma omp simd reduction(+ : s)
-        for (long long j = 0; j < C; ++j) s += x[j];
-        const T mean = s / T(C);
+    for (long long j = 0; j < C; ++j) s += x[j];
+    const T mean = s / T(C);
 #pragma omp simd reduction(+ : v)
-        for (long long j = 0; j < C; ++j) v += (x[j] - mean) * (x[j] - mean);
-        const T is = T(1) / gpunet::sqrt_(v / T(C) + eps);
+    for (long long j = 0; j < C; ++j) v += (x[j] - mean) * (x[j] - mean);
+    const T is = T(1) / gpunet::sqrt_(v / T(C) + eps);
+#pragma omp simd
+    for (long long j = 0; j < C; ++j) {
+        const T xh = (x[j] - mean) * is;
+        h[j] = xh;
+        y[j] = xh * g[j] + b[j];
+    }
+    *inv = is;
+}
+
+// Four rows at once: their sums are four independent chains, where one row's adds
+// waited on each other (2048 rows of 128: 98 us a row at a time, 78 four at a time).
+template <typename T>
+static void layernorm_4rows(T* Y, T* Xhat, T* inv, const T* X, const T* R, const T* g,
+                            const T* b, long long C, T eps) {
+    const T* x[4];
+    for (int k = 0; k < 4; ++k) {
+        x[k] = X + k * C;
+        if (R) {
+            T* h = Xhat + k * C;
+            const T* res = R + k * C;
+#pragma omp simd
+            for (long long j = 0; j < C; ++j) h[j] = x[k][j] + res[j];
+            x[k] = h;
+        }
+    }
+    const T *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+    T s0 = T(0), s1 = T(0), s2 = T(0), s3 = T(0);
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+    for (long long j = 0; j < C; ++j) s0 += x0[j], s1 += x1[j], s2 += x2[j], s3 += x3[j];
+    const T m0 = s0 / T(C), m1 = s1 / T(C), m2 = s2 / T(C), m3 = s3 / T(C);
+    T v0 = T(0), v1 = T(0), v2 = T(0), v3 = T(0);
+#pragma omp simd reduction(+ : v0, v1, v2, v3)
+    for (long long j = 0; j < C; ++j) {
+        v0 += (x0[j] - m0) * (x0[j] - m0), v1 += (x1[j] - m1) * (x1[j] - m1);
+        v2 += (x2[j] - m2) * (x2[j] - m2), v3 += (x3[j] - m3) * (x3[j] - m3);
+    }
+    const T mean[4] = {m0, m1, m2, m3}, var[4] = {v0, v1, v2, v3};
+    for (int k = 0; k < 4; ++k) {
+        const T is = T(1) / gpunet::sqrt_(var[k] / T(C) + eps), mu = mean[k];
+        const T* xr = x[k];
+        T *y = Y + k * C, *h = Xhat + k * C;
 #pragma omp simd
         for (long long j = 0; j < C; ++j) {
-            const T xh = (x[j] - mean) * is;
+            const T xh = (xr[j] - mu) * is;
             h[j] = xh;
             y[j] = xh * g[j] + b[j];
         }
-        inv[r] = is;
+        inv[k] = is;
     }
+}
+
+template <typename T>
+static void layernorm_rows(T* Y, T* Xhat, T* inv, const T* X, const T* R, const T* g,
+                           const T* b, long long r0, long long r1, long long C, T eps) {
+    long long r = r0;
+    for (; r + 4 <= r1; r += 4)
+        layernorm_4rows<T>(Y + r * C, Xhat + r * C, inv + r, X + r * C, R ? R + r * C : nullptr,
+                           g, b, C, eps);
+    for (; r < r1; ++r)
+        layernorm_row<T>(Y + r * C, Xhat + r * C, inv + r, X + r * C, R ? R + r * C : nullptr,
+                         g, b, C, eps);
 }
 
 template <typename T>
@@ -645,6 +694,7 @@ static void layernorm(T* Y, T* Xhat, T* inv, const T* X, const T* R, const T* g,
 // [r0, r1); with acc, also adds the affine's gradients sum(dY * Xhat) and sum(dY) into
 // acc[0, C) and acc[C, 2C). A function of its own: inside the pool's lambda, whose
 // captures it read by reference, GCC turned the row sums into gathers (2x the time).
+// (Four rows at once, as the forward, measured no faster here.)
 template <typename T>
 static void layernorm_bwd_rows(T* dX, T* acc, const T* dY, const T* Xhat, const T* inv,
                                const T* g, long long r0, long long r1, long long C) {
