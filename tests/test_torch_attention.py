@@ -182,6 +182,13 @@ def test_a_layer_norm_subclass_in_a_block_runs_its_own_forward():
     assert seen == [(2, 3, 8)]
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
+    block = gn.nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True)
+    block.norm2 = gn.nn.Identity()  # any module in a norm's place, as PyTorch allows
+    xs = gn.tensor(x.astype("float32"))
+    h = block.norm1(xs + block.self_attn(xs, xs, xs)[0])
+    want = (h + block.linear2(gn.nn.functional.relu(block.linear1(h)))).numpy()
+    np.testing.assert_allclose(block(xs).numpy(), want, rtol=1e-6, atol=1e-6)
+
 
 def test_transformer_encoder_stack_matches_torch_with_a_causal_mask():
     t_layer = torch.nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True,

@@ -703,3 +703,16 @@ def test_a_subclass_forward_of_attention_and_recurrent_modules_runs_as_in_pytorc
             g.forward(gn.tensor(x), *([gn.tensor(x)] * 2 if base != "LSTM" else [])).numpy(),
             want, rtol=1e-4, atol=1e-5, err_msg=f"{base}.forward called directly",
         )  # fmt: skip
+
+
+def test_identity_module_passes_its_input_as_torch():
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype("float32")
+    ours, theirs = nn.Identity(54, unused=0.1), torch.nn.Identity(54, unused=0.1)
+    t = gn.tensor(x, requires_grad=True)
+    y = ours(t)
+    np.testing.assert_array_equal(y.numpy(), theirs(torch.from_numpy(x)).numpy())
+    (y * 3.0).sum().backward()
+    np.testing.assert_array_equal(t.grad.numpy(), np.full_like(x, 3.0))
+    assert repr(ours) == repr(theirs) == "Identity()"
+    seq = nn.Sequential(nn.Linear(4, 2), nn.Identity())
+    assert seq(x).shape == (3, 2) and len(list(seq.parameters())) == 2

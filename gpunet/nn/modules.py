@@ -28,6 +28,7 @@ from gpunet.errors import InputValidationError, InvalidParameterError
 from gpunet.layers import Activation, BatchNormalization, spec
 from gpunet.layers import Dropout as _Dropout
 from gpunet.layers import Flatten as _Flatten
+from gpunet.layers import Identity as _Identity
 from gpunet.layers import LayerNormalization as _LayerNorm
 from gpunet.layers._protocol import grad_out, record_pass
 from gpunet.layers.base import Layer, add_grad, takes_training
@@ -425,6 +426,14 @@ class Flatten(TorchModule, _Flatten):
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Identity(TorchModule, _Identity):
+    """``nn.Identity(*args, **kwargs)``: its input (the arguments are ignored, as in
+    PyTorch), e.g. in place of a layer being removed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
 
 
 class Dropout(TorchModule, _Dropout):

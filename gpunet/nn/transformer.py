@@ -70,7 +70,8 @@ class LayerNorm(TorchModule, LayerNormalization):
         block's residual): one array pass and one node fewer. A subclass, a mixed dtype
         policy or autocast gets the composition, as PyTorch runs it."""
         plain = type(self) is LayerNorm and compute_of(self) is None and not autocasting()
-        if not plain or x.shape != r.shape or not x.dtype == r.dtype == self.weight.dtype:
+        same = x.ops is r.ops is self.ops and x.shape == r.shape
+        if not plain or not same or not x.dtype == r.dtype == self.weight.dtype:
             return self(x + r)  # type: ignore[no-any-return]
         self.check_input(x)
         return record_pass(self, [x, r], False)  # type: ignore[no-any-return]
@@ -155,6 +156,14 @@ class _Block(TorchModule, Layer):
                    is_causal=bool(causal))[0]  # fmt: skip
         return drop(out)  # type: ignore[no-any-return]
 
+    @staticmethod
+    def _norm_of_sum(norm: Any, x: Tensor, r: Tensor) -> Tensor:
+        """``norm(x + r)``: one node where ``norm`` is this module's LayerNorm, else (a
+        module put in its place) PyTorch's composition."""
+        if isinstance(norm, LayerNorm):
+            return norm.of_sum(x, r)
+        return norm(x + r)  # type: ignore[no-any-return]
+
     def _batch_first(self, x: Tensor) -> Tensor:
         return x if self.batch_first else G.permute(x, (1, 0, 2))
 
@@ -185,8 +194,8 @@ class TransformerEncoderLayer(_Block):
             x = x + self._attn(self.self_attn, h, h, *sa)
             x = x + self._ff(self.norm2(x), self.dropout2)
         else:
-            x = self.norm1.of_sum(x, self._attn(self.self_attn, x, x, *sa))
-            x = self.norm2.of_sum(x, self._ff(x, self.dropout2))
+            x = self._norm_of_sum(self.norm1, x, self._attn(self.self_attn, x, x, *sa))
+            x = self._norm_of_sum(self.norm2, x, self._ff(x, self.dropout2))
         return self._batch_first(x)
 
 
@@ -220,9 +229,9 @@ class TransformerDecoderLayer(_Block):
             x = x + self._attn(self.multihead_attn, self.norm2(x), mem, *ca)
             x = x + self._ff(self.norm3(x), self.dropout3)
         else:
-            x = self.norm1.of_sum(x, self._attn(self.self_attn, x, x, *sa))
-            x = self.norm2.of_sum(x, self._attn(self.multihead_attn, x, mem, *ca))
-            x = self.norm3.of_sum(x, self._ff(x, self.dropout3))
+            x = self._norm_of_sum(self.norm1, x, self._attn(self.self_attn, x, x, *sa))
+            x = self._norm_of_sum(self.norm2, x, self._attn(self.multihead_attn, x, mem, *ca))
+            x = self._norm_of_sum(self.norm3, x, self._ff(x, self.dropout3))
         return self._batch_first(x)
 
 
