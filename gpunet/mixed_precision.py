@@ -299,7 +299,8 @@ def layer_pass(layer: Any, ops: Any, X: Any, training: bool, **kw: Any) -> tuple
             return layer.forward_pass(ops, X, training, **kw)
         compute = "float16"  # a norm layer answers in its input's dtype (stats float32)
     if compute is None:  # a float32 layer after low-precision ones takes float32 inputs
-        if not isinstance(X, list) and X.dtype != (dt := ops.dtype(layer.dtype)):
+        keep = getattr(layer, "keeps_input_dtype", False)  # gn.nn's weightless modules
+        if not keep and not isinstance(X, list) and X.dtype != (dt := ops.dtype(layer.dtype)):
             X = ops.xp.astype(X, dt) if _is_float(ops, X) else X
         return layer.forward_pass(ops, X, training, **kw)
     if compute == "float32":  # autocast's float32 list (softmax, layer norm...)

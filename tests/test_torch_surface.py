@@ -716,3 +716,33 @@ def test_identity_module_passes_its_input_as_torch():
     assert repr(ours) == repr(theirs) == "Identity()"
     seq = nn.Sequential(nn.Linear(4, 2), nn.Identity())
     assert seq(x).shape == (3, 2) and len(list(seq.parameters())) == 2
+
+
+def test_weightless_modules_and_containers_keep_their_inputs_dtype_as_torch():
+    """A float64 model in nn.Sequential stays float64 end to end (it went through
+    float32 in the container and the activations, silently losing precision)."""
+    x = np.full((2, 3), 1.0 + 1e-12)
+    w = np.ones((4, 3)) + np.arange(12).reshape(4, 3) * 1e-3
+    ours = nn.Sequential(nn.Linear(3, 4, dtype="float64"), nn.ReLU(), nn.Dropout(0.0),
+                         nn.Flatten(), nn.Identity(), nn.Softmax(dim=-1))  # fmt: skip
+    theirs = torch.nn.Sequential(torch.nn.Linear(3, 4, dtype=torch.float64), torch.nn.ReLU(),
+                                 torch.nn.Dropout(0.0), torch.nn.Flatten(), torch.nn.Identity(),
+                                 torch.nn.Softmax(dim=-1))  # fmt: skip
+    with torch.no_grad():
+        theirs[0].weight.copy_(torch.from_numpy(w))
+        theirs[0].bias.zero_()
+    ours.load_state_dict(theirs.state_dict())
+    t = gn.tensor(x, requires_grad=True)
+    ts = torch.tensor(x, requires_grad=True)
+    y, ty = ours(t), theirs(ts)
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-14, atol=1e-15)
+    g = np.arange(8.0).reshape(2, 4)  # a direction over y
+    (y * gn.tensor(g)).sum().backward()
+    (ty * torch.from_numpy(g)).sum().backward()
+    assert t.grad.dtype == np.float64
+    np.testing.assert_allclose(t.grad.numpy(), ts.grad.numpy(), rtol=1e-10, atol=1e-16)
+    for m in (nn.ReLU(), nn.Tanh(), nn.Flatten(), nn.Identity()):
+        for dt in ("float32", "float64"):
+            assert m(gn.tensor(np.ones((2, 3), dt))).dtype == np.dtype(dt), (m, dt)
+    assert nn.Linear(3, 2)(gn.tensor(x)).dtype == np.float32  # weights cast their input

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, cast
 
 import numpy as np
 
-from gpunet.autograd import Tensor
+from gpunet.autograd import Tensor, as_tensor
 from gpunet.layers.base import Layer, Parameter, takes_training
 
 _in_forward = threading.local()  # .ids: modules whose subclass forward runs on this thread
@@ -161,6 +161,19 @@ class TorchModule:
             return me(*args, **kwargs)
         finally:
             ids.discard(id(self))
+
+    @property
+    def keeps_input_dtype(self) -> bool:
+        """PyTorch never casts a module's input: one without weights of its own (an
+        activation, a container such as ``nn.Sequential``) passes a tensor on in its
+        dtype, so a float64 layer inside keeps float64; one with weights casts a float
+        input to theirs (where PyTorch raises)."""
+        return not cast(Any, self)._params
+
+    def _convert(self, x: Any) -> Any:
+        if isinstance(x, Tensor) and self.keeps_input_dtype:
+            return as_tensor(x, cast(Any, self).ops)
+        return super()._convert(x)  # type: ignore[misc]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """The module's own call, or the ``forward`` a subclass gave it; inside that
