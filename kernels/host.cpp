@@ -317,8 +317,13 @@ static void sigmoid_bce(T* L, T* dZ, const T* Z, const T* targets, long long B, 
 // error against exp in double; results under exp(-87.3) are 0, not subnormal). libmvec's
 // expf, a call per vector, took 438 us of an encoder block's 8192 x 64 softmax and this
 // 275. NaN stays NaN. Doubles keep the library's exp.
+#if defined(__has_builtin)  // nested: an #if with an undefined function-like name fails
+#if __has_builtin(__builtin_bit_cast)
+#define GPUNET_BIT_CAST 1
+#endif
+#endif
 static inline float row_exp(float x) {
-#if defined(__has_builtin) && __has_builtin(__builtin_bit_cast)
+#ifdef GPUNET_BIT_CAST
     const float c = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);
     const float t = __builtin_fmaf(c, 1.44269504088896341f, 12582912.0f);  // 1.5 * 2**23
     const float n = t - 12582912.0f;                                       // round(c / ln 2)
@@ -330,7 +335,8 @@ static inline float row_exp(float x) {
     p = __builtin_fmaf(p, r, 1.6666665459e-1f);
     p = __builtin_fmaf(p, r, 5.0000001201e-1f);
     p = __builtin_fmaf(p, r * r, r) + 1.0f;
-    const int e = (__builtin_bit_cast(int, t) - 0x4B400000 + 127) << 23;  // 2**n
+    // 2**n; unsigned, so a NaN's bits (whose result p makes NaN anyway) shift defined
+    const unsigned e = (__builtin_bit_cast(unsigned, t) - 0x4B400000u + 127u) << 23;
     return x < -87.3f ? 0.0f : p * __builtin_bit_cast(float, e);
 #else
     return gpunet::exp_(x);
