@@ -93,3 +93,27 @@ def test_block_cooperative_kernels_are_clean_under_the_sanitizers():
     out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "passed" in out.stdout and "Sanitizer" not in out.stderr
+
+
+def test_numpy_backends_host_build_is_clean_under_the_sanitizers(tmp_path):
+    """host.cpp itself (NumpyOps' kernels: attention rows and heads over NumPy's cblas,
+    layer norm with its residual, bias and activations), built with the sanitizers by a
+    compiler wrapper into a cache of its own (it found a NaN's exponent bits shifted
+    past int's range in the softmax's exp)."""
+    cxx = tmp_path / "sanitized-g++"
+    cxx.write_text('#!/bin/sh\nexec g++ -fsanitize=address,undefined '
+                   '-fno-sanitize-recover=undefined -fno-omit-frame-pointer "$@"\n')  # fmt: skip
+    cxx.chmod(0o755)
+    env = _env()
+    env.update(CXX=str(cxx), GPUNET_CACHE_DIR=str(tmp_path / "cache"))
+    cases = "numpy+host and (attention or layernorm or bias_activation) and not large"
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
+           str(HERE / "test_attention_host.py"), str(HERE / "test_parity.py"),
+           "-k", f"not parity or ({cases})"]  # fmt: skip
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "passed" in out.stdout and "runtime error" not in out.stderr + out.stdout
+    built = list((tmp_path / "cache").glob("host-*.so"))
+    assert built, "the host kernels were not built with the wrapper"
+    nm = subprocess.run(["nm", "-D", str(built[0])], capture_output=True, text=True)
+    assert "__asan" in nm.stdout, "the build is not instrumented"
