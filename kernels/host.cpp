@@ -46,6 +46,7 @@ double tanh(double);
 #endif
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -95,14 +96,19 @@ class Pool {
             job_ = &job;
             nt_ = nt;
             pending_ = nt - 1;
+            left_.store(nt - 1, std::memory_order_relaxed);
             ++generation_;
         }
+        gen_.store(generation_, std::memory_order_release);
         wake_.notify_all();
         job(0, nt);
+        spin_until([this] { return left_.load(std::memory_order_acquire) == 0; });
         std::unique_lock<std::mutex> lock(m_);
         done_.wait(lock, [this] { return pending_ == 0; });
         job_ = nullptr;
     }
+
+    static void set_spin(long long us) { spin_us().store(us, std::memory_order_relaxed); }
 
   private:
     // start and stop run with busy_ held
@@ -110,6 +116,7 @@ class Pool {
         stop();
         std::lock_guard<std::mutex> lock(m_);
         quit_ = false;
+        quit_a_.store(false);
         for (int t = 1; t < n_; ++t)
             workers_.emplace_back([this, t, g = generation_] { loop(t, g); });
     }
@@ -118,16 +125,38 @@ class Pool {
         {
             std::lock_guard<std::mutex> lock(m_);
             quit_ = true;
+            quit_a_.store(true);
         }
         wake_.notify_all();
         for (auto& w : workers_) w.join();
         workers_.clear();
     }
 
+    // Spins up to spin_us() for ready() before the caller blocks on a condition: a
+    // sleeping thread takes tens of microseconds to wake on a virtual CPU.
+    template <typename F>
+    static void spin_until(F ready) {
+        const long long us = spin_us().load(std::memory_order_relaxed);
+        if (us <= 0 || ready()) return;
+        const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+        for (int i = 0; !ready(); ++i) {
+            if ((i & 255) == 255) {
+                if (std::chrono::steady_clock::now() > end) return;
+                std::this_thread::yield();
+            }
+        }
+    }
+
+    static std::atomic<long long>& spin_us() {
+        static std::atomic<long long> us{0};
+        return us;
+    }
+
     void loop(int t, long long seen) {
         for (;;) {
             const Job* job;
             int nt;
+            spin_until([&] { return gen_.load(std::memory_order_acquire) != seen || quit_a_.load(); });
             {
                 std::unique_lock<std::mutex> lock(m_);
                 wake_.wait(lock, [&] { return quit_ || generation_ != seen; });
@@ -137,6 +166,7 @@ class Pool {
                 nt = nt_;
             }
             (*job)(t, nt);
+            left_.fetch_sub(1, std::memory_order_release);
             std::lock_guard<std::mutex> lock(m_);
             if (--pending_ == 0) done_.notify_one();
         }
@@ -153,6 +183,9 @@ class Pool {
     long long generation_ = 0;
     int pending_ = 0;
     bool quit_ = false;
+    std::atomic<long long> gen_{0};  // generation_, read without the lock by spinners
+    std::atomic<int> left_{0};       // workers still on the job
+    std::atomic<bool> quit_a_{false};
 };
 
 // One pool per process. A forked child inherits the pool's memory but not its
@@ -563,6 +596,27 @@ static void self_attn_bwd(T* dY5, const T* dO, const T* P, const T* Y5, long lon
     }, split ? 0 : kSerial);
 }
 
+// C (M, N) = op(A) @ op(B) with its rows split between the pool's threads, each a BLAS
+// call on one thread (the caller holds OpenBLAS at one thread).
+template <typename T>
+static void pool_gemm(T* C, const T* A, const T* B, long long M, long long N, long long K,
+                      int ta, int tb, long long lda, long long ldb) {
+    void* f = (sizeof(T) == 4 ? g_sgemm : g_dgemm).load(std::memory_order_acquire);
+    const bool wide = g_blas_wide.load(std::memory_order_relaxed);
+    parallel_for(M, M * N * K, [=](long long r0, long long r1) {
+        const T* a = ta ? A + r0 : A + r0 * lda;
+        const int oa = ta ? kTrans : kNoTrans, ob = tb ? kTrans : kNoTrans;
+        if (wide)
+            ((gemm_fn<long long, T>)f)(kRowMajor, oa, ob, r1 - r0, N, K, T(1), a, lda, B, ldb,
+                                       T(0), C + r0 * N, N);
+        else
+            ((gemm_fn<int, T>)f)(kRowMajor, oa, ob, int(r1 - r0), int(N), int(K), T(1), a,
+                                 int(lda), B, int(ldb), T(0), C + r0 * N, int(N));
+    }, 0);
+}
+
+extern "C" void gpunet_host_set_spin(long long us) { Pool::set_spin(us); }
+
 extern "C" void gpunet_set_blas(void* sgemm, void* dgemm, int wide) {
     g_blas_wide.store(wide, std::memory_order_relaxed);
     g_sgemm.store(sgemm, std::memory_order_release);
@@ -942,6 +996,11 @@ static void gru_backward(T* dZx, T* dZh, T* dhp, const T* dh, const T* Zx, const
     extern "C" void gpunet_attn_softmax_bwd_##S(T* dS, const T* dP, const T* P, long long rows,  \
                                                 long long Tk, double scale) {                    \
         attn_softmax_bwd<T>(dS, dP, P, rows, Tk, T(scale));                                      \
+    }                                                                                            \
+    extern "C" void gpunet_pool_gemm_##S(T* C, const T* A, const T* B, long long M, long long N,  \
+                                         long long K, int ta, int tb, long long lda,             \
+                                         long long ldb) {                                        \
+        pool_gemm<T>(C, A, B, M, N, K, ta, tb, lda, ldb);                                        \
     }                                                                                            \
     extern "C" void gpunet_self_attn_fwd_##S(T* out, T* P, const T* Y5, const bool* keep,        \
                                              long long B, long long L, long long H, long long dh, \

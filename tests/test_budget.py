@@ -26,9 +26,11 @@ MAX_FILE = 400
 # torch functions with their backward, nn.init, clip_grad_norm_): 22,200.
 # The encoder block's speed goal (issue 16: bias and activation as one op of every
 # backend, self-attention written where its results go, OpenBLAS's idle workers put to
-# sleep): 22,400.
+# sleep): 22,400. Its 2-thread goal (products split over the host pool, whose threads
+# spin briefly between jobs instead of waking OpenBLAS's napping worker per product):
+# 22,450.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 22400
+MAX_TOTAL = 22450
 
 
 def code_lines(path: Path) -> int:

@@ -87,6 +87,7 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     # out, P, Y5, keep, B, L, H, dh, sb, sh, sq, sk, causal, scale, split (over BLAS)
     "self_attn_fwd": (None, [_p, _p, _p, _p, *[_ll] * 8, _i, _d, _i]),
     "self_attn_bwd": (None, [_p, _p, _p, _p, *[_ll] * 4, _d, _i]),
+    "pool_gemm": (None, [_p, _p, _p, _ll, _ll, _ll, _i, _i, _ll, _ll]),
 }
 
 
@@ -152,6 +153,7 @@ class HostKernels:
     def __init__(self, lib: ctypes.CDLL, path: Path) -> None:
         self.path, self.lib = path, lib
         self.blas = False  # NumPy's cblas_?gemm handed over (set_blas): self_attn_*
+        self.spin = 0  # us the pool's threads spin between jobs (set_spin)
         lib.gpunet_host_set_threads.argtypes = [ctypes.c_int]
         lib.gpunet_host_set_threads.restype = None
         lib.gpunet_host_threads.restype = ctypes.c_int
@@ -170,6 +172,12 @@ class HostKernels:
 
     def set_threads(self, n: int) -> None:
         self.lib.gpunet_host_set_threads(max(1, int(n)))
+
+    def set_spin(self, us: int) -> None:
+        """How long (us) the pool's threads spin for the next job before they sleep."""
+        self.lib.gpunet_host_set_spin.argtypes = [ctypes.c_longlong]
+        self.lib.gpunet_host_set_spin(int(us))
+        self.spin = int(us)
 
     def set_blas(self, gemm: tuple[int, int, bool] | None) -> None:
         """Hand the kernels ``(sgemm, dgemm, wide)`` (``_blas_threads.cblas_gemm``)."""
@@ -227,9 +235,21 @@ def load() -> HostKernels | None:
 
     _blas_threads.nap_openblas_workers()
     kernels.set_blas(_blas_threads.cblas_gemm())
+    kernels.set_spin(spin_us())
     blas = "NumPy's cblas for attention" if kernels.blas else "no cblas found"
     _status["reason"] = f"compiled with {cxx}, {kernels.threads} threads, {blas} ({path})"
     return kernels
+
+
+# After a job the pool's workers, and the caller waiting for them, spin this long before
+# they sleep (GPUNET_POOL_SPIN_US): a sleeping thread took 60-160 us to wake on a virtual
+# CPU, paid by every product and pass of a step. GNU OpenMP spins about as long.
+SPIN_US = 300
+
+
+def spin_us() -> int:
+    value = os.environ.get("GPUNET_POOL_SPIN_US", "").strip()
+    return int(value) if value.isdigit() else SPIN_US
 
 
 def default_threads() -> int:

@@ -254,8 +254,11 @@ def _bias_activation_cases() -> list[Case]:
 
 
 # -- linear algebra and plumbing ----------------------------------------------------------
-def _gemm_case(trans1: bool, trans2: bool, batched: bool, out: bool = False) -> Case:
-    """``out``: into a given array (a weight's gradient slot), which is returned."""
+def _gemm_case(
+    trans1: bool, trans2: bool, batched: bool, out: bool = False, pool: bool = False
+) -> Case:
+    """``out``: into a given array (a weight's gradient slot), which is returned;
+    ``pool``: split over the host pool (2 threads) from any size."""
 
     def build(size: str, rng: np.random.Generator) -> Inputs:
         M, K, N = dense_shape(size)
@@ -265,11 +268,22 @@ def _gemm_case(trans1: bool, trans2: bool, batched: bool, out: bool = False) -> 
         return {"A": A, "B": B, "out": np.full((*lead, M, N), 7.0)} if out else {"A": A, "B": B}
 
     def call(ops: Any, a: Inputs) -> tuple[Any, ...]:
-        Y = ops.gemm(a["A"], a["B"], trans1=trans1, trans2=trans2, out=a.get("out"))
+        host = getattr(ops, "host", None) if pool else None
+        threads = host.threads if host is not None else 0
+        if host is not None:
+            host.set_threads(2)
+            ops.pool_gemm_from = 1
+        try:
+            Y = ops.gemm(a["A"], a["B"], trans1=trans1, trans2=trans2, out=a.get("out"))
+        finally:
+            if host is not None:
+                host.set_threads(threads)
+                del ops.pool_gemm_from
         assert not out or Y is a["out"], "gemm(out=) returns out"
         return (Y,)
 
-    tag = f"trans1={trans1},trans2={trans2}{',batched' if batched else ''}{',out' if out else ''}"
+    tag = (f"trans1={trans1},trans2={trans2}{',batched' if batched else ''}"
+           f"{',out' if out else ''}{',pool' if pool else ''}")  # fmt: skip
     return Case(f"gemm:{tag}", ("gemm",), build, call, mutates=("out",) if out else ())
 
 
@@ -985,6 +999,10 @@ def all_cases() -> list[Case]:
         *(_gemm_case(t1, t2, False) for t1 in (False, True) for t2 in (False, True)),
         _gemm_case(True, False, True),
         *(_gemm_case(t1, False, False, out=True) for t1 in (False, True)),
+        *(
+            _gemm_case(t1, t2, False, out=o, pool=True)
+            for t1, t2, o in ((False, True, False), (True, False, True), (True, True, False))
+        ),
         _sum_to_shape_case((), lambda O: (O,)),
         _sum_to_shape_case((), lambda O: (1, O)),
         _sum_to_shape_case((2,), lambda O: (O,)),
