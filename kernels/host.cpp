@@ -19,7 +19,9 @@
 // Why a pool of our own rather than OpenMP: an OpenMP runtime is per process, so
 // our loops ran on whichever one was loaded first (PyTorch brings its own, with
 // spinning idle workers) and fought the BLAS threads between every kernel: a step
-// was up to 10x slower. Idle workers here sleep on a condition variable.
+// was up to 10x slower. Idle workers here spin briefly (300 us by default), then sleep
+// on a condition variable; while OpenBLAS is held at one thread the products split
+// over this pool (pool_gemm) and the kernels share one second thread.
 #include "activations.cuh"
 #include "conv.cuh"
 #include "attention.cuh"
@@ -67,7 +69,8 @@ namespace {
 // turn on the calling thread. Python threads call in at once (ctypes releases the
 // GIL): waiting for the pool would gain nothing, the cores are busy with the other
 // job, and each t computes the same chunk either way, so the results are the same
-// bits. Workers start on first use and sleep between jobs.
+// bits. Workers start on first use; between jobs they spin for up to spin_us() (set from
+// GPUNET_POOL_SPIN_US by gpunet/backend/_host.py), then sleep.
 class Pool {
   public:
     using Job = std::function<void(int, int)>;
