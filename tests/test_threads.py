@@ -11,6 +11,7 @@ import threading
 
 import numpy as np
 import pytest
+from at_once import run_threads
 
 import gpunet as gn
 
@@ -55,30 +56,6 @@ def _predict_loop(model: gn.Sequential, n: int) -> list[np.ndarray]:
     return [model.predict(X_SMALL, batch_size=16) for _ in range(n)]
 
 
-def _run_threads(jobs: list[tuple]) -> list:
-    results: list = [None] * len(jobs)
-    errors: list[BaseException] = []
-
-    def run(i: int, fn, args) -> None:
-        try:
-            results[i] = fn(*args)
-        except BaseException as exc:  # reported below, in the main thread
-            errors.append(exc)
-
-    threads = [
-        threading.Thread(target=run, args=(i, fn, args), daemon=True)
-        for i, (fn, args) in enumerate(jobs)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)  # a deadlock fails the test instead of hanging CI
-    assert not any(t.is_alive() for t in threads), "a thread hung (deadlock?)"
-    if errors:
-        raise errors[0]
-    return results
-
-
 @pytest.fixture(scope="module")
 def served_model() -> gn.Sequential:
     gn.utils.set_random_seed(1)
@@ -100,7 +77,7 @@ def _rounds(served_model: gn.Sequential, rounds: int) -> None:
             (_predict_loop, (served_model, 20)),
             (_predict_loop, (served_model, 20)),
         ]
-        big0, big1, loop, preds0, preds1 = _run_threads(jobs)
+        big0, big1, loop, preds0, preds1 = run_threads(jobs)
         for got, want in ((big0, expected_big[0]), (big1, expected_big[1]), (loop, expected_loop)):
             for a, b in zip(got, want, strict=True):
                 np.testing.assert_array_equal(a, b)

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import threading
 from typing import Any
 
 import numpy as np
 import pytest
+from at_once import run_threads
 
 from gpunet.backend import _attention_host, _blas_threads, _host
 from gpunet.backend.numpy_ops import NumpyOps
@@ -160,22 +160,11 @@ def test_threads_calling_at_once_get_the_results_of_lone_calls():
     ops = _ops(0)
     inputs = [_inputs((2, 2), 60, 8, "float32", seed) for seed in range(4)]
     alone = [_step(ops, *a, None, bool(i % 2)) for i, a in enumerate(inputs)]
-    results: dict[int, list[Any]] = {}
-    errors: list[BaseException] = []
 
-    def work(i: int) -> None:
-        try:
-            for _ in range(3):
-                results[i] = _step(ops, *inputs[i], None, bool(i % 2))
-        except BaseException as exc:  # reported below, not lost in the thread
-            errors.append(exc)
+    def work(i: int) -> list[Any]:
+        return [_step(ops, *inputs[i], None, bool(i % 2)) for _ in range(3)][-1]
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors, errors
+    results = run_threads([(work, (i,)) for i in range(4)])
     for i, want in enumerate(alone):
         for g, w in zip(results[i], want, strict=True):
             np.testing.assert_array_equal(g, w)
@@ -314,22 +303,11 @@ def test_self_attention_by_heads_from_threads_at_once():
     inputs = [(rng.standard_normal((2, 40, 3, 4, 8)).astype("float32"),
                rng.standard_normal((2, 40, 4, 8)).astype("float32")) for _ in range(4)]  # fmt: skip
     alone = [_self_step(ops, Y5, dO, None, bool(i % 2)) for i, (Y5, dO) in enumerate(inputs)]
-    results: dict[int, list[Any]] = {}
-    errors: list[BaseException] = []
 
-    def work(i: int) -> None:
-        try:
-            for _ in range(5):
-                results[i] = _self_step(ops, *inputs[i], None, bool(i % 2))
-        except BaseException as exc:  # reported below, not lost in the thread
-            errors.append(exc)
+    def work(i: int) -> list[Any]:
+        return [_self_step(ops, *inputs[i], None, bool(i % 2)) for _ in range(5)][-1]
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors, errors
+    results = run_threads([(work, (i,)) for i in range(4)])
     for i, want in enumerate(alone):
         for g, w in zip(results[i], want, strict=True):
             np.testing.assert_array_equal(g, w)

@@ -4,11 +4,11 @@ form, into ``out``, from threads at once; what it does not take goes to NumPy.""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
 import pytest
+from at_once import run_threads
 
 from gpunet.backend import _blas_threads, _host
 from gpunet.backend.numpy_ops import NumpyOps
@@ -69,23 +69,12 @@ def test_products_from_threads_at_once_equal_lone_ones(ops):
     inputs = [_operands(i % 2 == 1, i % 3 == 0, "float32", M=400 + i) for i in range(4)]
     alone = [ops.gemm(A, B, trans1=i % 2 == 1, trans2=i % 3 == 0)
              for i, (A, B, _) in enumerate(inputs)]  # fmt: skip
-    results: dict[int, Any] = {}
-    errors: list[BaseException] = []
 
-    def work(i: int) -> None:
-        try:
-            A, B, _ = inputs[i]
-            for _ in range(20):
-                results[i] = ops.gemm(A, B, trans1=i % 2 == 1, trans2=i % 3 == 0)
-        except BaseException as exc:  # reported below, not lost in the thread
-            errors.append(exc)
+    def work(i: int) -> Any:
+        A, B, _ = inputs[i]
+        return [ops.gemm(A, B, trans1=i % 2 == 1, trans2=i % 3 == 0) for _ in range(20)][-1]
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors, errors
+    results = run_threads([(work, (i,)) for i in range(4)])
     for i, want in enumerate(alone):
         np.testing.assert_array_equal(results[i], want)
 
