@@ -521,17 +521,16 @@ static std::atomic<int> g_blas_wide{1};
 template <typename I, typename T>
 using gemm_fn = void (*)(int, int, int, I, I, I, T, const T*, I, const T*, I, T, T*, I);
 
-// C (M, N) = op(A) @ B (row-major, op: transposed when ta), B never transposed
+// C (M, N) = op(A) @ op(B), row-major (op: transposed when ta / tb)
 template <typename T>
 static void blas_gemm(bool ta, long long M, long long N, long long K, const T* A, long long lda,
-                      const T* B, long long ldb, T* C, long long ldc) {
+                      const T* B, long long ldb, T* C, long long ldc, bool tb = false) {
     void* f = (sizeof(T) == 4 ? g_sgemm : g_dgemm).load(std::memory_order_acquire);
-    const int a = ta ? kTrans : kNoTrans;
+    const int a = ta ? kTrans : kNoTrans, b = tb ? kTrans : kNoTrans;
     if (g_blas_wide.load(std::memory_order_relaxed))
-        ((gemm_fn<long long, T>)f)(kRowMajor, a, kNoTrans, M, N, K, T(1), A, lda, B, ldb, T(0), C,
-                                   ldc);
+        ((gemm_fn<long long, T>)f)(kRowMajor, a, b, M, N, K, T(1), A, lda, B, ldb, T(0), C, ldc);
     else
-        ((gemm_fn<int, T>)f)(kRowMajor, a, kNoTrans, int(M), int(N), int(K), T(1), A, int(lda), B,
+        ((gemm_fn<int, T>)f)(kRowMajor, a, b, int(M), int(N), int(K), T(1), A, int(lda), B,
                              int(ldb), T(0), C, int(ldc));
 }
 
@@ -604,17 +603,9 @@ static void self_attn_bwd(T* dY5, const T* dO, const T* P, const T* Y5, long lon
 template <typename T>
 static void pool_gemm(T* C, const T* A, const T* B, long long M, long long N, long long K,
                       int ta, int tb, long long lda, long long ldb) {
-    void* f = (sizeof(T) == 4 ? g_sgemm : g_dgemm).load(std::memory_order_acquire);
-    const bool wide = g_blas_wide.load(std::memory_order_relaxed);
     parallel_for(M, M * N * K, [=](long long r0, long long r1) {
-        const T* a = ta ? A + r0 : A + r0 * lda;
-        const int oa = ta ? kTrans : kNoTrans, ob = tb ? kTrans : kNoTrans;
-        if (wide)
-            ((gemm_fn<long long, T>)f)(kRowMajor, oa, ob, r1 - r0, N, K, T(1), a, lda, B, ldb,
-                                       T(0), C + r0 * N, N);
-        else
-            ((gemm_fn<int, T>)f)(kRowMajor, oa, ob, int(r1 - r0), int(N), int(K), T(1), a,
-                                 int(lda), B, int(ldb), T(0), C + r0 * N, int(N));
+        blas_gemm<T>(ta, r1 - r0, N, K, ta ? A + r0 : A + r0 * lda, lda, B, ldb, C + r0 * N, N,
+                     tb);
     }, 0);
 }
 

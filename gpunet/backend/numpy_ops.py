@@ -72,11 +72,13 @@ class NumpyOps(HostConvOps, HostRecurrentOps, HostAttentionOps, Ops):
     def _pool_gemm(self, A: Array, B: Array, t1: bool, t2: bool, out: Any) -> Array | None:
         """``op(A) @ op(B)`` over the host pool (see ``pool_gemm_from``), or None."""
         h = self.host
-        if h is None or not h.blas or A.ndim != 2 or B.ndim != 2 or h.threads < 2 or not h.spin:
+        if h is None or not h.blas or not h.spin or A.ndim != 2 or B.ndim != 2:
             return None  # without the spin, OpenBLAS's own threads were faster
         M, K = (A.shape[1], A.shape[0]) if t1 else A.shape
         N = B.shape[0] if t2 else B.shape[1]
         if M * N * K < self.pool_gemm_from or (B.shape[1] if t2 else B.shape[0]) != K:
+            return None
+        if h.threads < 2:
             return None
         suffix = _fast(A, B, out)
         if suffix is None:

@@ -38,6 +38,16 @@ def _forward_ids() -> set[int]:
     return ids
 
 
+def _marked(module: Any, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``fn(*args, **kwargs)`` with ``module`` marked as inside its forward on this thread."""
+    ids = _forward_ids()
+    ids.add(id(module))
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        ids.discard(id(module))
+
+
 def overrides_forward(cls: type) -> bool:
     """Whether ``cls`` subclasses one of gpunet's built-in modules (``nn.Linear``,
     ``nn.MultiheadAttention``, ``nn.LSTM``, ...) with a ``forward`` of its own, PyTorch's
@@ -153,14 +163,10 @@ class TorchModule:
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """PyTorch's ``forward``: the module's own pass. A subclass overrides it, and
         reaches the built-in pass with ``super().forward(x)``."""
-        ids, me = _forward_ids(), cast(Any, self)
-        if id(self) in ids:
+        me = cast(Any, self)
+        if id(self) in _forward_ids():
             return me(*args, **kwargs)
-        ids.add(id(self))  # called directly: the module's call must not come back here
-        try:
-            return me(*args, **kwargs)
-        finally:
-            ids.discard(id(self))
+        return _marked(self, me, args, kwargs)  # the module's call must not come back here
 
     @property
     def keeps_input_dtype(self) -> bool:
@@ -184,11 +190,7 @@ class TorchModule:
         forward = cast(Any, self).forward
         if "training" in kwargs and not takes_training(forward):
             del kwargs["training"]
-        ids.add(id(self))
-        try:
-            return forward(*args, **kwargs)
-        finally:
-            ids.discard(id(self))
+        return _marked(self, forward, args, kwargs)
 
     @property
     def runs_on_arrays(self) -> bool:
