@@ -223,20 +223,44 @@ void parallel_for(long long n, long long work, F f, long long min_work = kParall
 
 enum Act { LINEAR = 0, RELU, LEAKY_RELU, SIGMOID, TANH, GELU, GELU_TANH, SWISH };
 
+// rows [r0, r1) of Y (., O): y <- act(y + b), zk <- y + b (b, zk: nullptr when none)
+template <typename T, typename A>
+static void bias_act_rows(T* Y, T* Zk, const T* b, long long r0, long long r1, long long O,
+                          T alpha) {
+    for (long long r = r0; r < r1; ++r) {
+        T* y = Y + r * O;
+        T* zk = Zk ? Zk + r * O : nullptr;
+#pragma omp simd
+        for (long long o = 0; o < O; ++o) {
+            T z = b ? y[o] + b[o] : y[o];
+            if (zk) zk[o] = z;
+            y[o] = A::template fwd<T>(z, alpha);
+        }
+    }
+}
+
 template <typename T, typename A>
 static void bias_act_impl(T* Y, T* Zk, const T* b, long long B, long long O, T alpha) {
     parallel_for(B, B * O, [&](long long r0, long long r1) {
-        for (long long r = r0; r < r1; ++r) {
-            T* y = Y + r * O;
-            T* zk = Zk ? Zk + r * O : nullptr;
-#pragma omp simd
-            for (long long o = 0; o < O; ++o) {
-                T z = b ? y[o] + b[o] : y[o];
-                if (zk) zk[o] = z;
-                y[o] = A::template fwd<T>(z, alpha);
-            }
-        }
+        bias_act_rows<T, A>(Y, Zk, b, r0, r1, O, alpha);
     });
+}
+
+// f(A{}) for the activation functor A of code act; -1 for a code this build lacks
+template <typename F>
+static int with_act(int act, F f) {
+    using namespace gpunet;
+    switch (act) {
+        case LINEAR: f(Linear{}); return 0;
+        case RELU: f(Relu{}); return 0;
+        case LEAKY_RELU: f(LeakyRelu{}); return 0;
+        case SIGMOID: f(Sigmoid{}); return 0;
+        case TANH: f(Tanh{}); return 0;
+        case GELU: f(Gelu{}); return 0;
+        case GELU_TANH: f(GeluTanh{}); return 0;
+        case SWISH: f(Swish{}); return 0;
+    }
+    return -1;
 }
 
 // rows(r0, r1, acc) over [0, R), one contiguous chunk per pool thread, each adding into
@@ -282,35 +306,15 @@ static void act_bwd_impl(T* dZ, const T* dY, const T* Z, const T* Y, T* db, long
 
 template <typename T>
 static int bias_act(T* Y, T* Zk, const T* b, long long B, long long O, int act, T alpha) {
-    using namespace gpunet;
-    switch (act) {
-        case LINEAR: bias_act_impl<T, Linear>(Y, Zk, b, B, O, alpha); return 0;
-        case RELU: bias_act_impl<T, Relu>(Y, Zk, b, B, O, alpha); return 0;
-        case LEAKY_RELU: bias_act_impl<T, LeakyRelu>(Y, Zk, b, B, O, alpha); return 0;
-        case SIGMOID: bias_act_impl<T, Sigmoid>(Y, Zk, b, B, O, alpha); return 0;
-        case TANH: bias_act_impl<T, Tanh>(Y, Zk, b, B, O, alpha); return 0;
-        case GELU: bias_act_impl<T, Gelu>(Y, Zk, b, B, O, alpha); return 0;
-        case GELU_TANH: bias_act_impl<T, GeluTanh>(Y, Zk, b, B, O, alpha); return 0;
-        case SWISH: bias_act_impl<T, Swish>(Y, Zk, b, B, O, alpha); return 0;
-    }
-    return -1;
+    return with_act(act, [&](auto a) { bias_act_impl<T, decltype(a)>(Y, Zk, b, B, O, alpha); });
 }
 
 template <typename T>
 static int act_bwd(T* dZ, const T* dY, const T* Z, const T* Y, T* db, long long B, long long O,
                    int act, T alpha) {
-    using namespace gpunet;
-    switch (act) {
-        case LINEAR: act_bwd_impl<T, Linear>(dZ, dY, Z, Y, db, B, O, alpha); return 0;
-        case RELU: act_bwd_impl<T, Relu>(dZ, dY, Z, Y, db, B, O, alpha); return 0;
-        case LEAKY_RELU: act_bwd_impl<T, LeakyRelu>(dZ, dY, Z, Y, db, B, O, alpha); return 0;
-        case SIGMOID: act_bwd_impl<T, Sigmoid>(dZ, dY, Z, Y, db, B, O, alpha); return 0;
-        case TANH: act_bwd_impl<T, Tanh>(dZ, dY, Z, Y, db, B, O, alpha); return 0;
-        case GELU: act_bwd_impl<T, Gelu>(dZ, dY, Z, Y, db, B, O, alpha); return 0;
-        case GELU_TANH: act_bwd_impl<T, GeluTanh>(dZ, dY, Z, Y, db, B, O, alpha); return 0;
-        case SWISH: act_bwd_impl<T, Swish>(dZ, dY, Z, Y, db, B, O, alpha); return 0;
-    }
-    return -1;
+    return with_act(act, [&](auto a) {
+        act_bwd_impl<T, decltype(a)>(dZ, dY, Z, Y, db, B, O, alpha);
+    });
 }
 
 template <typename T, typename I>
