@@ -156,8 +156,8 @@ def save(obj: Any, f: Any) -> None:
             "gn.save stores a state dict (a mapping of str names to tensors), "
             f"got {type(obj).__name__}"
         )
-    arrays = {k: np.ascontiguousarray(np.asarray(v)) for k, v in obj.items()}
-    write_atomic(f, dumps(arrays, {"format": "gpunet.state_dict"}))
+    arrays = {k: np.asarray(v) for k, v in obj.items()}  # (ascontiguousarray: 0-d -> 1-d)
+    write_atomic(f, dumps(arrays, {"format": "gpunet.state_dict"}, ints=True))
 
 
 def load(f: Any, map_location: Any = None) -> OrderedDict[str, Tensor]:
@@ -165,6 +165,6 @@ def load(f: Any, map_location: Any = None) -> OrderedDict[str, Tensor]:
     from gpunet.saving._safetensors import loads
 
     with open(f, "rb") as fh:
-        raw = loads(fh.read(), where=str(f))
+        raw = loads(fh.read(), where=str(f), ints=True)
     ops = get_ops(map_location)
     return OrderedDict((k, Tensor(ops.asarray(np.array(v)), ops)) for k, v in raw.items())

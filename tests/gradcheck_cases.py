@@ -340,7 +340,28 @@ def _spatial_layer_cases(r: np.random.Generator) -> list[Case]:
     cases.append(
         _layer_case("SpatialDropout2D(train)", L.SpatialDropout2D(0.5, **f64), [img], reseed=True)
     )
-    return cases
+    return cases + _torch_norm_cases(r)
+
+
+def _torch_norm_cases(r: np.random.Generator) -> list[Case]:
+    """gn.nn's PyTorch-named norms: several normalized axes, without weights or bias,
+    channels at axis 1."""
+    nn, f64 = gn.nn, {"dtype": "float64"}
+    ln = nn.LayerNorm((3, 4), **f64)
+    for p in (ln.weight, ln.bias):
+        p.data[...] = r.normal(size=p.shape)
+    bn1 = nn.BatchNorm1d(3, **f64)
+    bn1.weight.data[...] = r.normal(size=3)
+    x = r.normal(size=(2, 3, 4))
+    plain = nn.LayerNorm(4, elementwise_affine=False, **f64)
+    return [
+        _layer_case("nn.LayerNorm((3, 4))", ln, [x]),
+        _layer_case("nn.LayerNorm(no affine)", plain, [x]),
+        _layer_case("nn.LayerNorm(bias=False)", nn.LayerNorm(4, bias=False, **f64), [x]),
+        _layer_case("nn.BatchNorm1d(N, C, L)", bn1, [x]),
+        _layer_case("nn.BatchNorm1d(N, C)", nn.BatchNorm1d(4, **f64), [r.normal(size=(5, 4))]),
+        _layer_case("nn.BatchNorm1d(eval)", nn.BatchNorm1d(3, **f64), [x], training=False),
+    ]
 
 
 def torch_surface_cases() -> list[Case]:

@@ -16,7 +16,6 @@ from gpunet.nn.attention import MultiheadAttention
 from gpunet.nn.conv import (
     AdaptiveAvgPool2d,
     AvgPool2d,
-    BatchNorm2d,
     Conv1d,
     Conv2d,
     ConvTranspose2d,
@@ -37,11 +36,9 @@ from gpunet.nn.modules import (
     ELU,
     GELU,
     SELU,
-    BatchNorm1d,
     Dropout,
     Flatten,
     Identity,
-    LayerNorm,
     LeakyReLU,
     Linear,
     LogSoftmax,
@@ -57,6 +54,7 @@ from gpunet.nn.modules import (
     Softplus,
     Tanh,
 )
+from gpunet.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from gpunet.nn.recurrent import GRU, LSTM, RNN
 from gpunet.nn.transformer import (
     TransformerDecoderLayer,

@@ -263,6 +263,7 @@ class TorchModule:
                 does; always, on a shape mismatch. Nothing is copied then.
         """
         own = dict(_tensors(self, buffers=True))  # type: ignore[arg-type]
+        state_dict = _renamed(state_dict, own)
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         errors = []
@@ -293,6 +294,28 @@ class TorchModule:
 
     def __repr__(self) -> str:
         return module_repr(self)  # type: ignore[arg-type]
+
+
+# the Keras names nn.LayerNorm and nn.BatchNorm1d saved their tensors under before they
+# took PyTorch's: a state_dict of that time loads into the modules of now
+LEGACY_KEYS = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
+               "moving_variance": "running_var"}  # fmt: skip
+
+
+def _renamed(state_dict: Any, own: dict[str, Any]) -> Any:
+    """``state_dict`` with each legacy key (``LEGACY_KEYS``) the module lacks under
+    the name the module has and the dict does not hold."""
+    renames = {}
+    for k in state_dict:
+        head, _, last = k.rpartition(".")
+        new = LEGACY_KEYS.get(last)
+        if new is not None and k not in own:
+            new = f"{head}.{new}" if head else new
+            if new in own and new not in state_dict:
+                renames[k] = new
+    if not renames:
+        return state_dict
+    return {renames.get(k, k): v for k, v in state_dict.items()}
 
 
 def module_repr(m: Layer) -> str:

@@ -20,17 +20,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from gpunet import mixed_precision
 from gpunet import random as grandom
 from gpunet.autograd import Tensor
 from gpunet.backend._conv_ops import conv_out_size
 from gpunet.errors import InputValidationError, InvalidParameterError
-from gpunet.layers import AveragePooling2D, BatchNormalization, GlobalAveragePooling2D
+from gpunet.layers import AveragePooling2D, GlobalAveragePooling2D
 from gpunet.layers import MaxPooling2D as _MaxPooling2D
 from gpunet.layers.base import Layer, add_grad
-from gpunet.layers.base import Parameter as _Parameter
 from gpunet.nn._module import TorchModule, torch_param
 
 
@@ -393,49 +390,3 @@ class Unflatten(TorchModule, Layer):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, unflattened_size={self.sizes}"
-
-
-class BatchNorm2d(TorchModule, BatchNormalization):
-    """``nn.BatchNorm2d(num_features, eps=1e-5, momentum=0.1)`` over (N, C, H, W):
-    PyTorch's momentum (the weight of the new batch) and unbiased running variance,
-    and its state_dict names (``weight``, ``bias``, ``running_mean``, ``running_var``,
-    ``num_batches_tracked``)."""
-
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
-        super().__init__(momentum=1.0 - momentum, epsilon=eps, input_dim=num_features)
-        self.num_features = int(num_features)
-        self.unbiased_moving_variance = True
-        # the aliases come later in vars(), so state_dict names them PyTorch's way
-        self.weight, self.bias = self.gamma, self.beta
-        self.running_mean, self.running_var = self.moving_mean, self.moving_variance
-        count = self.ops.asarray(np.zeros((), dtype=np.int64))
-        self.num_batches_tracked = _Parameter(count, self.ops, name=f"{self.name}/nbt")
-        self.num_batches_tracked.trainable = False
-        self._params.append(self.num_batches_tracked)
-
-    def check_input(self, x: Any) -> None:
-        shape = getattr(x, "shape", None)
-        if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.num_features:
-            raise InputValidationError(
-                f"BatchNorm2d({self.num_features}) expects input (N, {self.num_features}, H, W), "
-                f"got shape {shape}"
-            )
-
-    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Any]:  # type: ignore[override]  # (no masks for images)
-        xp = ops.xp
-        N, C, H, W = X.shape
-        X2 = xp.reshape(xp.permute_dims(X, (0, 2, 3, 1)), (-1, C))
-        Y2, back = super().forward_pass(ops, X2, training)
-        if training:
-            nbt = self.num_batches_tracked.data
-            ops.assign(nbt, nbt + 1)
-
-        def backprop(dY: Any, need_dX: bool) -> Any:
-            dX2 = back(xp.reshape(xp.permute_dims(dY, (0, 2, 3, 1)), (-1, C)), need_dX)
-            return None if dX2 is None else xp.permute_dims(
-                xp.reshape(dX2, (N, H, W, C)), (0, 3, 1, 2))  # fmt: skip
-
-        return xp.permute_dims(xp.reshape(Y2, (N, H, W, C)), (0, 3, 1, 2)), backprop
-
-    def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.epsilon}, momentum={1.0 - self.momentum:g}"

@@ -25,11 +25,10 @@ from gpunet import random as grandom
 from gpunet.autograd import Tensor
 from gpunet.backend import get_ops
 from gpunet.errors import InputValidationError, InvalidParameterError
-from gpunet.layers import Activation, BatchNormalization, spec
+from gpunet.layers import Activation, spec
 from gpunet.layers import Dropout as _Dropout
 from gpunet.layers import Flatten as _Flatten
 from gpunet.layers import Identity as _Identity
-from gpunet.layers import LayerNormalization as _LayerNorm
 from gpunet.layers._protocol import grad_out, record_pass
 from gpunet.layers.base import Layer, add_grad, takes_training
 from gpunet.layers.base import Parameter as _Parameter
@@ -442,15 +441,3 @@ class Dropout(TorchModule, _Dropout):
 
     def extra_repr(self) -> str:
         return f"p={self.rate}, inplace=False"
-
-
-def BatchNorm1d(num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> BatchNormalization:
-    """PyTorch's momentum is the weight of the *new* value: 0.1 here is Keras' 0.9; its
-    running variance is the unbiased batch variance (Keras 3 keeps the biased one)."""
-    layer = BatchNormalization(momentum=1.0 - momentum, epsilon=eps, input_dim=num_features)
-    layer.unbiased_moving_variance = True
-    return layer
-
-
-def LayerNorm(normalized_shape: int, eps: float = 1e-5) -> _LayerNorm:
-    return _LayerNorm(epsilon=eps, input_dim=int(normalized_shape))

@@ -12,72 +12,14 @@ import numpy as np
 
 from gpunet import functional as G
 from gpunet.autograd import Tensor
-from gpunet.errors import InputValidationError, InvalidParameterError
-from gpunet.layers import LayerNormalization
-from gpunet.layers._protocol import record_pass
-from gpunet.layers.base import Backprop, Layer
-from gpunet.layers.normalization import _affine_backprop
-from gpunet.mixed_precision import autocasting, compute_of
+from gpunet.errors import InvalidParameterError
+from gpunet.layers.base import Layer
 from gpunet.nn._module import TorchModule
 from gpunet.nn.attention import MultiheadAttention
 from gpunet.nn.modules import Dropout, Linear, ModuleList
+from gpunet.nn.normalization import LayerNorm
 
 ACTIVATIONS = ("relu", "gelu")
-
-
-class LayerNorm(TorchModule, LayerNormalization):
-    """``nn.LayerNorm(normalized_shape, eps=1e-5)`` over the last axis, with PyTorch's
-    parameter names (``weight``, ``bias``)."""
-
-    def __init__(
-        self, normalized_shape: Any, eps: float = 1e-5, elementwise_affine: bool = True,
-        bias: bool = True, device: Any = None, dtype: Any = None,
-    ) -> None:  # fmt: skip
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
-        if len(tuple(shape)) != 1 or not elementwise_affine or not bias:
-            raise InvalidParameterError(
-                "nn.LayerNorm: only one normalized (last) axis with its weight and bias is "
-                f"supported, got normalized_shape={normalized_shape!r}, "
-                f"elementwise_affine={elementwise_affine!r}, bias={bias!r}"
-            )
-        super().__init__(epsilon=eps, dtype=None if dtype is None else np.dtype(dtype).name)
-        self.normalized_shape = (int(next(iter(shape))),)
-        self.weight = self.add_weight("weight", self.normalized_shape, "ones")
-        self.bias = self.add_weight("bias", self.normalized_shape, "zeros")
-        self.built = True
-        if device is not None:
-            self.to(device)
-
-    def check_input(self, x: Any) -> None:
-        if not isinstance(x, Tensor) or x.ndim < 1 or x.shape[-1] != self.normalized_shape[0]:
-            raise InputValidationError(
-                f"LayerNorm({self.normalized_shape[0]}) expects inputs of shape "
-                f"(*, {self.normalized_shape[0]}), got {getattr(x, 'shape', None)}"
-            )
-
-    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Backprop]:
-        """Of ``X``, or of ``x + r`` for ``X = [x, r]`` (:meth:`of_sum`)."""
-        g, b = self.weight, self.bias
-        x, r = X if isinstance(X, list) else (X, None)
-        Y, Xhat, inv = ops.layernorm(x, g.data, b.data, epsilon=self.epsilon, residual=r)
-        backprop = _affine_backprop(ops.backprop_layernorm, Xhat, inv, g, b)
-        if r is None:
-            return Y, backprop
-        return Y, lambda dY, need_dX: [backprop(dY, need_dX)] * 2  # d(x + r): both
-
-    def of_sum(self, x: Tensor, r: Tensor) -> Tensor:
-        """``self(x + r)`` as one node, the sum formed inside the norm's pass (a post-norm
-        block's residual): one array pass and one node fewer. A subclass, a mixed dtype
-        policy or autocast gets the composition, as PyTorch runs it."""
-        plain = type(self) is LayerNorm and compute_of(self) is None and not autocasting()
-        same = x.ops is r.ops is self.ops and x.shape == r.shape
-        if not plain or not same or not x.dtype == r.dtype == self.weight.dtype:
-            return self(x + r)  # type: ignore[no-any-return]
-        self.check_input(x)
-        return record_pass(self, [x, r], False)  # type: ignore[no-any-return]
-
-    def extra_repr(self) -> str:
-        return f"{self.normalized_shape}, eps={self.epsilon}, elementwise_affine=True"
 
 
 def _dropout(p: float, dtype: str) -> Dropout:

@@ -36,7 +36,10 @@ DTYPES: dict[str, np.dtype[Any]] = {
     "F32": np.dtype("<f4"),
     "F64": np.dtype("<f8"),
 }
-_CODES = {v.name: k for k, v in DTYPES.items()}
+# and, in a state dict (gn.save / gn.load) alone, integer buffers such as batch norm's
+# num_batches_tracked; a model file's weights are floats and its loaders refuse them
+INTS: dict[str, np.dtype[Any]] = {"I64": np.dtype("<i8")}
+_CODES = {v.name: k for k, v in (DTYPES | INTS).items()}
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,200}\Z")
 
 
@@ -71,8 +74,11 @@ def parse_json(raw: bytes, where: str, what: str) -> Any:
         raise _fail(where, f"the {what} is not valid JSON ({exc})") from None
 
 
-def dumps(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None) -> bytes:
-    """Serialise NumPy arrays of float16/32/64 in the safetensors layout."""
+def dumps(
+    tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None, ints: bool = False
+) -> bytes:
+    """Serialise NumPy arrays of float16/32/64 (and int64 with ``ints``) in the
+    safetensors layout."""
     header: dict[str, Any] = {}
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
@@ -80,9 +86,9 @@ def dumps(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None)
     for name, value in tensors.items():
         arr = np.asarray(value)
         code = _CODES.get(arr.dtype.name)
-        if code is None or not _NAME.match(name):
+        if code is None or (code in INTS and not ints) or not _NAME.match(name):
             raise ModelFileError(f"cannot store tensor {name!r} of dtype {arr.dtype}")
-        data = np.ascontiguousarray(arr, dtype=DTYPES[code]).tobytes()
+        data = np.ascontiguousarray(arr, dtype=(DTYPES | INTS)[code]).tobytes()
         header[name] = {"dtype": code, "shape": list(arr.shape),
                         "data_offsets": [offset, offset + len(data)]}  # fmt: skip
         blobs.append(data)
@@ -95,7 +101,8 @@ def dumps(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None)
 Index = dict[str, tuple[np.dtype[Any], tuple[int, ...], int, int]]
 
 
-def _index(where: str, header: Any, n_data: int) -> Index:
+def _index(where: str, header: Any, n_data: int, ints: bool) -> Index:
+    allowed = DTYPES | INTS if ints else DTYPES
     if not isinstance(header, dict):
         raise _fail(where, "the tensor header is not a JSON object")
     meta = header.pop("__metadata__", {})
@@ -110,9 +117,10 @@ def _index(where: str, header: Any, n_data: int) -> Index:
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
             raise _fail(where, f"tensor {name!r} must have exactly dtype, shape, data_offsets")
         code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if code not in DTYPES:
+        if code not in allowed:
             raise _fail(
-                where, f"tensor {name!r} has dtype {str(code)[:20]!r}; allowed: F16, F32, F64"
+                where,
+                f"tensor {name!r} has dtype {str(code)[:20]!r}; allowed: {', '.join(allowed)}",
             )
         if (not isinstance(shape, list) or len(shape) > MAX_RANK
                 or not all(type(d) is int and d >= 0 for d in shape)):  # fmt: skip
@@ -121,7 +129,7 @@ def _index(where: str, header: Any, n_data: int) -> Index:
                 or not all(type(o) is int and 0 <= o for o in offsets)):  # fmt: skip
             raise _fail(where, f"tensor {name!r} has invalid data_offsets {str(offsets)[:80]}")
         begin, end = offsets
-        size = DTYPES[code].itemsize
+        size = allowed[code].itemsize
         for d in shape:  # Python ints do not overflow: compare as we go
             size *= d
             if size > n_data:
@@ -132,7 +140,7 @@ def _index(where: str, header: Any, n_data: int) -> Index:
                 f"tensor {name!r} declares {code}{shape} ({_bytes(size)}) but its data "
                 f"offsets span {max(end - begin, 0):,} bytes",
             )
-        index[name] = (DTYPES[code], tuple(shape), begin, end)
+        index[name] = (allowed[code], tuple(shape), begin, end)
     pos = 0
     for name, (_, _, begin, end) in sorted(index.items(), key=lambda kv: kv[1][2:]):
         if begin != pos:
@@ -154,8 +162,11 @@ def _bytes(n: int) -> str:
     return f"{n:,} bytes"
 
 
-def loads(data: bytes | memoryview, where: str = "safetensors data") -> dict[str, np.ndarray]:
-    """Parse and check a safetensors blob; returns read-only little-endian views.
+def loads(
+    data: bytes | memoryview, where: str = "safetensors data", ints: bool = False
+) -> dict[str, np.ndarray]:
+    """Parse and check a safetensors blob (float tensors, int64 too with ``ints``);
+    returns read-only little-endian views.
 
     Raises:
         ModelFileError: for anything malformed, before any tensor is allocated.
@@ -172,7 +183,7 @@ def loads(data: bytes | memoryview, where: str = "safetensors data") -> dict[str
     if not raw.startswith(b"{"):
         raise _fail(where, "the tensor header does not start with '{'")
     body = view[8 + n :]
-    index = _index(where, parse_json(raw, where, "tensor header"), len(body))
+    index = _index(where, parse_json(raw, where, "tensor header"), len(body), ints)
     return {
         name: np.frombuffer(
             body, dtype=dt, count=(end - begin) // dt.itemsize, offset=begin
