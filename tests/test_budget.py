@@ -31,9 +31,11 @@ MAX_FILE = 400
 # 22,450.
 # PyTorch's norms under PyTorch's names (nn.LayerNorm over several axes, without weights
 # or bias; nn.BatchNorm1d over (N, C, L); their old Keras-named state_dicts still
-# loading; int64 buffers in gn.save files): 22,550.
+# loading; int64 buffers in gn.save files): 22,550. The torch.nn.Module methods public
+# examples call (to(dtype), double/float/half, cpu/cuda, requires_grad_, register_buffer
+# and the rest) and an optimizer that follows a model moved or cast after it: 22,650.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 22550
+MAX_TOTAL = 22650
 
 
 def code_lines(path: Path) -> int:

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 
 from gpunet.autograd import Tensor, as_tensor
-from gpunet.layers.base import Layer, Parameter, takes_training
+from gpunet.layers.base import Layer, Parameter, structure_changed, takes_training
 
 _in_forward = threading.local()  # .ids: modules whose subclass forward runs on this thread
 _OWN_FORWARD: dict[type, bool] = {}
@@ -110,8 +110,8 @@ def walk(layer: Layer, prefix: str = "") -> Iterator[tuple[str, Layer]]:
 
 def _tensors(layer: Layer, buffers: bool) -> Iterator[tuple[str, Parameter]]:
     seen: set[int] = set()
-    for name, m in walk(layer):
-        for key, p in own_params(m):
+    for name, m in walk(layer):  # a module's parameters, then its buffers, as PyTorch
+        for key, p in sorted(own_params(m), key=lambda kp: not kp[1].trainable):
             if id(p) not in seen and (buffers or p.trainable):
                 seen.add(id(p))
                 yield (f"{name}.{key}" if name else key), p
@@ -199,6 +199,13 @@ class TorchModule:
 
     def __setattr__(self, key: str, value: Any) -> None:
         old = self.__dict__.get(key)
+        if isinstance(old, Parameter) and not old.trainable and type(value) is Tensor:
+            # a buffer given a new tensor (self.pe = ...) stays the buffer, as in PyTorch
+            value = Parameter(value.data, value.ops, name=old.name or key, trainable=False)
+            transient = self.__dict__.get("_transient", set())
+            if id(old) in transient:
+                transient.discard(id(old))
+                transient.add(id(value))
         if isinstance(value, Parameter) and isinstance(old, Parameter) and old is not value:
             # a weight replaced (tied: decoder.weight = encoder.weight) takes the old
             # one's place, as PyTorch re-registers it: the old weight is gone
@@ -222,13 +229,112 @@ class TorchModule:
         return self
 
     def parameters(self, recurse: bool = True) -> ParamList:
-        """The trainable weights: a list that is also an iterator, so both
-        ``len(net.parameters())`` and PyTorch's ``next(net.parameters())`` work."""
-        return ParamList(super().parameters())  # type: ignore[misc]
+        """Every parameter (buffers aside), in PyTorch's order, whether or not it needs
+        a gradient now (``requires_grad_(False)`` then ``(True)`` finds them again): a
+        list that is also an iterator, so both ``len(net.parameters())`` and PyTorch's
+        ``next(net.parameters())`` work."""
+        return ParamList(p for _, p in self.named_parameters(recurse=recurse))
 
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        for name, p in _tensors(self, buffers=False):  # type: ignore[arg-type]
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
+        pairs = _tensors(self, buffers=False) if recurse else (  # type: ignore[arg-type]
+            (k, p) for k, p in own_params(self) if p.trainable)  # type: ignore[arg-type]  # fmt: skip
+        for name, p in pairs:
             yield (f"{prefix}.{name}" if prefix else name), p
+
+    def requires_grad_(self, requires_grad: bool = True) -> Any:
+        """Whether autograd records gradients for every parameter; returns ``self``."""
+        for p in self.parameters():
+            p.requires_grad = bool(requires_grad)
+        return self
+
+    def register_buffer(self, name: str, tensor: Any, persistent: bool = True) -> None:
+        """A tensor the module keeps (moved and cast with it, in ``state_dict`` unless
+        not ``persistent``) but never trains, as ``self.pe`` of a positional encoding."""
+        if tensor is None:
+            object.__setattr__(self, name, None)
+            return
+        me = cast(Any, self)
+        data = tensor.data if isinstance(tensor, Tensor) else np.asarray(_values(tensor))
+        buf = Parameter(me.ops.asarray(data), me.ops, name=f"{me.name}/{name}", trainable=False)
+        setattr(self, name, buf)
+        if not persistent:
+            me.__dict__.setdefault("_transient", set()).add(id(buf))
+
+    def register_parameter(self, name: str, param: Any) -> None:
+        setattr(self, name, param) if param is not None else object.__setattr__(self, name, None)
+
+    def add_module(self, name: str, module: Any) -> None:
+        setattr(self, name, module)
+
+    def get_submodule(self, target: str) -> Any:
+        m: Any = self
+        for part in filter(None, target.split(".")):
+            if part not in dict(named_children(m)):
+                raise AttributeError(f"{type(m).__name__} has no submodule {part!r}")
+            m = (
+                getattr(m, part)
+                if not part.isdigit() or not hasattr(m, "__getitem__")
+                else m[int(part)]
+            )
+        return m
+
+    def buffers(self) -> Iterator[Parameter]:
+        return (p for _, p in self.named_buffers())
+
+    def to(self, *args: Any, **kwargs: Any) -> Any:
+        """PyTorch's ``to(device)``, ``to(dtype)``, ``to(device, dtype)``, ``to(tensor)``
+        (its device and dtype), or keywords; floating weights and buffers change dtype.
+        Returns ``self``."""
+        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        kwargs.pop("non_blocking", None)
+        if kwargs:
+            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+        for a in args:
+            if isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            elif a is not None and _dtype_of(a) is not None:
+                dtype = a  # gn.float64, "float64"
+            else:
+                device = a  # "cuda", gn.device("cuda:1")
+        if device is not None:
+            super().to(device)  # type: ignore[misc]
+        return self if dtype is None else self._cast(dtype)
+
+    def cuda(self, device: Any = None) -> Any:
+        index = getattr(device, "index", device)
+        return self.to("cuda" if index is None else f"cuda:{int(index)}")
+
+    def cpu(self) -> Any:
+        return self.to("cpu")
+
+    def double(self) -> Any:
+        return self._cast("float64")
+
+    def float(self) -> Any:
+        return self._cast("float32")
+
+    def half(self) -> Any:
+        return self._cast("float16")
+
+    def _cast(self, dtype: Any) -> Any:
+        """Every floating weight and buffer of every submodule in ``dtype``, and the
+        modules computing in it (their inputs cast to it, as Keras layers do)."""
+        dt = _dtype_of(dtype)
+        if dt is None or dt.kind != "f":
+            raise TypeError(f"nn.Module.to: dtype must be a floating type, got {dtype!r}")
+        structure_changed()
+        for _, m in walk(self):  # type: ignore[arg-type]
+            for p in m._params:
+                if np.dtype(p.dtype).kind == "f" and p.dtype != dt:
+                    grad = p._grad
+                    p.data = p.ops.asarray(p.data, dtype=dt.name)
+                    p._gbuf = None
+                    p._grad = None if grad is None else p.ops.asarray(grad, dtype=dt.name)
+            if not m.dtype_policy.is_mixed:
+                m.dtype_policy = dt.name
+        return self
 
     def named_buffers(self) -> Iterator[tuple[str, Parameter]]:
         for name, p in _tensors(self, buffers=True):  # type: ignore[arg-type]
@@ -250,9 +356,11 @@ class TorchModule:
     def state_dict(self) -> OrderedDict[str, Tensor]:
         """Every parameter and buffer by PyTorch's dotted name, in registration
         order; the tensors share memory with the model (detached), as in PyTorch."""
+        skip = _transient(self)
         return OrderedDict(
             (k, p.detach())
             for k, p in _tensors(self, buffers=True)  # type: ignore[arg-type]
+            if id(p) not in skip
         )
 
     def load_state_dict(self, state_dict: Any, strict: bool = True) -> _IncompatibleKeys:
@@ -262,7 +370,8 @@ class TorchModule:
             RuntimeError: with ``strict``, on missing or unexpected keys, as PyTorch
                 does; always, on a shape mismatch. Nothing is copied then.
         """
-        own = dict(_tensors(self, buffers=True))  # type: ignore[arg-type]
+        skip = _transient(self)
+        own = {k: p for k, p in _tensors(self, buffers=True) if id(p) not in skip}  # type: ignore[arg-type]
         state_dict = _renamed(state_dict, own)
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -294,6 +403,20 @@ class TorchModule:
 
     def __repr__(self) -> str:
         return module_repr(self)  # type: ignore[arg-type]
+
+
+def _dtype_of(x: Any) -> np.dtype[Any] | None:
+    """NumPy's dtype for a dtype given as NumPy, gn or by name; None for anything else
+    (a device: "cpu", "cuda:1")."""
+    try:
+        return np.dtype(getattr(x, "name", x))
+    except (TypeError, ValueError):
+        return None
+
+
+def _transient(module: Any) -> set[int]:
+    """The ids of the buffers registered with ``persistent=False`` (no state_dict)."""
+    return set().union(*(m.__dict__.get("_transient", ()) for _, m in walk(module)))
 
 
 # the Keras names nn.LayerNorm and nn.BatchNorm1d saved their tensors under before they

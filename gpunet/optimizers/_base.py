@@ -45,6 +45,12 @@ class _FlatGroup:
                 p.grad = grad
             self.spans.append((a, b))
             off = b
+        self._views = [p.data for p in params]
+
+    def moved(self) -> bool:
+        """Whether a parameter's data is no longer its view of ``P``: the model was
+        moved or cast (``model.to(...)``, ``.double()``) after the packing."""
+        return any(p.data is not v for p, v in zip(self.params, self._views, strict=True))
 
     def all_grads_in_place(self) -> bool:
         return all(p._grad is p._gbuf for p in self.params)
@@ -188,16 +194,29 @@ class Optimizer:
         """Move the state to ``device`` and repack the (already moved) parameters."""
         from gpunet.backend import get_ops
 
-        ops = get_ops(device)
-        old = self.groups
-        saved = [{k: g.ops.to_numpy(v) for k, v in g.slots.items()} for g in old]
-        self.groups = [_FlatGroup(ops, g.params, dict.fromkeys(g.slots, 0.0)) for g in old]
-        for g, was, state in zip(self.groups, old, saved, strict=True):
+        self._repack(lambda g: get_ops(device))
+
+    def _repack(self, ops_of: Any, which: Any = None) -> None:
+        """Pack the groups (``which``, else all) again on ``ops_of(group)``, each
+        parameter from its current data, the state moved and cast with them."""
+        for i, was in enumerate(self.groups):
+            if which is not None and was is not which:
+                continue
+            ops = ops_of(was)
+            dtype = was.params[0].dtype
+            if any(p.ops is not ops or p.dtype != dtype for p in was.params):
+                raise InvalidParameterError(
+                    f"the parameters of an optimizer group are now on several devices or in "
+                    f"several dtypes ({sorted({str(p.dtype) for p in was.params})}): move or "
+                    "cast the whole model, or make the optimizer after it"
+                )
+            g = _FlatGroup(ops, was.params, dict.fromkeys(was.slots, 0.0))
             g.hp, g.steps = was.hp, was.steps
             if was.skipped is not None:
                 g.skipped = ops.asarray(was.ops.to_numpy(was.skipped))
-            for k, v in state.items():
-                ops.assign(g.slots[k], ops.asarray(v))
+            for k, v in was.slots.items():
+                ops.assign(g.slots[k], ops.asarray(was.ops.to_numpy(v), dtype=dtype))
+            self.groups[i] = g
 
     # -- the step ---------------------------------------------------------------------
     def step(self, when: Any = None) -> None:
@@ -210,6 +229,9 @@ class Optimizer:
         """
         if not self.groups:
             raise RuntimeError("the optimizer has no parameters: pass params= or compile a model")
+        for g in self.groups:
+            if g.moved():  # the model was moved or cast after the optimizer took it
+                self._repack(lambda g: g.params[0].ops, which=g)
         self._when = when
         # a guarded step may be one to skip: its non-finite arithmetic is thrown away
         quiet = np.errstate(all="ignore") if when is not None else contextlib.nullcontext()
