@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from gpunet import autograd
+from gpunet import autograd, config
+from gpunet import functional as G
 from gpunet import random as grandom
 from gpunet.autograd import Tensor
 from gpunet.tensor_functions import _f, _make, _size
@@ -122,6 +123,60 @@ def inference_mode(mode: bool = True) -> Iterator[None]:
         autograd._state.grad = prev
 
 
+def randn_like(input: Tensor, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """Standard normal draws of ``input``'s shape, dtype and device (a VAE's noise)."""
+    return _make(grandom.generator("init").standard_normal(input.shape), dtype or input.dtype,
+                 input.ops, requires_grad)  # fmt: skip
+
+
+def rand_like(input: Tensor, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return _make(grandom.generator("init").random(input.shape), dtype or input.dtype,
+                 input.ops, requires_grad)  # fmt: skip
+
+
+def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
+    """``data`` itself when it is a tensor of that dtype and device, else a tensor of it
+    (sharing a NumPy array's memory on the CPU where the dtype allows, as PyTorch)."""
+    if isinstance(data, Tensor):
+        moved = data if device is None else data.to(device)
+        same = dtype is None or moved.dtype == np.dtype(dtype)
+        return moved if same else G.cast(moved, np.dtype(dtype).name)
+    from gpunet import tensor
+
+    arr = np.asarray(data)
+    if dtype is None and arr.dtype.kind == "f" and not hasattr(data, "dtype"):
+        dtype = config.floatx()  # Python floats: the default dtype, as torch.tensor
+    return tensor(arr, dtype=dtype, device=device)
+
+
+def _extremum(input: Tensor, other: Any, bigger: bool) -> Tensor:
+    """``maximum``/``minimum``: NaN propagates; a tie splits the gradient in halves."""
+    a = input if isinstance(input, Tensor) else autograd.as_tensor(np.asarray(input), other.ops)
+    b = autograd.as_tensor(other, a.ops, a.dtype if not isinstance(other, Tensor) else None)
+    xp, ops = a.ops.xp, a.ops
+    A, B = a.data, b.data
+    Y = xp.maximum(A, B) if bigger else xp.minimum(A, B)
+    if not autograd.needs_grad(a, b):
+        return Tensor(Y, ops)
+
+    def backward(g: Any) -> tuple[Any, Any]:  # PyTorch's rule: a NaN's gradient goes to both
+        base = xp.where(A == B, g * 0.5, g)
+        zero = xp.zeros_like(base)
+        ga = xp.where(A < B if bigger else A > B, zero, base)
+        gb = xp.where(A > B if bigger else A < B, zero, base)
+        return ops.sum_to_shape(ga, a.shape), ops.sum_to_shape(gb, b.shape)
+
+    return autograd.record(Y, ops, (a, b), backward, "maximum" if bigger else "minimum")
+
+
+def maximum(input: Tensor, other: Any) -> Tensor:
+    return _extremum(input, other, True)
+
+
+def minimum(input: Tensor, other: Any) -> Tensor:
+    return _extremum(input, other, False)
+
+
 def einsum(equation: str, *operands: Any) -> Tensor:
     from gpunet import _tensor_math  # on first use: import gpunet stays light
 
@@ -156,11 +211,66 @@ repeat_interleave, count_nonzero = _f("repeat_interleave"), _f("count_nonzero")
 nonzero, masked_select, unique = _f("nonzero"), _f("masked_select"), _f("unique")
 
 __all__ = [
-    "allclose", "amax", "amin", "argsort", "bmm", "ceil", "chunk", "clip", "count_nonzero",
-    "cumsum", "diag", "diagonal", "dot", "einsum", "empty", "empty_like", "equal", "eye",
-    "flip", "floor", "full_like", "gather", "index_select", "inference_mode", "is_tensor",
-    "isfinite", "isnan", "lerp", "logsumexp", "masked_fill", "masked_select", "mm",
-    "multinomial", "nan_to_num", "narrow", "nonzero", "norm", "numel", "outer", "prod",
-    "randperm", "repeat_interleave", "roll", "round", "rsqrt", "set_grad_enabled", "sign",
-    "sort", "split", "std", "topk", "transpose", "tril", "triu", "unbind", "unique", "var",
+    "allclose",
+    "amax",
+    "amin",
+    "argsort",
+    "as_tensor",
+    "bmm",
+    "ceil",
+    "chunk",
+    "clip",
+    "count_nonzero",
+    "cumsum",
+    "diag",
+    "diagonal",
+    "dot",
+    "einsum",
+    "empty",
+    "empty_like",
+    "equal",
+    "eye",
+    "flip",
+    "floor",
+    "full_like",
+    "gather",
+    "index_select",
+    "inference_mode",
+    "is_tensor",
+    "isfinite",
+    "isnan",
+    "lerp",
+    "logsumexp",
+    "masked_fill",
+    "masked_select",
+    "maximum",
+    "minimum",
+    "mm",
+    "multinomial",
+    "nan_to_num",
+    "narrow",
+    "nonzero",
+    "norm",
+    "numel",
+    "outer",
+    "prod",
+    "rand_like",
+    "randn_like",
+    "randperm",
+    "repeat_interleave",
+    "roll",
+    "round",
+    "rsqrt",
+    "set_grad_enabled",
+    "sign",
+    "sort",
+    "split",
+    "std",
+    "topk",
+    "transpose",
+    "tril",
+    "triu",
+    "unbind",
+    "unique",
+    "var",
 ]  # fmt: skip

@@ -451,6 +451,43 @@ def torch_surface_cases() -> list[Case]:
         cases.append(
             Case(f"torch:nn.{name}", [r.normal(size=shape)], lambda x, m=mod: m(x), layer=mod)
         )
+    return cases + _torch_more_cases()
+
+
+def _torch_more_cases() -> list[Case]:
+    """The recurrent cells over two steps (gradients through the state), and the
+    functions and losses added with them."""
+    r, nn, NF, f64 = _rng(10), gn.nn, gn.nn.functional, {"dtype": "float64"}
+    x, h = r.normal(size=(2, 3)), r.normal(size=(2, 4))
+    cases = []
+    for name, cell in [("RNNCell(relu)", nn.RNNCell(3, 4, nonlinearity="relu", **f64)),
+                       ("GRUCell", nn.GRUCell(3, 4, **f64))]:  # fmt: skip
+        cases.append(Case(f"torch:nn.{name}", [x, h], lambda a, s, c=cell: c(a, c(a, s)),
+                          layer=cell))  # fmt: skip
+    lstm = nn.LSTMCell(3, 4, bias=False, **f64)
+    cases.append(Case("torch:nn.LSTMCell(no bias)", [x, h, h + 1.0],
+                      lambda a, s, c: sum(lstm(a, lstm(a, (s, c)))), layer=lstm))  # fmt: skip
+    A, B = r.normal(size=(3, 4)), r.normal(size=(3, 4))
+    P, Q = r.dirichlet(np.ones(4), 3), r.dirichlet(np.ones(4), 3)
+    Q[0, 1] = 0.0  # a zero target: t log t is 0 there
+    far = _away_from(A, [0.0, 0.5, -0.5], 0.05)
+    cases += [
+        Case("torch:smooth_l1(beta 0.5)", [far], lambda a: NF.smooth_l1_loss(a, 0 * a, beta=0.5)),
+        Case(
+            "torch:kl_div(batchmean)",
+            [np.log(P)],
+            lambda a: NF.kl_div(a, gn.tensor(Q), reduction="batchmean"),
+        ),
+        Case(
+            "torch:kl_div(log_target)",
+            [np.log(P), np.log(Q + 0.1)],
+            lambda a, t: NF.kl_div(a, t, reduction="sum", log_target=True),
+        ),
+        Case("torch:normalize", [A], lambda a: NF.normalize(a, dim=1)),
+        Case("torch:cosine_similarity", [A, B], lambda a, b: NF.cosine_similarity(a, b)),
+        Case("torch:maximum", [A, B], lambda a, b: gn.maximum(a, b)),
+        Case("torch:minimum(broadcast)", [A, B[:1]], lambda a, b: gn.minimum(a, b)),
+    ]
     return cases
 
 

@@ -34,8 +34,11 @@ MAX_FILE = 400
 # loading; int64 buffers in gn.save files): 22,550. The torch.nn.Module methods public
 # examples call (to(dtype), double/float/half, cpu/cuda, requires_grad_, register_buffer
 # and the rest) and an optimizer that follows a model moved or cast after it: 22,650.
+# The recurrent cells (nn.RNNCell/LSTMCell/GRUCell), smooth L1 and KL losses, normalize
+# and cosine similarity, maximum/minimum with PyTorch's gradients, randn_like,
+# as_tensor and gn.cuda: 22,900.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 22650
+MAX_TOTAL = 22900
 
 
 def code_lines(path: Path) -> int:

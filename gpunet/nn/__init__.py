@@ -13,6 +13,7 @@ Example:
 
 from gpunet.nn import functional, init, utils
 from gpunet.nn.attention import MultiheadAttention
+from gpunet.nn.cells import GRUCell, LSTMCell, RNNCell
 from gpunet.nn.conv import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -26,11 +27,14 @@ from gpunet.nn.embedding import Embedding
 from gpunet.nn.losses import (
     BCELoss,
     BCEWithLogitsLoss,
+    CosineSimilarity,
     CrossEntropyLoss,
     HuberLoss,
+    KLDivLoss,
     L1Loss,
     MSELoss,
     NLLLoss,
+    SmoothL1Loss,
 )
 from gpunet.nn.modules import (
     ELU,
@@ -78,13 +82,17 @@ __all__ = [
     "Conv1d",
     "Conv2d",
     "ConvTranspose2d",
+    "CosineSimilarity",
     "CrossEntropyLoss",
     "Dropout",
     "Embedding",
     "Flatten",
+    "GRUCell",
     "HuberLoss",
     "Identity",
+    "KLDivLoss",
     "L1Loss",
+    "LSTMCell",
     "LayerNorm",
     "LeakyReLU",
     "Linear",
@@ -97,10 +105,12 @@ __all__ = [
     "MultiheadAttention",
     "NLLLoss",
     "Parameter",
+    "RNNCell",
     "ReLU",
     "Sequential",
     "SiLU",
     "Sigmoid",
+    "SmoothL1Loss",
     "Softmax",
     "Softplus",
     "Tanh",

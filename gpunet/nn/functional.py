@@ -163,6 +163,49 @@ def huber_loss(input: Tensor, target: Any, reduction: str = "mean", delta: float
     return _reduce(0.5 * quad * quad + delta * (a - quad), reduction)
 
 
+def smooth_l1_loss(
+    input: Tensor, target: Any, reduction: str = "mean", beta: float = 1.0
+) -> Tensor:
+    """``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - beta / 2``: the Huber
+    loss over ``beta`` (the L1 loss at ``beta = 0``)."""
+    if beta < 0:
+        raise ValueError(f"smooth_l1_loss does not support negative values for beta, got {beta}")
+    if beta == 0:
+        return l1_loss(input, target, reduction)
+    return huber_loss(input, target, reduction, delta=beta) / beta
+
+
+def kl_div(input: Tensor, target: Any, reduction: str = "mean", log_target: bool = False) -> Tensor:
+    """``target * (log(target) - input)`` for log-probabilities ``input`` (0 where the
+    target is 0); ``reduction="batchmean"`` divides the sum by the batch size, as the
+    KL divergence's definition asks (``"mean"`` averages every element, as PyTorch)."""
+    x = _t(input)
+    t = _t(target, x)
+    if log_target:
+        L = G.exp(t) * (t - x)
+    else:
+        tiny = float(np.finfo(np.dtype(x.dtype)).tiny)
+        L = t * (G.log(G.clamp(t, min=tiny)) - x)  # t log t -> 0 at t = 0, finite gradient
+    if reduction == "batchmean":
+        return L.sum() / (x.shape[0] if x.ndim else 1)
+    return _reduce(L, reduction)
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    """``input / max(||input||_p, eps)`` over ``dim``."""
+    x = _t(input)
+    return x / G.clamp(x.norm(p=p, dim=dim, keepdim=True), min=eps)
+
+
+def cosine_similarity(x1: Tensor, x2: Any, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """``sum(x1 x2) / (max(||x1||, eps) max(||x2||, eps))`` over ``dim`` (broadcast)."""
+    a = _t(x1)
+    b = _t(x2, a)
+    na = G.clamp(a.norm(p=2, dim=dim, keepdim=True), min=eps)
+    nb = G.clamp(b.norm(p=2, dim=dim, keepdim=True), min=eps)
+    return ((a / na) * (b / nb)).sum(dim=dim)
+
+
 def binary_cross_entropy(
     input: Tensor, target: Any, weight: Any = None, reduction: str = "mean"
 ) -> Tensor:

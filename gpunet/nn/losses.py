@@ -97,3 +97,36 @@ class CrossEntropyLoss(_Loss):
         super().__init__(
             reduction, weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing
         )
+
+
+class SmoothL1Loss(_Loss):
+    fn = F.smooth_l1_loss
+
+    def __init__(self, reduction: str = "mean", beta: float = 1.0) -> None:
+        super().__init__(reduction, beta=beta)
+
+
+class KLDivLoss(_Loss):
+    """``reduction`` also takes ``"batchmean"``, the KL divergence's own mean."""
+
+    fn = F.kl_div
+
+    def __init__(self, reduction: str = "mean", log_target: bool = False) -> None:
+        if reduction not in (*F.REDUCTIONS, "batchmean"):
+            raise ValueError(f"{reduction} is not a valid value for reduction")
+        self.reduction, self.kw = reduction, {"log_target": bool(log_target)}
+
+
+class CosineSimilarity:
+    """``nn.CosineSimilarity(dim=1, eps=1e-8)``: :func:`functional.cosine_similarity`."""
+
+    def __init__(self, dim: int = 1, eps: float = 1e-8) -> None:
+        self.dim, self.eps = dim, eps
+
+    def __call__(self, x1: Tensor, x2: Any) -> Tensor:
+        return F.cosine_similarity(x1, x2, self.dim, self.eps)
+
+    forward = __call__
+
+    def __repr__(self) -> str:
+        return "CosineSimilarity()"
