@@ -36,9 +36,10 @@ MAX_FILE = 400
 # and the rest) and an optimizer that follows a model moved or cast after it: 22,650.
 # The recurrent cells (nn.RNNCell/LSTMCell/GRUCell), smooth L1 and KL losses, normalize
 # and cosine similarity, maximum/minimum with PyTorch's gradients, randn_like,
-# as_tensor and gn.cuda: 22,900.
+# as_tensor and gn.cuda: 22,900. nn.TransformerDecoder and nn.Transformer (with its
+# causal-mask helper), on the encoder and decoder layers: 22,975.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 22900
+MAX_TOTAL = 22975
 
 
 def code_lines(path: Path) -> int:

@@ -61,6 +61,8 @@ from gpunet.nn.modules import (
 from gpunet.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from gpunet.nn.recurrent import GRU, LSTM, RNN
 from gpunet.nn.transformer import (
+    Transformer,
+    TransformerDecoder,
     TransformerDecoderLayer,
     TransformerEncoder,
     TransformerEncoderLayer,
@@ -114,6 +116,8 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Tanh",
+    "Transformer",
+    "TransformerDecoder",
     "TransformerDecoderLayer",
     "TransformerEncoder",
     "TransformerEncoderLayer",

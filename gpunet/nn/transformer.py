@@ -12,7 +12,7 @@ import numpy as np
 
 from gpunet import functional as G
 from gpunet.autograd import Tensor
-from gpunet.errors import InvalidParameterError
+from gpunet.errors import InputValidationError, InvalidParameterError
 from gpunet.layers.base import Layer
 from gpunet.nn._module import TorchModule
 from gpunet.nn.attention import MultiheadAttention
@@ -177,6 +177,22 @@ class TransformerDecoderLayer(_Block):
         return self._batch_first(x)
 
 
+def _copies(layer: _Block, cls: type, num_layers: int) -> ModuleList:
+    """``num_layers`` copies of ``layer`` (same starting weights, as PyTorch's deep
+    copies), on its device."""
+    if not isinstance(layer, cls):
+        raise InvalidParameterError(f"expected a {cls.__name__}, got {type(layer).__name__}")
+    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+        raise InvalidParameterError(f"num_layers must be an int >= 1, got {num_layers!r}")
+    state, copies = layer.state_dict(), []
+    for _ in range(num_layers):
+        copy = cls(**layer._init_kw)
+        copy.load_state_dict(state)
+        copy.to(layer.ops)
+        copies.append(copy)
+    return ModuleList(copies)
+
+
 class TransformerEncoder(TorchModule, Layer):
     """``nn.TransformerEncoder(encoder_layer, num_layers, norm=None)``: ``num_layers``
     copies of ``encoder_layer`` (same starting weights, as PyTorch's deep copies) under
@@ -196,20 +212,7 @@ class TransformerEncoder(TorchModule, Layer):
         enable_nested_tensor: bool = True, mask_check: bool = True,
     ) -> None:  # fmt: skip
         super().__init__(dtype=encoder_layer.dtype)
-        if not isinstance(encoder_layer, TransformerEncoderLayer):
-            raise InvalidParameterError(
-                f"encoder_layer must be a TransformerEncoderLayer, got {type(encoder_layer)}"
-            )
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-            raise InvalidParameterError(f"num_layers must be an int >= 1, got {num_layers!r}")
-        state = encoder_layer.state_dict()
-        copies = []
-        for _ in range(num_layers):
-            layer = TransformerEncoderLayer(**encoder_layer._init_kw)
-            layer.load_state_dict(state)
-            layer.to(encoder_layer.ops)
-            copies.append(layer)
-        self.layers = ModuleList(copies)
+        self.layers = _copies(encoder_layer, TransformerEncoderLayer, num_layers)
         self.num_layers = num_layers
         self.norm = norm
         self.built = True
@@ -223,3 +226,110 @@ class TransformerEncoder(TorchModule, Layer):
             x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask,
                       is_causal=bool(is_causal))  # fmt: skip
         return x if self.norm is None else self.norm(x)
+
+
+class TransformerDecoder(TorchModule, Layer):
+    """``nn.TransformerDecoder(decoder_layer, num_layers, norm=None)``, called as
+    ``decoder(tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+    memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False)``."""
+
+    def __init__(
+        self, decoder_layer: TransformerDecoderLayer, num_layers: int, norm: Any = None
+    ) -> None:
+        super().__init__(dtype=decoder_layer.dtype)
+        self.layers = _copies(decoder_layer, TransformerDecoderLayer, num_layers)
+        self.num_layers = num_layers
+        self.norm = norm
+        self.built = True
+
+    def call(  # type: ignore[override]
+        self, tgt: Tensor, memory: Any, tgt_mask: Any = None, memory_mask: Any = None,
+        tgt_key_padding_mask: Any = None, memory_key_padding_mask: Any = None,
+        tgt_is_causal: bool | None = None, memory_is_causal: bool = False,
+    ) -> Tensor:  # fmt: skip
+        x = tgt
+        kw = {"tgt_mask": tgt_mask, "memory_mask": memory_mask,
+              "tgt_key_padding_mask": tgt_key_padding_mask,
+              "memory_key_padding_mask": memory_key_padding_mask,
+              "tgt_is_causal": bool(tgt_is_causal),
+              "memory_is_causal": memory_is_causal}  # fmt: skip
+        for layer in self.layers:
+            x = layer(x, memory, **kw)
+        return x if self.norm is None else self.norm(x)
+
+
+class Transformer(TorchModule, Layer):
+    """``nn.Transformer(d_model=512, nhead=8, num_encoder_layers=6,
+    num_decoder_layers=6, dim_feedforward=2048, dropout=0.1, activation="relu",
+    custom_encoder=None, custom_decoder=None, layer_norm_eps=1e-5, batch_first=False,
+    norm_first=False, bias=True)``: an encoder and a decoder stack, each ending in a
+    LayerNorm, called as ``model(src, tgt, src_mask=None, tgt_mask=None,
+    memory_mask=None, src_key_padding_mask=None, tgt_key_padding_mask=None,
+    memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
+    memory_is_causal=False)``.
+
+    Example:
+        >>> import numpy as np, gpunet as gn
+        >>> model = gn.nn.Transformer(8, 2, 1, 1, dim_feedforward=16, batch_first=True)
+        >>> mask = gn.nn.Transformer.generate_square_subsequent_mask(4)
+        >>> src, tgt = np.ones((2, 5, 8), "float32"), np.ones((2, 4, 8), "float32")
+        >>> model(src, tgt, tgt_mask=mask).shape
+        (2, 4, 8)
+    """
+
+    def __init__(
+        self, d_model: int = 512, nhead: int = 8, num_encoder_layers: int = 6,
+        num_decoder_layers: int = 6, dim_feedforward: int = 2048, dropout: float = 0.1,
+        activation: Any = "relu", custom_encoder: Any = None, custom_decoder: Any = None,
+        layer_norm_eps: float = 1e-5, batch_first: bool = False, norm_first: bool = False,
+        bias: bool = True, device: Any = None, dtype: Any = None,
+    ) -> None:  # fmt: skip
+        super().__init__(dtype=None if dtype is None else np.dtype(dtype).name)
+        kw = {"dim_feedforward": dim_feedforward, "dropout": dropout, "activation": activation,
+              "layer_norm_eps": layer_norm_eps, "batch_first": batch_first,
+              "norm_first": norm_first, "bias": bias, "dtype": dtype}  # fmt: skip
+        self.encoder = custom_encoder or TransformerEncoder(
+            TransformerEncoderLayer(d_model, nhead, **kw), num_encoder_layers,
+            LayerNorm(d_model, layer_norm_eps, dtype=dtype))  # fmt: skip
+        self.decoder = custom_decoder or TransformerDecoder(
+            TransformerDecoderLayer(d_model, nhead, **kw), num_decoder_layers,
+            LayerNorm(d_model, layer_norm_eps, dtype=dtype))  # fmt: skip
+        self.d_model, self.nhead, self.batch_first = d_model, nhead, bool(batch_first)
+        self.built = True
+        if device is not None:
+            self.to(device)
+
+    def call(  # type: ignore[override]
+        self, src: Tensor, tgt: Any, src_mask: Any = None, tgt_mask: Any = None,
+        memory_mask: Any = None, src_key_padding_mask: Any = None,
+        tgt_key_padding_mask: Any = None, memory_key_padding_mask: Any = None,
+        src_is_causal: bool | None = None, tgt_is_causal: bool | None = None,
+        memory_is_causal: bool = False,
+    ) -> Tensor:  # fmt: skip
+        tgt = self._convert(tgt)
+        batch = 0 if self.batch_first else 1
+        if src.ndim == 3 and src.shape[batch] != tgt.shape[batch]:
+            raise InputValidationError(
+                f"the batch number of src and tgt must be equal, got {src.shape[batch]} and "
+                f"{tgt.shape[batch]} (axis {batch}, batch_first={self.batch_first})"
+            )
+        if src.shape[-1] != self.d_model or tgt.shape[-1] != self.d_model:
+            raise InputValidationError(
+                f"the feature number of src and tgt must be equal to d_model={self.d_model}, "
+                f"got {src.shape[-1]} and {tgt.shape[-1]}"
+            )
+        memory = self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask,
+                              is_causal=src_is_causal)  # fmt: skip
+        kw = {"tgt_mask": tgt_mask, "memory_mask": memory_mask,
+              "tgt_key_padding_mask": tgt_key_padding_mask,
+              "memory_key_padding_mask": memory_key_padding_mask,
+              "tgt_is_causal": tgt_is_causal, "memory_is_causal": memory_is_causal}  # fmt: skip
+        return self.decoder(tgt, memory, **kw)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def generate_square_subsequent_mask(sz: int, device: Any = None, dtype: Any = None) -> Tensor:
+        """The causal mask: 0 on and below the diagonal, ``-inf`` above (float)."""
+        from gpunet import tensor
+
+        upper = np.triu(np.ones((int(sz), int(sz)), dtype=bool), 1)
+        return tensor(np.where(upper, -np.inf, 0.0), dtype=dtype or "float32", device=device)
