@@ -79,6 +79,9 @@ class LayerNorm(TorchModule, LayerNormalization):
 
     def _affine(self, ops: Any, dtype: Any) -> tuple[Any, Any]:
         """Flat scale and shift: the weights' data, or ones and zeros without them."""
+        w, b = self.weight, self.bias
+        if w is not None and b is not None and len(self.normalized_shape) == 1:
+            return w.data, b.data  # (the usual case: no reshape calls on the hot path)
         n = math.prod(self.normalized_shape)
         unit = self._unit.get((ops, dtype))
         if unit is None:
@@ -86,7 +89,7 @@ class LayerNorm(TorchModule, LayerNormalization):
                 ops.asarray(np.ones(n), dtype=dtype),
                 ops.asarray(np.zeros(n), dtype=dtype),
             )
-        xp, w, b = ops.xp, self.weight, self.bias
+        xp = ops.xp
         g = unit[0] if w is None else xp.reshape(w.data, (n,))
         return g, unit[1] if b is None else xp.reshape(b.data, (n,))
 
@@ -103,16 +106,19 @@ class LayerNorm(TorchModule, LayerNormalization):
         w, bias = self.weight, self.bias
 
         def backprop(dY: Any, need_dX: bool) -> Any:
-            dX, dg, db = ops.backprop_layernorm(xp.reshape(dY, Xhat.shape), Xhat, inv, g)
+            dX, dg, db = ops.backprop_layernorm(dY if k == 1 else xp.reshape(dY, Xhat.shape),
+                                                Xhat, inv, g)  # fmt: skip
             if w is not None:
-                add_grad(w, xp.reshape(dg, w.shape))
+                add_grad(w, dg if k == 1 else xp.reshape(dg, w.shape))
             if bias is not None:
-                add_grad(bias, xp.reshape(db, bias.shape))
-            return xp.reshape(dX, shape)
+                add_grad(bias, db if k == 1 else xp.reshape(db, bias.shape))
+            return dX if k == 1 else xp.reshape(dX, shape)
 
+        if k > 1:
+            Y = xp.reshape(Y, shape)
         if r is None:
-            return xp.reshape(Y, shape), backprop
-        return xp.reshape(Y, shape), lambda dY, need_dX: [backprop(dY, need_dX)] * 2
+            return Y, backprop
+        return Y, lambda dY, need_dX: [backprop(dY, need_dX)] * 2
 
     def of_sum(self, x: Tensor, r: Tensor) -> Tensor:
         """``self(x + r)`` as one node, the sum formed inside the norm's pass (a post-norm
