@@ -37,9 +37,11 @@ MAX_FILE = 400
 # The recurrent cells (nn.RNNCell/LSTMCell/GRUCell), smooth L1 and KL losses, normalize
 # and cosine similarity, maximum/minimum with PyTorch's gradients, randn_like,
 # as_tensor and gn.cuda: 22,900. nn.TransformerDecoder and nn.Transformer (with its
-# causal-mask helper), on the encoder and decoder layers: 22,975.
+# causal-mask helper), on the encoder and decoder layers: 22,975. The warm-up and cyclic
+# learning-rate schedules (LinearLR, ConstantLR, SequentialLR, CosineAnnealingWarmRestarts,
+# OneCycleLR with its momentum cycle): 23,150.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 22975
+MAX_TOTAL = 23150
 
 
 def code_lines(path: Path) -> int:
