@@ -471,6 +471,9 @@ def _torch_more_cases() -> list[Case]:
     P, Q = r.dirichlet(np.ones(4), 3), r.dirichlet(np.ones(4), 3)
     Q[0, 1] = 0.0  # a zero target: t log t is 0 there
     far = _away_from(A, [0.0, 0.5, -0.5], 0.05)
+    x3, x4 = r.normal(size=(2, 3, 7)), r.normal(size=(2, 3, 2, 3))
+    spaced = (r.permutation(2 * 3 * 7) * 0.1).reshape(2, 3, 7)  # no ties in a window
+    drop = nn.Dropout2d(0.5)
     cases += [
         Case("torch:smooth_l1(beta 0.5)", [far], lambda a: NF.smooth_l1_loss(a, 0 * a, beta=0.5)),
         Case(
@@ -486,6 +489,11 @@ def _torch_more_cases() -> list[Case]:
         Case("torch:normalize", [A], lambda a: NF.normalize(a, dim=1)),
         Case("torch:cosine_similarity", [A, B], lambda a, b: NF.cosine_similarity(a, b)),
         Case("torch:maximum", [A, B], lambda a, b: gn.maximum(a, b)),
+        Case("torch:nn.MaxPool1d(3, 2, 1)", [spaced], lambda a: nn.MaxPool1d(3, 2, 1)(a)),
+        Case("torch:nn.AvgPool1d(3, 1, 1)", [x3], lambda a: nn.AvgPool1d(3, 1, 1)(a)),
+        Case("torch:nn.AdaptiveAvgPool1d", [x3], lambda a: nn.AdaptiveAvgPool1d(1)(a)),
+        Case("torch:nn.Upsample(size)", [x4], lambda a: nn.Upsample(size=(4, 6))(a)),
+        Case("torch:nn.Dropout2d(train)", [x4], lambda a: drop(a), reseed=True),
         Case("torch:minimum(broadcast)", [A, B[:1]], lambda a, b: gn.minimum(a, b)),
     ]
     return cases

@@ -39,9 +39,10 @@ MAX_FILE = 400
 # as_tensor and gn.cuda: 22,900. nn.TransformerDecoder and nn.Transformer (with its
 # causal-mask helper), on the encoder and decoder layers: 22,975. The warm-up and cyclic
 # learning-rate schedules (LinearLR, ConstantLR, SequentialLR, CosineAnnealingWarmRestarts,
-# OneCycleLR with its momentum cycle): 23,150.
+# OneCycleLR with its momentum cycle): 23,150. The 1-d pools, channel dropout and
+# nearest upsampling of PyTorch's names (nn.MaxPool1d, Dropout2d, Upsample, ...): 23,325.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 23150
+MAX_TOTAL = 23325
 
 
 def code_lines(path: Path) -> int:

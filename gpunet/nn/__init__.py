@@ -60,6 +60,14 @@ from gpunet.nn.modules import (
 )
 from gpunet.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from gpunet.nn.recurrent import GRU, LSTM, RNN
+from gpunet.nn.spatial import (
+    AdaptiveAvgPool1d,
+    AvgPool1d,
+    Dropout1d,
+    Dropout2d,
+    MaxPool1d,
+    Upsample,
+)
 from gpunet.nn.transformer import (
     Transformer,
     TransformerDecoder,
@@ -75,7 +83,9 @@ __all__ = [
     "LSTM",
     "RNN",
     "SELU",
+    "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
+    "AvgPool1d",
     "AvgPool2d",
     "BCELoss",
     "BCEWithLogitsLoss",
@@ -87,6 +97,8 @@ __all__ = [
     "CosineSimilarity",
     "CrossEntropyLoss",
     "Dropout",
+    "Dropout1d",
+    "Dropout2d",
     "Embedding",
     "Flatten",
     "GRUCell",
@@ -100,6 +112,7 @@ __all__ = [
     "Linear",
     "LogSoftmax",
     "MSELoss",
+    "MaxPool1d",
     "MaxPool2d",
     "Module",
     "ModuleDict",
@@ -122,6 +135,7 @@ __all__ = [
     "TransformerEncoder",
     "TransformerEncoderLayer",
     "Unflatten",
+    "Upsample",
     "functional",
     "init",
     "utils",

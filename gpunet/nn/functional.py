@@ -324,3 +324,8 @@ def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
 
 
 from gpunet.nn.attention import scaled_dot_product_attention as scaled_dot_product_attention  # noqa: E402
+from gpunet.nn.spatial import adaptive_avg_pool1d as adaptive_avg_pool1d  # noqa: E402
+from gpunet.nn.spatial import adaptive_avg_pool2d as adaptive_avg_pool2d  # noqa: E402
+from gpunet.nn.spatial import avg_pool1d as avg_pool1d  # noqa: E402
+from gpunet.nn.spatial import interpolate as interpolate  # noqa: E402
+from gpunet.nn.spatial import max_pool1d as max_pool1d  # noqa: E402
