@@ -474,6 +474,10 @@ def _torch_more_cases() -> list[Case]:
     x3, x4 = r.normal(size=(2, 3, 7)), r.normal(size=(2, 3, 2, 3))
     spaced = (r.permutation(2 * 3 * 7) * 0.1).reshape(2, 3, 7)  # no ties in a window
     drop = nn.Dropout2d(0.5)
+    gnorm, inorm = nn.GroupNorm(3, 6, **f64), nn.InstanceNorm2d(3, affine=True, **f64)
+    prelu = nn.PReLU(3, **f64)
+    for p in (*gnorm.parameters(), *inorm.parameters(), *prelu.parameters()):
+        p.data[...] = r.normal(size=p.shape)
     cases += [
         Case("torch:smooth_l1(beta 0.5)", [far], lambda a: NF.smooth_l1_loss(a, 0 * a, beta=0.5)),
         Case(
@@ -494,6 +498,20 @@ def _torch_more_cases() -> list[Case]:
         Case("torch:nn.AdaptiveAvgPool1d", [x3], lambda a: nn.AdaptiveAvgPool1d(1)(a)),
         Case("torch:nn.Upsample(size)", [x4], lambda a: nn.Upsample(size=(4, 6))(a)),
         Case("torch:nn.Dropout2d(train)", [x4], lambda a: drop(a), reseed=True),
+        Case(
+            "torch:nn.GroupNorm(3, 6)", [r.normal(size=(2, 6, 3))], lambda a: gnorm(a), layer=gnorm
+        ),
+        Case("torch:nn.InstanceNorm2d(affine)", [x4], lambda a: inorm(a), layer=inorm),
+        Case("torch:nn.PReLU(3)", [far[:2, :3]], lambda a: prelu(a), layer=prelu),
+        Case("torch:nn.Mish", [A], lambda a: nn.Mish()(a)),
+        Case("torch:nn.Hardtanh", [_away_from(A, [-1.0, 1.0])], lambda a: nn.Hardtanh()(a)),
+        Case(
+            "torch:nn.PixelShuffle(2)",
+            [r.normal(size=(1, 4, 2, 3))],
+            lambda a: nn.PixelShuffle(2)(a),
+        ),
+        Case("torch:nn.ReflectionPad2d", [x4], lambda a: nn.ReflectionPad2d((2, 1, 1, 0))(a)),
+        Case("torch:nn.ReplicationPad1d", [x3], lambda a: nn.ReplicationPad1d((3, 1))(a)),
         Case("torch:minimum(broadcast)", [A, B[:1]], lambda a, b: gn.minimum(a, b)),
     ]
     return cases

@@ -99,10 +99,14 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
 
 
 def pad(input: Tensor, pad: Any, mode: str = "constant", value: float = 0.0) -> Tensor:
-    """Constant padding; ``pad`` pairs run from the last axis backwards."""
+    """Padding with ``value`` (``mode="constant"``), the mirror image without the edge
+    (``"reflect"``) or the edge repeated (``"replicate"``); ``pad`` pairs run from the
+    last axis backwards."""
     x = _t(input)
-    if mode != "constant":
-        raise NotImplementedError(f"pad mode {mode!r}: only 'constant' is supported")
+    if mode not in ("constant", "reflect", "replicate"):
+        raise NotImplementedError(
+            f"pad mode {mode!r}: 'constant', 'reflect' and 'replicate' are supported"
+        )
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise ValueError(f"pad must have an even length of at most 2 * ndim, got {pad!r}")
     widths = [(0, 0)] * x.ndim
@@ -110,6 +114,10 @@ def pad(input: Tensor, pad: Any, mode: str = "constant", value: float = 0.0) -> 
         widths[x.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
     if any(a < 0 or b < 0 for a, b in widths):
         raise NotImplementedError(f"negative padding (cropping) is not supported: {pad!r}")
+    if mode != "constant":
+        from gpunet.nn.extra import gather_pad
+
+        return gather_pad(x, widths, mode)
     ops = x.ops
     Y = ops.full(
         tuple(n + a + b for n, (a, b) in zip(x.shape, widths, strict=True)), value, x.dtype
@@ -324,6 +332,12 @@ def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
 
 
 from gpunet.nn.attention import scaled_dot_product_attention as scaled_dot_product_attention  # noqa: E402
+from gpunet.nn.extra import hardtanh as hardtanh  # noqa: E402
+from gpunet.nn.extra import logsigmoid as logsigmoid  # noqa: E402
+from gpunet.nn.extra import mish as mish  # noqa: E402
+from gpunet.nn.extra import prelu as prelu  # noqa: E402
+from gpunet.nn.extra import relu6 as relu6  # noqa: E402
+from gpunet.nn.extra import softsign as softsign  # noqa: E402
 from gpunet.nn.spatial import adaptive_avg_pool1d as adaptive_avg_pool1d  # noqa: E402
 from gpunet.nn.spatial import adaptive_avg_pool2d as adaptive_avg_pool2d  # noqa: E402
 from gpunet.nn.spatial import avg_pool1d as avg_pool1d  # noqa: E402
