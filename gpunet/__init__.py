@@ -15,8 +15,10 @@ import builtins
 from typing import TYPE_CHECKING
 
 from gpunet import (
+    accelerator,
     activations,
     amp,
+    backends,
     callbacks,
     config,
     cuda,
@@ -197,6 +199,8 @@ __all__ = [
     "log_softmax",
     "long",
     "losses",
+    "accelerator",
+    "backends",
     "cuda",
     "manual_seed",
     "matmul",

@@ -196,3 +196,20 @@ def test_gn_cuda_answers_as_torch_cuda():
     if n == 0:
         with pytest.raises(RuntimeError, match="no usable CUDA device"):
             gn.cuda.synchronize()
+
+
+def test_the_quickstart_device_line_and_backends_settings():
+    """PyTorch's quickstart: ``device = torch.accelerator.current_accelerator().type if
+    torch.accelerator.is_available() else "cpu"``."""
+    acc = gn.accelerator.current_accelerator()
+    device = acc.type if gn.accelerator.is_available() else "cpu"
+    assert device == ("cuda" if gn.cuda.is_available() else "cpu")
+    assert gn.accelerator.device_count() == gn.cuda.device_count()
+    assert (acc is None) == (not gn.accelerator.is_available())
+    assert gn.accelerator.AcceleratorDevice("cuda:1").type == "cuda"
+    model = nn.Linear(2, 1).to(device)
+    assert model.weight.device.startswith(device)
+    assert gn.backends.mps.is_available() is False and gn.backends.cudnn.is_available() is False
+    saved = gn.backends.cudnn.benchmark
+    gn.backends.cudnn.benchmark = True  # a setting scripts make: accepted
+    gn.backends.cudnn.benchmark = saved
