@@ -512,6 +512,22 @@ def _torch_more_cases() -> list[Case]:
         ),
         Case("torch:nn.ReflectionPad2d", [x4], lambda a: nn.ReflectionPad2d((2, 1, 1, 0))(a)),
         Case("torch:nn.ReplicationPad1d", [x3], lambda a: nn.ReplicationPad1d((3, 1))(a)),
+        Case(
+            "torch:Categorical(logits).log_prob+entropy",
+            [A],
+            lambda a: (
+                gn.distributions.Categorical(logits=a).log_prob(gn.tensor([1, 0, 3]))
+                + gn.distributions.Categorical(logits=a).entropy()
+            ),
+        ),
+        Case(
+            "torch:Normal.log_prob+entropy",
+            [A, np.abs(B) + 0.5],
+            lambda m, s: (
+                gn.distributions.Normal(m, s).log_prob(gn.tensor(B))
+                + gn.distributions.Normal(m, s).entropy()
+            ),
+        ),
         Case("torch:minimum(broadcast)", [A, B[:1]], lambda a, b: gn.minimum(a, b)),
     ]
     return cases

@@ -43,9 +43,9 @@ MAX_FILE = 400
 # nearest upsampling of PyTorch's names (nn.MaxPool1d, Dropout2d, Upsample, ...): 23,325.
 # ReLU6/Hardtanh/Mish/PReLU, GroupNorm, InstanceNorm, PixelShuffle and the reflect and
 # replicate padding modules (F.pad's new modes): 23,600. gn.accelerator and gn.backends
-# (the quickstart's device line): 23,625.
+# (the quickstart's device line): 23,625. gn.distributions' Categorical and Normal: 23,725.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 23625
+MAX_TOTAL = 23725
 
 
 def code_lines(path: Path) -> int:
