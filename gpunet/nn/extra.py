@@ -133,7 +133,15 @@ class PReLU(TorchModule, Layer):
         return f"num_parameters={self.num_parameters}"
 
 
-class GroupNorm(TorchModule, Layer):
+class _Affine(TorchModule, Layer):
+    """A norm with an optional per-channel ``weight`` and ``bias`` (see ``_per_channel``)."""
+
+    weight: Any
+    bias: Any
+    affine: bool
+
+
+class GroupNorm(_Affine):
     """``nn.GroupNorm(num_groups, num_channels, eps=1e-5, affine=True)`` over (N, C, *):
     each sample's channels in ``num_groups`` groups, each group normalized over its
     channels and positions (biased variance); ``weight``/``bias`` per channel."""
@@ -147,11 +155,7 @@ class GroupNorm(TorchModule, Layer):
             )
         self.num_groups, self.num_channels, self.eps = num_groups, num_channels, float(eps)
         self.affine = bool(affine)
-        self.weight = torch_param(self, "weight", np.ones(num_channels)) if affine else None
-        self.bias = torch_param(self, "bias", np.zeros(num_channels)) if affine else None
-        self.built = True
-        if device is not None:
-            self.to(device)
+        _per_channel(self, num_channels, device)
 
     def check_input(self, x: Any) -> None:
         if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[1] != self.num_channels:
@@ -166,6 +170,16 @@ class GroupNorm(TorchModule, Layer):
 
     def extra_repr(self) -> str:
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+def _per_channel(m: Any, n: int, device: Any) -> None:
+    """``m.weight`` (ones) and ``m.bias`` (zeros) of ``n`` channels where ``m.affine``,
+    else None; the module built and moved to ``device``."""
+    m.weight = torch_param(m, "weight", np.ones(n)) if m.affine else None
+    m.bias = torch_param(m, "bias", np.zeros(n)) if m.affine else None
+    m.built = True
+    if device is not None:
+        m.to(device)
 
 
 def _group_normalized(x: Tensor, groups: int, eps: float) -> Tensor:
@@ -184,7 +198,7 @@ def _channel_affine(y: Tensor, weight: Any, bias: Any) -> Tensor:
     return y * G.reshape(weight, per) + G.reshape(bias, per)
 
 
-class _InstanceNorm(TorchModule, Layer):
+class _InstanceNorm(_Affine):
     """Each (sample, channel) normalized over its positions; ``weight``/``bias`` with
     ``affine``; running statistics are not kept (``track_running_stats=False``,
     PyTorch's default)."""
@@ -200,11 +214,7 @@ class _InstanceNorm(TorchModule, Layer):
                 f"nn.{type(self).__name__}: track_running_stats=True is not supported"
             )
         self.num_features, self.eps, self.affine = num_features, float(eps), bool(affine)
-        self.weight = torch_param(self, "weight", np.ones(num_features)) if affine else None
-        self.bias = torch_param(self, "bias", np.zeros(num_features)) if affine else None
-        self.built = True
-        if device is not None:
-            self.to(device)
+        _per_channel(self, num_features, device)
 
     def check_input(self, x: Any) -> None:
         ok = isinstance(x, Tensor) and x.ndim == self.RANK and x.shape[1] == self.num_features

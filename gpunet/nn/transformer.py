@@ -177,23 +177,32 @@ class TransformerDecoderLayer(_Block):
         return self._batch_first(x)
 
 
-def _copies(layer: _Block, cls: type, num_layers: int) -> ModuleList:
-    """``num_layers`` copies of ``layer`` (same starting weights, as PyTorch's deep
-    copies), on its device."""
-    if not isinstance(layer, cls):
-        raise InvalidParameterError(f"expected a {cls.__name__}, got {type(layer).__name__}")
-    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-        raise InvalidParameterError(f"num_layers must be an int >= 1, got {num_layers!r}")
-    state, copies = layer.state_dict(), []
-    for _ in range(num_layers):
-        copy = cls(**layer._init_kw)
-        copy.load_state_dict(state)
-        copy.to(layer.ops)
-        copies.append(copy)
-    return ModuleList(copies)
+class _Stack(TorchModule, Layer):
+    """``num_layers`` copies of a block (same starting weights, as PyTorch's deep
+    copies) under ``layers.0``, ``layers.1``, ..., then ``norm`` when given."""
+
+    BLOCK: type
+
+    def __init__(self, layer: _Block, num_layers: int, norm: Any = None) -> None:
+        cls = self.BLOCK
+        if not isinstance(layer, cls):
+            raise InvalidParameterError(f"expected a {cls.__name__}, got {type(layer).__name__}")
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+            raise InvalidParameterError(f"num_layers must be an int >= 1, got {num_layers!r}")
+        super().__init__(dtype=layer.dtype)
+        state, copies = layer.state_dict(), []
+        for _ in range(num_layers):
+            copy = cls(**layer._init_kw)
+            copy.load_state_dict(state)
+            copy.to(layer.ops)
+            copies.append(copy)
+        self.layers = ModuleList(copies)
+        self.num_layers = num_layers
+        self.norm = norm
+        self.built = True
 
 
-class TransformerEncoder(TorchModule, Layer):
+class TransformerEncoder(_Stack):
     """``nn.TransformerEncoder(encoder_layer, num_layers, norm=None)``: ``num_layers``
     copies of ``encoder_layer`` (same starting weights, as PyTorch's deep copies) under
     ``layers.0``, ``layers.1``, ...; called as ``encoder(src, mask=None,
@@ -207,15 +216,13 @@ class TransformerEncoder(TorchModule, Layer):
         ((5, 3, 8), 2)
     """
 
+    BLOCK = TransformerEncoderLayer
+
     def __init__(
         self, encoder_layer: TransformerEncoderLayer, num_layers: int, norm: Any = None,
         enable_nested_tensor: bool = True, mask_check: bool = True,
     ) -> None:  # fmt: skip
-        super().__init__(dtype=encoder_layer.dtype)
-        self.layers = _copies(encoder_layer, TransformerEncoderLayer, num_layers)
-        self.num_layers = num_layers
-        self.norm = norm
-        self.built = True
+        super().__init__(encoder_layer, num_layers, norm)
 
     def call(  # type: ignore[override]
         self, src: Tensor, mask: Any = None, src_key_padding_mask: Any = None,
@@ -228,19 +235,17 @@ class TransformerEncoder(TorchModule, Layer):
         return x if self.norm is None else self.norm(x)
 
 
-class TransformerDecoder(TorchModule, Layer):
+class TransformerDecoder(_Stack):
     """``nn.TransformerDecoder(decoder_layer, num_layers, norm=None)``, called as
     ``decoder(tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
     memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False)``."""
 
+    BLOCK = TransformerDecoderLayer
+
     def __init__(
         self, decoder_layer: TransformerDecoderLayer, num_layers: int, norm: Any = None
     ) -> None:
-        super().__init__(dtype=decoder_layer.dtype)
-        self.layers = _copies(decoder_layer, TransformerDecoderLayer, num_layers)
-        self.num_layers = num_layers
-        self.norm = norm
-        self.built = True
+        super().__init__(decoder_layer, num_layers, norm)
 
     def call(  # type: ignore[override]
         self, tgt: Tensor, memory: Any, tgt_mask: Any = None, memory_mask: Any = None,
