@@ -44,8 +44,9 @@ MAX_FILE = 400
 # ReLU6/Hardtanh/Mish/PReLU, GroupNorm, InstanceNorm, PixelShuffle and the reflect and
 # replicate padding modules (F.pad's new modes): 23,600. gn.accelerator and gn.backends
 # (the quickstart's device line): 23,625. gn.distributions' Categorical and Normal: 23,725.
+# Forward hooks, ParameterList/ParameterDict, parameters_to_vector, trunc_normal_: 23,875.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 23725
+MAX_TOTAL = 23875
 
 
 def code_lines(path: Path) -> int:

@@ -183,7 +183,14 @@ class TorchModule:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """The module's own call, or the ``forward`` a subclass gave it; inside that
-        ``forward``, ``super().forward(x)`` (which calls the module) is the own pass."""
+        ``forward``, ``super().forward(x)`` (which calls the module) is the own pass.
+        Forward hooks run around it (``register_forward_hook``)."""
+        hooks = cast(Any, self).__dict__.get("_hooks_fwd")
+        if hooks and id(self) not in _forward_ids():
+            return _hooked(self, hooks, args, kwargs)
+        return self._own_call(args, kwargs)
+
+    def _own_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         ids = _forward_ids()
         if id(self) in ids or not overrides_forward(type(self)):
             return super().__call__(*args, **kwargs)  # type: ignore[misc]
@@ -192,9 +199,22 @@ class TorchModule:
             del kwargs["training"]
         return _marked(self, forward, args, kwargs)
 
+    def register_forward_pre_hook(self, hook: Any) -> Any:
+        """``hook(module, args)`` before each call; a value it returns replaces the
+        positional inputs (a tuple, or one input). Returns a handle with ``remove()``."""
+        return _add_hook(self, "pre", hook)
+
+    def register_forward_hook(self, hook: Any) -> Any:
+        """``hook(module, args, output)`` after each call; a value it returns replaces
+        the output (feature extraction). Returns a handle with ``remove()``."""
+        return _add_hook(self, "post", hook)
+
     @property
     def runs_on_arrays(self) -> bool:
-        """As the layer's, unless a subclass's ``forward`` replaced its pass."""
+        """As the layer's, unless a subclass's ``forward`` replaced its pass or hooks
+        watch its calls."""
+        if cast(Any, self).__dict__.get("_hooks_fwd"):
+            return False
         return not overrides_forward(type(self)) and bool(super().runs_on_arrays)  # type: ignore[misc]
 
     def __setattr__(self, key: str, value: Any) -> None:
@@ -403,6 +423,48 @@ class TorchModule:
 
     def __repr__(self) -> str:
         return module_repr(self)  # type: ignore[arg-type]
+
+
+class RemovableHandle:
+    """What ``register_forward_hook`` returns: ``remove()`` takes the hook away."""
+
+    def __init__(self, hooks: dict[int, tuple[str, Any]], key: int) -> None:
+        self.hooks, self.id = hooks, key
+
+    def remove(self) -> None:
+        self.hooks.pop(self.id, None)
+
+
+_HOOK_IDS = iter(range(1 << 62))  # next() on it is atomic under the GIL
+
+
+def _add_hook(module: Any, when: str, hook: Any) -> RemovableHandle:
+    if not callable(hook):
+        raise TypeError(f"a forward hook must be callable, got {type(hook).__name__}")
+    hooks = module.__dict__.get("_hooks_fwd")
+    if hooks is None:
+        hooks = {}
+        object.__setattr__(module, "_hooks_fwd", hooks)
+        structure_changed()  # a graph-free step planned for the model must see them
+    key = next(_HOOK_IDS)
+    hooks[key] = (when, hook)
+    return RemovableHandle(hooks, key)
+
+
+def _hooked(module: Any, hooks: dict[int, tuple[str, Any]], args: tuple[Any, ...],
+            kwargs: dict[str, Any]) -> Any:  # fmt: skip
+    for when, hook in list(hooks.values()):
+        if when == "pre":
+            new = hook(module, args)
+            if new is not None:
+                args = new if isinstance(new, tuple) else (new,)
+    out = module._own_call(args, kwargs)
+    for when, hook in list(hooks.values()):
+        if when == "post":
+            new = hook(module, args, out)
+            if new is not None:
+                out = new
+    return out
 
 
 def _dtype_of(x: Any) -> np.dtype[Any] | None:

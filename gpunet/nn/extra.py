@@ -374,3 +374,82 @@ def _take(x: Tensor, idx: np.ndarray, axis: int) -> Tensor:
         return (xp.moveaxis(xp.matmul(moved, onehot), -1, axis),)
 
     return record(Y, ops, (x,), backward, "pad")
+
+
+class ParameterList(TorchModule, Layer):
+    """``nn.ParameterList(values)``: parameters held by index (``"0"``, ``"1"``, ... in
+    ``state_dict``, as PyTorch), seen by the parent's ``parameters()``."""
+
+    def __init__(self, values: Any = None) -> None:
+        super().__init__()
+        self._count = 0
+        self.built = True
+        self.extend(values or ())
+
+    def append(self, value: Any) -> ParameterList:
+        from gpunet.nn.modules import Parameter
+
+        p = value if isinstance(value, Parameter) else Parameter(value)
+        setattr(self, str(self._count), p)
+        self._count += 1
+        return self
+
+    def extend(self, values: Any) -> ParameterList:
+        for v in values:
+            self.append(v)
+        return self
+
+    def __getitem__(self, i: int) -> Any:
+        n = self._count
+        if not -n <= i < n:
+            raise IndexError(f"index {i} is out of range for a ParameterList of {n}")
+        return getattr(self, str(i % n))
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Any:
+        return (getattr(self, str(i)) for i in range(self._count))
+
+
+class ParameterDict(TorchModule, Layer):
+    """``nn.ParameterDict(parameters)``: parameters held by name."""
+
+    def __init__(self, parameters: Any = None) -> None:
+        super().__init__()
+        self._names: list[str] = []
+        self.built = True
+        for k, v in dict(parameters or {}).items():
+            self[k] = v
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        from gpunet.nn.modules import Parameter
+
+        if not isinstance(key, str) or not key.isidentifier():
+            raise KeyError(f"ParameterDict keys must be identifiers, got {key!r}")
+        setattr(self, key, value if isinstance(value, Parameter) else Parameter(value))
+        if key not in self._names:
+            self._names.append(key)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._names:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._names
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __iter__(self) -> Any:
+        return iter(list(self._names))
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+    def values(self) -> list[Any]:
+        return [getattr(self, k) for k in self._names]
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, getattr(self, k)) for k in self._names]

@@ -89,6 +89,23 @@ def eye_(tensor: Tensor) -> Tensor:
     return _fill(tensor, np.eye(tensor.shape[0], tensor.shape[1]))
 
 
+def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
+                  b: float = 2.0) -> Tensor:  # fmt: skip
+    """Normal(mean, std) draws redrawn until inside ``[a, b]`` (the bounds absolute,
+    as PyTorch's): a ViT's weight initialization."""
+    if not b > a or std <= 0:
+        raise ValueError(f"trunc_normal_ needs a < b and std > 0, got a={a}, b={b}, std={std}")
+    if not (a - mean) / std < 6 or not (b - mean) / std > -6:
+        raise ValueError(f"trunc_normal_: [{a}, {b}] is more than 6 std from the mean {mean}")
+    rng, n = _rng(), math.prod(tensor.shape)
+    out = rng.normal(mean, std, n)
+    bad = (out < a) | (out > b)
+    while bad.any():
+        out[bad] = rng.normal(mean, std, int(bad.sum()))
+        bad = (out < a) | (out > b)
+    return _fill(tensor, out.reshape(tensor.shape))  # type: ignore[no-any-return]
+
+
 def xavier_uniform_(tensor: Tensor, gain: float = 1.0) -> Tensor:
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     a = gain * math.sqrt(6.0 / (fan_in + fan_out))
@@ -136,5 +153,6 @@ def orthogonal_(tensor: Tensor, gain: float = 1.0) -> Tensor:
 
 __all__ = [
     "calculate_gain", "constant_", "eye_", "kaiming_normal_", "kaiming_uniform_", "normal_",
-    "ones_", "orthogonal_", "uniform_", "xavier_normal_", "xavier_uniform_", "zeros_",
+    "ones_", "orthogonal_", "trunc_normal_", "uniform_", "xavier_normal_", "xavier_uniform_",
+    "zeros_",
 ]  # fmt: skip
