@@ -423,4 +423,7 @@ from gpunet import lr_scheduler  # noqa: E402
 
 sys.modules[f"{__name__}.lr_scheduler"] = lr_scheduler
 
-__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "lr_scheduler"]
+from gpunet._lbfgs import LBFGS  # noqa: E402  (it builds on Optimizer above)
+
+__all__ = ["LBFGS", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop",
+           "lr_scheduler"]  # fmt: skip

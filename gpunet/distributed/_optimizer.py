@@ -26,9 +26,13 @@ class _DistributedStep:
     _strategy: MPIStrategy
     _average: bool
 
-    def step(self) -> None:
+    def step(self, closure: Any = None, **kwargs: Any) -> Any:
+        from gpunet.optimizers._base import _run_closure
+
+        loss = _run_closure(closure)  # its gradients, then reduced over the processes
         self._strategy.reduce_gradients(self, average=self._average)
-        super().step()  # type: ignore[misc]
+        super().step(**kwargs)  # type: ignore[misc]
+        return loss
 
 
 _CLASSES: dict[type, type] = {}

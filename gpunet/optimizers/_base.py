@@ -219,14 +219,19 @@ class Optimizer:
             self.groups[i] = g
 
     # -- the step ---------------------------------------------------------------------
-    def step(self, when: Any = None) -> None:
+    def step(self, closure: Any = None, *, when: Any = None) -> Any:
         """Apply one update from the current gradients (parameters without a
         gradient are skipped, as in PyTorch).
+
+        ``closure`` (PyTorch's): a function that clears the gradients, computes the
+        loss and its backward, and returns the loss; it runs first, with gradients
+        recorded, and its loss is returned.
 
         ``when``: a 0-d boolean on the device; where it is false the step changes
         nothing. ``fit`` passes "every loss so far was finite", so on a GPU a
         non-finite loss never reaches the weights although nobody read it yet.
         """
+        loss = _run_closure(closure)
         if not self.groups:
             raise RuntimeError("the optimizer has no parameters: pass params= or compile a model")
         for g in self.groups:
@@ -245,6 +250,7 @@ class Optimizer:
                 xp = g.ops.xp
                 missed = xp.astype(xp.logical_not(when), g.ops.dtype("int32"))
                 g.skipped = xp.asarray(missed if g.skipped is None else g.skipped + missed)
+        return loss
 
     _when: Any = None
     _skipped: Any = None  # the updating group's device count of skipped steps
@@ -353,6 +359,21 @@ def _prob(key: str, v: float, *, closed: bool = False) -> float:
     if not ok:
         raise InvalidParameterError(f"{key} must be in [0, 1), got {v!r}")
     return float(v)
+
+
+def _run_closure(closure: Any) -> Any:
+    """``closure()`` with gradients recorded (PyTorch's ``optimizer.step(closure)``)."""
+    if closure is None:
+        return None
+    if not callable(closure):
+        raise TypeError(
+            f"optimizer.step takes a closure (a function returning the loss), got "
+            f"{type(closure).__name__}; a device flag goes by keyword: step(when=flag)"
+        )
+    from gpunet.autograd import enable_grad
+
+    with enable_grad():
+        return closure()
 
 
 def _pack(params: list[Any], slots: dict[str, float]) -> list[_FlatGroup]:

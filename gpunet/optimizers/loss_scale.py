@@ -162,9 +162,13 @@ class LossScaleOptimizer(Optimizer):
         return self.dynamic_scale if st["ops"].reads_are_free else st["scale"]
 
     # -- the step ----------------------------------------------------------------------------
-    def step(self, when: Any = None) -> None:
+    def step(self, closure: Any = None, *, when: Any = None) -> Any:
         """Unscale, check, and step the inner optimizer unless a gradient was not finite;
-        then update the scale. ``when`` (a device flag) gates the step further."""
+        then update the scale. ``when`` (a device flag) gates the step further;
+        ``closure`` runs first and its loss is returned (PyTorch's)."""
+        from gpunet.optimizers._base import _run_closure
+
+        loss = _run_closure(closure)
         if not self._state:
             self.build(self.inner_optimizer.params)
         st = self._state
@@ -181,10 +185,11 @@ class LossScaleOptimizer(Optimizer):
             self._update(ops, st)
             if finite:
                 self.inner_optimizer.step(when=when)
-            return
+            return loss
         self._update(ops, st)
         ok = st["ok"] if when is None else ops.xp.logical_and(st["ok"], when)
         self.inner_optimizer.step(when=ok)
+        return loss
 
     def _update(self, ops: Any, st: dict[str, Any]) -> None:
         ops.update_scale(st["scale"], st["counter"], st["found"], st["ok"], growth=2.0,
