@@ -139,7 +139,7 @@ def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
     (sharing a NumPy array's memory on the CPU where the dtype allows, as PyTorch)."""
     if isinstance(data, Tensor):
         moved = data if device is None else data.to(device)
-        same = dtype is None or moved.dtype == np.dtype(dtype)
+        same = dtype is None or moved.data.dtype == moved.ops.dtype(np.dtype(dtype).name)
         return moved if same else G.cast(moved, np.dtype(dtype).name)
     from gpunet import tensor
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from gpunet import random as grandom
-from gpunet.autograd import Tensor, as_tensor
+from gpunet.autograd import Tensor
 from gpunet.errors import InvalidParameterError
 
 
@@ -31,8 +31,8 @@ def _t(x: Any, like: Tensor | None = None) -> Tensor:
         return x
     from gpunet import tensor
 
-    if like is not None:
-        return as_tensor(np.asarray(x, dtype=np.dtype(like.dtype)), like.ops)
+    if like is not None:  # host numbers (draws, constants) uploaded in like's dtype
+        return Tensor(like.ops.asarray(np.asarray(x), dtype=like.data.dtype), like.ops)
     return tensor(x)
 
 
@@ -54,7 +54,7 @@ class Categorical:
             if p.ndim < 1:
                 raise InvalidParameterError("`probs` must be at least one-dimensional.")
             p = p / p.sum(dim=-1, keepdim=True)
-            tiny = float(np.finfo(np.dtype(p.dtype)).eps)
+            tiny = float(p.ops.xp.finfo(p.data.dtype).eps)
             self.probs, self.logits = p, p.clamp(tiny, 1.0 - tiny).log()
         else:
             z = _t(logits)
@@ -89,7 +89,7 @@ class Categorical:
         return logits.gather(-1, index.unsqueeze(-1)).squeeze(-1)
 
     def entropy(self) -> Tensor:
-        floor = float(np.finfo(np.dtype(self.logits.dtype)).min)
+        floor = float(self.logits.ops.xp.finfo(self.logits.data.dtype).min)
         return -(self.probs * self.logits.clamp(min=floor)).sum(dim=-1)
 
     @property

@@ -45,9 +45,10 @@ MAX_FILE = 400
 # replicate padding modules (F.pad's new modes): 23,600. gn.accelerator and gn.backends
 # (the quickstart's device line): 23,625. gn.distributions' Categorical and Normal: 23,725.
 # Forward hooks, ParameterList/ParameterDict, parameters_to_vector, trunc_normal_: 23,875.
-# optimizer.step(closure) for every optimizer, and LBFGS on it: 24,000.
+# optimizer.step(closure) for every optimizer, and LBFGS on it: 24,000; the new modules on
+# the simulated device (dtypes by the backend's objects, a cast refused up front): 24,010.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 24000
+MAX_TOTAL = 24010
 
 
 def code_lines(path: Path) -> int:

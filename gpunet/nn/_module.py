@@ -344,10 +344,18 @@ class TorchModule:
         dt = _dtype_of(dtype)
         if dt is None or dt.kind != "f":
             raise TypeError(f"nn.Module.to: dtype must be a floating type, got {dtype!r}")
+        for ops in {id(p.ops): p.ops for _, m in walk(self) for p in m._params}.values():  # type: ignore[arg-type]
+            try:  # every device first: nothing is cast unless all of it can be
+                ops.dtype(dt.name)
+            except (AttributeError, TypeError):
+                raise TypeError(f"device {ops.device!r} has no {dt.name}") from None
         structure_changed()
         for _, m in walk(self):  # type: ignore[arg-type]
             for p in m._params:
-                if np.dtype(p.dtype).kind == "f" and p.dtype != dt:
+                xp = p.ops.xp  # (any backend's dtype objects: the simulated device's too)
+                if xp.isdtype(p.data.dtype, "real floating") and p.data.dtype != p.ops.dtype(
+                    dt.name
+                ):
                     grad = p._grad
                     p.data = p.ops.asarray(p.data, dtype=dt.name)
                     p._gbuf = None

@@ -366,8 +366,7 @@ def _take(x: Tensor, idx: np.ndarray, axis: int) -> Tensor:
     ops, xp = x.ops, x.ops.xp
     index = ops.asarray(idx)
     Y = xp.take(x.data, index, axis=axis)
-    onehot = ops.asarray((idx[:, None] == np.arange(x.shape[axis])[None, :]).astype(
-        np.dtype(x.dtype).name))  # fmt: skip
+    onehot = ops.asarray(idx[:, None] == np.arange(x.shape[axis])[None, :], dtype=x.data.dtype)
 
     def backward(g: Any) -> tuple[Any]:
         moved = xp.moveaxis(g, axis, -1)

@@ -192,7 +192,7 @@ def kl_div(input: Tensor, target: Any, reduction: str = "mean", log_target: bool
     if log_target:
         L = G.exp(t) * (t - x)
     else:
-        tiny = float(np.finfo(np.dtype(x.dtype)).tiny)
+        tiny = float(x.ops.xp.finfo(x.data.dtype).smallest_normal)  # any backend's dtype
         L = t * (G.log(G.clamp(t, min=tiny)) - x)  # t log t -> 0 at t = 0, finite gradient
     if reduction == "batchmean":
         return L.sum() / (x.shape[0] if x.ndim else 1)
