@@ -94,7 +94,11 @@ class Categorical:
 
     @property
     def mean(self) -> Tensor:
-        raise NotImplementedError("Categorical has no mean (as in PyTorch: it is NaN there)")
+        """NaN of the batch shape, as PyTorch's: categories have no mean."""
+        ops = self.probs.ops
+        return Tensor(ops.full(self.batch_shape, float("nan"), self.probs.data.dtype), ops)
+
+    variance = mean
 
 
 class Normal:

@@ -45,6 +45,9 @@ def test_categorical_samples_follow_the_probabilities():
     freq = np.stack([np.bincount(s.numpy()[:, i], minlength=3) / 20000 for i in range(2)])
     np.testing.assert_allclose(freq, p, atol=0.015)
     assert D.Categorical(logits=gn.tensor([0.0, 5.0])).sample().shape == ()
+    m, t = D.Categorical(probs=gn.tensor(p)), TD.Categorical(probs=torch.from_numpy(p))
+    np.testing.assert_array_equal(m.mean.numpy(), t.mean.numpy())  # NaN, as torch
+    np.testing.assert_array_equal(m.variance.numpy(), t.variance.numpy())
 
 
 def test_normal_matches_torch_and_rsample_carries_the_gradient():
