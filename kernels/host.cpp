@@ -345,6 +345,34 @@ static void sigmoid_bce(T* L, T* dZ, const T* Z, const T* targets, long long B, 
     });
 }
 
+// sum((P - Y)^2) of n elements into *total and G = scale * (P - Y), in one pass (the
+// loss of nn.functional.mse_loss and its gradient: an encoder step's three passes and
+// two 1 MB temporaries were 0.4 ms). Chunks of 4096 summed in T (lanes of 256 each),
+// the chunks in double, combined in chunk order: the same bits on every run.
+template <typename T>
+static T sq_err_chunk(T* __restrict G, const T* __restrict P, const T* __restrict Y, long long n,
+                      T scale) {
+    T s = T(0);
+#pragma omp simd reduction(+ : s)
+    for (long long i = 0; i < n; ++i) {
+        const T d = P[i] - Y[i];
+        s += d * d;
+        G[i] = scale * d;
+    }
+    return s;
+}
+
+template <typename T>
+static void sq_err(T* G, double* total, const T* P, const T* Y, long long n, T scale) {
+    const long long chunk = 4096, R = (n + chunk - 1) / chunk;
+    rows_summed<double>(R, n, total, 1, [=](long long r0, long long r1, double* acc) {
+        for (long long r = r0; r < r1; ++r) {
+            const long long a = r * chunk, m = a + chunk < n ? chunk : n - a;
+            acc[0] += double(sq_err_chunk<T>(G + a, P + a, Y + a, m, scale));
+        }
+    });
+}
+
 // The host's attention rows: attention.cuh's row routines with their loops split so
 // that GCC vectorizes them (exp through libmvec): the row routine's per-key mask and
 // causal tests kept it scalar, 7 ns a score, most of a T = 2048 attention step. Keys
@@ -983,6 +1011,10 @@ static void gru_backward(T* dZx, T* dZh, T* dhp, const T* dh, const T* Zx, const
                                            long long B, long long K, double ls, const T* sc,     \
                                            double scale) {                                       \
         sigmoid_bce<T>(L, dZ, Z, targets, B, K, T(ls), sc, T(scale));                            \
+    }                                                                                            \
+    extern "C" void gpunet_sq_err_##S(T* G, double* total, const T* P, const T* Y, long long n,  \
+                                      double scale) {                                            \
+        sq_err<T>(G, total, P, Y, n, T(scale));                                                  \
     }                                                                                            \
     extern "C" void gpunet_adam_##S(T* P, const T* G, T* M, T* V, long long n, double lr_t,      \
                                     double b1, double b2, double eps, double keep) {             \

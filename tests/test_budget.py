@@ -47,8 +47,9 @@ MAX_FILE = 400
 # Forward hooks, ParameterList/ParameterDict, parameters_to_vector, trunc_normal_: 23,875.
 # optimizer.step(closure) for every optimizer, and LBFGS on it: 24,000; the new modules on
 # the simulated device (dtypes by the backend's objects, a cast refused up front): 24,010.
+# mse_loss as one op with its host kernel (loss and gradient in one pass): 24,025.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 24010
+MAX_TOTAL = 24025
 
 
 def code_lines(path: Path) -> int:

@@ -61,6 +61,7 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "act_bwd": (_i, [_p, _p, _p, _p, _p, _ll, _ll, _i, _d]),
     "softmax_xent": (None, [_p, _p, _p, _p, _p, _ll, _ll, _d, _p, _d]),
     "sigmoid_bce": (None, [_p, _p, _p, _p, _ll, _ll, _d, _p, _d]),
+    "sq_err": (None, [_p, _p, _p, _p, _ll, _d]),  # G, total (double), P, Y, n, scale
     "adam": (None, [_p, _p, _p, _p, _ll, _d, _d, _d, _d, _d]),
     "sgd": (None, [_p, _p, _p, _ll, _d, _d, _d, _d, _i, _d]),
     # pooling: pointers, then (B, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL) [, include_pad]

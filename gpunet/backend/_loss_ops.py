@@ -104,6 +104,12 @@ class LossOps:
         dP = G / S - xp.sum(G * P, axis=-1, keepdims=True) / (S * S)
         return L, dP * self._row_scale(scale, 1)
 
+    def squared_error(self, P: Array, T: Array, *, scale: float) -> tuple[Array, Array]:
+        """``(sum((P - T)**2), scale * (P - T))``: a whole-array squared error (PyTorch's
+        ``mse_loss``, ``scale`` its gradient's factor) and its gradient, 0-d and like P."""
+        E = P - T
+        return self.xp.sum(E * E), E * scale
+
     def mean_squared_error(self, P: Array, T: Array, *, scale: Any) -> tuple[Array, Array]:
         E = P - T
         return self.xp.mean(E * E, axis=-1), (2.0 * E) * self._row_scale(scale, P.shape[-1])

@@ -224,6 +224,16 @@ class NumpyOps(HostConvOps, HostRecurrentOps, HostAttentionOps, Ops):
         suffix, sc = _fast(Z, *others), self._scale_args(scale, Z.dtype)
         return None if suffix is None or sc is None else (suffix, sc)
 
+    def squared_error(self, P: Array, T: Array, *, scale: float) -> tuple[Array, Array]:
+        """One pass of the host kernel (sums in double per chunk of 4096)."""
+        suffix = _fast(P, T) if self.host is not None and P.size >= LOSS_HOST_MIN else None
+        if suffix is None or P.shape != T.shape:
+            return super().squared_error(P, T, scale=scale)
+        G, total = np.empty_like(P), np.zeros(1)
+        self.host.sq_err[suffix](G.ctypes.data, total.ctypes.data, P.ctypes.data,
+                                 T.ctypes.data, P.size, scale)  # fmt: skip
+        return total.astype(P.dtype).reshape(()), G
+
     def softmax_cross_entropy(
         self, Z: Array, T: Array, *, scale: Any, label_smoothing: float = 0.0
     ) -> tuple[Array, Array]:

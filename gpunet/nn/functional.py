@@ -149,13 +149,21 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
 
 
 def _squared_error(x: Tensor, t: Tensor, mean: bool) -> Tensor:
-    """``sum((x - t)**2)`` (over its size when ``mean``) as one node: one difference
-    kept for the backward instead of the three nodes' five temporaries."""
-    xp = x.ops.xp
-    D = x.data - t.data
-    n = D.size if mean else 1
-    L = xp.sum(D * D) / n if n else xp.sum(D * D) * float("nan")  # PyTorch: mean of none is NaN
-    return record(L, x.ops, (x,), lambda g: (D * (g * (2.0 / max(n, 1))),), "mse_loss")
+    """``sum((x - t)**2)`` (over its size when ``mean``) as one node: the loss and its
+    gradient in one op (one kernel pass on the host), the gradient kept for the
+    backward instead of the three nodes' five temporaries."""
+    ops = x.ops
+    n = x.data.size if mean else 1
+    total, G = ops.squared_error(x.data, t.data, scale=2.0 / max(n, 1))
+    L = total / n if n else total * float("nan")  # PyTorch: the mean of none is NaN
+
+    def backward(g: Any) -> tuple[Any]:
+        # the usual seed, a host 1: G itself (this node's own; the engine frees the node)
+        if ops.is_host and getattr(g, "shape", None) == () and g == 1.0:
+            return (G,)
+        return (G * g,)
+
+    return record(L, ops, (x,), backward, "mse_loss")
 
 
 def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:

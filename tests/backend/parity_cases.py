@@ -418,6 +418,25 @@ def _regression_case(op: str, kw: dict[str, Any], positive: bool, probs: bool) -
     return Case(f"{op}:{_spec_id('', kw)[1:]}", (op,), build, call)
 
 
+def _squared_error_case() -> Case:
+    """``mse_loss``'s whole-array op: sums over the chunks and threads of the kernel's
+    split (the "large" size), an exact zero error, inf and NaN propagated."""
+
+    def build(size: str, rng: np.random.Generator) -> Inputs:
+        B, K = loss_shape(size, 4)
+        P, T = rng.standard_normal((B, K)) * 2, rng.standard_normal((B, K))
+        if P.size >= 3:
+            T.reshape(-1)[0] = P.reshape(-1)[0]
+        if size == "odd":  # the other sizes keep the sum finite, to check its rounding
+            P.reshape(-1)[1:3] = [np.inf, np.nan]
+        return {"P": P, "T": T}
+
+    def call(ops: Any, a: Inputs) -> tuple[Any, ...]:
+        return ops.squared_error(a["P"], a["T"], scale=0.37)
+
+    return Case("squared_error", ("squared_error",), build, call, sizes=ALL)
+
+
 def _loss_cases() -> list[Case]:
     cases = []
     for target in ("onehot", "soft", "int64", "int32"):
@@ -438,6 +457,7 @@ def _loss_cases() -> list[Case]:
         _regression_case("categorical_cross_entropy", eps, True, False),
         _regression_case("categorical_cross_entropy", {**eps, "label_smoothing": 0.1}, True, False),
         _regression_case("mean_squared_error", {}, False, False),
+        _squared_error_case(),
         _regression_case("mean_absolute_error", {}, False, False),
         _regression_case("huber", {"delta": 1.0}, False, False),
         _regression_case("poisson", eps, True, False),
