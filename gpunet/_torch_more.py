@@ -62,6 +62,62 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *,
     return Tensor(input.ops.asarray(out), input.ops)
 
 
+def get_default_dtype() -> Any:
+    """The dtype Python floats and new weights take (``config.floatx``; float32)."""
+    return np.dtype(config.floatx())
+
+
+def set_default_dtype(d: Any) -> None:
+    """Set the dtype Python floats and new weights take: float32, float64 or float16
+    (process-wide, as PyTorch's and ``config.set_floatx``)."""
+    name = np.dtype(d).name
+    if name not in config.FLOAT_DTYPES:
+        raise TypeError(f"only floating-point types are supported as the default type, got {d}")
+    config.set_floatx(name)
+
+
+def _no_generator(fn: str, generator: Any) -> None:
+    if generator is not None:
+        raise NotImplementedError(f"{fn}: generator= is not supported; seed with gn.manual_seed")
+
+
+def normal(
+    mean: Any, std: Any = 1.0, size: Any = None, *, generator: Any = None, dtype: Any = None,
+    device: Any = None, requires_grad: bool = False,
+) -> Tensor:  # fmt: skip
+    """Normal draws of ``mean`` and ``std`` (tensors, elementwise and broadcast, or
+    numbers with ``size``) from the seeded ``init`` stream, as ``torch.normal``."""
+    _no_generator("normal", generator)
+    like = next((t for t in (mean, std) if isinstance(t, Tensor)), None)
+    m, s = (t.numpy() if isinstance(t, Tensor) else np.asarray(t, np.float64) for t in (mean, std))
+    if like is None and size is None:
+        raise TypeError("normal: give size= when mean and std are both numbers")
+    if (s < 0).any():
+        raise RuntimeError(f"normal expects all elements of std >= 0.0, got {s.min()}")
+    shape = _size((size,)) if size is not None else np.broadcast_shapes(m.shape, s.shape)
+    draws = grandom.generator("init").standard_normal(shape) * s + m
+    if like is not None and device is None:
+        return _make(draws, dtype or like.dtype, like.ops, requires_grad)
+    return _make(draws, dtype, device, requires_grad)
+
+
+def bernoulli(input: Tensor, p: float | None = None, *, generator: Any = None) -> Tensor:
+    """0/1 draws (in ``input``'s dtype) with the probabilities ``input`` (or ``p``)."""
+    _no_generator("bernoulli", generator)
+    probs = input.numpy() if p is None else np.full(input.shape, float(p))
+    if not ((probs >= 0) & (probs <= 1)).all():
+        raise RuntimeError("bernoulli: expected all probabilities in [0, 1]")
+    draws = grandom.generator("init").random(probs.shape) < probs
+    return Tensor(input.ops.asarray(draws, dtype=input.dtype), input.ops)
+
+
+def dropout(input: Tensor, p: float = 0.5, train: bool = True) -> Tensor:
+    """``nn.functional.dropout`` as ``torch.dropout(input, p, train)``."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    return G.dropout(input, float(p), bool(train))
+
+
 def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     return _make(np.zeros(_size(size)), dtype, device, requires_grad)
 
@@ -216,6 +272,7 @@ __all__ = [
     "amin",
     "argsort",
     "as_tensor",
+    "bernoulli",
     "bmm",
     "ceil",
     "chunk",
@@ -225,6 +282,7 @@ __all__ = [
     "diag",
     "diagonal",
     "dot",
+    "dropout",
     "einsum",
     "empty",
     "empty_like",
@@ -234,6 +292,7 @@ __all__ = [
     "floor",
     "full_like",
     "gather",
+    "get_default_dtype",
     "index_select",
     "inference_mode",
     "is_tensor",
@@ -251,6 +310,7 @@ __all__ = [
     "narrow",
     "nonzero",
     "norm",
+    "normal",
     "numel",
     "outer",
     "prod",
@@ -261,6 +321,7 @@ __all__ = [
     "roll",
     "round",
     "rsqrt",
+    "set_default_dtype",
     "set_grad_enabled",
     "sign",
     "sort",

@@ -165,6 +165,11 @@ class Tensor(TensorMethods, TensorMore):
     def device(self) -> str:
         return str(self.ops.device)
 
+    @property
+    def is_cuda(self) -> bool:
+        """Whether the data lives on a CUDA device (PyTorch's ``tensor.is_cuda``)."""
+        return str(self.ops.device).startswith("cuda")
+
     def __len__(self) -> int:
         return int(self.data.shape[0])
 

@@ -277,6 +277,11 @@ class TensorMethods:
     def T(self) -> Any:
         return _F().transpose(self)
 
+    @property
+    def mT(self) -> Any:
+        """The last two axes swapped (of each matrix in a batch)."""
+        return _F().transpose(self)
+
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Any:
         return _F().flatten(self, start_dim, end_dim)
 

@@ -476,6 +476,7 @@ def _torch_more_cases() -> list[Case]:
     drop = nn.Dropout2d(0.5)
     gnorm, inorm = nn.GroupNorm(3, 6, **f64), nn.InstanceNorm2d(3, affine=True, **f64)
     prelu = nn.PReLU(3, **f64)
+    scale_e = r.normal(size=(2, 3, 3))
     for p in (*gnorm.parameters(), *inorm.parameters(), *prelu.parameters()):
         p.data[...] = r.normal(size=p.shape)
     cases += [
@@ -529,6 +530,24 @@ def _torch_more_cases() -> list[Case]:
             ),
         ),
         Case("torch:minimum(broadcast)", [A, B[:1]], lambda a, b: gn.minimum(a, b)),
+        Case(
+            "torch:F.layer_norm(2 axes, weight, bias)",
+            [x3[:, :2, :3], r.normal(size=(2, 3)), r.normal(size=(2, 3))],
+            lambda a, w, b: NF.layer_norm(a, (2, 3), w, b),
+        ),
+        Case(
+            "torch:F.batch_norm(training, weight, bias)",
+            [x4, r.normal(size=3), r.normal(size=3)],
+            lambda a, w, b: NF.batch_norm(a, None, None, w, b, training=True),
+        ),
+        Case(  # ids with repeats; the padding row's zero gradient is a rule, tested
+            "torch:F.embedding(weight, padding_idx)",  # against torch, not a derivative
+            [r.normal(size=(6, 3))],
+            lambda w: (
+                NF.embedding(gn.tensor([[3, 1, 3], [0, 5, 1]]), w, padding_idx=4)
+                * gn.tensor(scale_e)
+            ),
+        ),
     ]
     return cases
 

@@ -339,6 +339,9 @@ def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
     return pool(input)  # type: ignore[no-any-return]
 
 
+from gpunet.nn._functional_norms import batch_norm as batch_norm  # noqa: E402
+from gpunet.nn._functional_norms import embedding as embedding  # noqa: E402
+from gpunet.nn._functional_norms import layer_norm as layer_norm  # noqa: E402
 from gpunet.nn.attention import scaled_dot_product_attention as scaled_dot_product_attention  # noqa: E402
 from gpunet.nn.extra import hardtanh as hardtanh  # noqa: E402
 from gpunet.nn.extra import logsigmoid as logsigmoid  # noqa: E402
