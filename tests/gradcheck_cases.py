@@ -477,6 +477,7 @@ def _torch_more_cases() -> list[Case]:
     gnorm, inorm = nn.GroupNorm(3, 6, **f64), nn.InstanceNorm2d(3, affine=True, **f64)
     prelu = nn.PReLU(3, **f64)
     scale_e = r.normal(size=(2, 3, 3))
+    signs = np.array([1.0, -1.0, -1.0])
     for p in (*gnorm.parameters(), *inorm.parameters(), *prelu.parameters()):
         p.data[...] = r.normal(size=p.shape)
     cases += [
@@ -539,6 +540,22 @@ def _torch_more_cases() -> list[Case]:
             "torch:F.batch_norm(training, weight, bias)",
             [x4, r.normal(size=3), r.normal(size=3)],
             lambda a, w, b: NF.batch_norm(a, None, None, w, b, training=True),
+        ),
+        Case("torch:F.pairwise_distance(p=3)", [A, B], lambda a, b: NF.pairwise_distance(a, b, 3)),
+        Case(
+            "torch:F.margin_ranking_loss",
+            [A[:, 0], B[:, 0]],
+            lambda a, b: NF.margin_ranking_loss(a, b, gn.tensor(signs), margin=0.1),
+        ),
+        Case(
+            "torch:F.triplet_margin_loss(swap)",
+            [A, B, 0.5 * A + 0.2 * B],
+            lambda a, p, n: NF.triplet_margin_loss(a, p, n, 2.0, swap=True, reduction="none"),
+        ),
+        Case(
+            "torch:F.cosine_embedding_loss",
+            [A, B],
+            lambda a, b: NF.cosine_embedding_loss(a, b, gn.tensor(signs), margin=-0.9),
         ),
         Case(  # ids with repeats; the padding row's zero gradient is a rule, tested
             "torch:F.embedding(weight, padding_idx)",  # against torch, not a derivative

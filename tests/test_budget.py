@@ -49,9 +49,10 @@ MAX_FILE = 400
 # the simulated device (dtypes by the backend's objects, a cast refused up front): 24,010.
 # mse_loss as one op with its host kernel (loss and gradient in one pass): 24,025.
 # F.layer_norm/batch_norm/embedding, torch.normal/bernoulli/dropout, the default dtype,
-# Tensor.is_cuda and mT: 24,210.
+# Tensor.is_cuda and mT: 24,210. The distance and ranking losses (PairwiseDistance,
+# MarginRankingLoss, TripletMarginLoss, CosineEmbeddingLoss): 24,310.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 24210
+MAX_TOTAL = 24310
 
 
 def code_lines(path: Path) -> int:

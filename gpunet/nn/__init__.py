@@ -12,6 +12,12 @@ Example:
 """
 
 from gpunet.nn import functional, init, utils
+from gpunet.nn._losses_more import (
+    CosineEmbeddingLoss,
+    MarginRankingLoss,
+    PairwiseDistance,
+    TripletMarginLoss,
+)
 from gpunet.nn.attention import MultiheadAttention
 from gpunet.nn.cells import GRUCell, LSTMCell, RNNCell
 from gpunet.nn.conv import (
@@ -116,6 +122,7 @@ __all__ = [
     "Conv1d",
     "Conv2d",
     "ConvTranspose2d",
+    "CosineEmbeddingLoss",
     "CosineSimilarity",
     "CrossEntropyLoss",
     "Dropout",
@@ -138,6 +145,7 @@ __all__ = [
     "Linear",
     "LogSoftmax",
     "MSELoss",
+    "MarginRankingLoss",
     "MaxPool1d",
     "MaxPool2d",
     "Mish",
@@ -147,6 +155,7 @@ __all__ = [
     "MultiheadAttention",
     "NLLLoss",
     "PReLU",
+    "PairwiseDistance",
     "Parameter",
     "ParameterDict",
     "ParameterList",
@@ -171,6 +180,7 @@ __all__ = [
     "TransformerDecoderLayer",
     "TransformerEncoder",
     "TransformerEncoderLayer",
+    "TripletMarginLoss",
     "Unflatten",
     "Upsample",
     "ZeroPad2d",

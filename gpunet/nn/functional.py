@@ -342,6 +342,10 @@ def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
 from gpunet.nn._functional_norms import batch_norm as batch_norm  # noqa: E402
 from gpunet.nn._functional_norms import embedding as embedding  # noqa: E402
 from gpunet.nn._functional_norms import layer_norm as layer_norm  # noqa: E402
+from gpunet.nn._losses_more import cosine_embedding_loss as cosine_embedding_loss  # noqa: E402
+from gpunet.nn._losses_more import margin_ranking_loss as margin_ranking_loss  # noqa: E402
+from gpunet.nn._losses_more import pairwise_distance as pairwise_distance  # noqa: E402
+from gpunet.nn._losses_more import triplet_margin_loss as triplet_margin_loss  # noqa: E402
 from gpunet.nn.attention import scaled_dot_product_attention as scaled_dot_product_attention  # noqa: E402
 from gpunet.nn.extra import hardtanh as hardtanh  # noqa: E402
 from gpunet.nn.extra import logsigmoid as logsigmoid  # noqa: E402
