@@ -32,6 +32,13 @@ from gpunet.optimizers._base import Optimizer as _Base
 from gpunet.optimizers._base import _pack
 
 
+def check_betas(group: dict[str, Any]) -> None:
+    """Adam's family: each of ``group["betas"]`` in [0, 1)."""
+    for i, b in enumerate(group["betas"]):
+        if not 0.0 <= b < 1.0:
+            raise InvalidParameterError(f"Invalid beta parameter at index {i}: {b!r}")
+
+
 class Optimizer(_Base):
     """Base of the PyTorch spellings: ``param_groups``, ``state_dict``, ``zero_grad``.
 
@@ -264,9 +271,7 @@ class Adam(Optimizer):
 
     def _check(self, group: dict[str, Any]) -> None:
         super()._check(group)
-        for i, b in enumerate(group["betas"]):
-            if not 0.0 <= b < 1.0:
-                raise InvalidParameterError(f"Invalid beta parameter at index {i}: {b!r}")
+        check_betas(group)
 
     def _slots(self, group: dict[str, Any]) -> dict[str, float]:
         return {
@@ -424,6 +429,19 @@ from gpunet import lr_scheduler  # noqa: E402
 sys.modules[f"{__name__}.lr_scheduler"] = lr_scheduler
 
 from gpunet._lbfgs import LBFGS  # noqa: E402  (it builds on Optimizer above)
+from gpunet._optim_more import Adamax, NAdam, RAdam  # noqa: E402  (as LBFGS)
 
-__all__ = ["LBFGS", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop",
-           "lr_scheduler"]  # fmt: skip
+__all__ = [
+    "LBFGS",
+    "SGD",
+    "Adadelta",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "NAdam",
+    "Optimizer",
+    "RAdam",
+    "RMSprop",
+    "lr_scheduler",
+]  # fmt: skip

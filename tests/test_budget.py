@@ -50,9 +50,10 @@ MAX_FILE = 400
 # mse_loss as one op with its host kernel (loss and gradient in one pass): 24,025.
 # F.layer_norm/batch_norm/embedding, torch.normal/bernoulli/dropout, the default dtype,
 # Tensor.is_cuda and mT: 24,210. The distance and ranking losses (PairwiseDistance,
-# MarginRankingLoss, TripletMarginLoss, CosineEmbeddingLoss): 24,310.
+# MarginRankingLoss, TripletMarginLoss, CosineEmbeddingLoss): 24,310. The optimizers
+# Adamax, NAdam and RAdam (NAdam's float32 momentum product kept as PyTorch's): 24,445.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 24310
+MAX_TOTAL = 24445
 
 
 def code_lines(path: Path) -> int:

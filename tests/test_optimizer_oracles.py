@@ -88,6 +88,14 @@ TORCH_CASES = [
     ("Adagrad", {"weight_decay": 0.1}),
     ("Adadelta", {}),
     ("Adadelta", {"lr": 0.5, "rho": 0.8, "eps": 1e-4, "weight_decay": 0.1}),
+    ("Adamax", {}),
+    ("Adamax", {"lr": 0.05, "betas": (0.8, 0.99), "eps": 1e-3, "weight_decay": 0.1}),
+    ("NAdam", {}),
+    ("NAdam", {"lr": 0.01, "betas": (0.8, 0.99), "momentum_decay": 0.05, "weight_decay": 0.1}),
+    ("NAdam", {"lr": 0.01, "weight_decay": 0.2, "decoupled_weight_decay": True}),
+    ("RAdam", {}),  # 10 steps: the plain-momentum start (rho_t <= 5), then rectified
+    ("RAdam", {"lr": 0.01, "betas": (0.8, 0.9), "eps": 1e-4, "weight_decay": 0.1}),
+    ("RAdam", {"lr": 0.01, "weight_decay": 0.2, "decoupled_weight_decay": True}),
 ]
 
 
@@ -411,3 +419,16 @@ def test_learning_rate_reads_and_assignments_as_keras():
     mine, ref = gn.optimizers.Adam(0.5), keras.optimizers.Adam(0.5)
     mine.learning_rate = ref.learning_rate = 0.25
     assert mine.learning_rate == float(ref.learning_rate) == 0.25
+
+
+@pytest.mark.parametrize("name", ["Adamax", "NAdam", "RAdam"])
+def test_adam_family_refuses_bad_hyperparameters_as_torch(name):
+    P = _gn_params(*_data(8)[:1], ["float64"] * 3)
+    for bad in ({"betas": (1.0, 0.9)}, {"betas": (0.9, -0.1)}, {"lr": -1.0}, {"eps": -1e-8}):
+        with pytest.raises(gn.errors.InvalidParameterError, match="Invalid"):
+            getattr(gn.optim, name)(P, **bad)
+        with pytest.raises(ValueError, match="Invalid"):
+            getattr(torch.optim, name)(_torch_params(_data(8)[0], ["float64"] * 3), **bad)
+    if name == "NAdam":
+        with pytest.raises(gn.errors.InvalidParameterError, match="momentum_decay"):
+            gn.optim.NAdam(P, momentum_decay=-0.1)
