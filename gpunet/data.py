@@ -1,8 +1,8 @@
 """Datasets and loaders as both ecosystems write them: ``Dataset``,
-``TensorDataset``, ``Subset``, ``random_split`` and ``DataLoader`` (PyTorch's
-names and arguments) for a hand-written loop, and ``PyDataset`` (Keras's) for a
-sequence of batches that ``fit`` streams. They are reached as ``gn.data.*``
-(and ``gn.utils.PyDataset``).
+``IterableDataset``, ``TensorDataset``, ``ConcatDataset``, ``Subset``,
+``random_split``, the samplers and ``DataLoader`` (PyTorch's names and arguments)
+for a hand-written loop, and ``PyDataset`` (Keras's) for a sequence of batches
+that ``fit`` streams. They are reached as ``gn.data.*`` (and ``gn.utils.PyDataset``).
 
 Example:
     >>> import numpy as np, gpunet as gn
@@ -14,16 +14,31 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from gpunet import random as grandom
+from gpunet._samplers import (
+    BatchSampler,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    SubsetRandomSampler,
+    WeightedRandomSampler,
+    _rng,
+)
 from gpunet.autograd import Tensor
 from gpunet.errors import InputValidationError, InvalidParameterError
+
+__all__ = [
+    "BatchSampler", "ConcatDataset", "DataLoader", "Dataset", "IterableDataset", "PyDataset",
+    "RandomSampler", "Sampler", "SequentialSampler", "Subset", "SubsetRandomSampler",
+    "TensorDataset", "WeightedRandomSampler", "default_collate", "random_split",
+]  # fmt: skip
 
 
 class Dataset:
@@ -34,6 +49,61 @@ class Dataset:
 
     def __len__(self) -> int:
         raise NotImplementedError(f"{type(self).__name__} must define __len__")
+
+    def __add__(self, other: Any) -> ConcatDataset:
+        return ConcatDataset([self, other])
+
+
+class IterableDataset(Dataset):
+    """Stream-style dataset: subclass and define ``__iter__`` yielding samples. A
+    ``DataLoader`` reads it in order (no ``shuffle`` or sampler); ``__len__`` is optional.
+
+    Example:
+        >>> import gpunet as gn
+        >>> class Count(gn.data.IterableDataset):
+        ...     def __iter__(self):
+        ...         return iter(range(5))
+        >>> [b.tolist() for b in gn.data.DataLoader(Count(), batch_size=2)]
+        [[0, 1], [2, 3], [4]]
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        raise NotImplementedError(f"{type(self).__name__} must define __iter__")
+
+    def __len__(self) -> int:
+        raise TypeError(f"{type(self).__name__} has no __len__")
+
+
+class ConcatDataset(Dataset):
+    """The samples of several map-style datasets, one after the other.
+
+    Example:
+        >>> import gpunet as gn
+        >>> ds = gn.data.ConcatDataset([[1, 2], [3, 4, 5]])
+        >>> len(ds), ds.cumulative_sizes, ds[2], ds[-1]
+        (5, [2, 5], 3, 5)
+    """
+
+    def __init__(self, datasets: Iterable[Any]) -> None:
+        self.datasets = list(datasets)
+        if not self.datasets:
+            raise AssertionError("datasets should not be an empty iterable")
+        if any(isinstance(d, IterableDataset) for d in self.datasets):
+            raise AssertionError("ConcatDataset does not support IterableDataset")
+        self.cumulative_sizes = list(itertools.accumulate(len(d) for d in self.datasets))
+
+    def __len__(self) -> int:
+        return self.cumulative_sizes[-1]
+
+    def __getitem__(self, index: int) -> Any:
+        n = len(self)
+        if index < -n:
+            raise InputValidationError("absolute value of index should not exceed dataset length")
+        if index >= n:
+            raise IndexError(f"index {index} is out of range for a dataset of length {n}")
+        index = index + n if index < 0 else index
+        d = bisect.bisect_right(self.cumulative_sizes, index)
+        return self.datasets[d][index - (self.cumulative_sizes[d - 1] if d else 0)]
 
 
 def _rows(a: Any) -> Any:
@@ -89,20 +159,6 @@ class Subset(Dataset):
         return self.dataset._batch(np.asarray(self.indices)[indices])
 
 
-def _rng(generator: Any) -> np.random.Generator:
-    """A NumPy generator from ``generator``: ``None`` (gpunet's seeded shuffle
-    stream, so ``gn.utils.set_random_seed`` fixes it), an int seed, or a Generator."""
-    if generator is None:
-        return grandom.generator("shuffle")
-    if isinstance(generator, np.random.Generator):
-        return generator
-    if isinstance(generator, (int, np.integer)) and not isinstance(generator, bool):
-        return np.random.default_rng(int(generator))
-    raise InvalidParameterError(
-        f"generator must be None, an int seed or a numpy.random.Generator, got {generator!r}"
-    )
-
-
 def random_split(dataset: Any, lengths: Sequence[float], generator: Any = None) -> list[Subset]:
     """Split ``dataset`` at random into ``Subset`` s of ``lengths`` (counts, or
     fractions summing to 1, the remainder given out one by one as PyTorch does).
@@ -150,12 +206,18 @@ def default_collate(samples: list[Any]) -> Any:
 
 
 class DataLoader:
-    """Batches of a dataset, in order or shuffled (PyTorch's ``DataLoader``).
+    """Batches of a dataset, in order, shuffled or in a sampler's order (PyTorch's
+    ``DataLoader``, its arguments in its order).
 
     Args:
-        dataset: Anything with ``__getitem__`` and ``__len__``.
+        dataset: Anything with ``__getitem__`` and ``__len__``, or an ``IterableDataset``
+            (read in its own order: no ``shuffle``, ``sampler`` or ``batch_sampler``).
         batch_size: Samples per batch; ``None`` yields samples one by one, unbatched.
         shuffle: A fresh order every pass, drawn from ``generator``.
+        sampler: The indices to read, in order (a ``Sampler`` or any iterable of
+            indices); excludes ``shuffle``.
+        batch_sampler: Yields whole batches of indices; excludes ``batch_size``,
+            ``shuffle``, ``sampler`` and ``drop_last``.
         drop_last: Drop the last, smaller batch.
         generator: ``None`` (gpunet's seeded shuffle stream), an int seed, or a
             ``numpy.random.Generator``.
@@ -165,45 +227,94 @@ class DataLoader:
     """
 
     def __init__(self, dataset: Any, batch_size: int | None = 1, shuffle: bool = False,
-                 drop_last: bool = False, generator: Any = None,
-                 collate_fn: Callable[[list[Any]], Any] | None = None, num_workers: int = 0,
-                 pin_memory: bool = False) -> None:  # fmt: skip
+                 sampler: Any = None, batch_sampler: Any = None, num_workers: int = 0,
+                 collate_fn: Callable[[list[Any]], Any] | None = None, pin_memory: bool = False,
+                 drop_last: bool = False, generator: Any = None) -> None:  # fmt: skip
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
             raise InvalidParameterError(
                 f"batch_size should be a positive integer value or None, got {batch_size!r}"
             )
-        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+        self._iterable = isinstance(dataset, IterableDataset)
+        if self._iterable:
+            for name, value in (("shuffle", shuffle or None), ("sampler", sampler),
+                                ("batch_sampler", batch_sampler)):  # fmt: skip
+                if value is not None:
+                    raise InvalidParameterError(
+                        f"DataLoader with IterableDataset: expected unspecified {name} option, "
+                        f"but got {name}={value!r}"
+                    )
+        elif not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
             raise InvalidParameterError(
                 f"DataLoader needs a dataset with __getitem__ and __len__, got {type(dataset)!r}"
+            )
+        if sampler is not None and shuffle:
+            raise InvalidParameterError("sampler option is mutually exclusive with shuffle")
+        if batch_sampler is not None:
+            options = (
+                ("batch_size", batch_size, batch_size != 1),
+                ("shuffle", shuffle, bool(shuffle)),
+                ("sampler", sampler, sampler is not None),
+                ("drop_last", drop_last, bool(drop_last)),
+            )
+            clash = [f"{k}={v!r}" for k, v, given in options if given]
+            if clash:
+                raise InvalidParameterError(
+                    "batch_sampler option is mutually exclusive with batch_size, shuffle, "
+                    f"sampler, and drop_last; got {', '.join(clash)}"
+                )
+            batch_size, drop_last = None, False
+        elif batch_size is None and drop_last:
+            raise InvalidParameterError(
+                "batch_size=None option disables auto-batching and is mutually exclusive "
+                "with drop_last"
             )
         self.dataset, self.batch_size, self.shuffle = dataset, batch_size, bool(shuffle)
         self.drop_last, self.collate_fn = bool(drop_last), collate_fn
         self.generator = _rng(generator) if generator is not None else None
         self.num_workers, self.pin_memory = num_workers, pin_memory
+        if sampler is None and not self._iterable:
+            if shuffle:
+                sampler = RandomSampler(dataset, generator=self.generator)
+            else:
+                sampler = SequentialSampler(dataset)
+        if batch_sampler is None and batch_size is not None and not self._iterable:
+            batch_sampler = BatchSampler(sampler, batch_size, self.drop_last)
+        self.sampler, self.batch_sampler = sampler, batch_sampler
 
     def __len__(self) -> int:
-        n = len(self.dataset)
-        if self.batch_size is None:
-            return n
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        if self._iterable:
+            n = len(self.dataset)
+            if self.batch_size is None:
+                return n
+            return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return len(self.batch_sampler if self.batch_sampler is not None else self.sampler)
 
     def __iter__(self) -> Iterator[Any]:
-        n = len(self.dataset)
-        order = _rng(self.generator).permutation(n) if self.shuffle else np.arange(n)
-        if self.batch_size is None:
-            for i in order:
-                yield self.dataset[int(i)]
+        collate = self.collate_fn or default_collate
+        if self._iterable:
+            samples = iter(self.dataset)
+            if self.batch_size is None:
+                yield from samples
+                return
+            while batch := list(itertools.islice(samples, self.batch_size)):
+                if self.drop_last and len(batch) < self.batch_size:  # type: ignore[operator]
+                    return
+                yield collate(batch)
+            return
+        if self.batch_sampler is None:
+            yield from (self.dataset[i] for i in self.sampler)
             return
         fast = self.collate_fn is None and hasattr(self.dataset, "_batch")
-        collate = self.collate_fn or default_collate
-        for k in range(len(self)):
-            idx = order[k * self.batch_size : (k + 1) * self.batch_size]
+        sampler = self.batch_sampler
+        batches = sampler._batches() if isinstance(sampler, BatchSampler) else iter(sampler)
+        for idx in batches:
             if fast:  # one gather per array instead of a sample-by-sample stack
-                yield self.dataset._batch(idx)
+                yield self.dataset._batch(np.asarray(idx))
             else:
-                yield collate([self.dataset[int(i)] for i in idx])
+                keys = idx.tolist() if isinstance(idx, np.ndarray) else idx
+                yield collate([self.dataset[i] for i in keys])
 
 
 class PyDataset:

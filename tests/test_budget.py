@@ -52,8 +52,10 @@ MAX_FILE = 400
 # Tensor.is_cuda and mT: 24,210. The distance and ranking losses (PairwiseDistance,
 # MarginRankingLoss, TripletMarginLoss, CosineEmbeddingLoss): 24,310. The optimizers
 # Adamax, NAdam and RAdam (NAdam's float32 momentum product kept as PyTorch's): 24,445.
+# torch.utils.data's samplers, ConcatDataset, IterableDataset and DataLoader's sampler=
+# and batch_sampler=: 24,650.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 24445
+MAX_TOTAL = 24650
 
 
 def code_lines(path: Path) -> int:
