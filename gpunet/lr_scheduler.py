@@ -395,6 +395,10 @@ class ReduceLROnPlateau:
         self.__dict__.update(state_dict)
 
 
-__all__ = ["ConstantLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts", "ExponentialLR",
-           "LRScheduler", "LambdaLR", "LinearLR", "MultiStepLR", "OneCycleLR",
-           "ReduceLROnPlateau", "SequentialLR", "StepLR"]  # fmt: skip
+# PolynomialLR, MultiplicativeLR, CyclicLR and ChainedScheduler build on the classes above
+from gpunet._lr_more import ChainedScheduler, CyclicLR, MultiplicativeLR, PolynomialLR  # noqa: E402
+
+__all__ = ["ChainedScheduler", "ConstantLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts",
+           "CyclicLR", "ExponentialLR", "LRScheduler", "LambdaLR", "LinearLR", "MultiStepLR",
+           "MultiplicativeLR", "OneCycleLR", "PolynomialLR", "ReduceLROnPlateau", "SequentialLR",
+           "StepLR"]  # fmt: skip

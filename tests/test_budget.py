@@ -53,9 +53,10 @@ MAX_FILE = 400
 # MarginRankingLoss, TripletMarginLoss, CosineEmbeddingLoss): 24,310. The optimizers
 # Adamax, NAdam and RAdam (NAdam's float32 momentum product kept as PyTorch's): 24,445.
 # torch.utils.data's samplers, ConcatDataset, IterableDataset and DataLoader's sampler=
-# and batch_sampler=: 24,650.
+# and batch_sampler=: 24,650. PolynomialLR, MultiplicativeLR, CyclicLR (with its
+# momentum cycle) and ChainedScheduler: 24,880.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 24650
+MAX_TOTAL = 24880
 
 
 def code_lines(path: Path) -> int:
