@@ -557,6 +557,15 @@ def _torch_more_cases() -> list[Case]:
             [A, B],
             lambda a, b: NF.cosine_embedding_loss(a, b, gn.tensor(signs), margin=-0.9),
         ),
+        Case(
+            "torch:F.embedding_bag(mean, max)",
+            [r.normal(size=(6, 3))],
+            lambda w: sum(
+                NF.embedding_bag(gn.tensor([3, 1, 3, 0, 5]), w, gn.tensor([0, 2, 2]), mode=m)
+                * gn.tensor(scale_e[0])
+                for m in ("mean", "max")
+            ),
+        ),
         Case(  # ids with repeats; the padding row's zero gradient is a rule, tested
             "torch:F.embedding(weight, padding_idx)",  # against torch, not a derivative
             [r.normal(size=(6, 3))],

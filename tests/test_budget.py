@@ -54,9 +54,10 @@ MAX_FILE = 400
 # Adamax, NAdam and RAdam (NAdam's float32 momentum product kept as PyTorch's): 24,445.
 # torch.utils.data's samplers, ConcatDataset, IterableDataset and DataLoader's sampler=
 # and batch_sampler=: 24,650. PolynomialLR, MultiplicativeLR, CyclicLR (with its
-# momentum cycle) and ChainedScheduler: 24,880.
+# momentum cycle) and ChainedScheduler: 24,880. nn.EmbeddingBag and F.embedding_bag
+# (PyTorch's text-classification tutorial): 25,015.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 24880
+MAX_TOTAL = 25015
 
 
 def code_lines(path: Path) -> int:

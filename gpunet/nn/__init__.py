@@ -12,6 +12,7 @@ Example:
 """
 
 from gpunet.nn import functional, init, utils
+from gpunet.nn._embedding_bag import EmbeddingBag
 from gpunet.nn._losses_more import (
     CosineEmbeddingLoss,
     MarginRankingLoss,
@@ -129,6 +130,7 @@ __all__ = [
     "Dropout1d",
     "Dropout2d",
     "Embedding",
+    "EmbeddingBag",
     "Flatten",
     "GRUCell",
     "GroupNorm",

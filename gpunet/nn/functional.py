@@ -339,6 +339,7 @@ def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
     return pool(input)  # type: ignore[no-any-return]
 
 
+from gpunet.nn._embedding_bag import embedding_bag as embedding_bag  # noqa: E402
 from gpunet.nn._functional_norms import batch_norm as batch_norm  # noqa: E402
 from gpunet.nn._functional_norms import embedding as embedding  # noqa: E402
 from gpunet.nn._functional_norms import layer_norm as layer_norm  # noqa: E402
