@@ -566,6 +566,16 @@ def _torch_more_cases() -> list[Case]:
                 for m in ("mean", "max")
             ),
         ),
+        Case(
+            "torch:F.conv2d(stride, groups, bias)",
+            [r.normal(size=(1, 4, 5, 4)), r.normal(size=(2, 2, 3, 2)), r.normal(size=2)],
+            lambda x, w, b: NF.conv2d(x, w, b, stride=(2, 1), padding=1, groups=2),
+        ),
+        Case(
+            "torch:F.conv_transpose1d(stride, output_padding)",
+            [r.normal(size=(1, 3, 4)), r.normal(size=(3, 2, 3))],
+            lambda x, w: NF.conv_transpose1d(x, w, stride=2, padding=1, output_padding=1),
+        ),
         Case(  # ids with repeats; the padding row's zero gradient is a rule, tested
             "torch:F.embedding(weight, padding_idx)",  # against torch, not a derivative
             [r.normal(size=(6, 3))],

@@ -55,9 +55,10 @@ MAX_FILE = 400
 # torch.utils.data's samplers, ConcatDataset, IterableDataset and DataLoader's sampler=
 # and batch_sampler=: 24,650. PolynomialLR, MultiplicativeLR, CyclicLR (with its
 # momentum cycle) and ChainedScheduler: 24,880. nn.EmbeddingBag and F.embedding_bag
-# (PyTorch's text-classification tutorial): 25,015.
+# (PyTorch's text-classification tutorial): 25,015. F.conv1d/conv2d/conv_transpose1d/
+# conv_transpose2d over caller-held weights, and nn.ConvTranspose1d: 25,090.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 25015
+MAX_TOTAL = 25090
 
 
 def code_lines(path: Path) -> int:

@@ -258,6 +258,13 @@ class ConvTranspose2d(_ConvNd):
                          groups, bias, output_padding, **kwargs)  # fmt: skip
 
 
+class ConvTranspose1d(ConvTranspose2d):
+    """``nn.ConvTranspose1d`` over (N, C, L): ConvTranspose2d's arguments with single
+    ints (a 1-d decoder's upsampling)."""
+
+    rank = 1
+
+
 class _TorchPool(TorchModule):
     """PyTorch's symmetric ``padding`` around a Keras pooling layer: ``-inf`` for max
     (a padded cell never wins), zeros counted in the mean for avg

@@ -340,6 +340,10 @@ def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
 
 
 from gpunet.nn._embedding_bag import embedding_bag as embedding_bag  # noqa: E402
+from gpunet.nn._functional_conv import conv1d as conv1d  # noqa: E402
+from gpunet.nn._functional_conv import conv2d as conv2d  # noqa: E402
+from gpunet.nn._functional_conv import conv_transpose1d as conv_transpose1d  # noqa: E402
+from gpunet.nn._functional_conv import conv_transpose2d as conv_transpose2d  # noqa: E402
 from gpunet.nn._functional_norms import batch_norm as batch_norm  # noqa: E402
 from gpunet.nn._functional_norms import embedding as embedding  # noqa: E402
 from gpunet.nn._functional_norms import layer_norm as layer_norm  # noqa: E402
