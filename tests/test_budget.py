@@ -57,8 +57,9 @@ MAX_FILE = 400
 # momentum cycle) and ChainedScheduler: 24,880. nn.EmbeddingBag and F.embedding_bag
 # (PyTorch's text-classification tutorial): 25,015. F.conv1d/conv2d/conv_transpose1d/
 # conv_transpose2d over caller-held weights, and nn.ConvTranspose1d: 25,090.
+# Module.get_parameter and Module.type: 25,100.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 25090
+MAX_TOTAL = 25100
 
 
 def code_lines(path: Path) -> int:

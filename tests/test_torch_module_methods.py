@@ -192,3 +192,18 @@ def test_the_optimizer_follows_a_model_moved_after_it_was_made():
         losses.append(float(loss.item()))
     assert opt.groups[0].ops is model[0].weight.ops and model[0].weight.device == "sim"
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_get_parameter_and_type_as_torch():
+    ours, theirs = _pair()
+    for path in ("0.weight", "1.bias", "3.weight"):
+        got, want = ours.get_parameter(path), theirs.get_parameter(path)
+        np.testing.assert_array_equal(got.numpy(), want.detach().numpy())
+        assert got is dict(ours.named_parameters())[path]
+    for bad in ("0.nothing", "7.weight", "1.running_mean"):  # a buffer is not a parameter
+        with pytest.raises(AttributeError):
+            ours.get_parameter(bad)
+        with pytest.raises(AttributeError):
+            theirs.get_parameter(bad)
+    assert ours.type(gn.float64) is ours
+    assert {p.dtype for p in ours.parameters()} == {np.dtype("float64")}

@@ -300,6 +300,15 @@ class TorchModule:
             )
         return m
 
+    def get_parameter(self, target: str) -> Any:
+        """The parameter at the dotted path ``target`` (``"encoder.0.weight"``)."""
+        mod, _, name = target.rpartition(".")
+        owner = self.get_submodule(mod)
+        found = dict(owner.named_parameters(recurse=False)).get(name)
+        if found is None:
+            raise AttributeError(f"{type(owner).__name__} has no parameter {name!r}")
+        return found
+
     def buffers(self) -> Iterator[Parameter]:
         return (p for _, p in self.named_buffers())
 
@@ -337,6 +346,10 @@ class TorchModule:
 
     def half(self) -> Any:
         return self._cast("float16")
+
+    def type(self, dst_type: Any) -> Any:
+        """Every floating weight and buffer cast to ``dst_type`` (a dtype), as ``to``."""
+        return self._cast(dst_type)
 
     def _cast(self, dtype: Any) -> Any:
         """Every floating weight and buffer of every submodule in ``dtype``, and the
