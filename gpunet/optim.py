@@ -234,21 +234,37 @@ class SGD(Optimizer):
     def _slots(self, group: dict[str, Any]) -> dict[str, float]:
         return {"momentum_buffer": 0.0} if group["momentum"] else {}
 
+    def _step(self) -> None:
+        # a momentum set in param_groups after the start (CyclicLR's cycle, a script)
+        # takes effect as in PyTorch: the buffer is made at that step, from g
+        for g in self.groups:
+            if g.hp["momentum"] and "momentum_buffer" not in g.slots:
+                g.slots["momentum_buffer"] = g.ops.zeros(g.P.shape, g.P.dtype)
+                g.buffer_from = max(g.steps) + 1
+        super()._step()
+
+    def _torch_update(self, g: Any, P: Any, G: Any, slots: dict[str, Any], t: int) -> None:
+        self._fresh = t == g.buffer_from  # the buffer's first step copies g
+        super()._torch_update(g, P, G, slots, t)
+
     def torch_step(
         self, ops: Any, hp: dict[str, Any], P: Any, G: Any, slots: dict[str, Any], t: int
     ) -> tuple[Any, ...]:
+        buf = slots.get("momentum_buffer") if hp["momentum"] else None  # (0: p -= lr g)
         newP, newB = ops.sgd(
             P,
             G,
-            slots.get("momentum_buffer"),
+            buf,
             lr=hp["lr"],
             momentum=hp["momentum"],
             nesterov=bool(hp["nesterov"]),
-            dampening=hp["dampening"] if t > 1 else 0.0,  # the first step copies g
+            dampening=0.0 if self._fresh else hp["dampening"],
             lr_in_buffer=False,
             **self._guard(),
         )
-        return (newP, newB) if slots else (newP,)
+        if not slots:
+            return (newP,)
+        return (newP, slots["momentum_buffer"] if buf is None else newB)
 
 
 class Adam(Optimizer):

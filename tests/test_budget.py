@@ -57,9 +57,10 @@ MAX_FILE = 400
 # momentum cycle) and ChainedScheduler: 24,880. nn.EmbeddingBag and F.embedding_bag
 # (PyTorch's text-classification tutorial): 25,015. F.conv1d/conv2d/conv_transpose1d/
 # conv_transpose2d over caller-held weights, and nn.ConvTranspose1d: 25,090.
-# Module.get_parameter and Module.type: 25,100.
+# Module.get_parameter and Module.type: 25,100. An SGD momentum set after the start
+# taking effect as in PyTorch: 25,110.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 25100
+MAX_TOTAL = 25110
 
 
 def code_lines(path: Path) -> int:

@@ -432,3 +432,22 @@ def test_adam_family_refuses_bad_hyperparameters_as_torch(name):
     if name == "NAdam":
         with pytest.raises(gn.errors.InvalidParameterError, match="momentum_decay"):
             gn.optim.NAdam(P, momentum_decay=-0.1)
+
+
+def test_sgd_momentum_set_after_the_start_takes_effect_as_torch():
+    """A momentum written into param_groups later (CyclicLR's cycle, a script) makes
+    the buffer at that step from g, as PyTorch's; set back to 0 it stops being used."""
+    W0, grads = _data(9)
+
+    def lr_at(t):  # momentum on at step 3, off at 6, on again at 8 (the buffer kept)
+        return {3: 0.9, 6: 0.0, 8: 0.5}.get(t)
+
+    dts = ["float64"] * len(W0)
+    P, Q = _gn_params(W0, dts), _torch_params(W0, dts)
+    mine, ref = gn.optim.SGD(P, lr=0.1, dampening=0.3), torch.optim.SGD(Q, lr=0.1, dampening=0.3)
+    for t, gs in enumerate(grads):
+        if lr_at(t) is not None:
+            mine.param_groups[0]["momentum"] = ref.param_groups[0]["momentum"] = lr_at(t)
+        _gn_step(mine, P, gs)
+        _torch_step(ref, Q, gs)
+        _assert_close([p.numpy() for p in P], [q.detach() for q in Q], "float64", f"step {t}")
