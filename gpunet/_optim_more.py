@@ -53,7 +53,13 @@ class Adamax(_Betas):
 
 class NAdam(_Betas):
     """``torch.optim.NAdam``: Adam with Nesterov momentum whose factor ``mu_t`` warms up
-    by ``momentum_decay``; ``decoupled_weight_decay`` as AdamW."""
+    by ``momentum_decay``; ``decoupled_weight_decay`` as AdamW.
+
+    ``mu_product``, the product of each parameter's factors so far, is a state of its
+    own as in PyTorch (a beta1 that a schedule moves enters step by step). PyTorch keeps
+    it in a float32 tensor, each step's product rounded to float32, until a loaded
+    state casts it to the parameter's dtype: the same here (it moves float64 results
+    by 1e-12)."""
 
     def __init__(
         self, params: Any, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
@@ -62,73 +68,53 @@ class NAdam(_Betas):
     ) -> None:  # fmt: skip
         if not momentum_decay >= 0:
             raise InvalidParameterError(f"Invalid momentum_decay value: {momentum_decay!r}")
-        self.decoupled = bool(decoupled_weight_decay)
         defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
                     "momentum_decay": momentum_decay,
-                    "decoupled_weight_decay": self.decoupled}  # fmt: skip
-        self._products: dict[tuple[float, float], list[float]] = {}
-        self._after: dict[tuple[float, float], tuple[int, Any]] = {}
+                    "decoupled_weight_decay": bool(decoupled_weight_decay)}  # fmt: skip
+        self._loaded = False  # a loaded mu_product goes on in the parameters' dtype
         super().__init__(params, defaults)
 
     def _slots(self, group: dict[str, Any]) -> dict[str, float]:
-        return {"exp_avg": 0.0, "exp_avg_sq": 0.0}
+        return {"exp_avg": 0.0, "exp_avg_sq": 0.0, "mu_product": 1.0}
 
     def state_dict(self) -> dict[str, Any]:
-        """PyTorch's, with its ``mu_product`` per parameter (a function of the step
-        here, so loading reads the step and leaves that out)."""
+        """PyTorch's: ``mu_product`` a 0-d float32 per parameter."""
         sd = super().state_dict()
-        hp = {i: g for g in sd["param_groups"] for i in g["params"]}
-        for i, entry in sd["state"].items():
-            b1, t = hp[i]["betas"][0], int(entry["step"])
-            prod = self._mu_product(b1, hp[i]["momentum_decay"], t)
-            entry["mu_product"] = np.array(prod, "float32")
+        for entry in sd["state"].values():
+            mp = np.asarray(entry["mu_product"]).reshape(-1)
+            entry["mu_product"] = np.array(mp[0] if mp.size else 1.0, "float32")
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """As the base; a saved ``mu_product`` then goes on in the parameters' dtype, as
-        PyTorch's loaded state does (it casts the tensor to theirs)."""
-        super().load_state_dict(state_dict)
-        dtype = {id(p): g.P.dtype for g in self.groups for p in g.params}
         params = self._ordered()
+        state = {}
         for i, entry in state_dict["state"].items():
-            if "mu_product" in entry and "step" in entry:
-                p = params[int(i)]
-                hp = next(g for g in self.param_groups if any(q is p for q in g["params"]))
-                key, t = (hp["betas"][0], hp["momentum_decay"]), int(float(entry["step"]))
-                self._after.pop(key, None)
-                prods = [self._mu_product(*key, n) for n in range(t + 1)]  # (float32 ones)
-                prods[t] = float(entry["mu_product"])
-                self._products[key] = prods
-                self._after[key] = (t, np.dtype(dtype[id(p)]))
-
-    def _mu_product(self, b1: float, decay: float, t: int) -> float:
-        """The product of the momentum factors of steps 1..t, as PyTorch keeps it: in a
-        float32 tensor (its default scalar dtype), each factor rounded to float32; after
-        a loaded state, in the parameters' dtype."""
-        key = (b1, decay)
-        prods = self._products.setdefault(key, [1.0])
-        start, late = self._after.get(key, (None, np.dtype("float32")))
-        while len(prods) <= t:
-            n = len(prods)
-            mu = b1 * (1.0 - 0.5 * 0.96 ** (n * decay))
-            dt = late.type if start is not None and n > start else np.float32
-            prods.append(float(dt(dt(prods[-1]) * dt(mu))))
-        return prods[t]
+            entry = dict(entry)
+            if "mu_product" in entry:  # one number per parameter: spread over its slot
+                value = float(np.asarray(entry["mu_product"]).reshape(-1)[0])
+                entry["mu_product"] = np.full(params[int(i)].shape, value)
+                self._loaded = True
+            state[i] = entry
+        super().load_state_dict({**state_dict, "state": state})
 
     def torch_step(
         self, ops: Any, hp: dict[str, Any], P: Any, G: Any, slots: dict[str, Any], t: int
     ) -> tuple[Any, ...]:
         xp, (b1, b2), lr, decay = ops.xp, hp["betas"], hp["lr"], hp["momentum_decay"]
-        if self.decoupled and hp["weight_decay"]:
+        if hp["decoupled_weight_decay"] and hp["weight_decay"]:
             P = P * (1 - lr * hp["weight_decay"])
         mu = b1 * (1.0 - 0.5 * 0.96 ** (t * decay))
         mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * decay))
-        prod = self._mu_product(b1, decay, t)
+        MP = slots["mu_product"]
+        if self._loaded:
+            MP = MP * mu
+        else:  # float32 arithmetic, as PyTorch's scalar-dtype tensor
+            MP = xp.astype(xp.astype(MP, xp.float32) * mu, MP.dtype)
         M = slots["exp_avg"] + (G - slots["exp_avg"]) * (1 - b1)
         V = slots["exp_avg_sq"] * b2 + (G * G) * (1 - b2)
         denom = xp.sqrt(V / (1 - b2**t)) + hp["eps"]
-        P = P + (-lr * (1.0 - mu) / (1.0 - prod)) * (G / denom)
-        return P + ((-lr * mu_next) / (1.0 - prod * mu_next)) * (M / denom), M, V
+        P = P + (-lr * (1.0 - mu) / (1.0 - MP)) * (G / denom)
+        return P + ((-lr * mu_next) / (1.0 - MP * mu_next)) * (M / denom), M, V, MP
 
 
 class RAdam(_Betas):
@@ -140,9 +126,8 @@ class RAdam(_Betas):
         self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8, weight_decay: float = 0.0, decoupled_weight_decay: bool = False,
     ) -> None:  # fmt: skip
-        self.decoupled = bool(decoupled_weight_decay)
         defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
-                    "decoupled_weight_decay": self.decoupled}  # fmt: skip
+                    "decoupled_weight_decay": bool(decoupled_weight_decay)}  # fmt: skip
         super().__init__(params, defaults)
 
     def _slots(self, group: dict[str, Any]) -> dict[str, float]:
@@ -152,7 +137,7 @@ class RAdam(_Betas):
         self, ops: Any, hp: dict[str, Any], P: Any, G: Any, slots: dict[str, Any], t: int
     ) -> tuple[Any, ...]:
         xp, (b1, b2), lr = ops.xp, hp["betas"], hp["lr"]
-        if self.decoupled and hp["weight_decay"]:
+        if hp["decoupled_weight_decay"] and hp["weight_decay"]:
             P = P * (1 - lr * hp["weight_decay"])
         M = slots["exp_avg"] + (G - slots["exp_avg"]) * (1 - b1)
         V = slots["exp_avg_sq"] * b2 + (G * G) * (1 - b2)

@@ -110,6 +110,7 @@ class Optimizer(_Base):
         for g in self.groups:
             xp = g.ops.xp
             if g.all_grads_in_place() and len(set(g.steps)) == 1:
+                g.current = None
                 self._torch_update(g, g.P, g.G, g.slots, g.steps[0] + 1)
                 g.steps = [g.steps[0] + 1] * len(g.params)
                 continue
@@ -117,6 +118,7 @@ class Optimizer(_Base):
                 if p._grad is not None:
                     slots = {k: g.views(v, i) for k, v in g.slots.items()}
                     G = xp.reshape(p._grad, (-1,))
+                    g.current = i
                     self._torch_update(g, g.views(g.P, i), G, slots, g.steps[i] + 1)
                     g.steps[i] += 1
         self._iterations += 1
@@ -124,7 +126,7 @@ class Optimizer(_Base):
     def _torch_update(self, g: Any, P: Any, G: Any, slots: dict[str, Any], t: int) -> None:
         self._skipped = g.skipped
         wd = g.hp.get("weight_decay", 0.0)
-        if wd and not getattr(self, "decoupled", False):
+        if wd and not g.hp.get("decoupled_weight_decay", getattr(self, "decoupled", False)):
             G = G + wd * P  # a new array: p.grad stays what backward left, as in PyTorch
         res = self.torch_step(g.ops, g.hp, P, G, slots, t)
         self._write(g.ops, (P, *slots.values()), res)
@@ -240,11 +242,19 @@ class SGD(Optimizer):
         for g in self.groups:
             if g.hp["momentum"] and "momentum_buffer" not in g.slots:
                 g.slots["momentum_buffer"] = g.ops.zeros(g.P.shape, g.P.dtype)
-                g.buffer_from = max(g.steps) + 1
+                g.buffer_from = [s + 1 for s in g.steps]
         super()._step()
 
     def _torch_update(self, g: Any, P: Any, G: Any, slots: dict[str, Any], t: int) -> None:
-        self._fresh = t == g.buffer_from  # the buffer's first step copies g
+        starts = g.buffer_from if g.current is None else [g.buffer_from[g.current]]
+        if len(set(starts)) > 1 and t in starts:  # only some buffers' first step: one by one
+            for i in range(len(g.params)):
+                g.current = i
+                views = {k: g.views(v, i) for k, v in slots.items()}
+                self._torch_update(g, g.views(P, i), g.views(G, i), views, t)
+            g.current = None
+            return
+        self._fresh = t == starts[0]  # a buffer's first step copies g
         super()._torch_update(g, P, G, slots, t)
 
     def torch_step(

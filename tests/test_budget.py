@@ -58,9 +58,10 @@ MAX_FILE = 400
 # (PyTorch's text-classification tutorial): 25,015. F.conv1d/conv2d/conv_transpose1d/
 # conv_transpose2d over caller-held weights, and nn.ConvTranspose1d: 25,090.
 # Module.get_parameter and Module.type: 25,100. An SGD momentum set after the start
-# taking effect as in PyTorch: 25,110.
+# taking effect as in PyTorch: 25,110. Per-parameter NAdam products and SGD buffer
+# starts, dtype checks of the functional ops: 25,145.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 25110
+MAX_TOTAL = 25145
 
 
 def code_lines(path: Path) -> int:

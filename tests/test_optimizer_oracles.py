@@ -451,3 +451,55 @@ def test_sgd_momentum_set_after_the_start_takes_effect_as_torch():
         _gn_step(mine, P, gs)
         _torch_step(ref, Q, gs)
         _assert_close([p.numpy() for p in P], [q.detach() for q in Q], "float64", f"step {t}")
+
+
+@pytest.mark.parametrize("name", ["NAdam", "RAdam"])
+def test_per_group_decoupled_weight_decay_as_torch(name):
+    W0, grads = _data(10)
+
+    def groups(ps):
+        return [{"params": ps[:2]}, {"params": ps[2:], "decoupled_weight_decay": True}]
+
+    _compare_torch(name, {"lr": 0.05, "weight_decay": 0.5}, "float64", W0, grads, groups=groups)
+
+
+def test_nadam_under_a_moving_beta1_matches_torch():
+    """CyclicLR cycles Adam-family betas[0]: NAdam's momentum product takes each step's
+    factor as it was, as PyTorch's per-parameter mu_product."""
+    W0, grads = _data(11)
+    dts = ["float64"] * len(W0)
+    P, Q = _gn_params(W0, dts), _torch_params(W0, dts)
+    mine, ref = gn.optim.NAdam(P, lr=0.05), torch.optim.NAdam(Q, lr=0.05)
+    S, TS = gn.optim.lr_scheduler, torch.optim.lr_scheduler
+    s1, s2 = (
+        S.CyclicLR(mine, 0.01, 0.05, step_size_up=3),
+        TS.CyclicLR(ref, 0.01, 0.05, step_size_up=3),
+    )
+    for t, gs in enumerate(grads):
+        _gn_step(mine, P, gs)
+        _torch_step(ref, Q, gs)
+        s1.step()
+        s2.step()
+        _assert_close([p.numpy() for p in P], [q.detach() for q in Q], "float64", f"step {t}")
+
+
+@pytest.mark.parametrize(
+    "skips",
+    [{0: (1,), 1: (1,), 2: (1,)},  # parameter 1 first steps at t = 3
+     {0: (1,), 1: (0, 2)}],  # steps equal again at t = 2: two buffers new then, one not
+    ids=["late start", "steps realigned"],
+)  # fmt: skip
+def test_sgd_momentum_set_late_with_parameters_at_different_steps(skips):
+    """Each parameter's buffer copies g at its own first step with momentum on."""
+    W0, grads = _data(12)
+    dts = ["float64"] * len(W0)
+    P, Q = _gn_params(W0, dts), _torch_params(W0, dts)
+    mine = gn.optim.SGD(P, lr=0.1, dampening=0.5)
+    ref = torch.optim.SGD(Q, lr=0.1, dampening=0.5)
+    for t, gs in enumerate(grads):
+        if t == 1:
+            mine.param_groups[0]["momentum"] = ref.param_groups[0]["momentum"] = 0.9
+        skip = skips.get(t, ())
+        _gn_step(mine, P, gs, skip)
+        _torch_step(ref, Q, gs, skip)
+        _assert_close([p.numpy() for p in P], [q.detach() for q in Q], "float64", f"step {t}")

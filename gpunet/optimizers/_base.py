@@ -27,7 +27,10 @@ class _FlatGroup:
         self.hp: dict[str, Any] = {}  # gn.optim: the parameter group's hyperparameters
         self.steps = [0] * len(params)  # gn.optim: steps taken by each parameter
         self.skipped: Any = None  # 0-d int32 on the device: steps a device flag skipped
-        self.buffer_from = 1  # gn.optim.SGD: the step whose g its momentum buffer copies
+        # gn.optim.SGD: per parameter, the step whose g its momentum buffer copies; and
+        # the parameter being stepped alone (None: the whole group at once)
+        self.buffer_from = [1] * len(params)
+        self.current: int | None = None
         dtype = params[0].dtype
         sizes = [int(math.prod(p.shape)) for p in params]
         n = sum(sizes)
