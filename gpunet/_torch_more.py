@@ -25,6 +25,7 @@ from gpunet import autograd, config
 from gpunet import functional as G
 from gpunet import random as grandom
 from gpunet.autograd import Tensor
+from gpunet.saving._tensors import dtype_name
 from gpunet.tensor_functions import _f, _make, _size
 
 
@@ -97,8 +98,9 @@ def normal(
     shape = _size((size,)) if size is not None else np.broadcast_shapes(m.shape, s.shape)
     draws = grandom.generator("init").standard_normal(shape) * s + m
     if like is not None and device is None:
-        return _make(draws, dtype or like.dtype, like.ops, requires_grad)
-    return _make(draws, dtype, device, requires_grad)
+        return _make(draws, dtype or dtype_name(like.dtype), like.ops, requires_grad)
+    kept = None if like is None else dtype_name(like.dtype)  # a tensor's dtype, any device
+    return _make(draws, dtype or kept, device, requires_grad)
 
 
 def bernoulli(input: Tensor, p: float | None = None, *, generator: Any = None) -> Tensor:
@@ -106,7 +108,8 @@ def bernoulli(input: Tensor, p: float | None = None, *, generator: Any = None) -
     _no_generator("bernoulli", generator)
     probs = input.numpy() if p is None else np.full(input.shape, float(p))
     if not ((probs >= 0) & (probs <= 1)).all():
-        raise RuntimeError("bernoulli: expected all probabilities in [0, 1]")
+        bad = probs[~((probs >= 0) & (probs <= 1))].reshape(-1)[0]
+        raise RuntimeError(f"bernoulli: expected all probabilities in [0, 1], got {bad}")
     draws = grandom.generator("init").random(probs.shape) < probs
     return Tensor(input.ops.asarray(draws, dtype=input.dtype), input.ops)
 

@@ -66,7 +66,25 @@ FUNCTIONS = {
     "Categorical": lambda a: (gn.distributions.Categorical(logits=a).entropy().sum()
                               + gn.distributions.Categorical(probs=a.softmax(-1)).entropy().sum()),
     "Normal": lambda a: gn.distributions.Normal(a, a.detach().abs() + 1.0).log_prob(a * 0.5).sum(),
+    "F.layer_norm": lambda a: (NF.layer_norm(a, (4,), _on(a, [1.0, 2.0, 0.5, 1.5]),
+                                             _on(a, [0.1, 0.0, -0.1, 0.2])) ** 2).sum(),
+    "F.batch_norm(training)": lambda a: (NF.batch_norm(a, None, None, training=True) ** 3).sum(),
+    "F.conv1d": lambda a: (NF.conv1d(a.reshape(1, 5, 4), _on(a, np.ones((2, 5, 3)) * 0.1),
+                                     padding=1) ** 2).sum(),
+    "F.embedding_bag(max)": lambda a: (NF.embedding_bag(_on(a, [4, 1, 1, 0, 2], "int64"), a,
+                                                        _on(a, [0, 2, 2], "int64"),
+                                                        mode="max") ** 2).sum(),
+    "margin_ranking (int target)": lambda a: NF.margin_ranking_loss(
+        a[:, 0], a[:, 1], _on(a, [1, -1, 1, -1, 1], "int64"), margin=0.5),
+    "triplet_margin": lambda a: NF.triplet_margin_loss(a, a * 0.5, -a.detach(), swap=True),
+    "cosine_embedding": lambda a: NF.cosine_embedding_loss(a, a * 0.5 + 1.0,
+                                                           _on(a, [1, -1, 1, -1, 1], "int64")),
 }  # fmt: skip
+
+
+def _on(a: Any, values: Any, dtype: str = "float32") -> Any:
+    """A constant on ``a``'s device."""
+    return gn.tensor(np.asarray(values, dtype=dtype), device=a.device)
 
 
 @pytest.mark.parametrize("name", list(FUNCTIONS))

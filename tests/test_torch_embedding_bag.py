@@ -105,3 +105,8 @@ def test_errors_name_the_bad_value():
         F.embedding_bag(gn.tensor([10]), W, gn.tensor([0]))
     with pytest.raises(InvalidParameterError, match="mode must be one of"):
         gn.nn.EmbeddingBag(10, 3, mode="median")
+
+
+def test_padding_idx_out_of_range_is_refused():
+    with pytest.raises(InputValidationError, match=r"padding_idx must be within \[-10, 10\)"):
+        F.embedding_bag(gn.tensor(IDS), gn.tensor(W0), gn.tensor(OFFSETS), padding_idx=12)

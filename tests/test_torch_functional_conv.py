@@ -77,3 +77,16 @@ def test_input_without_grad_and_the_errors():
         F.conv2d(x, w, stride=0)
     with pytest.raises(InputValidationError, match="empty output"):
         F.conv2d(gn.tensor(np.ones((1, 3, 2, 2))), w)
+
+
+def test_groups_and_output_padding_are_checked_as_the_modules_do():
+    x = gn.tensor(np.ones((1, 4, 4, 4)))
+    with pytest.raises(
+        InputValidationError, match=r"\(3, 2, 3, 3\) has 3 out_channels .* groups=2"
+    ):
+        F.conv2d(x, gn.tensor(np.ones((3, 2, 3, 3))), groups=2)
+    with pytest.raises(InvalidParameterError, match=r"output_padding .* smaller than stride"):
+        F.conv_transpose1d(gn.tensor(np.ones((1, 2, 5))), gn.tensor(np.ones((2, 3, 3))),
+                           output_padding=1)  # fmt: skip
+    with pytest.raises(RuntimeError):
+        TF.conv_transpose1d(torch.ones(1, 2, 5), torch.ones(2, 3, 3), output_padding=1)

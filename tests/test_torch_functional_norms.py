@@ -131,3 +131,22 @@ def test_embedding_errors_name_the_bad_value():
         F.embedding(gn.tensor([1]), W, padding_idx=4)
     with pytest.raises(InputValidationError, match="weight must be 2-D"):
         F.embedding(gn.tensor([1]), gn.tensor(np.zeros(4)))
+
+
+def test_a_weight_of_another_dtype_is_refused_as_torch_does():
+    """A float64 weight (gn.tensor of a NumPy array) beside a float32 input: torch
+    raises; here it would have turned the input's results and gradients float64."""
+    x = gn.tensor(np.ones((2, 3, 4), "float32"), requires_grad=True)
+    w64 = gn.tensor(np.ones(4))
+    with pytest.raises(InputValidationError, match="weight is float64 but the input is float32"):
+        F.layer_norm(x, (4,), w64)
+    with pytest.raises(RuntimeError):
+        TF.layer_norm(torch.ones(2, 3, 4), (4,), torch.ones(4, dtype=torch.float64))
+    with pytest.raises(InputValidationError, match="bias is float64"):
+        F.batch_norm(x, None, None, None, gn.tensor(np.zeros(3)), training=True)
+    with pytest.raises(InputValidationError, match="conv1d: weight is float64"):
+        F.conv1d(x, gn.tensor(np.ones((2, 3, 2))))
+    W = gn.tensor(np.ones((5, 2), "float32"))
+    with pytest.raises(InputValidationError, match="per_sample_weights is float64"):
+        F.embedding_bag(gn.tensor([1, 2]), W, gn.tensor([0]), mode="sum",
+                        per_sample_weights=gn.tensor(np.ones(2)))  # fmt: skip

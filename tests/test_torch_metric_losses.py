@@ -83,3 +83,17 @@ def test_errors():
         gn.nn.MarginRankingLoss(reduction="avg")
     with pytest.raises(ValueError, match="margin must be greater than 0"):
         F.triplet_margin_loss(gn.tensor(X1), gn.tensor(X2), gn.tensor(X3), margin=0.0)
+
+
+def test_integer_targets_keep_a_float32_loss_float32():
+    a = gn.tensor(np.array([0.2, 0.5], "float32"), requires_grad=True)
+    b = gn.tensor(np.array([0.4, 0.1], "float32"))
+    y = gn.tensor(np.array([1, -1]))  # int64, as torch.tensor([1, -1])
+    loss = F.margin_ranking_loss(a, b, y, margin=0.1)
+    loss.backward()
+    want = TF.margin_ranking_loss(torch.tensor([0.2, 0.5]), torch.tensor([0.4, 0.1]),
+                                  torch.tensor([1, -1]), margin=0.1)  # fmt: skip
+    assert loss.dtype == np.float32 and a.grad.dtype == np.float32
+    assert loss.item() == pytest.approx(want.item(), rel=1e-6)
+    cos = F.cosine_embedding_loss(a.reshape(1, 2), b.reshape(1, 2), gn.tensor(np.array([-1])))
+    assert cos.dtype == np.float32

@@ -79,3 +79,11 @@ def test_is_cuda_and_mT_as_torch():
     np.testing.assert_array_equal(x.mT.numpy(), torch.tensor(a).mT.numpy())
     x.mT.sum().backward()
     np.testing.assert_array_equal(x.grad, np.ones_like(a))
+
+
+def test_normal_keeps_the_tensor_dtype_on_a_named_device_and_bernoulli_names_the_bad_p():
+    m = gn.tensor(np.zeros(3))  # float64
+    assert gn.normal(m, 1.0, device="cpu").dtype == np.float64
+    assert torch.normal(torch.zeros(3, dtype=torch.float64), 1.0).dtype == torch.float64
+    with pytest.raises(RuntimeError, match=r"in \[0, 1\], got 1.5"):
+        gn.bernoulli(gn.tensor([0.5, 1.5]))

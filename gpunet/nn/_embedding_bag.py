@@ -19,7 +19,7 @@ from gpunet import random as grandom
 from gpunet.autograd import Tensor
 from gpunet.errors import InputValidationError, InvalidParameterError
 from gpunet.layers.base import Layer
-from gpunet.nn._functional_norms import _tensor, embedding
+from gpunet.nn._functional_norms import _tensor, embedding, same_dtype
 from gpunet.nn._module import TorchModule, torch_param
 
 MODES = ("sum", "mean", "max")
@@ -74,6 +74,10 @@ def embedding_bag(
     ids, starts, end = _bags(np.asarray(ids_t.numpy()), offsets, include_last_offset)
     n = int(W.shape[0])
     if padding_idx is not None:
+        if not -n <= padding_idx < n:
+            raise InputValidationError(
+                f"embedding_bag: padding_idx must be within [{-n}, {n}), got {padding_idx}"
+            )
         padding_idx %= n
     B = len(starts)
     # each id's bag (-1: after the last bag's end), padding ids left out
@@ -87,6 +91,7 @@ def embedding_bag(
     rows = embedding(Tensor(W.ops.asarray(ids), W.ops), W, None, max_norm, norm_type)
     if per_sample_weights is not None:
         w = _tensor(per_sample_weights, W)
+        same_dtype("embedding_bag", W, per_sample_weights=w)
         if tuple(w.shape) != tuple(ids_t.shape):
             raise InputValidationError(
                 f"embedding_bag: per_sample_weights must have the input's shape "
@@ -97,7 +102,8 @@ def embedding_bag(
     sentinel = Tensor(W.ops.full((1, int(W.shape[1])), fill, rows.dtype), W.ops)
     from gpunet import functional as G
 
-    padded = G.concat([rows, sentinel], axis=0)[Tensor(W.ops.asarray(slot), W.ops)]
+    # the block gathered as a lookup itself: a take and a segment-sum backward on any backend
+    padded = embedding(Tensor(W.ops.asarray(slot), W.ops), G.concat([rows, sentinel], axis=0))
     if mode == "sum":
         return padded.sum(dim=1)  # type: ignore[no-any-return]
     some = Tensor(W.ops.asarray((counts > 0)[:, None]), W.ops)

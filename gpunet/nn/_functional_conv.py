@@ -19,7 +19,7 @@ from typing import Any
 
 from gpunet.autograd import Tensor, record
 from gpunet.errors import InputValidationError, InvalidParameterError
-from gpunet.nn._functional_norms import _tensor
+from gpunet.nn._functional_norms import _tensor, same_dtype
 from gpunet.nn.conv import _ConvNd, _pair
 
 
@@ -46,6 +46,12 @@ def _geometry(rank: int, transposed: bool, W: Tensor, stride: Any, padding: Any,
             f"{name}: weight must be {rank + 2}-D, got shape {tuple(W.shape)}"
         )
     a, b = int(W.shape[0]), int(W.shape[1])
+    if a % groups:
+        what = "in_channels" if transposed else "out_channels"
+        raise InputValidationError(
+            f"{name}: weight of shape {tuple(W.shape)} has {a} {what} (its first axis), "
+            f"not a multiple of groups={groups}"
+        )
     g = _KINDS[(rank, transposed)](
         rank=rank, transposed=transposed, groups=groups, kernel_size=tuple(W.shape[2:]),
         in_channels=a if transposed else b * groups, out_channels=b * groups if transposed else a,
@@ -59,6 +65,11 @@ def _geometry(rank: int, transposed: bool, W: Tensor, stride: Any, padding: Any,
         g.padding = padding
     else:
         g.padding = _pair(padding, rank, f"{name} padding", lo=0)
+    if any(o >= max(s, d) for o, s, d in zip(g.output_padding, g.stride, g.dilation, strict=True)):
+        raise InvalidParameterError(
+            f"{name}: output_padding {g.output_padding} must be smaller than stride "
+            f"{g.stride} or dilation {g.dilation}"
+        )
     return g
 
 
@@ -71,6 +82,7 @@ def _conv(
     b = None if bias is None else _tensor(bias, x)
     g = _geometry(rank, transposed, W, stride, padding, dilation, groups, output_padding)
     g.check_input(x)
+    same_dtype(type(g).__name__, x, weight=W, bias=b)
     if b is not None and tuple(b.shape) != (g.out_channels,):
         raise InputValidationError(
             f"{type(g).__name__}: bias must have shape ({g.out_channels},), got {tuple(b.shape)}"

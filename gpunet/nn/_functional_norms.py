@@ -23,6 +23,7 @@ import numpy as np
 from gpunet.autograd import Tensor, as_tensor, no_grad, record
 from gpunet.errors import InputValidationError
 from gpunet.layers.embedding import check_ids
+from gpunet.saving._tensors import dtype_name
 
 
 def _tensor(x: Any, like: Tensor | None = None) -> Tensor:
@@ -31,6 +32,17 @@ def _tensor(x: Any, like: Tensor | None = None) -> Tensor:
     from gpunet.backend import get_ops
 
     return as_tensor(np.asarray(x), like.ops if like is not None else get_ops("cpu"))
+
+
+def same_dtype(fn: str, x: Tensor, **tensors: Any) -> None:
+    """Refuse a weight of another dtype than the input's, as PyTorch does: here the
+    float32 input would silently become float64 (a NumPy float64 kernel, say)."""
+    for name, t in tensors.items():
+        if t is not None and t.dtype != x.dtype:
+            raise InputValidationError(
+                f"{fn}: {name} is {dtype_name(t.dtype)} but the input is "
+                f"{dtype_name(x.dtype)}; cast one (for example {name}.to(input.dtype))"
+            )
 
 
 def layer_norm(
@@ -52,6 +64,7 @@ def layer_norm(
             raise InputValidationError(
                 f"layer_norm: {name} must have shape {dims}, got {tuple(t.shape)}"
             )
+    same_dtype("layer_norm", x, weight=weight, bias=bias)
     ops, xp, n = x.ops, x.ops.xp, math.prod(dims)
     flat = xp.reshape(x.data, (-1, n))
     g = xp.reshape(weight.data, (n,)) if weight is not None else ops.full((n,), 1.0, x.dtype)
@@ -93,6 +106,8 @@ def batch_norm(
             raise InputValidationError(
                 f"batch_norm: {name} must have shape ({C},) for {C} channels, got {tuple(t.shape)}"
             )
+    same_dtype("batch_norm", x, weight=weight, bias=bias, running_mean=running_mean,
+               running_var=running_var)  # fmt: skip
     axes = (0, *range(2, x.ndim))
     per_channel = (1, C) + (1,) * (x.ndim - 2)
     if not training and (running_mean is None or running_var is None):

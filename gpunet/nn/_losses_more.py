@@ -43,8 +43,15 @@ def margin_ranking_loss(
     above ``input2``, -1 below."""
     _check(reduction)
     a = _t(input1)
-    b, y = _t(input2, a), _t(target, a)
+    b, y = _t(input2, a), _floating(_t(target, a), a)
     return _reduce(G.clamp(-y * (a - b) + margin, min=0.0), reduction)
+
+
+def _floating(y: Tensor, like: Tensor) -> Tensor:
+    """Integer +-1 targets in ``like``'s dtype (else an int64 target made it float64)."""
+    if y.ops.xp.isdtype(y.dtype, "real floating"):
+        return y
+    return Tensor(y.ops.xp.astype(y.data, like.dtype), y.ops)
 
 
 def triplet_margin_loss(
