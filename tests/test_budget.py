@@ -59,9 +59,10 @@ MAX_FILE = 400
 # conv_transpose2d over caller-held weights, and nn.ConvTranspose1d: 25,090.
 # Module.get_parameter and Module.type: 25,100. An SGD momentum set after the start
 # taking effect as in PyTorch: 25,110. Per-parameter NAdam products and SGD buffer
-# starts, dtype checks of the functional ops: 25,145.
+# starts, dtype checks of the functional ops: 25,145. The adaptive pools for any output
+# size (VGG's AdaptiveAvgPool2d((7, 7)), AdaptiveMaxPool1d/2d): 25,240.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 25145
+MAX_TOTAL = 25240
 
 
 def code_lines(path: Path) -> int:

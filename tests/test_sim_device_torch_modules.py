@@ -31,6 +31,8 @@ MODULES = {
     "ReLU6": (lambda: nn.ReLU6(), (3, 5)),
     "LSTMCell": (lambda: nn.LSTMCell(5, 3), (4, 5)),
     "GRUCell": (lambda: nn.GRUCell(5, 3), (4, 5)),
+    "AdaptiveAvgPool2d((2, 4))": (lambda: nn.AdaptiveAvgPool2d((2, 4)), (2, 4, 3, 5)),
+    "AdaptiveMaxPool1d(3)": (lambda: nn.AdaptiveMaxPool1d(3), (2, 4, 8)),
 }
 
 

@@ -159,7 +159,7 @@ def test_default_initialization_is_pytorchs_bound():
      (lambda: nn.ConvTranspose2d(4, 6, 3, stride=2, output_padding=2), "output_padding"),
      (lambda: nn.MaxPool2d(2, padding=2), "at most half"),
      (lambda: nn.AvgPool2d(2, ceil_mode=True), "ceil_mode"),
-     (lambda: nn.AdaptiveAvgPool2d(2), "output_size=1")],
+     (lambda: nn.AdaptiveAvgPool2d(0), "output_size must be an int >= 1")],
 )  # fmt: skip
 def test_bad_arguments_name_the_value(make, match):
     with pytest.raises(InvalidParameterError, match=match):

@@ -81,8 +81,8 @@ def test_channel_dropout_zeroes_whole_channels_at_rate_p(cls, shape):
 def test_bad_arguments_and_inputs_are_named():
     with pytest.raises(InvalidParameterError, match="MaxPool1d kernel_size"):
         nn.MaxPool1d(0)
-    with pytest.raises(InvalidParameterError, match="output_size=1"):
-        nn.AdaptiveAvgPool1d(2)
+    with pytest.raises(InvalidParameterError, match="output_size must be an int >= 1"):
+        nn.AdaptiveAvgPool1d(0)
     with pytest.raises(InvalidParameterError, match="between 0 and 1"):
         nn.Dropout2d(1.5)
     with pytest.raises(InvalidParameterError, match="mode 'nearest'"):

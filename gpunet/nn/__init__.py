@@ -12,6 +12,12 @@ Example:
 """
 
 from gpunet.nn import functional, init, utils
+from gpunet.nn._adaptive import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool1d,
+    AdaptiveMaxPool2d,
+)
 from gpunet.nn._embedding_bag import EmbeddingBag
 from gpunet.nn._losses_more import (
     CosineEmbeddingLoss,
@@ -22,7 +28,6 @@ from gpunet.nn._losses_more import (
 from gpunet.nn.attention import MultiheadAttention
 from gpunet.nn.cells import GRUCell, LSTMCell, RNNCell
 from gpunet.nn.conv import (
-    AdaptiveAvgPool2d,
     AvgPool2d,
     Conv1d,
     Conv2d,
@@ -89,7 +94,6 @@ from gpunet.nn.modules import (
 from gpunet.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from gpunet.nn.recurrent import GRU, LSTM, RNN
 from gpunet.nn.spatial import (
-    AdaptiveAvgPool1d,
     AvgPool1d,
     Dropout1d,
     Dropout2d,
@@ -113,6 +117,8 @@ __all__ = [
     "SELU",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool2d",
     "AvgPool1d",
     "AvgPool2d",
     "BCELoss",

@@ -1,6 +1,6 @@
 """PyTorch's convolution family over gpunet's ops, in PyTorch's NCHW layout:
 ``nn.Conv1d``, ``nn.Conv2d``, ``nn.ConvTranspose2d``, ``nn.MaxPool2d``,
-``nn.AvgPool2d``, ``nn.AdaptiveAvgPool2d(1)``, ``nn.BatchNorm2d`` and ``nn.Unflatten``.
+``nn.AvgPool2d``, ``nn.BatchNorm2d`` and ``nn.Unflatten`` (the adaptive pools: ``_adaptive``).
 
 Weights keep PyTorch's shapes and names (``weight (out, in / groups, kh, kw)``,
 ConvTranspose2d's ``(in, out / groups, kh, kw)``, ``bias (out,)``) and initialization
@@ -25,7 +25,7 @@ from gpunet import random as grandom
 from gpunet.autograd import Tensor
 from gpunet.backend._conv_ops import conv_out_size
 from gpunet.errors import InputValidationError, InvalidParameterError
-from gpunet.layers import AveragePooling2D, GlobalAveragePooling2D
+from gpunet.layers import AveragePooling2D
 from gpunet.layers import MaxPooling2D as _MaxPooling2D
 from gpunet.layers.base import Layer, add_grad
 from gpunet.nn._module import TorchModule, torch_param
@@ -353,20 +353,6 @@ class AvgPool2d(_TorchPool, AveragePooling2D):
             )
         super().__init__(kernel_size, stride, data_format="channels_first")
         self._set_padding(padding, ceil_mode)
-
-
-class AdaptiveAvgPool2d(TorchModule, GlobalAveragePooling2D):
-    """``nn.AdaptiveAvgPool2d(1)``: the mean over H and W, kept as (N, C, 1, 1)."""
-
-    def __init__(self, output_size: Any) -> None:
-        if output_size not in (1, (1, 1), [1, 1]):
-            raise InvalidParameterError(
-                f"AdaptiveAvgPool2d supports output_size=1 only, got {output_size!r}"
-            )
-        super().__init__(data_format="channels_first", keepdims=True)
-
-    def extra_repr(self) -> str:
-        return "output_size=1"
 
 
 class Unflatten(TorchModule, Layer):

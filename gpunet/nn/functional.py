@@ -339,6 +339,10 @@ def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
     return pool(input)  # type: ignore[no-any-return]
 
 
+from gpunet.nn._adaptive import adaptive_avg_pool1d as adaptive_avg_pool1d  # noqa: E402
+from gpunet.nn._adaptive import adaptive_avg_pool2d as adaptive_avg_pool2d  # noqa: E402
+from gpunet.nn._adaptive import adaptive_max_pool1d as adaptive_max_pool1d  # noqa: E402
+from gpunet.nn._adaptive import adaptive_max_pool2d as adaptive_max_pool2d  # noqa: E402
 from gpunet.nn._embedding_bag import embedding_bag as embedding_bag  # noqa: E402
 from gpunet.nn._functional_conv import conv1d as conv1d  # noqa: E402
 from gpunet.nn._functional_conv import conv2d as conv2d  # noqa: E402
@@ -358,8 +362,6 @@ from gpunet.nn.extra import mish as mish  # noqa: E402
 from gpunet.nn.extra import prelu as prelu  # noqa: E402
 from gpunet.nn.extra import relu6 as relu6  # noqa: E402
 from gpunet.nn.extra import softsign as softsign  # noqa: E402
-from gpunet.nn.spatial import adaptive_avg_pool1d as adaptive_avg_pool1d  # noqa: E402
-from gpunet.nn.spatial import adaptive_avg_pool2d as adaptive_avg_pool2d  # noqa: E402
 from gpunet.nn.spatial import avg_pool1d as avg_pool1d  # noqa: E402
 from gpunet.nn.spatial import interpolate as interpolate  # noqa: E402
 from gpunet.nn.spatial import max_pool1d as max_pool1d  # noqa: E402

@@ -1,5 +1,5 @@
 """More of PyTorch's modules over (N, C, L) and (N, C, H, W) inputs: ``nn.MaxPool1d``,
-``nn.AvgPool1d`` and ``nn.AdaptiveAvgPool1d(1)`` (a text CNN's pools, run as the 2-d
+``nn.AvgPool1d`` (a text CNN's pools, run as the 2-d
 pools over a height of 1), ``nn.Dropout1d``/``nn.Dropout2d`` (whole channels
 zeroed), ``nn.Upsample`` / ``F.interpolate`` (nearest neighbour by an integer
 factor), and their functional spellings.
@@ -86,27 +86,6 @@ class AvgPool1d(_Pool1d, AvgPool2d):
         s = k if stride is None else _one(stride, "AvgPool1d stride")
         p = _one(padding, "AvgPool1d padding", lo=0)
         super().__init__((1, k), (1, s), (0, p), ceil_mode, count_include_pad)
-
-
-class AdaptiveAvgPool1d(TorchModule, Layer):
-    """``nn.AdaptiveAvgPool1d(1)``: the mean over L, kept as (N, C, 1)."""
-
-    def __init__(self, output_size: Any) -> None:
-        if output_size not in (1, (1,), [1]):
-            raise InvalidParameterError(
-                f"AdaptiveAvgPool1d supports output_size=1 only, got {output_size!r}"
-            )
-        super().__init__()
-
-    def check_input(self, x: Any) -> None:
-        _check_ncl(self, x)
-
-    def forward_pass(self, ops: Any, X: Any, training: bool) -> tuple[Any, Backprop]:
-        xp, L = ops.xp, X.shape[2]
-        return xp.mean(X, axis=2, keepdims=True), lambda dY, need: xp.broadcast_to(dY / L, X.shape)
-
-    def extra_repr(self) -> str:
-        return "output_size=1"
 
 
 class _ChannelDropout(TorchModule, Layer):
@@ -216,16 +195,6 @@ def max_pool1d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
 
 def avg_pool1d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:
     return AvgPool1d(kernel_size, stride, padding)(input)  # type: ignore[no-any-return]
-
-
-def adaptive_avg_pool1d(input: Tensor, output_size: Any) -> Tensor:
-    return AdaptiveAvgPool1d(output_size)(input)  # type: ignore[no-any-return]
-
-
-def adaptive_avg_pool2d(input: Tensor, output_size: Any) -> Tensor:
-    from gpunet.nn.conv import AdaptiveAvgPool2d
-
-    return AdaptiveAvgPool2d(output_size)(input)  # type: ignore[no-any-return]
 
 
 def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None,
