@@ -498,6 +498,11 @@ def _torch_more_cases() -> list[Case]:
         Case("torch:nn.MaxPool1d(3, 2, 1)", [spaced], lambda a: nn.MaxPool1d(3, 2, 1)(a)),
         Case("torch:nn.AvgPool1d(3, 1, 1)", [x3], lambda a: nn.AvgPool1d(3, 1, 1)(a)),
         Case("torch:nn.AdaptiveAvgPool1d", [x3], lambda a: nn.AdaptiveAvgPool1d(1)(a)),
+        Case(
+            "torch:F.bilinear",
+            [A, B[:, :3], r.normal(size=(2, 4, 3)), r.normal(size=2)],
+            lambda a, b, w, c: NF.bilinear(a, b, w, c),
+        ),
         Case("torch:nn.AdaptiveAvgPool2d((2, 4))", [x4], lambda a: nn.AdaptiveAvgPool2d((2, 4))(a)),
         Case("torch:nn.AdaptiveMaxPool1d(5)", [spaced], lambda a: nn.AdaptiveMaxPool1d(5)(a)),
         Case("torch:nn.Upsample(size)", [x4], lambda a: nn.Upsample(size=(4, 6))(a)),

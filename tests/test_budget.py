@@ -60,9 +60,10 @@ MAX_FILE = 400
 # Module.get_parameter and Module.type: 25,100. An SGD momentum set after the start
 # taking effect as in PyTorch: 25,110. Per-parameter NAdam products and SGD buffer
 # starts, dtype checks of the functional ops: 25,145. The adaptive pools for any output
-# size (VGG's AdaptiveAvgPool2d((7, 7)), AdaptiveMaxPool1d/2d): 25,240.
+# size (VGG's AdaptiveAvgPool2d((7, 7)), AdaptiveMaxPool1d/2d): 25,240. nn.Bilinear and
+# F.gumbel_softmax: 25,315.
 # The per-file limit (400) is the rule that keeps each file readable.
-MAX_TOTAL = 25240
+MAX_TOTAL = 25315
 
 
 def code_lines(path: Path) -> int:

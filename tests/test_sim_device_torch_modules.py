@@ -79,6 +79,7 @@ FUNCTIONS = {
     "margin_ranking (int target)": lambda a: NF.margin_ranking_loss(
         a[:, 0], a[:, 1], _on(a, [1, -1, 1, -1, 1], "int64"), margin=0.5),
     "triplet_margin": lambda a: NF.triplet_margin_loss(a, a * 0.5, -a.detach(), swap=True),
+    "F.bilinear": lambda a: NF.bilinear(a, a * 0.5, _on(a, np.ones((3, 4, 4)) * 0.1)).sum(),
     "cosine_embedding": lambda a: NF.cosine_embedding_loss(a, a * 0.5 + 1.0,
                                                            _on(a, [1, -1, 1, -1, 1], "int64")),
 }  # fmt: skip

@@ -18,6 +18,7 @@ from gpunet.nn._adaptive import (
     AdaptiveMaxPool1d,
     AdaptiveMaxPool2d,
 )
+from gpunet.nn._bilinear import Bilinear
 from gpunet.nn._embedding_bag import EmbeddingBag
 from gpunet.nn._losses_more import (
     CosineEmbeddingLoss,
@@ -125,6 +126,7 @@ __all__ = [
     "BCEWithLogitsLoss",
     "BatchNorm1d",
     "BatchNorm2d",
+    "Bilinear",
     "ConstantPad1d",
     "ConstantPad2d",
     "Conv1d",

@@ -343,6 +343,8 @@ from gpunet.nn._adaptive import adaptive_avg_pool1d as adaptive_avg_pool1d  # no
 from gpunet.nn._adaptive import adaptive_avg_pool2d as adaptive_avg_pool2d  # noqa: E402
 from gpunet.nn._adaptive import adaptive_max_pool1d as adaptive_max_pool1d  # noqa: E402
 from gpunet.nn._adaptive import adaptive_max_pool2d as adaptive_max_pool2d  # noqa: E402
+from gpunet.nn._bilinear import bilinear as bilinear  # noqa: E402
+from gpunet.nn._bilinear import gumbel_softmax as gumbel_softmax  # noqa: E402
 from gpunet.nn._embedding_bag import embedding_bag as embedding_bag  # noqa: E402
 from gpunet.nn._functional_conv import conv1d as conv1d  # noqa: E402
 from gpunet.nn._functional_conv import conv2d as conv2d  # noqa: E402
