@@ -65,7 +65,7 @@ class _Ordered(Sampler):
         return iter(self._indices().tolist())
 
     def _indices(self) -> np.ndarray:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define _indices")
 
 
 class SequentialSampler(_Ordered):

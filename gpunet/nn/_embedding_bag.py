@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from gpunet import random as grandom
 from gpunet.autograd import Tensor
 from gpunet.errors import InputValidationError, InvalidParameterError
 from gpunet.layers.base import Layer
 from gpunet.nn._functional_norms import _tensor, embedding, same_dtype
 from gpunet.nn._module import TorchModule, torch_param
+from gpunet.nn.embedding import table
 
 MODES = ("sum", "mean", "max")
 
@@ -127,35 +127,16 @@ class EmbeddingBag(TorchModule, Layer):
         padding_idx: int | None = None, device: Any = None, dtype: Any = None,
     ) -> None:  # fmt: skip
         super().__init__(dtype=None if dtype is None else np.dtype(dtype).name)
-        for what, v in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise InvalidParameterError(f"EmbeddingBag {what} must be an int >= 1, got {v!r}")
         if mode not in MODES:
             raise InvalidParameterError(f"EmbeddingBag mode must be one of {MODES}, got {mode!r}")
         if scale_grad_by_freq or sparse:
             raise InvalidParameterError("EmbeddingBag: scale_grad_by_freq and sparse are not "
                                         "supported")  # fmt: skip
-        if padding_idx is not None:
-            if not -num_embeddings <= padding_idx < num_embeddings:
-                raise InvalidParameterError(
-                    f"EmbeddingBag padding_idx must be within [{-num_embeddings}, "
-                    f"{num_embeddings}), got {padding_idx}"
-                )
-            padding_idx %= num_embeddings
+        padding_idx, W = table("EmbeddingBag", num_embeddings, embedding_dim, padding_idx,
+                               _weight)  # fmt: skip
         self.num_embeddings, self.embedding_dim, self.mode = num_embeddings, embedding_dim, mode
         self.max_norm, self.norm_type, self.padding_idx = max_norm, norm_type, padding_idx
         self.include_last_offset = bool(include_last_offset)
-        shape = (num_embeddings, embedding_dim)
-        if _weight is None:
-            W = grandom.generator("init").standard_normal(shape)
-            if padding_idx is not None:
-                W[padding_idx] = 0.0
-        else:
-            W = np.asarray(_weight, dtype=np.float64)
-            if W.shape != shape:
-                raise InvalidParameterError(
-                    f"EmbeddingBag _weight has shape {W.shape}, expected {shape}"
-                )
         self.weight = torch_param(self, "weight", W)
         self.built = True
         if device is not None:

@@ -14,6 +14,33 @@ from gpunet.layers.embedding import lookup
 from gpunet.nn._module import TorchModule, torch_param
 
 
+def table(name: str, num_embeddings: Any, embedding_dim: Any, padding_idx: int | None,
+          weight: Any) -> tuple[int | None, np.ndarray]:  # fmt: skip
+    """``(padding_idx, W)`` of a PyTorch embedding table, checked: ``padding_idx`` made
+    non-negative (as PyTorch keeps it), ``W`` the given ``weight`` or N(0, 1) draws with
+    the padding row zero. Shared by ``nn.Embedding`` and ``nn.EmbeddingBag``."""
+    for what, n in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InvalidParameterError(f"{name} {what} must be an int >= 1, got {n!r}")
+    if padding_idx is not None:
+        if not -num_embeddings <= padding_idx < num_embeddings:
+            raise InvalidParameterError(
+                f"{name} padding_idx must be within [{-num_embeddings}, {num_embeddings}), "
+                f"got {padding_idx}"
+            )
+        padding_idx %= num_embeddings
+    shape = (num_embeddings, embedding_dim)
+    if weight is None:
+        W = grandom.generator("init").standard_normal(shape)
+        if padding_idx is not None:
+            W[padding_idx] = 0.0
+        return padding_idx, W
+    W = np.asarray(weight, dtype=np.float64)
+    if W.shape != shape:
+        raise InvalidParameterError(f"{name} _weight has shape {W.shape}, expected {shape}")
+    return padding_idx, W
+
+
 class Embedding(TorchModule, Layer):
     """A lookup table of ``num_embeddings`` vectors of ``embedding_dim``, ``weight``
     drawn from N(0, 1) as PyTorch's; the row ``padding_idx`` starts at zero and is
@@ -45,35 +72,15 @@ class Embedding(TorchModule, Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(dtype=None if dtype is None else np.dtype(dtype).name, **kwargs)
-        for what, n in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise InvalidParameterError(f"Embedding {what} must be an int >= 1, got {n!r}")
         unsupported = {"max_norm": max_norm is not None, "scale_grad_by_freq": scale_grad_by_freq,
                        "sparse": sparse}  # fmt: skip
         if any(unsupported.values()):
             raise InvalidParameterError(
                 f"Embedding: {sorted(k for k, v in unsupported.items() if v)} not supported"
             )
-        if padding_idx is not None:
-            if not -num_embeddings <= padding_idx < num_embeddings:
-                raise InvalidParameterError(
-                    f"Embedding padding_idx must be within [{-num_embeddings}, "
-                    f"{num_embeddings}), got {padding_idx}"
-                )
-            padding_idx = padding_idx % num_embeddings  # PyTorch keeps it non-negative
+        padding_idx, W = table("Embedding", num_embeddings, embedding_dim, padding_idx, _weight)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.padding_idx = padding_idx
-        shape = (num_embeddings, embedding_dim)
-        if _weight is None:
-            W = grandom.generator("init").standard_normal(shape)
-            if padding_idx is not None:
-                W[padding_idx] = 0.0
-        else:
-            W = np.asarray(_weight, dtype=np.float64)
-            if W.shape != shape:
-                raise InvalidParameterError(
-                    f"Embedding _weight has shape {W.shape}, expected {shape}"
-                )
         self.weight = torch_param(self, "weight", W)
         if _freeze:
             self.weight.requires_grad = False
